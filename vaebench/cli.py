@@ -1,0 +1,441 @@
+"""The ``vaebench`` command line: a thin face over the runner and the reports.
+
+Heavy libraries (torch, matplotlib, pandas) are imported inside commands, so ``vaebench --help``
+is instant. Bad input exits with code 2 and one line naming the problem; no traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from typing import Any
+
+import click
+
+from vaebench import __version__
+
+EXIT_USAGE = 2
+EXIT_FAILED_CELLS = 1
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(click.ClickException):
+    """One line on stderr, exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    logger = logging.getLogger("vaebench")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level)
+    logger.propagate = False
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        click.echo(f"warning: {message}", err=True)
+
+    warnings.showwarning = showwarning
+
+
+def _registry():
+    from vaebench.plugins import PluginError, get_registry
+
+    try:
+        return get_registry()
+    except PluginError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="vaebench")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def cli(verbose: int, quiet: bool) -> None:
+    """Benchmark autoencoder variants -- PCA, deep AE, noisy AE, VAE and plugins -- on
+    reconstruction, interpolation smoothness and throughput.
+
+    \b
+    Quick start:
+      vaebench run                       # all built-in models on digits, short budget
+      vaebench report results/vaebench-run
+      vaebench list                      # models, datasets, metrics and their plugins
+    """
+    _setup_logging(verbose, quiet)
+
+
+@cli.command()
+@click.option(
+    "-m",
+    "--models",
+    metavar="NAMES",
+    help="Comma-separated model names (default: pca,ae,noisy,vae). See `vaebench list`.",
+)
+@click.option(
+    "-d",
+    "--datasets",
+    metavar="NAMES",
+    help="Comma-separated dataset names, or paths to .npz files / image folders (default: digits).",
+)
+@click.option(
+    "-s",
+    "--seeds",
+    metavar="SEEDS",
+    help="Seeds: 0,1,2 or a range 0-4 (default: 0). Each seed is one cell per model and dataset.",
+)
+@click.option(
+    "-o",
+    "--out",
+    metavar="DIR",
+    default="results/vaebench-run",
+    show_default=True,
+    help="Results folder. Running the same command again resumes: finished cells are skipped.",
+)
+@click.option("--epochs", metavar="N", help="Training epochs for every neural model.")
+@click.option("--latent-dim", metavar="N", help="Code size for every model.")
+@click.option("--batch-size", metavar="N", help="Training batch size for every neural model.")
+@click.option("--lr", metavar="X", help="Adam learning rate for every neural model.")
+@click.option(
+    "--set",
+    "sets",
+    metavar="NAME.KEY=VALUE",
+    multiple=True,
+    help="Override one hyperparameter, dataset option or eval option, e.g. "
+    "--set vae.beta=4 --set moons.regime=gap --set eval.n_pairs=64. Repeatable.",
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_file",
+    metavar="FILE",
+    help="TOML config file (command-line values override it).",
+)
+@click.option(
+    "--device",
+    metavar="DEVICE",
+    help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps.",
+)
+@click.option(
+    "--data-dir",
+    metavar="DIR",
+    help="Where to look for dataset files first (then $VAEBENCH_DATA, system "
+    "paths, the user cache).",
+)
+@click.option("--subset", metavar="N", help="Use at most N images of each split (deterministic).")
+@click.option("--metrics", metavar="NAMES", help="Only these metric plugins (default: all).")
+@click.option("--force", is_flag=True, help="Rerun cells that already finished.")
+@click.option(
+    "--resume",
+    "resume_dir",
+    metavar="DIR",
+    help="Continue the run stored in DIR with the configuration it was started with.",
+)
+@click.option("--no-report", is_flag=True, help="Do not write report tables after the run.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bars (default: on when stderr is a terminal).",
+)
+def run(**opts: Any) -> None:
+    """Train and evaluate every model on every dataset for every seed.
+
+    Each finished cell (model, dataset, seed, config) is written atomically to
+    OUT/cells/ as JSON; trained weights go to OUT/states/. Failed cells are recorded with
+    their reason and the grid goes on; the exit code is 1 if any cell failed, 2 for bad
+    input, 130 when interrupted (run the same command again to resume).
+    """
+    from vaebench.config import ConfigError, RunConfig
+
+    registry = _registry()
+    out = opts["out"]
+    if opts["resume_dir"]:
+        cfg = _config_from_run(opts["resume_dir"], registry)
+        out = opts["resume_dir"]
+    else:
+        try:
+            cfg = RunConfig.build(
+                registry,
+                models=opts["models"],
+                datasets=opts["datasets"],
+                seeds=opts["seeds"],
+                sets=opts["sets"],
+                config_file=opts["config_file"],
+                device=opts["device"],
+                data_dir=opts["data_dir"],
+                subset=_int_opt("--subset", opts["subset"]),
+                metrics=opts["metrics"],
+                epochs=opts["epochs"],
+                latent_dim=opts["latent_dim"],
+                batch_size=opts["batch_size"],
+                lr=opts["lr"],
+            )
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+    _execute(cfg, out, registry, force=opts["force"], progress=opts["progress"],
+             report=not opts["no_report"])  # fmt: skip
+
+
+def _int_opt(name: str, raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise UsageError(f"invalid value {raw!r} for {name}: expected a positive integer") from None
+
+
+def _config_from_run(run_dir: str, registry: Any):
+    import json
+    from pathlib import Path
+
+    from vaebench.config import ConfigError, RunConfig
+
+    manifests = sorted(Path(run_dir).glob("manifests/*.json"))
+    if not manifests:
+        raise UsageError(f"cannot resume {run_dir}: no manifests/ found (not a vaebench run?)")
+    try:
+        data = json.loads(manifests[-1].read_text())
+        cfg = RunConfig(**data["config"])
+        RunConfig.build(registry, models=cfg.models, datasets=cfg.datasets, seeds=cfg.seeds)
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UsageError(
+            f"cannot resume {run_dir}: unreadable manifest {manifests[-1]} ({exc})"
+        ) from None
+    except ConfigError as exc:
+        raise UsageError(f"cannot resume {run_dir}: {exc}") from None
+    return cfg
+
+
+def _execute(
+    cfg, out: str, registry: Any, *, force: bool, progress: bool | None, report: bool
+) -> None:
+    from vaebench.dataset import DatasetError
+    from vaebench.results import is_enospc
+    from vaebench.runner import RunInterrupted
+    from vaebench.runner import run as run_grid
+
+    log = logging.getLogger("vaebench")
+    argv = ["vaebench", *sys.argv[1:]]
+    try:
+        summary = run_grid(cfg, out, registry=registry, force=force, show_progress=progress,
+                           argv=argv)  # fmt: skip
+    except RunInterrupted as exc:
+        s = exc.summary
+        click.echo(
+            f"\ninterrupted: {len(s.ran)} cell(s) finished and saved in {out}. "
+            f"Resume with: vaebench run --resume {out}",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    except (DatasetError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        if is_enospc(exc):
+            raise click.ClickException(
+                f"disk full while writing to {out}; finished cells are intact. Free space and "
+                f"run the same command again to resume."
+            ) from None
+        raise
+    n_total = len(summary.ran) + len(summary.skipped) + len(summary.failed) + len(summary.busy)
+    click.echo(
+        f"{len(summary.ran)} cell(s) ran, {len(summary.skipped)} already done, "
+        f"{len(summary.busy)} busy in another process, {len(summary.failed)} failed "
+        f"(of {n_total}); results in {out}",
+        err=True,
+    )
+    if report:
+        from vaebench.report import build_report
+
+        try:
+            written = build_report([out], out_dir=out)
+            for path in written:
+                log.info("wrote %s", path)
+            click.echo(f"report: {os.path.join(out, 'report.md')}", err=True)
+        except Exception as exc:  # noqa: BLE001 - the results are safe; say why no report
+            click.echo(f"warning: report not written: {type(exc).__name__}: {exc}", err=True)
+    if summary.failed:
+        click.echo("failed cells:", err=True)
+        for cell, reason in summary.failed:
+            click.echo(f"  {cell.label}: {reason}", err=True)
+        sys.exit(EXIT_FAILED_CELLS)
+
+
+@cli.command()
+@click.argument("runs", nargs=-1, required=True, metavar="RUN_DIR...")
+@click.option(
+    "-o", "--out", metavar="DIR", help="Where to write the report (default: the first RUN_DIR)."
+)
+@click.option(
+    "-f",
+    "--format",
+    "formats",
+    default="md,csv",
+    show_default=True,
+    help="Table formats, comma-separated: md, tex, csv, html.",
+)
+@click.option(
+    "--baseline",
+    metavar="MODEL",
+    help="Mark models significantly different from this one (Welch's t-test).",
+)
+@click.option(
+    "--figures/--no-figures",
+    default=True,
+    show_default=True,
+    help="Also draw the figures (PNG and PDF).",
+)
+def report(
+    runs: tuple[str, ...], out: str | None, formats: str, baseline: str | None, figures: bool
+) -> None:
+    """Build tables, figures and report.md from stored results (nothing is retrained)."""
+    from vaebench.report import FORMATS, build_report
+    from vaebench.results import ResultsError
+
+    fmts = [f.strip() for f in formats.split(",") if f.strip()]
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad or not fmts:
+        raise UsageError(
+            f"unknown format {','.join(bad) or formats!r}; valid: {', '.join(FORMATS)}"
+        )
+    try:
+        written = build_report(list(runs), out_dir=out or runs[0], formats=fmts,
+                               baseline=baseline, figures=figures)  # fmt: skip
+    except (ResultsError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    for path in written:
+        click.echo(path)
+
+
+@cli.command(name="list")
+@click.argument("what", required=False, type=click.Choice(["models", "datasets", "metrics"]))
+def list_(what: str | None) -> None:
+    """List registered models, datasets and metrics with the plugin each comes from."""
+    reg = _registry()
+    if what in (None, "models"):
+        click.echo("models:")
+        for name, r in sorted(reg.models.items()):
+            desc = r.spec.description
+            click.echo(f"  {name:<12} {r.origin:<36} {desc}")
+    if what in (None, "datasets"):
+        click.echo("datasets:")
+        for name, r in sorted(reg.datasets.items()):
+            shape = "x".join(map(str, r.spec.shape)) if r.spec.shape else "?"
+            sizes = f"{r.spec.sizes[0]}/{r.spec.sizes[1]}" if r.spec.sizes else "?"
+            click.echo(f"  {name:<14} {shape:<9} train/test {sizes:<12} {r.origin:<30} "
+                       f"{r.spec.description}")  # fmt: skip
+    if what in (None, "metrics"):
+        click.echo("metrics:")
+        for name, r in sorted(reg.metrics.items()):
+            vals = ", ".join(
+                v.name + {True: " ↑", False: " ↓", None: ""}[v.higher_is_better]
+                for v in r.spec.values
+            )
+            click.echo(f"  {name:<16} {r.origin:<36} {vals}")
+
+
+@cli.command()
+@click.option("--all", "show_all", is_flag=True, help="Include the built-in plugins.")
+def plugins(show_all: bool) -> None:
+    """List installed plugins: name, distribution, version and hooks."""
+    reg = _registry()
+    shown = [p for p in reg.plugins if show_all or not p.builtin]
+    if not shown:
+        click.echo("no third-party plugins installed (use --all to see the built-ins)")
+    for p in shown:
+        click.echo(f"{p.name}  ({p.dist} {p.version})  hooks: {', '.join(p.hooks)}")
+    for msg in reg.problems:
+        click.echo(f"problem: {msg}", err=True)
+
+
+@cli.command()
+@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
+@click.option("--device", default="cpu", show_default=True, help="Device to run the checks on.")
+def check(models: tuple[str, ...], device: str) -> None:
+    """Run the conformance kit (vaebench.testing) on installed model plugins.
+
+    Exit code 0 when every check passes, 1 when one fails (each failure names the check and
+    what it expected), 2 for an unknown model.
+    """
+    from vaebench.plugins import UnknownNameError
+    from vaebench.testing import run_model_checks
+
+    reg = _registry()
+    failed = 0
+    for name in models:
+        try:
+            registered = reg.model(name)
+        except UnknownNameError as exc:
+            raise UsageError(str(exc)) from None
+        click.echo(f"{name} ({registered.origin}):")
+        for result in run_model_checks(registered.spec, device=device):
+            mark = "PASS" if result.passed else "FAIL"
+            click.echo(f"  {mark} {result.name}" + ("" if result.passed else f": {result.message}"))
+            failed += not result.passed
+    if failed:
+        click.echo(f"{failed} check(s) failed", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.option(
+    "-m", "--models", metavar="NAMES", help="Comma-separated models (default: pca,ae,noisy,vae)."
+)
+@click.option("-d", "--dataset", default="digits", show_default=True, help="Dataset to time on.")
+@click.option("--epochs", default="5", show_default=True, help="Training epochs per model.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, mps.")
+@click.option(
+    "--seconds",
+    default="1.0",
+    show_default=True,
+    help="Minimum timed duration per encode/decode measurement.",
+)
+def bench(models: str | None, dataset: str, epochs: str, device: str, seconds: str) -> None:
+    """Time training, encoding and decoding (samples/s) without writing results.
+
+    For regression tracking across commits use the pytest-benchmark suite:
+    pytest tests/benchmarks --benchmark-only.
+    """
+    from vaebench.config import ConfigError, RunConfig
+    from vaebench.metrics.throughput import Throughput
+    from vaebench.runner import load_dataset, plan, run_cell
+    from vaebench.train import select_device
+
+    reg = _registry()
+    try:
+        cfg = RunConfig.build(reg, models=models, datasets=dataset, seeds="0", epochs=epochs,
+                              device=device, sets=[f"eval.throughput_seconds={seconds}"])  # fmt: skip
+        dev = select_device(cfg.device)
+        ds = load_dataset(reg, dataset, cfg.dataset_options.get(dataset, {}), None, None)
+    except (ConfigError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    click.echo(f"{dataset}: {ds.x_train.shape[0]} train images of shape {ds.shape}, device {dev}")
+    click.echo(f"{'model':<10} {'train/s':>12} {'encode/s':>14} {'decode/s':>14} {'params':>10}")
+    for cell in plan(cfg, reg):
+        rec = run_cell(cell, ds, reg, dev, [Throughput()], None)
+        m = rec["metrics"]
+        click.echo(f"{cell.model:<10} {m['train_samples_per_s']:>12,.0f} "
+                   f"{m['encode_samples_per_s']:>14,.0f} {m['decode_samples_per_s']:>14,.0f} "
+                   f"{int(m['n_params']):>10,}")  # fmt: skip
+
+
+def main() -> None:
+    """Entry point of the ``vaebench`` console script."""
+    try:
+        from vaebench.plugins import get_plugin_manager
+
+        if any(a not in ("-h", "--help", "--version") for a in sys.argv[1:2]):
+            get_plugin_manager().hook.vaebench_commands(cli=cli)
+    except Exception as exc:  # noqa: BLE001
+        click.echo(f"warning: plugin commands not loaded: {exc}", err=True)
+    cli.main(prog_name="vaebench")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

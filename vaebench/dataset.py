@@ -1,0 +1,161 @@
+"""The dataset contract: what a dataset plugin hands the harness.
+
+A dataset is a pair of float32 tensors ``(N, C, H, W)`` with values in ``[0, 1]`` (train and
+test), optional integer labels, and -- for synthetic sets -- the true factor(s) of variation of
+every image together with ``render(factors) -> images`` that draws the true image for any factor
+value. Plugins register a :class:`DatasetSpec` whose ``loader`` builds the :class:`Dataset`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["Dataset", "DatasetSpec", "DatasetError", "check_images"]
+
+
+class DatasetError(ValueError):
+    """A dataset could not be loaded or is malformed; the message names the file or value."""
+
+
+def check_images(x: Any, what: str) -> Tensor:
+    """Validate and convert an image array to float32 ``(N, C, H, W)`` in ``[0, 1]``."""
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+    if t.ndim != 4:
+        raise DatasetError(f"{what}: expected shape (N, C, H, W), got {tuple(t.shape)}")
+    if t.shape[0] == 0:
+        raise DatasetError(f"{what}: no images")
+    if not torch.is_floating_point(t):
+        raise DatasetError(f"{what}: expected floating-point values in [0, 1], got {t.dtype}")
+    t = t.float()
+    if not torch.isfinite(t).all():
+        raise DatasetError(f"{what}: contains NaN or infinite values")
+    lo, hi = float(t.min()), float(t.max())
+    if lo < 0.0 or hi > 1.0:
+        raise DatasetError(f"{what}: values must lie in [0, 1], found range [{lo:g}, {hi:g}]")
+    return t.contiguous()
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Train and test images plus optional labels and ground-truth factors.
+
+    ``factors_*`` are float tensors ``(N, K)`` naming each image's true factor values (e.g. the
+    moon's phase, the line's angle); ``render(factors (M, K)) -> images (M, C, H, W)`` draws the
+    noise-free image for any factor values. ``info`` holds anything else worth recording in
+    results (regime, generator options, file checksums).
+    """
+
+    name: str
+    x_train: Tensor
+    x_test: Tensor
+    y_train: Tensor | None = None
+    y_test: Tensor | None = None
+    factors_train: Tensor | None = None
+    factors_test: Tensor | None = None
+    factor_names: tuple[str, ...] = ()
+    render: Callable[[Any], Tensor] | None = None
+    citation: str = ""
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.x_train = check_images(self.x_train, f"dataset {self.name!r} x_train")
+        self.x_test = check_images(self.x_test, f"dataset {self.name!r} x_test")
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise DatasetError(
+                f"dataset {self.name!r}: train images {tuple(self.x_train.shape[1:])} and test "
+                f"images {tuple(self.x_test.shape[1:])} differ in shape"
+            )
+        for split in ("train", "test"):
+            n = getattr(self, f"x_{split}").shape[0]
+            for kind in ("y", "factors"):
+                v = getattr(self, f"{kind}_{split}")
+                if v is None:
+                    continue
+                v = torch.as_tensor(np.asarray(v) if not isinstance(v, Tensor) else v)
+                if v.shape[0] != n:
+                    raise DatasetError(
+                        f"dataset {self.name!r}: {kind}_{split} has {v.shape[0]} entries "
+                        f"but x_{split} has {n} images"
+                    )
+                v = v.long() if kind == "y" else v.float().reshape(n, -1)
+                setattr(self, f"{kind}_{split}", v)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Shape of one image ``(C, H, W)``."""
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def has_factors(self) -> bool:
+        return self.factors_test is not None and self.render is not None
+
+    def subset(self, n: int, seed: int = 0) -> Dataset:
+        """At most ``n`` images from each split, chosen by a permutation fixed by ``seed``."""
+        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+            raise DatasetError(f"subset size must be a positive integer, got {n!r}")
+        g = torch.Generator().manual_seed(seed)
+        kw: dict[str, Any] = {}
+        for split in ("train", "test"):
+            x = getattr(self, f"x_{split}")
+            idx = torch.randperm(x.shape[0], generator=g)[:n].sort().values
+            kw[f"x_{split}"] = x[idx]
+            for kind in ("y", "factors"):
+                v = getattr(self, f"{kind}_{split}")
+                kw[f"{kind}_{split}"] = None if v is None else v[idx]
+        info = {**self.info, "subset": n}
+        return dataclasses.replace(self, info=info, **kw)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """How a plugin registers a dataset.
+
+    ``loader(data_dir=None, **options) -> Dataset``; ``options`` are user-settable with
+    ``--set NAME.key=value`` and default to ``loader``'s keyword defaults. ``shape`` and
+    ``sizes`` (train, test) are shown by ``vaebench list`` without loading anything.
+    """
+
+    name: str
+    loader: Callable[..., Dataset]
+    description: str = ""
+    shape: tuple[int, ...] | None = None
+    sizes: tuple[int, int] | None = None
+    citation: str = ""
+    options: dict[str, Any] | None = None
+
+    def defaults(self) -> dict[str, Any]:
+        if self.options is not None:
+            return dict(self.options)
+        sig = inspect.signature(self.loader)
+        return {
+            k: p.default
+            for k, p in sig.parameters.items()
+            if k != "data_dir"
+            and p.default is not inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
+
+    def load(self, data_dir: str | None = None, **options: Any) -> Dataset:
+        unknown = sorted(set(options) - set(self.defaults()))
+        if unknown:
+            raise DatasetError(
+                f"unknown option(s) {', '.join(unknown)} for dataset {self.name!r}; "
+                f"valid: {', '.join(sorted(self.defaults())) or '(none)'}"
+            )
+        kwargs = dict(options)
+        if "data_dir" in inspect.signature(self.loader).parameters:
+            kwargs["data_dir"] = data_dir
+        ds = self.loader(**kwargs)
+        if not isinstance(ds, Dataset):
+            raise TypeError(
+                f"loader of dataset {self.name!r} returned {type(ds).__name__}, "
+                "not a vaebench.dataset.Dataset"
+            )
+        return ds

@@ -1,0 +1,60 @@
+"""``ae``, ``noisy`` and ``dae``: deterministic MLP autoencoders sharing one architecture."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from vaebench.hookspecs import hookimpl
+from vaebench.model import ModelSpec, TorchAutoencoder, reconstruction_loss
+
+
+class AE(TorchAutoencoder):
+    """Deep autoencoder: networks replace PCA's W and W^T (loss: reconstruction only)."""
+
+
+class NoisyAE(TorchAutoencoder):
+    """Autoencoder with Gaussian noise ``noise_std * e`` added to the *code* while training.
+
+    Each training image then covers a region of code space rather than a point (the lecture's
+    noisy autoencoder). Nothing stops the encoder from scaling its codes up to drown the noise;
+    vaebench reports what happens rather than assuming it does not.
+    """
+
+    def __init__(self, *args, noise_std: float = 1.0, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not noise_std >= 0:
+            raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
+        self.noise_std = float(noise_std)
+
+    def loss(self, x: Tensor) -> dict[str, Tensor]:
+        z = self.code(self.encoder_outputs(x))
+        z = z + self.noise_std * torch.randn_like(z)
+        rec = reconstruction_loss(self.decoder_logits(z), x, self.recon_loss).mean()
+        return {"loss": rec, "recon": rec}
+
+
+class DenoisingAE(TorchAutoencoder):
+    """Denoising autoencoder: corrupt the *input* with Gaussian noise, reconstruct the clean image
+    (the "Denoising" baseline of Berthelot et al., 2019). Corrupted pixels are not clipped."""
+
+    def __init__(self, *args, input_noise_std: float = 0.2, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not input_noise_std >= 0:
+            raise ValueError(f"input_noise_std must be >= 0, got {input_noise_std!r}")
+        self.input_noise_std = float(input_noise_std)
+
+    def loss(self, x: Tensor) -> dict[str, Tensor]:
+        noisy = x + self.input_noise_std * torch.randn_like(x)
+        z = self.code(self.encoder_outputs(noisy))
+        rec = reconstruction_loss(self.decoder_logits(z), x, self.recon_loss).mean()
+        return {"loss": rec, "recon": rec}
+
+
+@hookimpl
+def vaebench_models():
+    return [
+        ModelSpec("ae", AE, "deep MLP autoencoder (reconstruction loss only)"),
+        ModelSpec("noisy", NoisyAE, "MLP autoencoder with Gaussian noise added to the code"),
+        ModelSpec("dae", DenoisingAE, "denoising MLP autoencoder (Gaussian noise on the input)"),
+    ]

@@ -1,0 +1,267 @@
+"""The plugin manager: built-ins and third-party plugins through the same hooks.
+
+Built-in modules (:data:`DEFAULT_PLUGINS`) are registered exactly like external plugins; then
+every entry point in the ``vaebench`` group is loaded, each in its own ``try``: a plugin that fails
+to import or register is reported (naming the plugin, its distribution and version, and the
+error) and the others still load. Names must be unique: when two plugins register the same model,
+dataset or metric name, the first registration (built-ins come first) is kept and the clash is
+reported naming both plugins.
+
+Environment variables:
+
+- ``VAEBENCH_LOAD_PLUGINS``: comma-separated entry-point names to load (unset: all; empty: none).
+- ``VAEBENCH_STRICT_PLUGINS=1``: raise on any plugin problem instead of warning (for tests/CI).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import warnings
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from vaebench import __version__, hookspecs
+
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "PluginWarning",
+    "PluginError",
+    "UnknownNameError",
+    "Registered",
+    "Registry",
+    "get_plugin_manager",
+    "get_registry",
+    "reset",
+]
+
+DEFAULT_PLUGINS = (
+    "vaebench.models.pca",
+    "vaebench.models.ae",
+    "vaebench.models.vae",
+    "vaebench.data.digits",
+    "vaebench.data.idx",
+    "vaebench.data.moons",
+    "vaebench.data.lines",
+    "vaebench.metrics.reconstruction",
+    "vaebench.metrics.throughput",
+    "vaebench.metrics.interpolation",
+)
+
+ENTRY_POINT_GROUP = "vaebench"
+BUILTIN_DIST = "vaebench"
+
+
+class PluginWarning(UserWarning):
+    """A plugin could not be loaded or registered something invalid."""
+
+
+class PluginError(RuntimeError):
+    """Raised instead of :class:`PluginWarning` in strict mode."""
+
+
+class UnknownNameError(KeyError):
+    """A model, dataset or metric name that no plugin registers."""
+
+    def __init__(self, kind: str, name: str, valid: list[str]) -> None:
+        self.kind, self.name, self.valid = kind, name, valid
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        return f"unknown {self.kind} {self.name!r}; valid: {', '.join(self.valid) or '(none)'}"
+
+
+@dataclasses.dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    dist: str
+    version: str
+    builtin: bool
+    hooks: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Registered:
+    """A spec together with where it came from."""
+
+    name: str
+    spec: Any
+    plugin: str
+    dist: str
+    version: str
+
+    @property
+    def origin(self) -> str:
+        return f"{self.dist} {self.version}" + (
+            f" ({self.plugin})" if self.dist == BUILTIN_DIST else f" (plugin {self.plugin})"
+        )
+
+
+@dataclasses.dataclass
+class Registry:
+    models: dict[str, Registered]
+    datasets: dict[str, Registered]
+    metrics: dict[str, Registered]
+    plugins: list[PluginInfo]
+    problems: list[str]
+
+    def _get(self, table: dict[str, Registered], kind: str, name: str) -> Registered:
+        try:
+            return table[name]
+        except KeyError:
+            raise UnknownNameError(kind, name, sorted(table)) from None
+
+    def model(self, name: str) -> Registered:
+        return self._get(self.models, "model", name)
+
+    def dataset(self, name: str) -> Registered:
+        return self._get(self.datasets, "dataset", name)
+
+    def metric(self, name: str) -> Registered:
+        return self._get(self.metrics, "metric", name)
+
+
+_pm: pluggy.PluginManager | None = None
+_dists: dict[str, tuple[str, str]] = {}
+_problems: list[str] = []
+_registry: Registry | None = None
+
+
+def _strict() -> bool:
+    return os.environ.get("VAEBENCH_STRICT_PLUGINS", "") not in ("", "0", "false", "no")
+
+
+def _problem(msg: str) -> None:
+    _problems.append(msg)
+    if _strict():
+        raise PluginError(msg)
+    warnings.warn(msg, PluginWarning, stacklevel=3)
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager (built once)."""
+    global _pm
+    if _pm is not None:
+        return _pm
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    for modname in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(modname), name=modname)
+        _dists[modname] = (BUILTIN_DIST, __version__)
+    _pm = pm
+    _load_entry_points(pm)
+    return pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    allowed = os.environ.get("VAEBENCH_LOAD_PLUGINS")
+    allow = None if allowed is None else {s.strip() for s in allowed.split(",") if s.strip()}
+    eps = sorted(
+        metadata.entry_points(group=ENTRY_POINT_GROUP),
+        key=lambda ep: (getattr(ep.dist, "name", "") or "", ep.name),
+    )
+    for ep in eps:
+        dist = getattr(ep.dist, "name", None) or "unknown distribution"
+        version = getattr(ep.dist, "version", None) or "?"
+        if allow is not None and ep.name not in allow:
+            continue
+        if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+            _problem(
+                f'plugin "{ep.name}" from {dist} {version} not loaded: another plugin is '
+                "already registered under that name"
+            )
+            continue
+        try:
+            plugin = ep.load()
+            api = getattr(plugin, "VAEBENCH_PLUGIN_API", 1)
+            from vaebench import PLUGIN_API_VERSION
+
+            if isinstance(api, int) and api > PLUGIN_API_VERSION:
+                raise PluginError(
+                    f"needs plugin API {api}, this vaebench {__version__} provides "
+                    f"{PLUGIN_API_VERSION}"
+                )
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:  # noqa: BLE001 - one broken plugin must not stop the others
+            _problem(
+                f'error loading plugin "{ep.name}" ({ep.value}) from {dist} {version}: '
+                f"{type(exc).__name__}: {exc}"
+            )
+            continue
+        _dists[ep.name] = (dist, version)
+
+
+def _collect(
+    pm: pluggy.PluginManager, hook: str, kind: str, expected: type
+) -> dict[str, Registered]:
+    table: dict[str, Registered] = {}
+    # get_hookimpls() lists impls in registration order; built-ins first all the same
+    impls = list(getattr(pm.hook, hook).get_hookimpls())
+    impls.sort(key=lambda i: 0 if _dists.get(i.plugin_name, ("",))[0] == BUILTIN_DIST else 1)
+    for impl in impls:
+        dist, version = _dists.get(impl.plugin_name, ("unknown distribution", "?"))
+        where = f'plugin "{impl.plugin_name}" ({dist} {version})'
+        try:
+            specs = impl.function()
+        except Exception as exc:  # noqa: BLE001
+            _problem(f"{where} failed in {hook}(): {type(exc).__name__}: {exc}")
+            continue
+        if specs is None:
+            continue
+        if not isinstance(specs, (list, tuple)):
+            _problem(f"{where}: {hook}() must return a list, got {type(specs).__name__}")
+            continue
+        for spec in specs:
+            if not isinstance(spec, expected):
+                _problem(
+                    f"{where}: {hook}() returned a {type(spec).__name__}, "
+                    f"expected {expected.__module__}.{expected.__name__}"
+                )
+                continue
+            name = getattr(spec, "name", "")
+            if not isinstance(name, str) or not name or any(c in name for c in ",/\\ "):
+                _problem(f"{where}: invalid {kind} name {name!r} (no commas, slashes or spaces)")
+                continue
+            if name in table:
+                first = table[name]
+                _problem(
+                    f'{kind} name clash: "{name}" from {where} is ignored; it is already '
+                    f'registered by plugin "{first.plugin}" ({first.dist} {first.version})'
+                )
+                continue
+            table[name] = Registered(name, spec, impl.plugin_name, dist, version)
+    return table
+
+
+def get_registry() -> Registry:
+    """Collect every registered model, dataset and metric (cached; see :func:`reset`)."""
+    global _registry
+    if _registry is not None:
+        return _registry
+    from vaebench.dataset import DatasetSpec
+    from vaebench.metric import Metric
+    from vaebench.model import ModelSpec
+
+    pm = get_plugin_manager()
+    models = _collect(pm, "vaebench_models", "model", ModelSpec)
+    datasets = _collect(pm, "vaebench_datasets", "dataset", DatasetSpec)
+    metrics = _collect(pm, "vaebench_metrics", "metric", Metric)
+    plugins = []
+    for name, plugin in pm.list_name_plugin():
+        dist, version = _dists.get(name, ("unknown distribution", "?"))
+        hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or []))
+        plugins.append(PluginInfo(name, dist, version, dist == BUILTIN_DIST, hooks))
+    _registry = Registry(models, datasets, metrics, plugins, list(_problems))
+    return _registry
+
+
+def reset() -> None:
+    """Forget the plugin manager and registry (tests; after installing a plugin at run time)."""
+    global _pm, _registry
+    _pm = None
+    _registry = None
+    _dists.clear()
+    _problems.clear()

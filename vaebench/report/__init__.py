@@ -1,0 +1,11 @@
+"""Reports: tables, figures and report.md, computed from stored results only.
+
+Nothing here trains or imports a model; everything comes from the cell files written by the
+runner (see :mod:`vaebench.results`).
+"""
+
+from __future__ import annotations
+
+from vaebench.report.build import FORMATS, build_report
+
+__all__ = ["FORMATS", "build_report"]
