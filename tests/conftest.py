@@ -1,0 +1,40 @@
+"""Shared fixtures. Tests run on CPU unless VAEBENCH_TEST_DEVICE says otherwise."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Plugin problems are errors in the test suite unless a test asks for warnings.
+os.environ.setdefault("VAEBENCH_STRICT_PLUGINS", "0")
+
+
+@pytest.fixture
+def device() -> torch.device:
+    return torch.device(os.environ.get("VAEBENCH_TEST_DEVICE", "cpu"))
+
+
+@pytest.fixture
+def registry():
+    from vaebench.plugins import get_registry
+
+    return get_registry()
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from vaebench.data.digits import load_digits
+
+    return load_digits()
+
+
+@pytest.fixture
+def fresh_plugins():
+    """Reset the plugin manager before and after a test that changes what is installed."""
+    from vaebench import plugins
+
+    plugins.reset()
+    yield plugins
+    plugins.reset()
