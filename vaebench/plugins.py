@@ -179,7 +179,9 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             api = getattr(plugin, "VAEBENCH_PLUGIN_API", 1)
             from vaebench import PLUGIN_API_VERSION
 
-            if isinstance(api, int) and api > PLUGIN_API_VERSION:
+            if isinstance(api, bool) or not isinstance(api, int) or api < 1:
+                raise PluginError(f"VAEBENCH_PLUGIN_API must be a positive integer, got {api!r}")
+            if api > PLUGIN_API_VERSION:
                 raise PluginError(
                     f"needs plugin API {api}, this vaebench {__version__} provides "
                     f"{PLUGIN_API_VERSION}"
@@ -192,6 +194,32 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             )
             continue
         _dists[ep.name] = (dist, version)
+        _lint_plugin(pm, plugin, f'plugin "{ep.name}" ({ep.value}) from {dist} {version}')
+
+
+def _lint_plugin(pm: pluggy.PluginManager, plugin: Any, where: str) -> None:
+    """Report the two silent mistakes: a hook name with a typo, and a hook function that lacks
+    the ``@hookimpl`` marker (pluggy ignores both without a word)."""
+    known = {name for name in dir(hookspecs) if name.startswith("vaebench_")}
+    callers = pm.get_hookcallers(plugin) or []
+    unknown = sorted(c.name for c in callers if not c.has_spec())
+    if unknown:
+        _problem(
+            f"{where} implements unknown hook(s) {', '.join(unknown)}; "
+            f"known hooks: {', '.join(sorted(known))}"
+        )
+    implemented = {c.name for c in callers}
+    unmarked = sorted(
+        name
+        for name in known - implemented
+        if callable(getattr(plugin, name, None))
+        and not hasattr(getattr(plugin, name), f"{hookspecs.PROJECT_NAME}_impl")
+    )
+    if unmarked:
+        _problem(
+            f"{where} defines {', '.join(unmarked)} without the @hookimpl marker "
+            "(from vaebench.hookspecs import hookimpl), so vaebench ignores it"
+        )
 
 
 def _collect(
@@ -236,6 +264,35 @@ def _collect(
     return table
 
 
+def _drop_value_clashes(metrics: dict[str, Registered]) -> dict[str, Registered]:
+    """Metric value names share one namespace in result files: a metric reporting a value name
+    that an earlier metric (built-ins first) already reports is ignored, with a message."""
+    owner: dict[str, Registered] = {}
+    kept: dict[str, Registered] = {}
+    for name, reg in metrics.items():
+        try:
+            value_names = [v.name for v in reg.spec.values]
+        except Exception as exc:  # noqa: BLE001
+            _problem(
+                f'metric "{name}" from plugin "{reg.plugin}" ({reg.dist} {reg.version}) is '
+                f"ignored: its values are not a list of vaebench.metric.Value ({exc})"
+            )
+            continue
+        taken = [v for v in value_names if v in owner]
+        if taken:
+            first = owner[taken[0]]
+            _problem(
+                f'metric value name clash: metric "{name}" from plugin "{reg.plugin}" '
+                f"({reg.dist} {reg.version}) is ignored; its value(s) {', '.join(taken)} are "
+                f'already reported by metric "{first.name}" from plugin "{first.plugin}" '
+                f"({first.dist} {first.version})"
+            )
+            continue
+        owner.update(dict.fromkeys(value_names, reg))
+        kept[name] = reg
+    return kept
+
+
 def get_registry() -> Registry:
     """Collect every registered model, dataset and metric (cached; see :func:`reset`)."""
     global _registry
@@ -248,7 +305,7 @@ def get_registry() -> Registry:
     pm = get_plugin_manager()
     models = _collect(pm, "vaebench_models", "model", ModelSpec)
     datasets = _collect(pm, "vaebench_datasets", "dataset", DatasetSpec)
-    metrics = _collect(pm, "vaebench_metrics", "metric", Metric)
+    metrics = _drop_value_clashes(_collect(pm, "vaebench_metrics", "metric", Metric))
     plugins = []
     for name, plugin in pm.list_name_plugin():
         dist, version = _dists.get(name, ("unknown distribution", "?"))
