@@ -1,0 +1,122 @@
+"""Tests of the beta-vae plugin: vaebench's conformance kit plus what is special about it."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+import pytest
+import torch
+from vaebench_betavae.metrics import ActiveUnits
+from vaebench_betavae.model import BetaVAE, gaussian_kl, kl_weight
+from vaebench_betavae.plugin import SPEC
+
+from vaebench.metric import EvalContext
+from vaebench.testing import parametrize_with_checks, tiny_dataset, tiny_images
+
+
+@parametrize_with_checks([SPEC, ActiveUnits()])
+def test_vaebench_conformance(subject, check):
+    check(subject)
+
+
+def test_kl_weight_warms_up_linearly_to_beta():
+    assert [kl_weight(e, 4.0, 4) for e in (1, 2, 3, 4, 5, 10)] == [1.0, 2.0, 3.0, 4.0, 4.0, 4.0]
+    assert kl_weight(1, 4.0, 0) == 4.0
+
+
+def test_fit_logs_the_schedule_it_used():
+    model = BetaVAE((1, 8, 8), hidden=(32,), epochs=6, batch_size=16, beta=3.0, warmup_epochs=3)
+    report = model.fit(tiny_images((1, 8, 8), n=32))
+    assert report.history["kl_weight"] == pytest.approx([1.0, 2.0, 3.0, 3.0, 3.0, 3.0])
+    # the logged loss is exactly recon + weight * KL, epoch by epoch
+    for rec, kl, w, loss in zip(
+        report.history["recon"],
+        report.history["kl"],
+        report.history["kl_weight"],
+        report.history["loss"],
+        strict=True,
+    ):
+        assert loss == pytest.approx(rec + w * kl, rel=1e-5)
+
+
+def test_progress_callback_still_reaches_the_caller():
+    seen = []
+    model = BetaVAE((1, 8, 8), hidden=(16,), epochs=3, warmup_epochs=2)
+    model.fit(tiny_images((1, 8, 8), n=16), progress=lambda d, t, logs: seen.append((d, t)))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_gaussian_kl_matches_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    mean, logvar = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    q = torch.distributions.Normal(mean, torch.exp(0.5 * logvar))
+    p = torch.distributions.Normal(torch.zeros(3), torch.ones(3))
+    expected = torch.distributions.kl_divergence(q, p).sum(1)
+    assert torch.allclose(gaussian_kl(mean, logvar), expected, atol=1e-5)
+
+
+def test_larger_beta_gives_smaller_kl_on_digits():
+    from vaebench.data.digits import load_digits
+    from vaebench.train import seed_everything
+
+    ds = load_digits().subset(500)
+    kls = {}
+    for beta in (0.5, 8.0):
+        seed_everything(0)
+        model = SPEC.create(ds.shape, beta=beta, warmup_epochs=2, epochs=8, batch_size=64)
+        kls[beta] = model.fit(ds.x_train).history["kl"][-1]
+    assert kls[8.0] < 0.5 * kls[0.5], kls
+
+
+def test_rejects_bad_parameters():
+    with pytest.raises(ValueError, match="beta"):
+        BetaVAE((1, 8, 8), beta=-1.0)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        BetaVAE((1, 8, 8), warmup_epochs=-2)
+    with pytest.raises(ValueError, match="threshold"):
+        ActiveUnits(threshold=0)
+
+
+class _FixedCodes:
+    """Just enough of a model for the metric: encode returns known codes."""
+
+    latent_dim = 3
+
+    def __init__(self, codes: torch.Tensor) -> None:
+        self.codes = codes
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.codes[: x.shape[0]]
+
+
+def test_active_units_counts_units_whose_code_varies():
+    ds = tiny_dataset(n_test=64)
+    g = torch.Generator().manual_seed(0)
+    codes = torch.stack(
+        [
+            torch.randn(64, generator=g),  # variance ~1: active
+            0.01 * torch.randn(64, generator=g),  # variance ~1e-4: inactive
+            torch.full((64,), 3.0),  # constant: inactive
+        ],
+        dim=1,
+    )
+    ctx = EvalContext(seed=0, device=torch.device("cpu"), eval_batch_size=1000)
+    got = ActiveUnits().evaluate(_FixedCodes(codes), ds, ctx)
+    assert got == {"active_units": 1.0, "active_fraction": pytest.approx(1 / 3)}
+
+
+def test_registered_through_the_entry_point():
+    try:
+        dist = metadata.distribution("vaebench-betavae")
+    except metadata.PackageNotFoundError:
+        pytest.skip("vaebench-betavae is not installed (pip install ./plugins/vaebench-betavae)")
+    from vaebench.plugins import get_registry, reset
+
+    reset()
+    reg = get_registry()
+    assert (reg.model("beta-vae").dist, reg.model("beta-vae").version) == (
+        "vaebench-betavae",
+        dist.version,
+    )
+    assert reg.metric("active-units").dist == "vaebench-betavae"
+    assert not [p for p in reg.problems if "betavae" in p]
