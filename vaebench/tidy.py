@@ -1,59 +1,222 @@
-"""Stored results as a tidy pandas frame -- the data API users build their own analysis on."""
+"""Stored results as a tidy pandas frame -- the data API users build their own analysis on.
+
+>>> import vaebench
+>>> df = vaebench.load_results("results/run-a", "results/run-b")   # doctest: +SKIP
+>>> df[df.metric == "mse"].groupby(["dataset", "model"])["value"].agg(["mean", "std", "count"])
+
+One row per (run, model, dataset, seed, metric). Everything a table needs travels with each row:
+the value, its unit, its direction and its table precision, as the metric declared them when the
+cell ran -- so no plugin has to be installed to analyse results.
+
+Several run folders combine into one frame. When the same model was run on the same dataset with
+different settings (e.g. ``epochs=5`` in one run, ``epochs=30`` in another), the ``variant`` column
+tells the settings apart (``"ae (epochs=5)"``); otherwise ``variant`` equals ``model``. Reports
+aggregate by ``variant``, so different settings are never averaged together.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from vaebench.results import load_cells
 
-__all__ = ["load_results"]
-
-
-def load_results(*run_dirs: str | os.PathLike, include_failed: bool = False):
-    """Stored results as a tidy :class:`pandas.DataFrame`.
-
-    One row per (run, model, dataset, seed, metric) with columns ``run, model, dataset, seed,
-    config_hash, metric, value, unit, higher_is_better, decimals, source`` (``source``: the
-    metric plugin that produced the value). With ``include_failed`` failed cells add one row
-    each with ``metric="failed"`` and the reason in ``error``.
-    """
+if TYPE_CHECKING:
     import pandas as pd
 
+__all__ = ["COLUMNS", "load_results", "tidy_frame", "variant_labels", "direction", "metric_group"]
+
+#: Columns of :func:`load_results` (``error`` is added with ``include_failed=True``).
+COLUMNS = [
+    "run", "model", "variant", "dataset", "seed", "config_hash", "metric", "value", "unit",
+    "higher_is_better", "direction", "decimals", "source", "group", "order",
+]  # fmt: skip
+
+#: Kind of question a built-in metric plugin answers; others count as "quality" unless their
+#: stored declaration names a ``group``.
+SOURCE_GROUPS = {
+    "reconstruction": "quality",
+    "interpolation": "interpolation",
+    "acai": "interpolation",
+    "midpoint": "interpolation",
+    "throughput": "cost",
+}
+
+#: Config entries that do not make two cells different set-ups of one model.
+_NOT_SETUP = ("seed", "schema", "model", "dataset")
+
+
+def metric_group(source: str, stored: str | None = None) -> str:
+    """``"quality"``, ``"interpolation"`` or ``"cost"`` (throughput, time, size) for a value
+    produced by metric plugin ``source``; a ``group`` stored with the value wins."""
+    if stored in ("quality", "interpolation", "cost"):
+        return stored
+    return SOURCE_GROUPS.get(source or "", "quality")
+
+
+def direction(higher_is_better: bool | None) -> str:
+    """``"higher"``, ``"lower"`` or ``"none"`` (a descriptive quantity such as a parameter count)."""
+    if higher_is_better is None:
+        return "none"
+    return "higher" if higher_is_better else "lower"
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"params": {"epochs": 5}}`` -> ``{"params.epochs": 5}`` (lists stay values)."""
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for k in sorted(obj):
+            out.update(_flatten(obj[k], f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def _setup(cell: dict[str, Any]) -> dict[str, Any]:
+    """The cell's configuration without what varies inside one experiment (seed) or names it."""
+    config = cell.get("config") or {}
+    return _flatten({k: v for k, v in config.items() if k not in _NOT_SETUP})
+
+
+def _setup_key(setup: dict[str, Any]) -> str:
+    text = json.dumps(setup, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _short_key(key: str) -> str:
+    """``params.epochs`` -> ``epochs``; other sections keep their prefix (``eval.n_pairs``)."""
+    return key[len("params.") :] if key.startswith("params.") else key
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def variant_labels(cells: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """``config_hash -> label`` for every cell: the model name, or -- when that model ran on that
+    dataset with more than one set-up -- the name plus the settings that differ, e.g.
+    ``"vae (beta=4.0)"``. Labels depend only on the cells, not on their order."""
+    groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+    members: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for cell in cells:
+        key = (cell["model"], cell["dataset"])
+        setup = _setup(cell)
+        skey = _setup_key(setup)
+        groups.setdefault(key, {})[skey] = setup
+        members.setdefault(key, []).append((cell["config_hash"], skey))
+    labels: dict[str, str] = {}
+    for key, setups in groups.items():
+        model = key[0]
+        names: dict[str, str] = {}
+        if len(setups) == 1:
+            names = {skey: model for skey in setups}
+        else:
+            all_keys = sorted(set().union(*(s.keys() for s in setups.values())))
+            differing = [
+                k for k in all_keys if len({_fmt(s.get(k, "—")) for s in setups.values()}) > 1
+            ]
+            for skey, s in setups.items():
+                parts = [f"{_short_key(k)}={_fmt(s.get(k, '—'))}" for k in differing]
+                names[skey] = f"{model} ({', '.join(parts) or skey})"
+        for config_hash, skey in members[key]:
+            labels[config_hash] = names[skey]
+    return labels
+
+
+def tidy_frame(cells: Sequence[dict[str, Any]], include_failed: bool = False) -> pd.DataFrame:
+    """The tidy frame of :func:`load_results` built from already loaded cell records (each with
+    a ``run`` entry, as :func:`vaebench.results.load_cells` returns them)."""
+    import pandas as pd
+
+    labels = variant_labels(cells)
     rows = []
-    for cell in load_cells(*run_dirs):
+    for cell in cells:
         base = {
-            "run": cell["run"],
+            "run": cell.get("run", ""),
             "model": cell["model"],
+            "variant": labels[cell["config_hash"]],
             "dataset": cell["dataset"],
             "seed": int(cell["seed"]),
             "config_hash": cell["config_hash"],
         }
         if cell["status"] != "ok":
             if include_failed:
-                rows.append(
-                    {**base, "metric": "failed", "value": math.nan,
-                     "error": (cell.get("error") or {}).get("reason", "")}
-                )  # fmt: skip
+                reason = (cell.get("error") or {}).get("reason", "")
+                rows.append({**base, "metric": "failed", "value": math.nan, "error": reason})
             continue
         info = cell.get("metric_info", {})
         for name, value in sorted(cell.get("metrics", {}).items()):
             meta = info.get(name, {})
+            hib = meta.get("higher_is_better")
             rows.append(
                 {
                     **base,
                     "metric": name,
                     "value": math.nan if value is None else float(value),
                     "unit": meta.get("unit", ""),
-                    "higher_is_better": meta.get("higher_is_better"),
-                    "decimals": meta.get("decimals", 3),
+                    "higher_is_better": hib,
+                    "direction": direction(hib),
+                    "decimals": int(meta.get("decimals", 3)),
                     "source": meta.get("metric", ""),
+                    "group": metric_group(meta.get("metric", ""), meta.get("group")),
+                    "order": meta.get("order"),
                 }
             )
-    columns = [
-        "run", "model", "dataset", "seed", "config_hash", "metric", "value", "unit",
-        "higher_is_better", "decimals", "source",
-    ]  # fmt: skip
-    if include_failed:
-        columns.append("error")
-    return pd.DataFrame(rows, columns=columns)
+    columns = COLUMNS + (["error"] if include_failed else [])
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["seed"] = frame["seed"].astype("int64")
+    frame["value"] = frame["value"].astype("float64")
+    frame["higher_is_better"] = frame["higher_is_better"].astype(object)
+    frame["order"] = frame["order"].astype("Int64")
+    return frame.sort_values(
+        ["run", "dataset", "model", "variant", "seed", "metric"], kind="stable"
+    ).reset_index(drop=True)
+
+
+def load_results(
+    *run_dirs: str | os.PathLike | Sequence[str | os.PathLike],
+    include_failed: bool = False,
+    models: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+    metrics: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Stored results as a tidy :class:`pandas.DataFrame`.
+
+    ``run_dirs`` are one or more run folders (or one list of them); their cells are combined.
+    One row per (run, model, dataset, seed, metric) with columns:
+
+    - ``run`` -- the run folder's name; ``model``, ``dataset``, ``seed``, ``config_hash``;
+    - ``variant`` -- ``model``, or the model plus its distinguishing settings when the same model
+      ran on the same dataset with different settings (see :func:`variant_labels`);
+    - ``metric``, ``value`` (float; NaN where the metric could not be computed);
+    - ``unit``, ``higher_is_better`` (True / False / None), ``direction`` (``"higher"``,
+      ``"lower"`` or ``"none"`` for descriptive values such as ``n_params``), ``decimals`` (table
+      precision), ``source`` (the metric plugin that produced the value), ``group``
+      (``"quality"``, ``"interpolation"`` or ``"cost"``, see :func:`metric_group`) and ``order``
+      (the value's position in its metric's declaration when stored, else missing).
+
+    ``models``, ``datasets`` and ``metrics`` keep only those names. With ``include_failed`` each
+    failed cell adds one row with ``metric="failed"``, NaN value and the reason in ``error``.
+    Rows are sorted by run, dataset, model, variant, seed and metric.
+    """
+    dirs: list[str | os.PathLike] = []
+    for d in run_dirs:
+        if isinstance(d, (list, tuple)):
+            dirs.extend(d)
+        else:
+            dirs.append(d)  # type: ignore[arg-type]
+    cells = load_cells(*dirs)
+    if models is not None:
+        cells = [c for c in cells if c["model"] in set(models)]
+    if datasets is not None:
+        cells = [c for c in cells if c["dataset"] in set(datasets)]
+    frame = tidy_frame(cells, include_failed=include_failed)
+    if metrics is not None:
+        keep = set(metrics) | ({"failed"} if include_failed else set())
+        frame = frame[frame["metric"].isin(keep)].reset_index(drop=True)
+    return frame
