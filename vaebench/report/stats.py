@@ -1,0 +1,304 @@
+"""Aggregation over seeds and the significance tests behind bold entries and baseline marks.
+
+For every (dataset, model variant, metric): mean, sample standard deviation (``ddof=1``), ``n``
+(finite values), the standard error and a t-based confidence interval
+``mean ± t_{(1+c)/2, n-1} · std / sqrt(n)``.
+
+Two models are compared on one metric with
+
+- a **paired t-test over seeds** (:func:`scipy.stats.ttest_rel`) when both have the same seeds
+  (at least two): seed ``s`` of one model shares data split and evaluation draws with seed ``s``
+  of the other, so pairing removes that shared noise;
+- **Welch's t-test** (:func:`scipy.stats.ttest_ind` with ``equal_var=False``) otherwise, when
+  both have at least two values;
+- no test when either has fewer than two values (``test == "none"``, ``p`` is NaN).
+
+Tests are two-sided. Deterministic models (PCA) give identical values for every seed; when there
+is no variation at all (every paired difference equal, or both samples constant) the t statistic
+is undefined, and the comparison is decided exactly: ``p = 1`` if the values agree, ``p = 0`` if
+they differ (the difference is systematic, not noise).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "TESTS",
+    "Comparison",
+    "compare",
+    "aggregate",
+    "pareto_front",
+    "t_interval",
+    "format_number",
+]
+
+#: How each test is named in captions.
+TESTS = {
+    "paired": "paired t-test over seeds",
+    "welch": "Welch's t-test",
+    "none": "no test (fewer than 2 seeds)",
+}
+
+#: Columns of :func:`aggregate`.
+AGG_COLUMNS = [
+    "dataset", "model", "base_model", "metric", "source", "group", "unit", "higher_is_better", "decimals",
+    "n", "seeds", "mean", "std", "sem", "ci_low", "ci_high", "rank", "best", "bold", "test_vs_best",
+    "p_vs_best", "baseline", "test_vs_baseline", "p_vs_baseline", "significant_vs_baseline",
+]  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Result of comparing two models on one metric: the test used and its two-sided p-value."""
+
+    test: str
+    p: float
+
+    @property
+    def possible(self) -> bool:
+        return self.test != "none"
+
+
+def _close(a: float, b: float) -> bool:
+    """Equal up to floating-point noise (relative 1e-12)."""
+    return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0) or a == b
+
+
+def compare(a: Mapping[int, float], b: Mapping[int, float]) -> Comparison:
+    """Compare two models' values given as ``{seed: value}`` (NaN values are ignored).
+
+    Paired t-test when the seed sets are equal (n >= 2), Welch's t-test when both have n >= 2
+    otherwise, no test else; see the module docstring for the zero-variance rule.
+    """
+    from scipy import stats
+
+    a = {s: float(v) for s, v in a.items() if v is not None and math.isfinite(v)}
+    b = {s: float(v) for s, v in b.items() if v is not None and math.isfinite(v)}
+    if len(a) < 2 or len(b) < 2:
+        return Comparison("none", math.nan)
+    if set(a) == set(b):
+        seeds = sorted(a)
+        x = np.array([a[s] for s in seeds])
+        y = np.array([b[s] for s in seeds])
+        d = x - y
+        if all(_close(v, d[0]) for v in d):
+            return Comparison("paired", 1.0 if _close(x[0], y[0]) else 0.0)
+        return Comparison("paired", float(stats.ttest_rel(x, y).pvalue))
+    x = np.array(list(a.values()))
+    y = np.array(list(b.values()))
+    if np.ptp(x) == 0 and np.ptp(y) == 0:
+        return Comparison("welch", 1.0 if _close(x[0], y[0]) else 0.0)
+    return Comparison("welch", float(stats.ttest_ind(x, y, equal_var=False).pvalue))
+
+
+def t_interval(mean: float, std: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided t confidence interval for the mean; NaNs for n < 2."""
+    from scipy import stats
+
+    if n < 2 or not math.isfinite(std):
+        return (math.nan, math.nan)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+    return (mean - half, mean + half)
+
+
+def format_number(value: float, decimals: int) -> str:
+    """``value`` at ``decimals`` places (no ``-0.00``); NaN -> ``""``."""
+    if value is None or not math.isfinite(value):
+        return ""
+    text = f"{value:.{decimals}f}"
+    if text.startswith("-") and float(text) == 0:
+        text = text[1:]
+    return text
+
+
+def _direction(value: Any) -> bool | None:
+    """Stored ``higher_is_better`` (True / False / None; NaN read as None)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return bool(value)
+
+
+def _better(a: float, b: float, higher: bool) -> bool:
+    return a > b if higher else a < b
+
+
+def aggregate(
+    frame: pd.DataFrame,
+    baseline: str | None = None,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    model_order: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Tidy frame (see :func:`vaebench.tidy.load_results`) -> one row per (dataset, model
+    variant, metric) with the statistics tables and figures need.
+
+    Cells stored twice (same ``config_hash`` in two runs) count once (the first run given).
+    Columns: ``dataset``; ``model`` (the variant label) and ``base_model``; ``metric``, ``source``
+    (metric plugin), ``group``,
+    ``unit``, ``higher_is_better``, ``decimals``; ``n``, ``seeds`` (tuple), ``mean``, ``std``
+    (ddof=1), ``sem``, ``ci_low``/``ci_high`` (``confidence`` t-interval); ``rank`` (1 = best
+    mean; ties share a rank); ``best`` (best mean at the table's precision); ``bold`` (best, or
+    not significantly different from the best at level ``alpha``); ``test_vs_best``,
+    ``p_vs_best``; ``baseline``, ``test_vs_baseline``, ``p_vs_baseline`` and
+    ``significant_vs_baseline`` (when a ``baseline`` model is given and present in the dataset).
+    Descriptive metrics (no direction) get no rank, bold or tests.
+    """
+    from vaebench.report.layout import order_metrics, variant_order
+    from vaebench.tidy import metric_group
+
+    if frame.empty:
+        return pd.DataFrame(columns=AGG_COLUMNS)
+    frame = frame[frame["metric"] != "failed"]
+    frame = frame.drop_duplicates(["config_hash", "metric"], keep="first")
+    if "variant" not in frame.columns:
+        frame = frame.assign(variant=frame["model"])
+    meta: dict[str, dict[str, Any]] = {}
+    for r in frame.drop_duplicates("metric").to_dict("records"):
+        source = r.get("source") or ""
+        meta[r["metric"]] = {
+            "source": source,
+            "group": r.get("group") or metric_group(source),
+            "order": r.get("order"),
+            "higher_is_better": _direction(r["higher_is_better"]),
+            "unit": r.get("unit") or "",
+            "decimals": int(r.get("decimals", 3)),
+        }
+    variants = dict(zip(frame["variant"], frame["model"], strict=False))
+    models = variant_order(variants, model_order or sorted(set(variants.values())))
+    rows: list[dict[str, Any]] = []
+    for dataset in sorted(frame["dataset"].unique()):
+        sub = frame[frame["dataset"] == dataset]
+        for metric in order_metrics({m: meta[m] for m in sub["metric"].unique()}):
+            m = meta[metric]
+            values: dict[str, dict[int, float]] = {}
+            for variant in models:
+                part = sub[(sub["metric"] == metric) & (sub["variant"] == variant)]
+                if not part.empty:
+                    values[variant] = dict(
+                        zip(part["seed"].astype(int), part["value"], strict=True)
+                    )
+            rows.extend(_metric_rows(dataset, metric, m, values, variants, baseline, alpha,
+                                     confidence))  # fmt: skip
+    return pd.DataFrame(rows, columns=AGG_COLUMNS)
+
+
+def _metric_rows(
+    dataset: str,
+    metric: str,
+    meta: dict[str, Any],
+    values: dict[str, dict[int, float]],
+    variants: dict[str, str],
+    baseline: str | None,
+    alpha: float,
+    confidence: float,
+) -> list[dict[str, Any]]:
+    hib = meta["higher_is_better"]
+    decimals = meta["decimals"]
+    stats_: dict[str, dict[str, Any]] = {}
+    for variant, by_seed in values.items():
+        finite = {s: v for s, v in by_seed.items() if math.isfinite(v)}
+        arr = np.array(list(finite.values()), dtype=float)
+        n = len(arr)
+        mean = float(arr.mean()) if n else math.nan
+        std = float(arr.std(ddof=1)) if n >= 2 else math.nan
+        lo, hi = t_interval(mean, std, n, confidence)
+        stats_[variant] = {
+            "n": n,
+            "seeds": tuple(sorted(finite)),
+            "mean": mean,
+            "std": std,
+            "sem": std / math.sqrt(n) if n >= 2 else math.nan,
+            "ci_low": lo,
+            "ci_high": hi,
+        }
+    directional = hib is not None
+    ranked = [v for v in stats_ if math.isfinite(stats_[v]["mean"])] if directional else []
+    best_variant = None
+    if ranked:
+        best_variant = ranked[0]
+        for v in ranked[1:]:
+            if _better(stats_[v]["mean"], stats_[best_variant]["mean"], bool(hib)):
+                best_variant = v
+    shown_best = format_number(stats_[best_variant]["mean"], decimals) if best_variant else None
+    # baseline: a variant label, or a model name with exactly one variant in this dataset
+    base = None
+    if baseline is not None and directional:
+        if baseline in stats_:
+            base = baseline
+        else:
+            cands = [v for v in stats_ if variants.get(v) == baseline]
+            base = cands[0] if len(cands) == 1 else None
+    rows = []
+    for variant, s in stats_.items():
+        row: dict[str, Any] = {
+            "dataset": dataset,
+            "model": variant,
+            "base_model": variants.get(variant, variant),
+            "metric": metric,
+            "source": meta["source"],
+            "group": meta["group"],
+            "unit": meta["unit"],
+            "higher_is_better": hib,
+            "decimals": decimals,
+            **s,
+            "rank": math.nan,
+            "best": False,
+            "bold": False,
+            "test_vs_best": "",
+            "p_vs_best": math.nan,
+            "baseline": base or "",
+            "test_vs_baseline": "",
+            "p_vs_baseline": math.nan,
+            "significant_vs_baseline": False,
+        }
+        if directional and math.isfinite(s["mean"]):
+            better = sum(1 for o in ranked if _better(stats_[o]["mean"], s["mean"], bool(hib)))
+            row["rank"] = better + 1
+            row["best"] = format_number(s["mean"], decimals) == shown_best
+            if variant == best_variant:
+                row["bold"] = True
+                row["test_vs_best"] = "self"
+            else:
+                cmp_ = compare(values[variant], values[best_variant])
+                row["test_vs_best"] = cmp_.test
+                row["p_vs_best"] = cmp_.p
+                row["bold"] = row["best"] or (cmp_.possible and cmp_.p >= alpha)
+        if base is not None and variant != base and math.isfinite(s["mean"]):
+            cmp_ = compare(values[variant], values[base])
+            row["test_vs_baseline"] = cmp_.test
+            row["p_vs_baseline"] = cmp_.p
+            row["significant_vs_baseline"] = bool(cmp_.possible and cmp_.p < alpha)
+        rows.append(row)
+    return rows
+
+
+def pareto_front(
+    points: Mapping[str, tuple[float, float]], higher_x: bool = True, higher_y: bool = True
+) -> list[str]:
+    """Names of the non-dominated points: no other point is at least as good on both axes and
+    strictly better on one (``higher_*`` says which way is better). Non-finite points are
+    never on the front. Returned in the input order."""
+    finite = {k: p for k, p in points.items() if all(math.isfinite(c) for c in p)}
+
+    def at_least(a: float, b: float, higher: bool) -> bool:
+        return a >= b if higher else a <= b
+
+    front = []
+    for k, (x, y) in finite.items():
+        dominated = any(
+            at_least(ox, x, higher_x)
+            and at_least(oy, y, higher_y)
+            and (_better(ox, x, higher_x) or _better(oy, y, higher_y))
+            for o, (ox, oy) in finite.items()
+            if o != k
+        )
+        if not dominated:
+            front.append(k)
+    return front
