@@ -1,95 +1,109 @@
-"""``vaebench report``: tables, figures and report.md from stored results."""
+"""``vaebench report``: tables, figures and report.md from stored results.
+
+The report is a pure function of the cell files (and the run manifests, for the order models and
+datasets were asked for): nothing is retrained and no model is imported, and regenerating it from
+the same files gives the same bytes. Layout of what it writes (``OUT`` defaults to the first run
+folder)::
+
+    OUT/report.md                      the page to open first: setup, tables, figures, failures
+    OUT/tables/DATASET-METRIC.{md,tex,html}   one table per dataset and metric plugin
+    OUT/tables/summary.{md,tex,html}   headline metrics across datasets (several datasets only)
+    OUT/tables/tables.{tex,html}       every table in one document (compiles with pdflatex)
+    OUT/tables/aggregate.csv           mean, std, CI, tests per (dataset, model, metric)
+    OUT/tables/tidy.csv                every stored value, one row per (cell, metric)
+    OUT/figures/DATASET-*.{png,pdf}    bars, Pareto scatter, images, latent codes, curves
+"""
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import logging
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from vaebench.results import atomic_write_text, load_cells
-from vaebench.tidy import load_results
+from vaebench.tidy import tidy_frame, variant_labels
+
+log = logging.getLogger("vaebench.report")
+
+__all__ = ["FORMATS", "Report", "build_report", "collect"]
 
 FORMATS = ("md", "csv", "tex", "html")
 
 
-def model_order(run_dirs: list[str], cells: list[dict]) -> list[str]:
-    """Models in the order the runs asked for them, then any others alphabetically."""
-    order: list[str] = []
-    for d in run_dirs:
-        for p in sorted(Path(d).glob("manifests/*.json")):
-            try:
-                models = json.loads(p.read_text())["config"]["models"]
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
-            order.extend(m for m in models if m not in order)
-    present = {c["model"] for c in cells}
-    return [m for m in order if m in present] + sorted(present - set(order))
+@dataclasses.dataclass
+class Report:
+    """Everything a report shows, derived once from the stored cells."""
+
+    run_dirs: list[str]
+    cells: list[dict[str, Any]]  # deduplicated; each with "run" and "variant"
+    duplicates: list[dict[str, Any]]  # cells stored in more than one given run (ignored)
+    frame: pd.DataFrame  # tidy frame of the cells
+    agg: pd.DataFrame  # see vaebench.report.stats.aggregate
+    models: list[str]  # variant labels in row order
+    base_models: list[str]  # model names in row order
+    datasets: list[str]
+    baseline: str | None
+    alpha: float
+    confidence: float
+    interval: str  # "std" or "ci"
+
+    def ok(self) -> list[dict[str, Any]]:
+        return [c for c in self.cells if c["status"] == "ok"]
+
+    def failed(self) -> list[dict[str, Any]]:
+        return [c for c in self.cells if c["status"] != "ok"]
 
 
-def build_report(
-    run_dirs: list[str],
-    out_dir: str | None = None,
-    formats: list[str] | tuple[str, ...] = ("md", "csv"),
+def collect(
+    run_dirs: Sequence[str | os.PathLike],
     baseline: str | None = None,
-    figures: bool = True,
-) -> list[Path]:
-    """Write tables (``tables/summary.{fmt}``, ``tables/tidy.csv``), figures and ``report.md``.
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    ci: bool = False,
+) -> Report:
+    """Load, deduplicate, label and aggregate the cells of ``run_dirs``."""
+    from vaebench.report.layout import ordered, requested_order, variant_order
+    from vaebench.report.stats import aggregate
 
-    Returns the written paths. Output depends only on the stored cell files.
-    """
-    from vaebench.report.tables import aggregate, wide_table
-
-    out = Path(out_dir or run_dirs[0])
-    cells = load_cells(*run_dirs)
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
+    dirs = [str(d) for d in run_dirs]
+    cells: list[dict[str, Any]] = []
+    duplicates: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for cell in load_cells(*dirs):
+        if cell["config_hash"] in seen:
+            duplicates.append(cell)
+            continue
+        seen.add(cell["config_hash"])
+        cells.append(cell)
     if not cells:
-        raise ValueError(f"no results in {', '.join(map(str, run_dirs))}")
-    frame = load_results(*run_dirs)
-    models = model_order(run_dirs, cells)
-    datasets = list(dict.fromkeys(c["dataset"] for c in sorted(cells, key=lambda c: c["dataset"])))
-    if baseline is not None and baseline not in models:
+        raise ValueError(f"no results in {', '.join(dirs)}")
+    labels = variant_labels(cells)
+    for cell in cells:
+        cell["variant"] = labels[cell["config_hash"]]
+    frame = tidy_frame(cells, include_failed=True)
+    base_models = ordered({c["model"] for c in cells}, requested_order(dirs, "models"))
+    variants = {c["variant"]: c["model"] for c in cells}
+    models = variant_order(variants, base_models)
+    datasets = ordered({c["dataset"] for c in cells}, requested_order(dirs, "datasets"))
+    if baseline is not None and baseline not in models and baseline not in base_models:
         raise ValueError(f"unknown baseline model {baseline!r}; valid: {', '.join(models)}")
-    frame["model"] = frame["model"].astype(str)
-    agg = aggregate(frame)
-    written: list[Path] = []
-
-    tables_dir = out / "tables"
-    tidy = frame.sort_values(["dataset", "model", "seed", "metric"], kind="stable")
-    written.append(_write(tables_dir / "tidy.csv", tidy.to_csv(index=False, float_format="%.10g")))
-
-    sections: dict[str, Any] = {}
-    for ds in datasets:
-        wide = wide_table(agg, ds)
-        wide = wide.reindex([m for m in models if m in wide.index])
-        sections[ds] = wide
-        if "csv" in formats:
-            sub = agg[agg["dataset"] == ds]
-            written.append(_write(tables_dir / f"{_safe(ds)}.csv",
-                                  sub.to_csv(index=False, float_format="%.10g")))  # fmt: skip
-        if "md" in formats:
-            written.append(_write(tables_dir / f"{_safe(ds)}.md", wide.to_markdown() + "\n"))
-        if "html" in formats:
-            written.append(_write(tables_dir / f"{_safe(ds)}.html", wide.to_html() + "\n"))
-
-    figs: dict[str, list[Path]] = {}
-    if figures:
-        from vaebench.report import figures as F
-
-        colors = F.model_colors(models)
-        fig_dir = out / "figures"
-        for ds in datasets:
-            s = _safe(ds)
-            made = []
-            made += F.reconstruction_grid(cells, ds, models, fig_dir / f"{s}-reconstructions")
-            made += F.interpolation_strips(cells, ds, models, fig_dir / f"{s}-interpolation")
-            made += F.training_curves(cells, ds, models, colors, fig_dir / f"{s}-training")
-            figs[ds] = made
-            written += made
-
-    written.append(_write(out / "report.md", _page(run_dirs, cells, sections, figs, out)))
-    return written
+    agg = aggregate(frame, baseline=baseline, alpha=alpha, confidence=confidence,
+                    model_order=base_models)  # fmt: skip
+    return Report(dirs, cells, duplicates, frame, agg, models, base_models, datasets, baseline,
+                  alpha, confidence, "ci" if ci else "std")  # fmt: skip
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
+    """A file-name-safe version of a dataset or metric name."""
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
@@ -98,51 +112,192 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def _page(run_dirs, cells, sections, figs, out: Path) -> str:
-    ok = [c for c in cells if c["status"] == "ok"]
-    failed = [c for c in cells if c["status"] != "ok"]
-    env = (ok or cells)[0].get("environment", {})
-    seeds = sorted({c["seed"] for c in cells})
-    lines = [
-        "# vaebench report",
-        "",
-        f"Runs: {', '.join(Path(d).name for d in run_dirs)}. "
-        f"{len(ok)} finished cell(s), {len(failed)} failed; seeds {', '.join(map(str, seeds))}.",
-        "",
-        "## Setup",
-        "",
-        f"- vaebench {env.get('vaebench')}, torch {env.get('torch')}, numpy {env.get('numpy')}, "
-        f"Python {env.get('python')}",
-        f"- device: {env.get('device_name', env.get('device'))}",
-    ]
-    git = env.get("git")
-    if git:
-        lines.append(f"- commit: {git['commit'][:12]}{' (dirty)' if git.get('dirty') else ''}")
-    budgets = {}
-    for c in ok:
-        p = c["config"]["params"]
-        budgets[c["model"]] = ", ".join(f"{k}={v}" for k, v in sorted(p.items()))
-    if budgets:
-        lines += ["- hyperparameters:"]
-        lines += [f"  - `{m}`: {b}" for m, b in budgets.items()]
-    lines += ["", "Values are mean ± std over seeds (std with ddof=1); ↑ higher is better, "
-              "↓ lower is better.", ""]  # fmt: skip
-    for ds, table in sections.items():
-        first = next(c for c in cells if c["dataset"] == ds)
-        info = first.get("dataset_info", {})
-        lines += [f"## {ds}", ""]
-        if info:
-            lines += [f"{'×'.join(map(str, info.get('shape', [])))} images, "
-                      f"{info.get('n_train')} train / {info.get('n_test')} test.", ""]  # fmt: skip
-        lines += [table.to_markdown(), ""]
-        for p in figs.get(ds, []):
-            if p.suffix == ".png":
-                rel = p.relative_to(out) if p.is_relative_to(out) else p
-                lines += [f"![{p.stem}]({rel.as_posix()})", ""]
-    if failed:
-        lines += ["## Failed cells", "", "| model | dataset | seed | reason |", "|---|---|---|---|"]
-        for c in sorted(failed, key=lambda c: (c["dataset"], c["model"], c["seed"])):
-            reason = (c.get("error") or {}).get("reason", "?").replace("|", "\\|").splitlines()[0]
-            lines.append(f"| {c['model']} | {c['dataset']} | {c['seed']} | {reason} |")
-        lines.append("")
-    return "\n".join(lines)
+def table_sources(rep: Report, dataset: str) -> list[tuple[str, list[str]]]:
+    """``[(metric plugin, [metric columns])]`` of one dataset in table order; within-cell
+    standard errors (``X_se``) are left to the CSV."""
+    from vaebench.report.layout import is_companion
+
+    sub = rep.agg[rep.agg["dataset"] == dataset]
+    present = set(sub["metric"])
+    out: dict[str, list[str]] = {}
+    for metric, source in zip(sub["metric"], sub["source"], strict=True):
+        if is_companion(metric, present):
+            continue
+        names = out.setdefault(source or "other", [])
+        if metric not in names:
+            names.append(metric)
+    return list(out.items())
+
+
+def default_summary_metrics(rep: Report) -> list[str]:
+    """Headline metrics for the cross-dataset table: per group (quality, interpolation) the
+    first scored metric, in column order, that every dataset has."""
+    agg = rep.agg
+    if agg.empty:
+        return []
+    per_ds = [set(agg[agg["dataset"] == d]["metric"]) for d in rep.datasets]
+    common = set.intersection(*per_ds) if per_ds else set()
+    out = []
+    for group in ("quality", "interpolation"):
+        rows = agg[(agg["group"] == group) & agg["metric"].isin(common)]
+        rows = rows[rows["higher_is_better"].map(lambda v: v is not None and v == v)]
+        if not rows.empty:
+            out.append(str(rows.iloc[0]["metric"]))
+    return out
+
+
+def pareto_metrics(rep: Report, dataset: str) -> tuple[str | None, str | None]:
+    """Default axes of the quality-vs-throughput scatter: the first scored quality metric and
+    ``encode_samples_per_s`` (else the first higher-is-better cost metric)."""
+    sub = rep.agg[rep.agg["dataset"] == dataset]
+    scored = sub[sub["higher_is_better"].map(lambda v: v is not None and v == v)]
+    quality = scored[scored["group"] == "quality"]["metric"]
+    cost = scored[(scored["group"] == "cost") & scored["higher_is_better"].map(bool)]["metric"]
+    q = str(quality.iloc[0]) if len(quality) else None
+    if "encode_samples_per_s" in set(cost):
+        return q, "encode_samples_per_s"
+    return q, (str(cost.iloc[0]) if len(cost) else None)
+
+
+def build_tables(rep: Report, summary_metrics: Sequence[str] | None = None) -> dict[str, list]:
+    """``{dataset or "summary": [Table, ...]}`` in display order."""
+    from vaebench.report.tables import build_table
+
+    common = dict(interval=rep.interval, confidence=rep.confidence, alpha=rep.alpha,
+                  baseline=rep.baseline)  # fmt: skip
+    out: dict[str, list] = {}
+    for ds in rep.datasets:
+        out[ds] = [
+            build_table(
+                rep.agg,
+                [ds],
+                rep.models,
+                metrics,
+                name=f"{safe_name(ds)}-{safe_name(src)}",
+                title=f"{ds}: {src}",
+                **common,
+            )  # fmt: skip
+            for src, metrics in table_sources(rep, ds)
+        ]
+    metrics = list(summary_metrics) if summary_metrics else default_summary_metrics(rep)
+    if len(rep.datasets) > 1 and metrics:
+        unknown = [m for m in metrics if m not in set(rep.agg["metric"])]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {', '.join(unknown)}; valid: "
+                             f"{', '.join(sorted(set(rep.agg['metric'])))}")  # fmt: skip
+        out["summary"] = [
+            build_table(
+                rep.agg,
+                rep.datasets,
+                rep.models,
+                metrics,
+                name="summary",
+                title="All datasets",
+                group_by="dataset",
+                **common,
+            )  # fmt: skip
+        ]
+    return out
+
+
+def build_figures(
+    rep: Report, fig_dir: Path, pareto: tuple[str, str] | None = None
+) -> dict[str, list[Path]]:
+    """Draw every figure the stored results allow; ``{dataset: [paths]}``."""
+    from vaebench.report import figures as F
+    from vaebench.report import interpolation_figures
+
+    colors = F.model_colors(rep.models)
+    for cell in rep.cells:  # other drawers key colours by model name: its first variant's
+        colors.setdefault(cell["model"], colors[cell["variant"]])
+    out: dict[str, list[Path]] = {}
+    cells = rep.cells
+    for ds in rep.datasets:
+        s = safe_name(ds)
+        made: list[Path] = []
+        for src, metrics in table_sources(rep, ds):
+            sub = rep.agg[(rep.agg["dataset"] == ds) & rep.agg["metric"].isin(metrics)]
+            scored = [m for m in metrics
+                      if sub[sub["metric"] == m]["higher_is_better"].map(
+                          lambda v: v is not None and v == v).any()
+                      and sub[sub["metric"] == m]["group"].iloc[0] != "cost"]  # fmt: skip
+            made += F.metric_bars(rep.agg, rep.frame, ds, scored, rep.models, colors,
+                                  fig_dir / f"{s}-bars-{safe_name(src)}", rep.interval,
+                                  title=f"{ds}: {src}")  # fmt: skip
+        q, t = pareto or pareto_metrics(rep, ds)
+        if q and t:
+            made += F.pareto_scatter(rep.agg, ds, q, t, rep.models, colors,
+                                     fig_dir / f"{s}-pareto", rep.interval)  # fmt: skip
+        made += F.reconstruction_grid(cells, ds, rep.models, fig_dir / f"{s}-reconstructions",
+                                      colors)  # fmt: skip
+        made += F.interpolation_strips(cells, ds, rep.models, fig_dir / f"{s}-interpolation",
+                                       colors)  # fmt: skip
+        made += F.latent_scatter(cells, ds, rep.models, fig_dir / f"{s}-latent", colors)
+        made += F.training_curves(cells, ds, rep.models, colors, fig_dir / f"{s}-training")
+        try:
+            made += list(interpolation_figures.draw(cells, ds, list(rep.base_models), colors,
+                                                    fig_dir))  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - one broken drawer must not lose the report
+            log.warning("interpolation figures for %s not drawn: %s: %s", ds,
+                        type(exc).__name__, exc)  # fmt: skip
+        out[ds] = made
+    return out
+
+
+def build_report(
+    run_dirs: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike | None = None,
+    formats: Sequence[str] = ("md", "csv"),
+    baseline: str | None = None,
+    figures: bool = True,
+    *,
+    ci: bool = False,
+    alpha: float = 0.05,
+    confidence: float = 0.95,
+    summary_metrics: Sequence[str] | None = None,
+    pareto: tuple[str, str] | None = None,
+) -> list[Path]:
+    """Write tables, figures and ``report.md`` for the results in ``run_dirs``.
+
+    ``formats``: table formats among :data:`FORMATS` (``md`` tables also go into report.md,
+    which is always written). ``baseline``: a model (or variant label) to mark significant
+    differences against. ``ci``: show ``mean ± half-width of the t-based confidence interval``
+    (``confidence``) instead of ``mean ± std``. ``alpha``: level of every test.
+    ``summary_metrics``: columns of the cross-dataset summary table (default: see
+    :func:`default_summary_metrics`). ``pareto``: ``(quality metric, throughput metric)`` of the
+    scatter (default: see :func:`pareto_metrics`). Returns the written paths.
+    """
+    from vaebench.report import page
+    from vaebench.report import tables as T
+
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise ValueError(f"unknown format {', '.join(bad)}; valid: {', '.join(FORMATS)}")
+    rep = collect(run_dirs, baseline=baseline, alpha=alpha, confidence=confidence, ci=ci)
+    out = Path(out_dir if out_dir is not None else rep.run_dirs[0])
+    tables = build_tables(rep, summary_metrics)
+    every = [t for ts in tables.values() for t in ts]
+    tdir = out / "tables"
+    written: list[Path] = []
+    for t in every:
+        if "md" in formats:
+            written.append(_write(tdir / f"{t.name}.md", T.to_markdown(t)))
+        if "tex" in formats:
+            written.append(_write(tdir / f"{t.name}.tex", T.to_latex(t)))
+        if "html" in formats:
+            written.append(_write(tdir / f"{t.name}.html", T.to_html(t)))
+    if "tex" in formats:
+        written.append(_write(tdir / "tables.tex", T.latex_document(every)))
+    if "html" in formats:
+        written.append(_write(tdir / "tables.html", T.html_document(every)))
+    if "csv" in formats:
+        written.append(_write(tdir / "aggregate.csv", T.aggregate_csv(rep.agg)))
+        tidy = rep.frame.to_csv(index=False, float_format="%.10g", lineterminator="\n")
+        written.append(_write(tdir / "tidy.csv", tidy))
+    figs: dict[str, list[Path]] = {}
+    if figures:
+        figs = build_figures(rep, out / "figures", pareto)
+        written += [p for ps in figs.values() for p in ps]
+    text = page.render(rep, tables, figs, out, formats)
+    written.append(_write(out / "report.md", text))
+    return written

@@ -1,70 +1,521 @@
-"""Aggregated tables: mean ± std over seeds, one row per model, formatted per metric."""
+"""Paper tables from aggregated results: Markdown (GitHub), LaTeX (booktabs), HTML and CSV.
+
+A :class:`Table` holds models as rows and metric columns (optionally grouped: by metric group in
+a per-dataset table, by dataset in the summary table). Every entry is ``mean ± std`` (or ``mean ±
+CI half-width``) at the metric's declared precision. Headers carry the metric's direction (↑
+higher is better, ↓ lower is better) and unit. Bold marks the best mean of each column and every
+model not significantly different from it; a dagger marks models significantly different from a
+chosen baseline. The caption states what the numbers are, the test and its level -- it is built
+from the data, so it never claims a test that was not run.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
+from vaebench.report.layout import GROUPS
+from vaebench.report.stats import TESTS, format_number
+
+__all__ = [
+    "ARROWS",
+    "Column",
+    "Entry",
+    "Table",
+    "build_table",
+    "header",
+    "format_mean_std",
+    "to_markdown",
+    "to_latex",
+    "to_html",
+    "latex_document",
+    "html_document",
+    "aggregate_csv",
+    "escape_latex",
+    "escape_markdown",
+]
+
 ARROWS = {True: "↑", False: "↓"}
-
-
-def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
-    """Tidy frame -> one row per (dataset, model, metric) with mean, std (ddof=1) and n."""
-    if frame.empty:
-        return pd.DataFrame(
-            columns=[
-                "dataset",
-                "model",
-                "metric",
-                "mean",
-                "std",
-                "n",
-                "unit",
-                "higher_is_better",
-                "decimals",
-            ]  # fmt: skip
-        )
-    keys = ["dataset", "model", "metric"]
-    grouped = frame.groupby(keys, sort=False)
-    out = grouped["value"].agg(mean="mean", std="std", n="count").reset_index()
-    meta = grouped[["unit", "higher_is_better", "decimals"]].first().reset_index()
-    return out.merge(meta, on=keys)
-
-
-def format_mean_std(mean: float, std: float, n: int, decimals: int) -> str:
-    """``mean ± std`` at ``decimals`` places; a single seed shows the mean alone."""
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "–"
-    if n < 2 or std is None or (isinstance(std, float) and math.isnan(std)):
-        return f"{mean:.{decimals}f}"
-    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+MISSING = "–"
+DAGGER = "†"
 
 
 def header(metric: str, unit: str, higher_is_better: Any) -> str:
+    """``"psnr ↑ [dB]"``: name, direction arrow (none for descriptive values) and unit."""
     arrow = ARROWS.get(higher_is_better, "") if higher_is_better is not None else ""
     label = f"{metric} {arrow}".strip()
     return f"{label} [{unit}]" if unit else label
 
 
-def wide_table(agg: pd.DataFrame, dataset: str, metrics: list[str] | None = None) -> pd.DataFrame:
-    """Models as rows, metrics as columns (formatted strings), for one dataset."""
-    sub = agg[agg["dataset"] == dataset]
-    if metrics is None:
-        metrics = list(dict.fromkeys(sub["metric"]))
-    models = list(dict.fromkeys(sub["model"]))
-    table: dict[str, dict[str, str]] = {}
-    for metric in metrics:
-        rows = sub[sub["metric"] == metric]
-        if rows.empty:
-            continue
-        first = rows.iloc[0]
-        col = header(metric, first["unit"], first["higher_is_better"])
-        table[col] = {
-            r["model"]: format_mean_std(r["mean"], r["std"], int(r["n"]), int(r["decimals"]))
-            for _, r in rows.iterrows()
-        }
-    df = pd.DataFrame(table, index=models)
-    df.index.name = "model"
-    return df.fillna("–")
+def format_mean_std(
+    mean: float, spread: float, n: int, decimals: int, descriptive: bool = False
+) -> str:
+    """``mean ± spread`` at ``decimals`` places.
+
+    A single value (n < 2) shows the mean alone; so does a descriptive value that is the same for
+    every seed (a parameter count). A missing mean shows ``–``.
+    """
+    if mean is None or not math.isfinite(mean):
+        return MISSING
+    m = format_number(mean, decimals)
+    if n < 2 or spread is None or not math.isfinite(spread):
+        return m
+    if descriptive and spread == 0:
+        return m
+    return f"{m} ± {format_number(spread, decimals)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """One table column: a metric (in a dataset), its header parts and its group label."""
+
+    dataset: str
+    metric: str
+    arrow: str
+    unit: str
+    group: str
+
+    @property
+    def title(self) -> str:
+        return f"{self.metric} {self.arrow}".strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One formatted cell of a table."""
+
+    text: str
+    bold: bool = False
+    mark: bool = False
+    note: str = ""  # e.g. "n=2" when fewer seeds than the rest of the table
+
+
+@dataclasses.dataclass
+class Table:
+    """A rendered-format-independent table; see :func:`build_table`."""
+
+    name: str
+    title: str
+    rows: list[str]
+    columns: list[Column]
+    entries: dict[tuple[str, int], Entry]
+    caption: str
+
+    def groups(self) -> list[tuple[str, int]]:
+        """Consecutive column groups as ``(label, span)``."""
+        out: list[tuple[str, int]] = []
+        for c in self.columns:
+            if out and out[-1][0] == c.group:
+                out[-1] = (c.group, out[-1][1] + 1)
+            else:
+                out.append((c.group, 1))
+        return out
+
+
+def _tests_phrase(tests: set[str]) -> str:
+    tests = tests - {"none", "self", ""}
+    if tests == {"paired"}:
+        return TESTS["paired"]
+    if tests == {"welch"}:
+        return TESTS["welch"]
+    return f"{TESTS['paired']} where the seeds match, {TESTS['welch']} otherwise"
+
+
+def build_table(
+    agg: pd.DataFrame,
+    datasets: Sequence[str],
+    models: Sequence[str],
+    metrics: Sequence[str] | None = None,
+    *,
+    name: str,
+    title: str,
+    group_by: str = "metric",
+    interval: str = "std",
+    confidence: float = 0.95,
+    alpha: float = 0.05,
+    baseline: str | None = None,
+) -> Table:
+    """Build a :class:`Table` from :func:`vaebench.report.stats.aggregate` output.
+
+    ``datasets`` x ``metrics`` give the columns (metrics in the given order, default: the
+    aggregate's order per dataset); ``models`` the rows (those without any value are dropped).
+    ``group_by="metric"`` groups columns by metric group, ``"dataset"`` by dataset.
+    ``interval`` is ``"std"`` (sample standard deviation) or ``"ci"`` (half-width of the
+    t-based ``confidence`` interval).
+    """
+    if interval not in ("std", "ci"):
+        raise ValueError(f"unknown interval {interval!r}; valid: std, ci")
+    columns: list[Column] = []
+    col_rows: list[pd.DataFrame] = []
+    for ds in datasets:
+        sub = agg[agg["dataset"] == ds]
+        names = list(dict.fromkeys(sub["metric"])) if metrics is None else list(metrics)
+        for metric in names:
+            rows = sub[sub["metric"] == metric]
+            if rows.empty:
+                continue
+            first = rows.iloc[0]
+            hib = first["higher_is_better"]
+            arrow = ARROWS[bool(hib)] if hib is not None and hib == hib else ""
+            group = GROUPS.get(first["group"], first["group"]) if group_by == "metric" else ds
+            columns.append(Column(ds, metric, arrow, str(first["unit"] or ""), group))
+            col_rows.append(rows.set_index("model"))
+    present = set().union(*(set(r.index) for r in col_rows)) if col_rows else set()
+    row_names = [m for m in models if m in present] + sorted(present - set(models))
+    max_n: dict[str, int] = {}
+    for col, rows in zip(columns, col_rows, strict=True):
+        max_n[col.dataset] = max(max_n.get(col.dataset, 0), int(rows["n"].max()))
+    entries: dict[tuple[str, int], Entry] = {}
+    tests_best: set[str] = set()
+    tests_base: set[str] = set()
+    untestable_best = False
+    all_single = True
+    has_bold_col = False
+    short = False
+    for j, (col, rows) in enumerate(zip(columns, col_rows, strict=True)):
+        for model in row_names:
+            if model not in rows.index:
+                entries[(model, j)] = Entry(MISSING)
+                continue
+            r = rows.loc[model]
+            n = int(r["n"])
+            if n >= 2:
+                all_single = False
+            descriptive = not col.arrow
+            if interval == "ci" and n >= 2:
+                spread = (float(r["ci_high"]) - float(r["ci_low"])) / 2
+            else:
+                spread = float(r["std"])
+            text = format_mean_std(float(r["mean"]), spread, n, int(r["decimals"]), descriptive)
+            note = f"n={n}" if 0 < n < max_n[col.dataset] else ""
+            short = short or bool(note)
+            if col.arrow:
+                has_bold_col = True
+                if r["test_vs_best"] not in ("", "self"):
+                    tests_best.add(str(r["test_vs_best"]))
+                if r["test_vs_best"] == "none" and not r["best"]:
+                    untestable_best = True
+                if r["test_vs_baseline"]:
+                    tests_base.add(str(r["test_vs_baseline"]))
+            entries[(model, j)] = Entry(
+                text, bold=bool(r["bold"]), mark=bool(r["significant_vs_baseline"]), note=note
+            )
+    caption = _caption(
+        title=title,
+        interval=interval,
+        confidence=confidence,
+        alpha=alpha,
+        max_n=max_n,
+        short=short,
+        has_bold_col=has_bold_col,
+        all_single=all_single,
+        tests_best=tests_best,
+        untestable_best=untestable_best,
+        baseline=baseline,
+        tests_base=tests_base,
+        baseline_present=bool(baseline) and any(m == baseline for m in row_names),
+    )
+    return Table(name, title, row_names, columns, entries, caption)
+
+
+def _percent(x: float) -> str:
+    return f"{x * 100:g} %"
+
+
+def _caption(
+    *,
+    title: str,
+    interval: str,
+    confidence: float,
+    alpha: float,
+    max_n: dict[str, int],
+    short: bool,
+    has_bold_col: bool,
+    all_single: bool,
+    tests_best: set[str],
+    untestable_best: bool,
+    baseline: str | None,
+    tests_base: set[str],
+    baseline_present: bool,
+) -> str:
+    ns = sorted(set(max_n.values()))
+    seeds = f"{ns[0]} seed{'s' if ns[0] != 1 else ''}" if len(ns) == 1 else (
+        f"{'/'.join(map(str, ns))} seeds (by dataset)")  # fmt: skip
+    if all_single:
+        parts = [f"{title}. Values from a single seed (no spread can be estimated)."]
+    elif interval == "ci":
+        parts = [f"{title}. Mean ± half-width of the {_percent(confidence)} t-based confidence "
+                 f"interval over {seeds}."]  # fmt: skip
+    else:
+        parts = [f"{title}. Mean ± standard deviation (ddof = 1) over {seeds}."]
+    if short:
+        parts.append("Where fewer seeds finished, n is given.")
+    parts.append("↑ higher is better, ↓ lower is better.")
+    level = f"α = {alpha:g}"
+    if has_bold_col:
+        if all_single or not (tests_best - {"none"}):
+            parts.append(
+                "Bold: the best mean per column only. With fewer than 2 seeds per model no "
+                "significance test is possible, so the others are not shown to be worse."
+            )
+        else:
+            parts.append(
+                "Bold: the best mean per column and every model not significantly different "
+                f"from it (two-sided {_tests_phrase(tests_best)}, {level}; no correction for "
+                "multiple comparisons)."
+            )
+            if untestable_best:
+                parts.append("Models with fewer than 2 seeds cannot be tested and are not bold.")
+    if baseline:
+        if not baseline_present:
+            parts.append(f"Baseline {baseline} is not in this table: no significance marks.")
+        elif not (tests_base - {"none"}):
+            parts.append(f"No test against the baseline {baseline} is possible with fewer than "
+                         "2 seeds.")  # fmt: skip
+        else:
+            parts.append(
+                f"{DAGGER} significantly different from the baseline {baseline} (two-sided "
+                f"{_tests_phrase(tests_base)}, {level})."
+            )
+    return " ".join(parts)
+
+
+# ----------------------------------------------------------------------------- Markdown
+
+
+def escape_markdown(text: str) -> str:
+    """Escape characters that GitHub Markdown would read as markup inside a table cell."""
+    out = []
+    for ch in text:
+        if ch in "\\|*_`<>[]":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _md_entry(e: Entry) -> str:
+    text = escape_markdown(e.text)
+    if e.bold and e.text != MISSING:
+        text = f"**{text}**"
+    if e.mark:
+        text += DAGGER
+    if e.note:
+        text += f" ({e.note})"
+    return text
+
+
+def to_markdown(table: Table, caption: bool = True) -> str:
+    """A GitHub-flavoured pipe table (numbers right-aligned), then the caption paragraph."""
+    multi = len({c.group for c in table.columns}) > 1 and any(
+        c.group == c.dataset for c in table.columns
+    )
+    heads = ["model"]
+    for c in table.columns:
+        h = header(c.metric, c.unit, {"↑": True, "↓": False}.get(c.arrow))
+        heads.append(escape_markdown(f"{c.dataset}: {h}" if multi else h))
+    lines = [
+        "| " + " | ".join(heads) + " |",
+        "|:--" + "|--:" * len(table.columns) + "|",
+    ]
+    for model in table.rows:
+        cells = [escape_markdown(model)]
+        cells += [_md_entry(table.entries[(model, j)]) for j in range(len(table.columns))]
+        lines.append("| " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    if caption:
+        text += "\n" + escape_markdown(table.caption) + "\n"
+    return text
+
+
+# ----------------------------------------------------------------------------- LaTeX
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "±": r"$\pm$",
+    "–": "--",
+    "—": "---",
+    "↑": r"$\uparrow$",
+    "↓": r"$\downarrow$",
+    "†": r"$^\dagger$",
+    "α": r"$\alpha$",
+    "×": r"$\times$",
+    "≥": r"$\geq$",
+    "≤": r"$\leq$",
+    "·": r"$\cdot$",
+}
+
+
+def escape_latex(text: str) -> str:
+    """Escape LaTeX specials (``_ & % $ # { } ~ ^ \\``) and map the symbols tables use (``± ↑ ↓
+    † α × –``) to LaTeX; other text passes through (pdflatex reads UTF-8)."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+
+
+def _tex_entry(e: Entry) -> str:
+    if e.text == MISSING:
+        return "--"
+    text = escape_latex(e.text)
+    if e.bold:
+        text = r"\textbf{\boldmath " + text + "}"
+    if e.mark:
+        text += r"$^\dagger$"
+    if e.note:
+        text += r" {\scriptsize (" + escape_latex(e.note) + ")}"
+    return text
+
+
+def latex_label(name: str) -> str:
+    return "tab:vaebench-" + "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in name)
+
+
+def to_latex(table: Table) -> str:
+    """A ``table`` float with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``): a group
+    header row with ``\\cmidrule``\\ s, a header row with arrows, a unit row, the model rows."""
+    ncol = len(table.columns)
+    lines = [
+        f"% {table.title}: generated by `vaebench report` from stored results; do not edit.",
+        r"% Requires \usepackage{booktabs}.",
+        r"\begin{table}[tbp]",
+        r"\centering",
+        r"\small",
+        r"\caption{" + escape_latex(table.caption) + "}",
+        r"\label{" + latex_label(table.name) + "}",
+        r"\begin{tabular}{@{}l" + "r" * ncol + "@{}}",
+        r"\toprule",
+    ]
+    groups = table.groups()
+    if len(groups) > 1 or any(c.group == c.dataset for c in table.columns):
+        heads, rules, start = [""], [], 2
+        for label, span in groups:
+            heads.append(rf"\multicolumn{{{span}}}{{c}}{{{escape_latex(label)}}}")
+            rules.append(rf"\cmidrule(lr){{{start}-{start + span - 1}}}")
+            start += span
+        lines.append(" & ".join(heads) + r" \\")
+        lines.append(" ".join(rules))
+    lines.append(" & ".join(["Model"] + [escape_latex(c.title) for c in table.columns]) + r" \\")
+    if any(c.unit for c in table.columns):
+        units = [""] + [
+            r"{\scriptsize " + escape_latex(f"[{c.unit}]") + "}" if c.unit else ""
+            for c in table.columns
+        ]
+        lines.append(" & ".join(units) + r" \\")
+    lines.append(r"\midrule")
+    for model in table.rows:
+        cells = [escape_latex(model)]
+        cells += [_tex_entry(table.entries[(model, j)]) for j in range(ncol)]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def latex_document(tables: Sequence[Table], title: str = "vaebench tables") -> str:
+    """A complete LaTeX document (article, booktabs) holding every table; compiles with
+    ``pdflatex`` as is. Paste a table's ``.tex`` file into a paper with ``\\input``."""
+    body = "\n\\clearpage\n".join(to_latex(t) for t in tables)
+    return (
+        "% Generated by `vaebench report`; compile with: pdflatex tables.tex\n"
+        "\\documentclass{article}\n"
+        "\\usepackage[landscape,margin=1.5cm]{geometry}\n"
+        "\\usepackage{booktabs}\n"
+        f"\\title{{{escape_latex(title)}}}\n"
+        "\\date{}\n"
+        "\\begin{document}\n"
+        f"{body}"
+        "\\end{document}\n"
+    )
+
+
+# ----------------------------------------------------------------------------- HTML
+
+
+def _html_entry(e: Entry) -> str:
+    text = html.escape(e.text)
+    if e.bold and e.text != MISSING:
+        text = f"<b>{text}</b>"
+    if e.mark:
+        text += f"<sup>{DAGGER}</sup>"
+    if e.note:
+        text += f" <small>({html.escape(e.note)})</small>"
+    return text
+
+
+def to_html(table: Table) -> str:
+    """An HTML ``<table>`` with caption, grouped header, bold and marks."""
+    out = [f'<table class="vaebench" id="{html.escape(latex_label(table.name)[4:])}">']
+    out.append(f"<caption>{html.escape(table.caption)}</caption>")
+    out.append("<thead>")
+    groups = table.groups()
+    if len(groups) > 1 or any(c.group == c.dataset for c in table.columns):
+        cells = ["<th></th>"] + [
+            f'<th colspan="{span}">{html.escape(label)}</th>' for label, span in groups
+        ]
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    heads = ["<th>model</th>"]
+    for c in table.columns:
+        unit = f"<br><small>[{html.escape(c.unit)}]</small>" if c.unit else ""
+        heads.append(f"<th>{html.escape(c.title)}{unit}</th>")
+    out.append("<tr>" + "".join(heads) + "</tr>")
+    out.append("</thead>")
+    out.append("<tbody>")
+    for model in table.rows:
+        cells = [f'<th scope="row">{html.escape(model)}</th>']
+        cells += [
+            f"<td>{_html_entry(table.entries[(model, j)])}</td>" for j in range(len(table.columns))
+        ]
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</tbody>")
+    out.append("</table>")
+    return "\n".join(out) + "\n"
+
+
+def html_document(tables: Sequence[Table], title: str = "vaebench tables") -> str:
+    """A complete HTML page holding every table."""
+    style = (
+        "body{font-family:sans-serif;margin:2em}"
+        "table.vaebench{border-collapse:collapse;margin:1.5em 0}"
+        "table.vaebench caption{caption-side:top;text-align:left;max-width:60em;"
+        "padding-bottom:.5em}"
+        "table.vaebench th,table.vaebench td{padding:.2em .7em;text-align:right}"
+        "table.vaebench th[scope=row]{text-align:left}"
+        "table.vaebench thead tr:last-child th{border-bottom:1px solid #000}"
+        "table.vaebench{border-top:2px solid #000;border-bottom:2px solid #000}"
+    )
+    body = "\n".join(to_html(t) for t in tables)
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{style}</style>\n</head>\n<body>\n"
+        f"<h1>{html.escape(title)}</h1>\n{body}</body>\n</html>\n"
+    )
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
+def aggregate_csv(agg: pd.DataFrame) -> str:
+    """The aggregate as tidy CSV: one row per (dataset, model, metric); seeds as ``0;1;2``;
+    floats with 10 significant digits; empty fields for missing values."""
+    out = agg.copy()
+    out["seeds"] = out["seeds"].map(lambda s: ";".join(map(str, s)))
+    out["higher_is_better"] = out["higher_is_better"].map(
+        lambda v: "" if v is None or v != v else str(bool(v)).lower()
+    )
+    for col in ("best", "bold", "significant_vs_baseline"):
+        out[col] = out[col].map(lambda v: str(bool(v)).lower())
+    return out.to_csv(index=False, float_format="%.10g", lineterminator="\n")

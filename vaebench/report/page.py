@@ -1,0 +1,273 @@
+"""``report.md``: the page a user opens first -- setup, tables, figures and failed cells.
+
+Everything on the page comes from the stored cells and manifests; it carries no generation time,
+so regenerating it from the same files gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vaebench.report.tables import escape_markdown, to_markdown
+
+if TYPE_CHECKING:
+    from vaebench.report.build import Report
+    from vaebench.report.tables import Table
+
+__all__ = ["render"]
+
+ENV_KEYS = (
+    ("vaebench", "vaebench"),
+    ("torch", "torch"),
+    ("numpy", "numpy"),
+    ("scikit-learn", "scikit-learn"),
+    ("Python", "python"),
+    ("device", "device_name"),
+    ("platform", "platform"),
+    ("CPU cores / torch threads", None),
+    ("git commit", None),
+)
+
+
+def _md(text: Any) -> str:
+    return escape_markdown(str(text))
+
+
+def _counted(values: list[str]) -> str:
+    """``"a"`` when all agree, else ``"a (8 cells), b (4 cells)"``."""
+    counts = Counter(values)
+    if len(counts) == 1:
+        return next(iter(counts))
+    return ", ".join(f"{v} ({n} cells)" for v, n in sorted(counts.items()))
+
+
+def _env_value(env: dict[str, Any], label: str, key: str | None) -> str:
+    if label == "git commit":
+        git = env.get("git")
+        if not git:
+            return "not a git checkout"
+        return (
+            f"{git.get('commit', '?')[:12]}{' (uncommitted changes)' if git.get('dirty') else ''}"
+        )
+    if label == "CPU cores / torch threads":
+        return f"{env.get('cpu_count', '?')} / {env.get('torch_threads', '?')}"
+    if label == "device" and not env.get(key):
+        return str(env.get("device", "?"))
+    return str(env.get(key, "?"))
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, (list, dict)):
+        return json.dumps(v, separators=(",", ":"))
+    return str(v)
+
+
+def _params(cell: dict[str, Any]) -> str:
+    params = (cell.get("config") or {}).get("params") or {}
+    return ", ".join(f"{k}={_fmt_value(v)}" for k, v in sorted(params.items())) or "(none)"
+
+
+def _commands(run_dirs: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for d in run_dirs:
+        for p in sorted(Path(d).glob("manifests/*.json")):
+            try:
+                argv = json.loads(p.read_text(encoding="utf-8")).get("argv")
+            except (OSError, ValueError):
+                continue
+            if argv:
+                cmd = " ".join(shlex.quote(str(a)) for a in argv)
+                if argv and Path(str(argv[0])).name == "vaebench":
+                    cmd = "vaebench " + " ".join(shlex.quote(str(a)) for a in argv[1:])
+                if cmd not in out:
+                    out.append(cmd)
+    return out
+
+
+def _seconds(s: float) -> str:
+    if s < 10:
+        return f"{s:.2g} s"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+def _setup(rep: Report) -> list[str]:
+    cells = rep.cells
+    ok = rep.ok()
+    lines = ["## Setup", ""]
+    commands = _commands(rep.run_dirs)
+    if commands:
+        lines += ["Produced by:", "", "```sh", *commands, "```", ""]
+    envs = [c.get("environment") or {} for c in cells]
+    lines += ["| environment | |", "|:--|:--|"]
+    for label, key in ENV_KEYS:
+        lines.append(f"| {label} | {_md(_counted([_env_value(e, label, key) for e in envs]))} |")
+    lines.append("")
+
+    # models: hyperparameters (per variant; per dataset where they differ), size, budget
+    lines += ["| model | hyperparameters | parameters | fit time per cell (mean) |",
+              "|:--|:--|--:|--:|"]  # fmt: skip
+    for m in rep.models:
+        mine = [c for c in cells if c["variant"] == m]
+        by_params: dict[str, list[str]] = {}
+        for c in sorted(mine, key=lambda c: c["dataset"]):
+            ds = by_params.setdefault(_params(c), [])
+            if c["dataset"] not in ds:
+                ds.append(c["dataset"])
+        n_params = sorted({str((c.get("model_info") or {}).get("n_params", "?"))
+                           for c in mine if c["status"] == "ok"})  # fmt: skip
+        fits = [c["metrics"]["fit_seconds"] for c in mine
+                if c["status"] == "ok" and c.get("metrics", {}).get("fit_seconds") is not None]  # fmt: skip
+        fit = _seconds(sum(fits) / len(fits)) if fits else "–"
+        for i, (params, dss) in enumerate(by_params.items()):
+            where = f" ({', '.join(dss)})" if len(by_params) > 1 else ""
+            size = ", ".join(n_params) or "–"
+            lines.append(f"| {_md(m) if i == 0 else ''} | {_md(params + where)} | "
+                         f"{size if i == 0 else ''} | {fit if i == 0 else ''} |")  # fmt: skip
+    lines.append("")
+
+    # datasets
+    lines += ["| dataset | image shape | train / test | subset | source |",
+              "|:--|:--|--:|--:|:--|"]  # fmt: skip
+    for ds in rep.datasets:
+        first = next(c for c in cells if c["dataset"] == ds)
+        info = first.get("dataset_info") or {}
+        shape = "×".join(map(str, info.get("shape", []))) or "?"
+        sizes = f"{info.get('n_train', '?')} / {info.get('n_test', '?')}"
+        subset = (first.get("config") or {}).get("subset")
+        opts = (first.get("config") or {}).get("dataset_options") or {}
+        name = ds + (f" ({', '.join(f'{k}={_fmt_value(v)}' for k, v in sorted(opts.items()))})"
+                     if opts else "")  # fmt: skip
+        cite = (info.get("citation") or "").strip()
+        lines.append(f"| {_md(name)} | {shape} | {sizes} | {subset if subset else 'all'} | "
+                     f"{_md(cite)} |")  # fmt: skip
+    lines.append("")
+
+    evals = sorted({json.dumps((c.get("config") or {}).get("eval") or {}, sort_keys=True)
+                    for c in cells})  # fmt: skip
+    for e in evals:
+        opts = json.loads(e)
+        if opts:
+            text = ", ".join(f"{k}={_fmt_value(v)}" for k, v in sorted(opts.items()))
+            lines.append(f"Evaluation options: {_md(text)}.")
+    seeds = sorted({c["seed"] for c in cells})
+    wall = sum(float(c.get("wall_seconds") or 0) for c in cells)
+    lines += [
+        "",
+        f"Seeds: {', '.join(map(str, seeds))}. Compute: {_seconds(wall)} of wall time over "
+        f"{len(cells)} cells ({len(ok)} finished, {len(cells) - len(ok)} failed).",
+        "",
+    ]
+    if rep.duplicates:
+        lines += [
+            f"{len(rep.duplicates)} cell(s) are stored in more than one of the given runs; "
+            "each counts once (the first run given).",
+            "",
+        ]
+    if len({m for m in rep.models}) != len(rep.base_models):
+        lines += [
+            "Some models ran with different settings; each setting is its own row, labelled "
+            "with the settings that differ. They are never averaged together.",
+            "",
+        ]
+    return lines
+
+
+def _statistics(rep: Report) -> list[str]:
+    what = (f"mean ± half-width of the {rep.confidence * 100:g} % t-based confidence interval"
+            if rep.interval == "ci" else "mean ± sample standard deviation (ddof = 1)")  # fmt: skip
+    text = (
+        f"How to read the tables: each entry is the {what} over seeds. ↑ higher is better, "
+        "↓ lower is better; columns without an arrow are descriptive. Bold marks the best mean "
+        "of a column and every model not significantly different from it: a two-sided paired "
+        "t-test over seeds when both models ran the same seeds, Welch's t-test otherwise, at "
+        f"α = {rep.alpha:g} without correction for multiple comparisons. With fewer than two "
+        "seeds no test is possible and only the best mean is bold -- with few seeds a single "
+        "winner misleads, so read the bold set, not a ranking. Each caption states what was "
+        "actually tested. Throughput and timing depend on the machine and its load (see the "
+        "setup): compare them within one report only."
+    )
+    if rep.baseline:
+        text += f" † marks a significant difference from the baseline {rep.baseline}."
+    return [_md(text), ""]
+
+
+def _figure(path: Path, out: Path, alt: str) -> str:
+    rel = path.relative_to(out) if path.is_relative_to(out) else path
+    return f"![{_md(alt)}]({rel.as_posix()})"
+
+
+def render(
+    rep: Report,
+    tables: dict[str, list[Table]],
+    figs: dict[str, list[Path]],
+    out: Path,
+    formats: Sequence[str],
+) -> str:
+    """The Markdown text of ``report.md``."""
+    ok, failed = rep.ok(), rep.failed()
+    runs = ", ".join(f"`{Path(d).name}`" for d in rep.run_dirs)
+    lines = [
+        "# vaebench report",
+        "",
+        f"Results of {runs}: models {', '.join(_md(m) for m in rep.models)} on "
+        f"{', '.join(_md(d) for d in rep.datasets)}; {len(ok)} cells finished, {len(failed)} "
+        "failed. Generated by `vaebench report` from the stored cell files; nothing was "
+        "retrained.",
+        "",
+    ]
+    lines += _setup(rep)
+    lines += ["## Results", ""]
+    lines += _statistics(rep)
+    for ds in rep.datasets:
+        lines += [f"### {_md(ds)}", ""]
+        pngs = [p for p in figs.get(ds, []) if p.suffix == ".png"]
+        for t in tables.get(ds, []):
+            lines += [f"#### {_md(t.title.split(': ', 1)[-1])}", "", to_markdown(t)]
+            src = t.name[len(ds) + 1 :] if t.name.startswith(ds) else t.name
+            for p in pngs:
+                if p.stem.endswith(f"-bars-{src}"):
+                    lines += [_figure(p, out, p.stem), ""]
+        other = [p for p in pngs if "-bars-" not in p.stem]
+        if other:
+            lines += ["#### Figures", ""]
+            for p in other:
+                lines += [_figure(p, out, p.stem), ""]
+    if "summary" in tables:
+        lines += ["### All datasets", ""]
+        for t in tables["summary"]:
+            lines += [to_markdown(t)]
+    if failed:
+        lines += ["## Failed cells", "", "| model | dataset | seed | reason |",
+                  "|:--|:--|--:|:--|"]  # fmt: skip
+        for c in sorted(failed, key=lambda c: (c["dataset"], c["variant"], c["seed"])):
+            reason = ((c.get("error") or {}).get("reason") or "?").strip().splitlines()
+            lines.append(f"| {_md(c['variant'])} | {_md(c['dataset'])} | {c['seed']} | "
+                         f"{_md(reason[0] if reason else '?')} |")  # fmt: skip
+        lines += ["", "Full tracebacks are in the cell files (`cells/*.json`, field `error`).",
+                  ""]  # fmt: skip
+    lines += ["## Files", ""]
+    files = []
+    if "csv" in formats:
+        files.append("`tables/tidy.csv` -- every stored value, one row per cell and metric")
+        files.append("`tables/aggregate.csv` -- mean, std, CI and tests per dataset, model and "
+                     "metric")  # fmt: skip
+    if "tex" in formats:
+        files.append("`tables/*.tex` -- LaTeX tables (booktabs; `tables/tables.tex` compiles "
+                     "on its own)")  # fmt: skip
+    if "html" in formats:
+        files.append("`tables/*.html` -- HTML tables (`tables/tables.html`: all in one page)")
+    if "md" in formats:
+        files.append("`tables/*.md` -- the tables above, one file each")
+    if any(figs.values()):
+        files.append("`figures/*.png`, `figures/*.pdf` -- the figures above (PDF for papers)")
+    lines += [f"- {f}" for f in files] + [""]
+    return "\n".join(lines)
