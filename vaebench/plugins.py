@@ -169,9 +169,11 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         if allow is not None and ep.name not in allow:
             continue
         if pm.has_plugin(ep.name) or pm.is_blocked(ep.name):
+            holder = " ".join(_dists.get(ep.name, ("another distribution", "")))
             _problem(
-                f'plugin "{ep.name}" from {dist} {version} not loaded: another plugin is '
-                "already registered under that name"
+                f'plugin "{ep.name}" ({ep.value}) from {dist} {version} not loaded: a plugin '
+                f"of that name is already registered by {holder.strip()}; entry-point names "
+                "must be unique"
             )
             continue
         try:

@@ -266,10 +266,11 @@ class _ModelSubject:
         return self.spec.name
 
     def resolved(self, epochs: int = 1, batch_size: int | None = None) -> dict[str, Any]:
-        """Parameters for a fast check: small ``epochs`` (and ``batch_size``) when the model has
-        them, then the caller's ``params``."""
+        """Parameters for a fast check, resolved like a run's cell does: the spec's defaults,
+        then a small ``epochs`` (and ``batch_size``) when the model has them, then the caller's
+        ``params``."""
         defaults = self.spec.defaults()
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = dict(defaults)
         if "epochs" in defaults:
             out["epochs"] = epochs
         if batch_size is not None and "batch_size" in defaults:
@@ -373,7 +374,7 @@ def _check_interface(s: _ModelSubject) -> None:
             f"got {defaults!r}: {exc}"
         ) from None
     shape = SHAPES[0]
-    model = s.spec.factory(input_shape=shape, device=s.device, **{**defaults, **s.resolved()})
+    model = s.spec.factory(input_shape=shape, device=s.device, **s.resolved())
     _expect(
         isinstance(model, Model),
         f"expected the factory to return a vaebench.model.Model, got {type(model).__name__}",
