@@ -1,1 +1,299 @@
-"""Placeholder: being written (see the open issues); registers nothing yet."""
+"""Interpolation in latent space: shared machinery and the ``interpolation`` metric.
+
+The shared machinery (used by :mod:`vaebench.metrics.acai` too):
+
+- :func:`draw_pairs` -- endpoint pairs as in the ACAI protocol: ``2 * n_pairs`` random test
+  images, image ``i`` paired with image ``i + n_pairs``;
+- :func:`mix_codes` -- points along the line (``linear``) or the great circle (``slerp``) between
+  two codes, at ``t = 0, 1/(T-1), ..., 1``;
+- :func:`decode_paths` -- encode the endpoints, mix, decode: images ``(P, T, C, H, W)``.
+
+The ``interpolation`` metric needs no ground truth and applies to every dataset (digits,
+Fashion-MNIST, user data). With ``x_t`` the decoded image at step ``t`` (``t = 0 .. T-1``, pixel
+values in [0, 1], Euclidean norm over pixels) and ``d_t = ||x_{t+1} - x_t||``:
+
+- ``path_length_ratio`` = ``sum_t d_t / ||x_{T-1} - x_0||`` -- 1 for a straight path in pixel
+  space, larger when the decoded images wander (a path through "garbage" is long);
+- ``path_step_ratio`` = ``max_t d_t / mean_t d_t`` -- 1 when every step changes the image equally,
+  up to ``T - 1`` when the whole change happens in one step (a jump);
+- ``midpoint_nn_ratio`` = ``NN(x_mid) / median_{y in S} NN(y)`` where ``x_mid`` decodes the code
+  half-way (``t = 1/2``), ``NN(x)`` is the Euclidean distance from ``x`` to its nearest training
+  image and ``S`` is a sample of test images: 1 means the midpoint lies as close to real data as a
+  typical unseen real image does; larger is less realistic.
+
+Each is averaged over the pairs (pairs where it is undefined -- equal endpoints, no change -- are
+left out of its mean); the standard error of that mean is reported next to it (``*_se``). See
+``docs/interpolation.md`` for the formulas and their caveats.
+
+The metric also stores the artifact ``interp_strip`` ``(T, C, H, W)``: the decoded path between
+two fixed test images (the same for every model of a dataset) for the report's strip figure.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vaebench.hookspecs import hookimpl
+from vaebench.metric import EvalContext, Metric, Value
+
+__all__ = [
+    "INTERPOLATIONS",
+    "draw_pairs",
+    "mix_codes",
+    "decode_batched",
+    "encode_batched",
+    "step_fractions",
+    "path_scores",
+    "decode_paths",
+    "interpolation_options",
+    "mean_and_se",
+    "nearest_distances",
+    "strip_pair",
+    "PathInterpolation",
+]
+
+#: Ways of moving between two codes (``ctx.options["interpolation"]``).
+INTERPOLATIONS = ("linear", "slerp")
+
+#: Endpoints whose images differ by less than this RMS pixel value count as equal.
+SAME_IMAGE_RMS = 1e-4
+#: At most this many training images form the nearest-neighbour reference set.
+MAX_REFERENCE_IMAGES = 10_000
+#: At most this many test images set the typical nearest-neighbour distance.
+MAX_NORMALISER_IMAGES = 1_000
+
+
+def interpolation_options(ctx: EvalContext) -> tuple[int, int, str]:
+    """``(n_pairs, n_steps, interpolation)`` from ``ctx.options`` (defaults 256, 16, linear)."""
+    n_pairs = int(ctx.options.get("n_pairs", 256))
+    n_steps = int(ctx.options.get("n_steps", 16))
+    method = str(ctx.options.get("interpolation", "linear"))
+    if n_pairs < 1:
+        raise ValueError(f"n_pairs must be >= 1, got {n_pairs}")
+    if n_steps < 3:
+        raise ValueError(f"n_steps must be >= 3, got {n_steps}")
+    if method not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {method!r}; valid: {', '.join(INTERPOLATIONS)}")
+    return n_pairs, n_steps, method
+
+
+def draw_pairs(n_images: int, n_pairs: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Indices ``(a, b)``, each ``(n_pairs,)`` long, of the endpoint images of each interpolation.
+
+    As in the ACAI protocol: ``2 * n_pairs`` distinct images in random order, the first half
+    paired with the second half (image ``i`` with image ``i + n_pairs``). When there are fewer
+    than ``2 * n_pairs`` images, pairs are drawn with replacement (``a != b`` within a pair).
+    """
+    if n_images < 2:
+        raise ValueError(f"need at least 2 images to interpolate between, got {n_images}")
+    if n_images >= 2 * n_pairs:
+        idx = torch.randperm(n_images, generator=generator)[: 2 * n_pairs]
+        return idx[:n_pairs], idx[n_pairs:]
+    a = torch.randint(n_images, (n_pairs,), generator=generator)
+    shift = torch.randint(1, n_images, (n_pairs,), generator=generator)
+    return a, (a + shift) % n_images
+
+
+def mix_codes(z_a: Tensor, z_b: Tensor, t: Tensor, method: str = "linear") -> Tensor:
+    """Codes along the way from ``z_a`` to ``z_b``.
+
+    ``z_a``, ``z_b``: ``(P, D)``; ``t``: ``(T,)`` mixing fractions (0 gives ``z_a``, 1 gives
+    ``z_b``). Returns ``(P, T, D)``.
+
+    ``linear``: ``(1 - t) z_a + t z_b``. ``slerp`` (as in the ACAI code): with ``w`` the angle
+    between the codes, ``sin((1 - t) w) / sin(w) z_a + sin(t w) / sin(w) z_b`` -- the great-circle
+    arc when the codes have equal norms; pairs with ``sin(w) < 1e-6`` (parallel codes) or a zero
+    code fall back to linear mixing.
+    """
+    if method not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {method!r}; valid: {', '.join(INTERPOLATIONS)}")
+    za = z_a.double()[:, None, :]
+    zb = z_b.double()[:, None, :]
+    tt = t.double().to(za.device)[None, :, None]
+    linear = (1.0 - tt) * za + tt * zb
+    if method == "linear":
+        return linear.to(z_a.dtype)
+    na = z_a.double().norm(dim=1)
+    nb = z_b.double().norm(dim=1)
+    cos = (z_a.double() * z_b.double()).sum(1) / (na * nb).clamp_min(1e-300)
+    omega = torch.arccos(cos.clamp(-1.0, 1.0))
+    sin = torch.sin(omega)
+    ok = (sin > 1e-6) & (na > 0) & (nb > 0)
+    safe_sin = torch.where(ok, sin, torch.ones_like(sin))[:, None, None]
+    om = omega[:, None, None]
+    slerp = (torch.sin((1.0 - tt) * om) * za + torch.sin(tt * om) * zb) / safe_sin
+    return torch.where(ok[:, None, None], slerp, linear).to(z_a.dtype)
+
+
+def decode_batched(model: Any, z: Tensor, batch_size: int) -> Tensor:
+    """``model.decode`` in batches under inference mode; codes ``(N, D)`` -> CPU images."""
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, z.shape[0], batch_size):
+            zb = z[i : i + batch_size].to(model.device)
+            outs.append(model.decode(zb).float().cpu())
+    return torch.cat(outs)
+
+
+def encode_batched(model: Any, x: Tensor, batch_size: int) -> Tensor:
+    """``model.encode`` in batches under inference mode; images ``(N, C, H, W)`` -> CPU codes."""
+    outs = []
+    with torch.inference_mode():
+        for i in range(0, x.shape[0], batch_size):
+            xb = x[i : i + batch_size].to(model.device)
+            outs.append(model.encode(xb).float().cpu())
+    return torch.cat(outs)
+
+
+def decode_paths(
+    model: Any,
+    x_a: Tensor,
+    x_b: Tensor,
+    t: Tensor,
+    method: str = "linear",
+    batch_size: int = 1024,
+) -> Tensor:
+    """Decoded interpolations between images ``x_a`` and ``x_b`` (each ``(P, C, H, W)``).
+
+    Both are encoded with ``model.encode``, their codes mixed at the fractions ``t`` ``(T,)``
+    (see :func:`mix_codes`) and decoded with ``model.decode``. The endpoints of the path are the
+    decoded reconstructions, not the inputs. Returns ``(P, T, C, H, W)`` in [0, 1] on the CPU.
+    """
+    p = x_a.shape[0]
+    z = encode_batched(model, torch.cat([x_a, x_b]), batch_size)
+    codes = mix_codes(z[:p], z[p:], t, method)  # (P, T, D)
+    images = decode_batched(model, codes.reshape(-1, codes.shape[-1]), batch_size)
+    return images.reshape(p, t.shape[0], *images.shape[1:])
+
+
+def step_fractions(n_steps: int) -> Tensor:
+    """``t = 0, 1/(T-1), ..., 1`` as float64, ``(T,)``."""
+    return torch.arange(n_steps, dtype=torch.float64) / (n_steps - 1)
+
+
+def mean_and_se(values: np.ndarray) -> tuple[float, float]:
+    """Mean of the finite entries of ``values`` and its standard error ``std(ddof=1)/sqrt(n)``.
+
+    NaN when no entry is finite; the SE is NaN with fewer than two finite entries.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return math.nan, math.nan
+    if v.size == 1:
+        return float(v[0]), math.nan
+    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size))
+
+
+def nearest_distances(queries: Tensor, reference: Tensor, batch_size: int = 512) -> Tensor:
+    """Euclidean distance from each query to its nearest reference vector.
+
+    ``queries`` ``(M, ...)`` and ``reference`` ``(K, ...)`` are flattened to vectors; computed as
+    ``sqrt(|q|^2 + |r|^2 - 2 q.r)`` in float64 in batches. Returns ``(M,)`` float64.
+    """
+    q = queries.reshape(queries.shape[0], -1).double()
+    r = reference.reshape(reference.shape[0], -1).double()
+    r_sq = (r * r).sum(1)
+    out = []
+    for i in range(0, q.shape[0], batch_size):
+        qb = q[i : i + batch_size]
+        d2 = (qb * qb).sum(1, keepdim=True) + r_sq[None, :] - 2.0 * qb @ r.T
+        out.append(d2.min(1).values.clamp_min(0.0).sqrt())
+    return torch.cat(out)
+
+
+def strip_pair(x: Tensor, pool: int = 512) -> tuple[int, int]:
+    """The fixed pair of test images shown in ``interp_strip``: image 0 and, among the first
+    ``pool`` images, the one farthest from it in pixel space (so the strip shows a real change).
+    Depends on the dataset only, so every model of a dataset shows the same pair."""
+    n = min(pool, x.shape[0])
+    flat = x[:n].reshape(n, -1).double()
+    d = (flat - flat[0]).pow(2).sum(1)
+    return 0, int(d.argmax())
+
+
+def path_scores(paths: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pair ``path_length_ratio`` and ``path_step_ratio`` of decoded paths ``(P, T, ...)``.
+
+    Returns two float64 arrays ``(P,)``; NaN where undefined (endpoint images closer than
+    :data:`SAME_IMAGE_RMS` RMS per pixel for the length ratio; no change at all for the step
+    ratio).
+    """
+    p, t = paths.shape[:2]
+    flat = paths.reshape(p, t, -1).double()
+    d = flat.shape[-1]
+    steps = (flat[:, 1:] - flat[:, :-1]).norm(dim=-1)  # (P, T-1)
+    direct = (flat[:, -1] - flat[:, 0]).norm(dim=-1)  # (P,)
+    total = steps.sum(1)
+    length_ratio = torch.where(
+        direct > SAME_IMAGE_RMS * math.sqrt(d), total / direct.clamp_min(1e-300), math.nan
+    )
+    mean_step = steps.mean(1)
+    step_ratio = torch.where(
+        mean_step > 0, steps.max(1).values / mean_step.clamp_min(1e-300), math.nan
+    )
+    return length_ratio.numpy(), step_ratio.numpy()
+
+
+class PathInterpolation(Metric):
+    """Interpolation smoothness and midpoint realism without ground truth (see module docstring)."""
+
+    name = "interpolation"
+    values = (
+        Value("path_length_ratio", False, "", 3,
+              "decoded path length / endpoint distance (pixel L2); 1 = straight"),
+        Value("path_length_ratio_se", None, "", 3, "standard error of path_length_ratio"),
+        Value("path_step_ratio", False, "", 3,
+              "largest decoded step / mean step (pixel L2); 1 = even, T-1 = one jump"),
+        Value("path_step_ratio_se", None, "", 3, "standard error of path_step_ratio"),
+        Value("midpoint_nn_ratio", False, "", 3,
+              "decoded midpoint's distance to nearest training image / typical (median) "
+              "nearest-neighbour distance of test images; 1 = as close as real data"),
+        Value("midpoint_nn_ratio_se", None, "", 3, "standard error of midpoint_nn_ratio"),
+    )  # fmt: skip
+
+    def applies_to(self, model: Any, dataset: Any) -> bool:
+        return dataset.x_test.shape[0] >= 2 and dataset.x_train.shape[0] >= 1
+
+    def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
+        n_pairs, n_steps, method = interpolation_options(ctx)
+        x_test, x_train = dataset.x_test, dataset.x_train
+        bs = ctx.eval_batch_size
+        a, b = draw_pairs(x_test.shape[0], n_pairs, ctx.generator)
+        t = step_fractions(n_steps)
+        paths = decode_paths(model, x_test[a], x_test[b], t, method, bs)
+        length_ratio, step_ratio = path_scores(paths)
+
+        mid = decode_paths(model, x_test[a], x_test[b], torch.tensor([0.5]), method, bs)[:, 0]
+        n_ref = min(MAX_REFERENCE_IMAGES, x_train.shape[0])
+        ref = x_train[torch.randperm(x_train.shape[0], generator=ctx.generator)[:n_ref]]
+        n_norm = min(MAX_NORMALISER_IMAGES, x_test.shape[0])
+        probe = x_test[torch.randperm(x_test.shape[0], generator=ctx.generator)[:n_norm]]
+        typical = float(nearest_distances(probe, ref).median())
+        mid_nn = nearest_distances(mid, ref).numpy()
+        nn_ratio = mid_nn / typical if typical > 0 else np.full_like(mid_nn, math.nan)
+
+        i, j = strip_pair(x_test)
+        strip = decode_paths(model, x_test[i : i + 1], x_test[j : j + 1], t, method, bs)[0]
+        ctx.add_artifact("interp_strip", strip)
+
+        out: dict[str, float] = {}
+        for name, v in (
+            ("path_length_ratio", length_ratio),
+            ("path_step_ratio", step_ratio),
+            ("midpoint_nn_ratio", nn_ratio),
+        ):
+            out[name], out[f"{name}_se"] = mean_and_se(v)
+        return out
+
+
+@hookimpl
+def vaebench_metrics():
+    from vaebench.metrics.acai import AcaiInterpolation, LectureMidpoint
+
+    return [PathInterpolation(), AcaiInterpolation(), LectureMidpoint()]
