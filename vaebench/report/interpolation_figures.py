@@ -1,12 +1,127 @@
-"""Interpolation figures (midpoint strips on moons etc.); drawn from stored artifacts."""
+"""Interpolation figures drawn from stored artifacts only (no model, no dataset is loaded).
+
+:func:`draw` is called by the report builder once per dataset. For moons datasets it draws the
+lecture's experiment: per model, the decoded strip full moon -> code midpoint -> half moon next to
+the true three-quarter moon (artifact ``midpoint_strip`` of the ``midpoint`` metric), under a row
+of the true full, three-quarter and half moons (artifact ``midpoint_truth``). Each model row is
+labelled with its seed and that cell's estimated midpoint phase (ideal 0.75).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vaebench.results import decode_images
+
+__all__ = ["draw", "midpoint_strips"]
+
+COLUMNS = ("full (decoded)", "code midpoint", "half (decoded)", "true ¾")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "figure.dpi": 150,
+                         "savefig.bbox": "tight", "pdf.fonttype": 42})  # fmt: skip
+    return plt
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def _save(fig: Any, path: Path) -> list[Path]:
+    """Write ``path`` as PNG and PDF with fixed metadata (stable across regenerations)."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for ext, meta in ((".png", {"Software": None}),
+                      (".pdf", {"Creator": None, "Producer": None, "CreationDate": None})):  # fmt: skip
+        p = path.with_suffix(ext)
+        fig.savefig(p, metadata=meta)
+        out.append(p)
+    plt.close(fig)
+    return out
+
+
+def _hw(img: np.ndarray) -> np.ndarray:
+    """``(C, H, W)`` -> ``(H, W)`` or ``(H, W, 3)`` for imshow."""
+    return img[0] if img.shape[0] == 1 else np.transpose(img[:3], (1, 2, 0))
+
+
+def _first_ok(cells: list[dict], model: str, dataset: str, artifact: str) -> dict | None:
+    ok = [c for c in cells
+          if c.get("model") == model and c.get("dataset") == dataset and c.get("status") == "ok"
+          and artifact in c.get("artifacts", {})]  # fmt: skip
+    return min(ok, key=lambda c: c["seed"]) if ok else None
+
+
+def midpoint_strips(
+    cells: list[dict], dataset: str, models: list[str], colors: dict, path: Path
+) -> list[Path]:
+    """The lecture's strip figure for one moons dataset (see module docstring); ``[]`` when no
+    cell of ``dataset`` stored a ``midpoint_strip``."""
+    rows: list[tuple[str, np.ndarray, dict]] = []
+    truth = None
+    for m in models:
+        c = _first_ok(cells, m, dataset, "midpoint_strip")
+        if c is None:
+            continue
+        strip = decode_images(c["artifacts"]["midpoint_strip"])  # (4, C, H, W)
+        if truth is None and "midpoint_truth" in c["artifacts"]:
+            truth = decode_images(c["artifacts"]["midpoint_truth"])  # (3, C, H, W)
+        rows.append((m, strip, c))
+    if not rows:
+        return []
+    plt = _plt()
+    n_rows = len(rows) + (truth is not None)
+    fig, axes = plt.subplots(
+        n_rows, 4, figsize=(4 * 0.75 + 1.6, 0.78 * n_rows + 0.45), squeeze=False
+    )
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    r0 = 0
+    if truth is not None:
+        for j, (img, label) in enumerate(
+            zip(truth, ("true full", "true ¾", "true half"), strict=False)
+        ):
+            axes[0, j].imshow(_hw(img), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            axes[0, j].set_xlabel(label, labelpad=1)
+        axes[0, 3].axis("off")
+        axes[0, 0].set_ylabel("truth", rotation=0, ha="right", va="center")
+        r0 = 1
+    for i, (m, strip, c) in enumerate(rows):
+        r = r0 + i
+        for j in range(4):
+            ax = axes[r, j]
+            ax.imshow(_hw(strip[j]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            for s in ax.spines.values():
+                s.set_edgecolor(colors.get(m, "black") if j == 1 else "0.7")
+                s.set_linewidth(1.5 if j == 1 else 0.5)
+        metrics = c.get("metrics", {})
+        phase = metrics.get("midpoint_phase")
+        note = f"phase {phase:.2f}" if isinstance(phase, (int, float)) else ""
+        axes[r, 0].set_ylabel(f"{m}\nseed {c['seed']}\n{note}", rotation=0, ha="right",
+                              va="center")  # fmt: skip
+    for j, title in enumerate(COLUMNS):
+        axes[0 if truth is None else r0, j].set_title(title)
+    fig.suptitle(f"{dataset}: decoding half-way between the codes of a full and a half moon")
+    fig.subplots_adjust(wspace=0.08, hspace=0.35)
+    return _save(fig, path)
 
 
 def draw(
     cells: list[dict], dataset: str, models: list[str], colors: dict, fig_dir: Path
 ) -> list[Path]:
     """Draw this dataset's interpolation figures into ``fig_dir``; return the written paths."""
-    return []
+    return midpoint_strips(
+        cells, dataset, models, colors, Path(fig_dir) / f"{_safe(dataset)}-midpoint"
+    )
