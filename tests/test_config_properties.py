@@ -1,0 +1,349 @@
+"""Property-based tests of config and CLI parsing: valid input round-trips, anything else raises
+:class:`ConfigError` -- never another exception."""
+
+from __future__ import annotations
+
+import json
+import math
+import string
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vaebench.config import (
+    EVAL_DEFAULTS,
+    MAX_SEED,
+    ConfigError,
+    RunConfig,
+    parse_assignment,
+    parse_name_list,
+    parse_seeds,
+    parse_value,
+)
+from vaebench.plugins import get_registry
+from vaebench.runner import plan
+
+LECTURE_MODELS = ["pca", "ae", "noisy", "vae"]
+SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+# anything a TOML file or a caller could hand us
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+)
+anything = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+seed_values = st.integers(min_value=0, max_value=MAX_SEED)
+
+
+# ----------------------------------------------------------------------------- parse_seeds
+
+
+@SETTINGS
+@given(st.lists(seed_values, min_size=1, max_size=20, unique=True), st.sampled_from(["", " "]))
+def test_seed_lists_round_trip(seeds: list[int], pad: str) -> None:
+    text = ",".join(f"{pad}{s}{pad}" for s in seeds)
+    assert parse_seeds(text) == seeds
+    assert parse_seeds(seeds) == seeds
+
+
+@SETTINGS
+@given(st.integers(min_value=0, max_value=MAX_SEED - 100), st.integers(min_value=0, max_value=99))
+def test_seed_ranges_are_inclusive(start: int, length: int) -> None:
+    assert parse_seeds(f"{start}-{start + length}") == list(range(start, start + length + 1))
+
+
+@SETTINGS
+@given(st.one_of(st.text(max_size=30), anything))
+def test_parse_seeds_accepts_or_raises_config_error(raw: object) -> None:
+    try:
+        seeds = parse_seeds(raw)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        assert str(exc)
+        return
+    assert seeds and all(isinstance(s, int) and 0 <= s <= MAX_SEED for s in seeds)
+    assert len(set(seeds)) == len(seeds)
+
+
+@SETTINGS
+@given(st.text(alphabet="0123456789,- ab", max_size=25))
+def test_seed_like_text_accepts_or_raises_config_error(raw: str) -> None:
+    try:
+        seeds = parse_seeds(raw)
+    except ConfigError:
+        return
+    assert all(0 <= s <= MAX_SEED for s in seeds)
+
+
+@pytest.mark.parametrize(
+    "raw", ["", "1,,2", "a", "-1", "3-1", "0,0", "1.5", "0-99999999", str(MAX_SEED + 1), "٣"]
+)
+def test_malformed_seeds_are_config_errors(raw: str) -> None:
+    with pytest.raises(ConfigError):
+        parse_seeds(raw)
+
+
+# ----------------------------------------------------------------------------- parse_value
+
+
+@SETTINGS
+@given(st.integers(min_value=-(2**80), max_value=2**80))
+def test_integers_round_trip(value: int) -> None:
+    assert parse_value("k", str(value), 1) == value
+    assert parse_value("k", value, 1) == value
+
+
+@SETTINGS
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_floats_round_trip(value: float) -> None:
+    assert parse_value("k", repr(value), 1.0) == value
+    assert parse_value("k", value, 1.0) == value
+
+
+@SETTINGS
+@given(st.booleans(), st.sampled_from([str, lambda b: str(b).lower(), lambda b: "yes" if b else "no"]))
+def test_booleans_round_trip(value: bool, spell) -> None:
+    assert parse_value("k", spell(value), False) is value
+
+
+@SETTINGS
+@given(st.text(max_size=30))
+def test_strings_round_trip(value: str) -> None:
+    assert parse_value("k", value, "default") == value
+
+
+@SETTINGS
+@given(st.lists(st.integers(min_value=1, max_value=10_000), max_size=5))
+def test_int_tuples_round_trip(values: list[int]) -> None:
+    assert parse_value("k", ",".join(map(str, values)), (512, 256)) == tuple(values)
+    assert parse_value("k", values, (512, 256)) == tuple(values)
+
+
+@SETTINGS
+@given(anything, st.sampled_from([1, 1.0, True, "s", (1, 2), (), None]))
+def test_parse_value_accepts_or_raises_config_error(raw: object, default: object) -> None:
+    try:
+        value = parse_value("some.key", raw, default)
+    except ConfigError as exc:
+        assert "some.key" in str(exc)
+        return
+    if isinstance(default, bool):
+        assert isinstance(value, bool)
+    elif isinstance(default, int):
+        assert isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        assert isinstance(value, float) and math.isfinite(value)
+    elif isinstance(default, str):
+        assert isinstance(value, str)
+    elif isinstance(default, tuple):
+        assert isinstance(value, tuple)
+    else:
+        json.dumps(value)  # whatever is accepted must be storable
+
+
+@pytest.mark.parametrize(
+    ("raw", "default"),
+    [("nan", 1.0), ("inf", 1.0), ("1e999", 1.0), (10**400, 1.0), ("1.5", 1), ("maybe", True),
+     (3, "s"), ("1,x", (1, 2)), ({"a": 1}, None)],  # fmt: skip
+)
+def test_bad_values_are_config_errors(raw: object, default: object) -> None:
+    with pytest.raises(ConfigError, match="some.key"):
+        parse_value("some.key", raw, default)
+
+
+# ----------------------------------------------------------------------------- parse_assignment
+
+scopes = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,12}", fullmatch=True).filter(
+    lambda s: not s.endswith(".")
+)
+keys = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
+values = st.text(max_size=20).map(str.strip)
+
+
+@SETTINGS
+@given(scopes, keys, values, st.sampled_from(["", " "]))
+def test_assignments_round_trip(scope: str, key: str, value: str, pad: str) -> None:
+    text = f"{pad}{scope}{pad}.{pad}{key}{pad}={pad}{value}{pad}"
+    assert parse_assignment(text) == (scope, key, value)
+
+
+@SETTINGS
+@given(st.one_of(st.text(max_size=30), st.text(alphabet="ab.= ", max_size=12), anything))
+def test_parse_assignment_accepts_or_raises_config_error(raw: object) -> None:
+    try:
+        scope, key, value = parse_assignment(raw)  # type: ignore[arg-type]
+    except ConfigError:
+        return
+    assert scope and key.isidentifier() and isinstance(value, str)
+
+
+@SETTINGS
+@given(st.one_of(st.text(max_size=30), anything))
+def test_parse_name_list_accepts_or_raises_config_error(raw: object) -> None:
+    try:
+        names = parse_name_list(raw, "models")  # type: ignore[arg-type]
+    except ConfigError:
+        return
+    assert names and all(isinstance(n, str) and n == n.strip() and n for n in names)
+    assert len(set(names)) == len(names)
+
+
+# ----------------------------------------------------------------------------- RunConfig.build
+
+valid_sets = st.lists(
+    st.one_of(
+        st.floats(min_value=0, max_value=100, allow_nan=False).map(lambda b: f"vae.beta={b!r}"),
+        st.floats(min_value=0, max_value=5, allow_nan=False).map(lambda s: f"noisy.noise_std={s}"),
+        st.sampled_from(["bce", "mse"]).map(lambda r: f"ae.recon_loss={r}"),
+        st.integers(min_value=1, max_value=512).map(lambda n: f"eval.n_pairs={n}"),
+        st.sampled_from(["linear", "slerp"]).map(lambda k: f"eval.interpolation={k}"),
+        st.lists(st.integers(1, 64), min_size=1, max_size=3).map(
+            lambda h: "ae.hidden=" + ",".join(map(str, h))
+        ),
+    ),
+    max_size=4,
+)
+
+
+@SETTINGS
+@given(
+    models=st.permutations(LECTURE_MODELS).flatmap(
+        lambda p: st.integers(1, 4).map(lambda n: p[:n])
+    ),
+    seeds=st.lists(st.integers(0, 1000), min_size=1, max_size=4, unique=True),
+    epochs=st.one_of(st.none(), st.integers(1, 100)),
+    latent=st.one_of(st.none(), st.integers(1, 32)),
+    lr=st.one_of(st.none(), st.floats(min_value=1e-6, max_value=10)),
+    subset=st.one_of(st.none(), st.integers(1, 5000)),
+    sets=valid_sets,
+)
+def test_valid_configs_build_and_round_trip(models, seeds, epochs, latent, lr, subset, sets):
+    registry = get_registry()
+    sets = [s for s in sets if s.split(".")[0] in (*models, "eval")]
+    cfg = RunConfig.build(
+        registry,
+        models=",".join(models),
+        seeds=",".join(map(str, seeds)),
+        epochs=None if epochs is None else str(epochs),
+        latent_dim=latent,
+        lr=None if lr is None else repr(lr),
+        subset=subset,
+        sets=sets,
+    )
+    assert cfg.models == list(models) and cfg.seeds == seeds and cfg.subset == subset
+    if epochs is not None and set(models) - {"pca"}:
+        assert all(
+            cfg.resolved_params(registry, m)["epochs"] == epochs for m in models if m != "pca"
+        )
+    # a run manifest stores to_dict() as JSON; --resume rebuilds the same grid from it
+    stored = json.loads(json.dumps(cfg.to_dict()))
+    again = RunConfig.from_dict(stored, registry)
+    assert again == cfg
+    assert [c.hash for c in plan(again, registry)] == [c.hash for c in plan(cfg, registry)]
+
+
+@SETTINGS
+@given(
+    models=st.one_of(st.none(), st.text(max_size=15), st.sampled_from(["pca", "ae,vae", "nope"])),
+    seeds=st.one_of(st.none(), st.text(max_size=10)),
+    epochs=st.one_of(st.none(), st.text(max_size=6), st.integers(-5, 5)),
+    latent=st.one_of(st.none(), st.text(max_size=6)),
+    lr=st.one_of(st.none(), st.text(max_size=8)),
+    subset=st.one_of(st.none(), st.integers(-3, 3)),
+    device=st.one_of(st.none(), st.text(max_size=8), st.sampled_from(["cpu", "cuda:x", "tpu"])),
+    sets=st.lists(st.text(max_size=15), max_size=3),
+)
+def test_any_cli_values_build_or_raise_config_error(
+    models, seeds, epochs, latent, lr, subset, device, sets
+):
+    try:
+        cfg = RunConfig.build(
+            get_registry(),
+            models=models,
+            seeds=seeds,
+            epochs=epochs,
+            latent_dim=latent,
+            lr=lr,
+            subset=subset,
+            device=device,
+            sets=sets,
+        )
+    except ConfigError as exc:
+        assert str(exc) and "\n" not in str(exc)
+        return
+    json.dumps(cfg.to_dict())
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+toml_values = st.recursive(
+    st.one_of(
+        st.booleans(),
+        st.integers(-(2**63), 2**63 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(alphabet=string.ascii_letters + string.digits + ",.-_ ", max_size=10),
+    ),
+    lambda inner: st.lists(inner, max_size=3),
+    max_leaves=5,
+)
+top_keys = st.sampled_from(
+    ["models", "datasets", "seeds", "epochs", "latent_dim", "lr", "batch_size", "subset",
+     "device", "data_dir", "metrics", "bogus"]  # fmt: skip
+)
+section_keys = st.tuples(
+    st.sampled_from(["model.vae", "model.ae", "model.nope", "dataset.digits", "eval"]),
+    st.sampled_from(["beta", "epochs", "hidden", "n_pairs", "interpolation", "bogus", "lr"]),
+)
+
+
+@SETTINGS
+@given(
+    top=st.dictionaries(top_keys, toml_values, max_size=5),
+    sections=st.dictionaries(section_keys, toml_values, max_size=4),
+)
+def test_any_toml_config_builds_or_raises_config_error(tmp_path_factory, top, sections):
+    lines = [f"{k} = {_toml_value(v)}" for k, v in top.items()]
+    tables: dict[str, list[str]] = {}
+    for (table, key), value in sections.items():
+        tables.setdefault(table, []).append(f"{key} = {_toml_value(value)}")
+    for table, body in tables.items():
+        lines += [f"[{table}]", *body]
+    path = tmp_path_factory.mktemp("toml") / "config.toml"
+    path.write_text("\n".join(lines) + "\n")
+    try:
+        cfg = RunConfig.build(get_registry(), config_file=str(path))
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+        assert str(path) in str(exc)  # every problem in the file names the file
+        return
+    assert cfg.eval.keys() == EVAL_DEFAULTS.keys()
+
+
+@SETTINGS
+@given(st.dictionaries(st.sampled_from(["models", "seeds", "common", "model_params", "eval",
+                                        "device", "subset", "extra"]), anything, max_size=6))
+def test_any_stored_config_loads_or_raises_config_error(data):  # fmt: skip
+    try:
+        RunConfig.from_dict({"models": ["pca"], "datasets": ["digits"], "seeds": [0], **data},
+                            get_registry())  # fmt: skip
+    except ConfigError:
+        pass
