@@ -4,7 +4,7 @@ Layout of a run folder::
 
     RUN/
       cells/MODEL--DATASET--seedS--HASH.json   one per cell (status "ok" or "failed")
-      cells/MODEL--DATASET--seedS--HASH.lock   while a process works on the cell
+      cells/MODEL--DATASET--seedS--HASH.lock   claimed by the process working on the cell
       states/MODEL--DATASET--seedS--HASH.pt    trained state_dict (never committed to git)
       manifests/TIMESTAMP-PID.json             one per `vaebench run` invocation
 
@@ -12,6 +12,11 @@ Every cell file carries :data:`SCHEMA`, the full cell config and its hash, all m
 their declarations (direction, unit, precision), the loss curve, small image artifacts for
 figures, and the environment (versions, device, git commit). Reports are pure functions of
 these files. Loading refuses files of another schema version and names corrupt files.
+
+Crash safety: every file is written to a temp file in the same folder (``.NAME.PID.HOST.*.tmp``)
+and renamed into place, so a reader sees the old file or the whole new one. Temp files are
+ignored by readers and removed by the next run once their writer is gone. Cell locks are
+``flock`` locks held by the kernel, so a process killed with SIGKILL leaves no live lock behind.
 """
 
 from __future__ import annotations
@@ -20,23 +25,36 @@ import base64
 import contextlib
 import datetime as _dt
 import errno
+import hashlib
 import json
+import logging
 import math
 import os
 import platform
+import re
+import shutil
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+try:  # POSIX: kernel-held locks that die with their process
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger("vaebench.results")
+
 __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
     "ResultsError",
+    "SchemaMismatchError",
     "atomic_write_json",
     "atomic_write_text",
     "cell_stem",
@@ -47,6 +65,8 @@ __all__ = [
     "read_cell",
     "iter_cells",
     "load_cells",
+    "check_results_folder",
+    "remove_stale_temp_files",
 ]
 
 SCHEMA_VERSION = 1
@@ -58,15 +78,45 @@ class ResultsError(ValueError):
     """A results folder or file is missing, corrupt or of an incompatible schema."""
 
 
+class SchemaMismatchError(ResultsError):
+    """A result file or folder written by a vaebench with another schema version."""
+
+
+_HOST = socket.gethostname()
+#: Short tag of this host for temp-file names (host names may contain dots).
+HOST_TAG = hashlib.sha1(_HOST.encode()).hexdigest()[:8]
+_TEMP_FILE_RE = re.compile(r"^\..+\.(?P<pid>[0-9]+)\.(?P<host>[0-9a-f]{8})\.[^.]*\.tmp$")
+_STAGING_RE = re.compile(r"^\.staging\.(?P<pid>[0-9]+)\.(?P<host>[0-9a-f]{8})$")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a process we may not signal counts as alive)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 # ----------------------------------------------------------------------------- atomic writes
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a
-    part: write a temp file in the same folder, fsync it, then ``os.replace``."""
+    part: write a temp file in the same folder, fsync it, then ``os.replace``.
+
+    The temp file is named ``.NAME.PID.HOSTTAG.RANDOM.tmp``: readers skip dot-files, and
+    :func:`remove_stale_temp_files` deletes those whose writer no longer runs.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.{HOST_TAG}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
@@ -83,6 +133,45 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def staging_dir(parent: str | os.PathLike) -> Path:
+    """A private folder ``PARENT/.staging.PID.HOSTTAG`` for files written by code we do not
+    control (e.g. :meth:`vaebench.model.Model.save`); move finished files out with
+    ``os.replace``. Left-overs of dead processes are removed by :func:`remove_stale_temp_files`.
+    """
+    path = Path(parent) / f".staging.{os.getpid()}.{HOST_TAG}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete temp files and staging folders under ``folder`` left by dead writers on this host.
+
+    Only names written by :func:`atomic_write_text` and :func:`staging_dir` are touched, and only
+    when the process that made them no longer runs; a concurrent writer's files are kept.
+    Returns what was removed.
+    """
+    removed: list[Path] = []
+    root = Path(folder)
+    if not root.is_dir():
+        return removed
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in list(dirnames):
+            m = _STAGING_RE.match(name)
+            if m and m["host"] == HOST_TAG and not _pid_alive(int(m["pid"])):
+                p = Path(dirpath) / name
+                shutil.rmtree(p, ignore_errors=True)
+                dirnames.remove(name)
+                removed.append(p)
+        for name in filenames:
+            m = _TEMP_FILE_RE.match(name)
+            if m and m["host"] == HOST_TAG and not _pid_alive(int(m["pid"])):
+                p = Path(dirpath) / name
+                with contextlib.suppress(FileNotFoundError):
+                    p.unlink()
+                    removed.append(p)
+    return removed
 
 
 def _json_default(obj: Any) -> Any:
@@ -109,6 +198,7 @@ def _clean_floats(obj: Any) -> Any:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as JSON (sorted keys, NaN/inf as null) with :func:`atomic_write_text`."""
     text = json.dumps(_clean_floats(obj), indent=1, sort_keys=True, default=_json_default)
     atomic_write_text(path, text + "\n")
 
@@ -117,64 +207,104 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def cell_stem(model: str, dataset: str, seed: int, config_hash: str) -> str:
+    """File name (without extension) of a cell: ``MODEL--DATASET--seedS--HASH``."""
     safe_ds = dataset.replace("/", "_").replace("\\", "_")
     return f"{model}--{safe_ds}--seed{seed}--{config_hash}"
 
 
 class CellLock:
-    """Claim a cell with an exclusively created lock file (``O_CREAT | O_EXCL``).
+    """Claim a cell so that no two processes work on it at once.
 
-    The lock holds ``hostname:pid``. A lock left behind by a process that no longer runs on this
-    host (killed with SIGKILL) is stale and is taken over.
+    On POSIX the claim is an exclusive ``flock`` on ``path``: the kernel drops it when the
+    holder exits in any way (SIGKILL included), so there are no stale locks to take over -- a
+    lock file left behind is simply locked again. The holder writes ``hostname:pid`` into the
+    file for humans and deletes the file on release *before* unlocking; an acquirer that wins
+    the lock on a file that has meanwhile been deleted or replaced starts again, so two
+    processes never both hold "the" lock of one path.
+
+    Without ``fcntl`` (Windows) the lock is an exclusively created file holding
+    ``hostname:pid``; a lock whose process no longer runs on this host is stale and taken over.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.held = False
+        self._fd: int | None = None
 
-    def _owner_alive(self) -> bool:
+    def owner(self) -> str:
+        """``hostname:pid`` of the holder as written in the lock file ('' if unknown)."""
         try:
-            text = self.path.read_text().strip()
-        except FileNotFoundError:
-            return False
-        host, _, pid = text.rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit():
-            return True  # another machine's lock: assume alive
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+            return self.path.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            return ""
 
-    def acquire(self) -> bool:
+    def acquire(self, blocking: bool = False) -> bool:
+        """Take the lock; return ``False`` when another process holds it (``blocking=False``)
+        or wait until it is free (``blocking=True``)."""
+        if self.held:
+            raise RuntimeError(f"lock {self.path} is already held by this object")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
+        if fcntl is None:  # pragma: no cover - Windows
+            return self._acquire_by_exclusive_create(blocking)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    os.close(fd)
+                    return False
+                # the holder we waited for may have deleted the file (release) and someone may
+                # have created a new one: our lock only counts if we locked what is at the path
+                try:
+                    on_disk = os.stat(self.path)
+                except FileNotFoundError:
+                    os.close(fd)
+                    continue
+                mine = os.fstat(fd)
+                if (on_disk.st_dev, on_disk.st_ino) != (mine.st_dev, mine.st_ino):
+                    os.close(fd)
+                    continue
+                os.ftruncate(fd, 0)
+                os.write(fd, f"{_HOST}:{os.getpid()}\n".encode())
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                raise
+            self._fd = fd
+            self.held = True
+            return True
+
+    def _acquire_by_exclusive_create(self, blocking: bool) -> bool:  # pragma: no cover
+        while True:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                if self._owner_alive():
+                host, _, pid = self.owner().rpartition(":")
+                stale = host == _HOST and pid.isdigit() and not _pid_alive(int(pid))
+                if stale:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.path.unlink()
+                    continue
+                if not blocking:
                     return False
-                # stale: remove it atomically by renaming to a unique name, then retry once
-                tomb = self.path.with_name(f"{self.path.name}.stale.{os.getpid()}")
-                try:
-                    os.replace(self.path, tomb)
-                    os.unlink(tomb)
-                except FileNotFoundError:
-                    pass
+                time.sleep(0.2)
                 continue
             with os.fdopen(fd, "w") as fh:
-                fh.write(f"{socket.gethostname()}:{os.getpid()}\n")
+                fh.write(f"{_HOST}:{os.getpid()}\n")
             self.held = True
             return True
-        return False
 
     def release(self) -> None:
-        if self.held:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-            self.held = False
+        """Give the lock up (and delete the lock file); a no-op when not held."""
+        if not self.held:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+        self.held = False
 
     def __enter__(self) -> CellLock:
         return self
@@ -258,8 +388,51 @@ def decode_images(obj: dict[str, Any]) -> np.ndarray:
 # ----------------------------------------------------------------------------- loading
 
 
+def _number_or_null(v: Any) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _check_cell(data: dict[str, Any], path: Path) -> None:
+    """Types of the fields reports rely on; anything else is a corrupt file."""
+
+    def bad(what: str) -> ResultsError:
+        return ResultsError(f"corrupt result file {path}: {what}")
+
+    for key in ("status", "model", "dataset", "seed", "config_hash"):
+        if key not in data:
+            raise bad(f"missing field {key!r}")
+    if data["status"] not in ("ok", "failed"):
+        raise bad(f"status is {data['status']!r}, expected 'ok' or 'failed'")
+    for key in ("model", "dataset", "config_hash"):
+        if not isinstance(data[key], str) or not data[key]:
+            raise bad(f"{key} is {data[key]!r}, expected a non-empty string")
+    if isinstance(data["seed"], bool) or not isinstance(data["seed"], int) or data["seed"] < 0:
+        raise bad(f"seed is {data['seed']!r}, expected a non-negative integer")
+    metrics = data.get("metrics", {})
+    if not isinstance(metrics, dict) or not all(
+        isinstance(k, str) and _number_or_null(v) for k, v in metrics.items()
+    ):
+        raise bad("metrics must map names to numbers")
+    info = data.get("metric_info", {})
+    if not isinstance(info, dict) or not all(isinstance(v, dict) for v in info.values()):
+        raise bad("metric_info must map metric names to objects")
+    history = data.get("history", {})
+    if not isinstance(history, dict) or not all(
+        isinstance(v, list) and all(_number_or_null(x) for x in v) for v in history.values()
+    ):
+        raise bad("history must map names to lists of numbers")
+    for key in ("artifacts", "config", "environment", "dataset_info"):
+        if key in data and not isinstance(data[key], dict):
+            raise bad(f"{key} must be an object")
+    if data["status"] == "failed":
+        error = data.get("error")
+        if not isinstance(error, dict) or not isinstance(error.get("reason"), str):
+            raise bad("a failed cell needs error.reason")
+
+
 def read_cell(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check one cell file; corrupt or foreign files raise :class:`ResultsError`."""
+    """Read and check one cell file; corrupt or foreign files raise :class:`ResultsError`
+    (:class:`SchemaMismatchError` for another schema version), naming the file."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -267,37 +440,44 @@ def read_cell(path: str | os.PathLike) -> dict[str, Any]:
         raise ResultsError(f"cannot read result file {path}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ResultsError(f"corrupt result file {path}: {exc}") from None
+    except RecursionError:
+        raise ResultsError(f"corrupt result file {path}: nested too deeply") from None
     if not isinstance(data, dict) or "schema" not in data:
         raise ResultsError(f"{path} is not a vaebench result file (no schema field)")
     if data["schema"] != SCHEMA:
-        raise ResultsError(
+        raise SchemaMismatchError(
             f"{path} has schema {data['schema']!r}; this vaebench reads {SCHEMA!r} "
             "(re-run the cells, or use the vaebench version that wrote them)"
         )
-    for key in ("status", "model", "dataset", "seed", "config_hash"):
-        if key not in data:
-            raise ResultsError(f"corrupt result file {path}: missing field {key!r}")
+    _check_cell(data, path)
     data["_path"] = str(path)
     return data
 
 
 def iter_cell_paths(run_dir: str | os.PathLike) -> Iterator[Path]:
+    """Cell files of a run folder in name order (temp and lock files are skipped)."""
     run = Path(run_dir)
     if not run.is_dir():
         raise ResultsError(f"results folder not found: {run}")
     cells = run / "cells"
     if not cells.is_dir():
         raise ResultsError(f"{run} is not a vaebench results folder (no cells/ inside)")
-    yield from sorted(p for p in cells.glob("*.json") if not p.name.startswith("."))
+    yield from sorted(p for p in cells.glob("*.json") if not p.name.startswith(".") and p.is_file())
 
 
 def iter_cells(run_dir: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Every cell of a run folder, checked by :func:`read_cell`."""
     for p in iter_cell_paths(run_dir):
         yield read_cell(p)
 
 
 def load_cells(*run_dirs: str | os.PathLike) -> list[dict[str, Any]]:
-    """All cells of the given run folders (each tagged with ``run``, the folder's name)."""
+    """All cells of the given run folders (each tagged with ``run``, the folder's name).
+
+    A folder may hold several configurations of one model, dataset and seed (variants, told
+    apart by ``config_hash``). Raises :class:`ResultsError` naming the file for a corrupt or
+    foreign one: a report never silently leaves a cell out.
+    """
     if not run_dirs:
         raise ResultsError("no results folder given")
     out = []
@@ -308,5 +488,44 @@ def load_cells(*run_dirs: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
+def check_results_folder(run_dir: str | os.PathLike) -> list[Path]:
+    """Check that ``run_dir`` can take results of this vaebench before a run writes into it.
+
+    Raises :class:`ResultsError` when it is not a folder and :class:`SchemaMismatchError` when
+    it holds manifests or cells of another schema version (mixing them would make the folder
+    unreadable as a whole). Returns the corrupt cell files found (a run reruns those cells).
+    """
+    run = Path(run_dir)
+    if run.exists() and not run.is_dir():
+        raise ResultsError(f"results folder {run} exists and is not a folder")
+    for p in sorted(run.glob("manifests/*.json")):
+        if p.name.startswith("."):
+            continue
+        try:
+            schema = json.loads(p.read_text(encoding="utf-8")).get("schema")
+        except (OSError, ValueError, AttributeError):
+            continue  # a manifest is informational; an unreadable one blocks nothing
+        if schema != MANIFEST_SCHEMA:
+            raise SchemaMismatchError(
+                f"results folder {run} was written by another vaebench (manifest {p.name} has "
+                f"schema {schema!r}, this vaebench writes {MANIFEST_SCHEMA!r}); use a new --out "
+                "folder"
+            )
+    corrupt = []
+    if (run / "cells").is_dir():
+        for p in iter_cell_paths(run):
+            try:
+                read_cell(p)
+            except SchemaMismatchError as exc:
+                raise SchemaMismatchError(
+                    f"results folder {run} holds results of another vaebench version ({exc}); "
+                    "use a new --out folder"
+                ) from None
+            except ResultsError:
+                corrupt.append(p)
+    return corrupt
+
+
 def is_enospc(exc: BaseException) -> bool:
+    """Whether ``exc`` means the disk is full."""
     return isinstance(exc, OSError) and exc.errno == errno.ENOSPC

@@ -25,14 +25,22 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and every CUDA device) from one integer."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    """Seed Python, NumPy and torch (CPU and every CUDA device) from one integer in
+    ``[0, 2**32 - 1]``, and ask cuDNN for deterministic kernels.
+
+    Everything random in a cell draws from these generators (weight init, shuffling, noise) or
+    from a generator derived from the same seed (metrics: ``EvalContext.generator``), so the
+    same seed on the same machine and thread count gives the same numbers.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32 - 1], got {seed!r}")
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed)
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def select_device(name: str = "auto") -> torch.device:
