@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import warnings
 from typing import Any
@@ -27,7 +28,8 @@ class UsageError(click.ClickException):
     exit_code = EXIT_USAGE
 
     def show(self, file: Any = None) -> None:
-        click.echo(f"Error: {self.format_message()}", err=True)
+        message = " ".join(self.format_message().split("\n"))
+        click.echo(f"Error: {message}", err=True)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -147,15 +149,32 @@ def run(**opts: Any) -> None:
     """Train and evaluate every model on every dataset for every seed.
 
     Each finished cell (model, dataset, seed, config) is written atomically to
-    OUT/cells/ as JSON; trained weights go to OUT/states/. Failed cells are recorded with
-    their reason and the grid goes on; the exit code is 1 if any cell failed, 2 for bad
-    input, 130 when interrupted (run the same command again to resume).
+    OUT/cells/ as JSON; trained weights go to OUT/states/. Running the same command again
+    skips finished cells and runs missing or failed ones; --resume DIR continues a run with the
+    configuration it was started with. Two runs may share one folder: each cell runs once.
+
+    Failed cells (diverged, raised, out of memory) are recorded with their reason and the grid
+    goes on. Exit code: 0 all cells finished, 1 some cell failed, 2 bad input, 130 interrupted
+    (Ctrl-C), 143 terminated (SIGTERM).
     """
     from vaebench.config import ConfigError, RunConfig
 
+    ctx = click.get_current_context()
     registry = _registry()
     out = opts["out"]
     if opts["resume_dir"]:
+        given = [
+            "--" + name.replace("_", "-")
+            for name in _CONFIG_OPTIONS
+            if opts[name] not in (None, ())
+        ]
+        if ctx.get_parameter_source("out") is not click.core.ParameterSource.DEFAULT:
+            given.append("--out")
+        if given:
+            raise UsageError(
+                f"--resume takes the configuration and folder of the stored run; do not combine "
+                f"it with {', '.join(given)}"
+            )
         cfg = _config_from_run(opts["resume_dir"], registry)
         out = opts["resume_dir"]
     else:
@@ -182,6 +201,13 @@ def run(**opts: Any) -> None:
              report=not opts["no_report"])  # fmt: skip
 
 
+#: ``run`` options that define the grid (not allowed together with ``--resume``).
+_CONFIG_OPTIONS = (
+    "models", "datasets", "seeds", "epochs", "latent_dim", "batch_size", "lr", "sets",
+    "config_file", "device", "data_dir", "subset", "metrics",
+)  # fmt: skip
+
+
 def _int_opt(name: str, raw: str | None) -> int | None:
     if raw is None:
         return None
@@ -192,32 +218,41 @@ def _int_opt(name: str, raw: str | None) -> int | None:
 
 
 def _config_from_run(run_dir: str, registry: Any):
+    """The configuration of the newest readable manifest of ``run_dir``, re-validated."""
     import json
     from pathlib import Path
 
     from vaebench.config import ConfigError, RunConfig
+    from vaebench.results import MANIFEST_SCHEMA
 
-    manifests = sorted(Path(run_dir).glob("manifests/*.json"))
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise UsageError(f"cannot resume {run_dir}: no such folder")
+    manifests = sorted(p for p in folder.glob("manifests/*.json") if not p.name.startswith("."))
     if not manifests:
         raise UsageError(f"cannot resume {run_dir}: no manifests/ found (not a vaebench run?)")
+    newest = manifests[-1]
     try:
-        data = json.loads(manifests[-1].read_text())
-        cfg = RunConfig(**data["config"])
-        RunConfig.build(registry, models=cfg.models, datasets=cfg.datasets, seeds=cfg.seeds)
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        data = json.loads(newest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UsageError(f"cannot resume {run_dir}: unreadable manifest {newest} ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
+        schema = data.get("schema") if isinstance(data, dict) else None
         raise UsageError(
-            f"cannot resume {run_dir}: unreadable manifest {manifests[-1]} ({exc})"
-        ) from None
+            f"cannot resume {run_dir}: manifest {newest.name} has schema {schema!r}, this "
+            f"vaebench reads {MANIFEST_SCHEMA!r}"
+        )
+    try:
+        return RunConfig.from_dict(data.get("config"), registry)
     except ConfigError as exc:
         raise UsageError(f"cannot resume {run_dir}: {exc}") from None
-    return cfg
 
 
 def _execute(
     cfg, out: str, registry: Any, *, force: bool, progress: bool | None, report: bool
 ) -> None:
     from vaebench.dataset import DatasetError
-    from vaebench.results import is_enospc
+    from vaebench.results import ResultsError, is_enospc
     from vaebench.runner import RunInterrupted
     from vaebench.runner import run as run_grid
 
@@ -228,13 +263,14 @@ def _execute(
                            argv=argv)  # fmt: skip
     except RunInterrupted as exc:
         s = exc.summary
+        what = "interrupted" if exc.signum == signal.SIGINT else f"stopped by signal {exc.signum}"
         click.echo(
-            f"\ninterrupted: {len(s.ran)} cell(s) finished and saved in {out}. "
-            f"Resume with: vaebench run --resume {out}",
+            f"\n{what}: {len(s.ran)} cell(s) finished in this run and saved in {out}; the cell in "
+            f"progress was dropped. Resume with: vaebench run --resume {out}",
             err=True,
         )
-        sys.exit(EXIT_INTERRUPTED)
-    except (DatasetError, ValueError) as exc:
+        sys.exit(128 + exc.signum)
+    except (DatasetError, ResultsError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         if is_enospc(exc):
@@ -242,14 +278,12 @@ def _execute(
                 f"disk full while writing to {out}; finished cells are intact. Free space and "
                 f"run the same command again to resume."
             ) from None
-        raise
-    n_total = len(summary.ran) + len(summary.skipped) + len(summary.failed) + len(summary.busy)
-    click.echo(
-        f"{len(summary.ran)} cell(s) ran, {len(summary.skipped)} already done, "
-        f"{len(summary.busy)} busy in another process, {len(summary.failed)} failed "
-        f"(of {n_total}); results in {out}",
-        err=True,
-    )
+        raise UsageError(f"cannot write results to {out}: {exc}") from None
+    parts = [f"{len(summary.ran)} cell(s) ran", f"{len(summary.skipped)} already done"]
+    if summary.elsewhere:
+        parts.append(f"{len(summary.elsewhere)} done by another run")
+    parts.append(f"{len(summary.failed)} failed")
+    click.echo(f"{', '.join(parts)} (of {summary.n_cells}); results in {out}", err=True)
     if report:
         from vaebench.report import build_report
 
@@ -261,9 +295,13 @@ def _execute(
         except Exception as exc:  # noqa: BLE001 - the results are safe; say why no report
             click.echo(f"warning: report not written: {type(exc).__name__}: {exc}", err=True)
     if summary.failed:
-        click.echo("failed cells:", err=True)
+        click.echo(f"{len(summary.failed)} failed cell(s):", err=True)
         for cell, reason in summary.failed:
             click.echo(f"  {cell.label}: {reason}", err=True)
+        click.echo(
+            f"(tracebacks in {os.path.join(out, 'cells')}; run the same command again to retry)",
+            err=True,
+        )
         sys.exit(EXIT_FAILED_CELLS)
 
 
@@ -309,6 +347,8 @@ def report(
                                baseline=baseline, figures=figures)  # fmt: skip
     except (ResultsError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write the report: {exc}") from None
     for path in written:
         click.echo(path)
 

@@ -5,20 +5,38 @@ the training split (on the chosen device), saves its state, evaluates every appl
 the test split, and writes the cell's JSON atomically. It knows no output format: reports read
 the stored files.
 
-Finished cells (same config hash, status ``ok``) are skipped when the same command runs again
-(``force`` reruns them); failed cells run again. A cell is claimed with a lock file so that two
-processes pointed at one folder never run it twice at once. A cell that diverges, raises or runs
-out of memory is recorded as failed with its reason and traceback; the grid goes on.
+Reliability rules (see ``docs/reliability.md``):
+
+- **Resume.** A cell whose file exists, parses, has this config hash and status ``ok`` is skipped
+  when the same grid runs again; missing, failed and corrupt cells run (``force`` also reruns
+  cells finished before this run started). Every file is written atomically, so a run killed at
+  any moment leaves only complete files plus temp files that readers ignore and the next run
+  deletes.
+- **Two writers.** A cell is claimed with a :class:`~vaebench.results.CellLock` and checked again
+  after claiming, so two processes pointed at one folder never run a cell at the same time or
+  one after the other. Cells busy in another process are waited for at the end of the grid.
+- **Failure isolation.** A cell that diverges, raises or runs out of memory is recorded as failed
+  with its reason and traceback; the grid goes on. Bad input (an unreadable dataset, a folder of
+  another schema version) stops the run before any training.
+- **Interruption.** Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the run between two statements:
+  finished cells are kept, the cell in progress is dropped, the manifest says ``interrupted``
+  and :class:`RunInterrupted` carries the summary.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import logging
 import os
+import shutil
+import signal
+import socket
+import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +48,25 @@ from vaebench.results import (
     ResultsError,
     atomic_write_json,
     cell_stem,
+    check_results_folder,
     encode_images,
     environment,
     is_enospc,
     now_iso,
     read_cell,
+    remove_stale_temp_files,
+    staging_dir,
 )
 
 log = logging.getLogger("vaebench.runner")
 
-__all__ = ["Cell", "RunSummary", "RunInterrupted", "plan", "run", "load_dataset"]
+__all__ = ["Cell", "RunSummary", "RunInterrupted", "plan", "run", "run_cell", "load_dataset"]
 
 
 @dataclasses.dataclass
 class Cell:
+    """One (model, dataset, seed, config) combination of a grid."""
+
     model: str
     dataset: str
     seed: int
@@ -61,23 +84,88 @@ class Cell:
 
 @dataclasses.dataclass
 class RunSummary:
+    """What a call of :func:`run` did with each cell of its grid.
+
+    ``ran``: finished by this process; ``skipped``: already finished before; ``elsewhere``:
+    finished by another process while this one waited; ``busy``: still claimed by another
+    process (only while the grid is in progress); ``failed``: ``(cell, reason)`` pairs, failed
+    in this process or (while this one waited) in another.
+    """
+
     out_dir: Path
     ran: list[Cell] = dataclasses.field(default_factory=list)
     skipped: list[Cell] = dataclasses.field(default_factory=list)
     busy: list[Cell] = dataclasses.field(default_factory=list)
     failed: list[tuple[Cell, str]] = dataclasses.field(default_factory=list)
+    elsewhere: list[Cell] = dataclasses.field(default_factory=list)
+    run_id: str = ""
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
+    @property
+    def n_cells(self) -> int:
+        return (
+            len(self.ran)
+            + len(self.skipped)
+            + len(self.busy)
+            + len(self.failed)
+            + len(self.elsewhere)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Cell stems per outcome (the ``summary`` of a run manifest)."""
+        return {
+            "ran": [c.stem for c in self.ran],
+            "skipped": [c.stem for c in self.skipped],
+            "elsewhere": [c.stem for c in self.elsewhere],
+            "busy": [c.stem for c in self.busy],
+            "failed": {c.stem: reason for c, reason in self.failed},
+        }
+
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run: finished cells are saved; the summary says what is done."""
+    """The run was stopped by a signal (Ctrl-C, SIGTERM, SIGHUP); finished cells are saved.
 
-    def __init__(self, summary: RunSummary) -> None:
+    ``summary`` says what is done; ``signum`` is the signal (exit code ``128 + signum``).
+    """
+
+    def __init__(self, summary: RunSummary, signum: int = signal.SIGINT) -> None:
         super().__init__()
         self.summary = summary
+        self.signum = int(signum)
+
+
+class _Terminated(KeyboardInterrupt):
+    """Raised by our SIGTERM/SIGHUP handler so that termination unwinds like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__()
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _termination_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`_Terminated` while the grid runs (main thread only;
+    signals somebody set to be ignored, e.g. SIGHUP under ``nohup``, stay ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated(signum)
+
+    previous: dict[int, Any] = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def plan(cfg: RunConfig, registry: Any) -> list[Cell]:
@@ -105,17 +193,28 @@ def plan(cfg: RunConfig, registry: Any) -> list[Cell]:
 def load_dataset(
     registry: Any, name: str, options: dict[str, Any], data_dir: str | None, subset: int | None
 ):
-    """Load a registered dataset (or a user file/folder path) and apply ``subset``."""
+    """Load a registered dataset (or a user file/folder path) and apply ``subset``.
+
+    Any failure raises :class:`vaebench.dataset.DatasetError` naming the dataset (a loader's
+    own exception is chained as its cause).
+    """
     from vaebench.config import _is_path_dataset
+    from vaebench.dataset import DatasetError
 
-    if _is_path_dataset(name):
-        from vaebench.data.user import load_user_dataset
+    try:
+        if _is_path_dataset(name):
+            from vaebench.data.user import load_user_dataset
 
-        ds = load_user_dataset(name, **options)
-    else:
-        ds = registry.dataset(name).spec.load(data_dir=data_dir, **options)
-    if subset is not None:
-        ds = ds.subset(subset)
+            ds = load_user_dataset(name, **options)
+        else:
+            ds = registry.dataset(name).spec.load(data_dir=data_dir, **options)
+        if subset is not None:
+            ds = ds.subset(subset)
+    except DatasetError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a loader's bug or a bad file: one clear line
+        log.debug("loading dataset %s failed", name, exc_info=True)
+        raise DatasetError(f"cannot load dataset {name!r}: {type(exc).__name__}: {exc}") from exc
     return ds
 
 
@@ -149,10 +248,16 @@ def run_cell(
     states_dir: Path | None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
-    """Fit and evaluate one cell; return the result record (raises on failure)."""
+    """Fit and evaluate one cell; return the result record (raises on failure).
+
+    Seeds Python, NumPy and torch from ``cell.seed`` first, so the result does not depend on
+    what ran before in the same process. Raises :class:`vaebench.model.DivergenceError` when
+    the trained model's codes or reconstructions are not finite.
+    """
     import torch
 
     from vaebench.metric import EvalContext
+    from vaebench.model import DivergenceError
     from vaebench.train import seed_everything
 
     spec = registry.model(cell.model).spec
@@ -175,6 +280,8 @@ def run_cell(
             f"model {cell.model!r}: decode returned shape {tuple(out.shape)}, "
             f"expected {tuple(probe.shape)}"
         )
+    if not (torch.isfinite(z).all() and torch.isfinite(out).all()):
+        raise DivergenceError("trained model gives NaN or infinite codes or reconstructions")
     if states_dir is not None:
         model.save(states_dir / f"{cell.stem}.pt")
 
@@ -233,164 +340,317 @@ def run(
     show_progress: bool | None = None,
     argv: list[str] | None = None,
 ) -> RunSummary:
-    """Run the grid of ``cfg`` into ``out_dir``; see module docstring."""
-    from tqdm.auto import tqdm
+    """Run the grid of ``cfg`` into ``out_dir`` and return what happened to each cell.
 
+    ``force`` reruns cells that finished before this call; ``show_progress`` ``None`` shows
+    progress bars only when stderr is a terminal. Raises :class:`RunInterrupted` on Ctrl-C,
+    SIGTERM or SIGHUP, :class:`vaebench.results.ResultsError` when ``out_dir`` holds results of
+    another schema version, :class:`vaebench.dataset.DatasetError` when a dataset cannot be
+    loaded (nothing is trained then), and ``OSError`` (ENOSPC) when the disk is full. See the
+    module docstring for the rules.
+    """
     from vaebench.plugins import get_registry
     from vaebench.train import select_device
 
     registry = registry or get_registry()
-    out = Path(out_dir)
-    cells_dir, states_dir = out / "cells", out / "states"
-    cells_dir.mkdir(parents=True, exist_ok=True)
-    device = select_device(cfg.device)
-    env = environment(device)
-    started = now_iso()
-    manifest = {
-        "schema": MANIFEST_SCHEMA,
-        "started": started,
-        "argv": argv,
-        "config": cfg.to_dict(),
-        "environment": env,
-        "plugins": {
-            "models": {m: _origin(registry, "models", m) for m in cfg.models},
-            "datasets": {d: _origin(registry, "datasets", d) for d in cfg.datasets},
-            "metrics": {
-                m.name: _origin(registry, "metrics", m.name) for m in _select_metrics(cfg, registry)
+    grid = _Grid(cfg, Path(out_dir), registry, force, save_states, show_progress, argv)
+    return grid.run(select_device(cfg.device))
+
+
+class _Grid:
+    """State of one :func:`run` call (kept off the public API)."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        out: Path,
+        registry: Any,
+        force: bool,
+        save_states: bool,
+        show_progress: bool | None,
+        argv: list[str] | None,
+    ) -> None:
+        self.cfg, self.out, self.registry = cfg, out, registry
+        self.force, self.save_states, self.argv = force, save_states, argv
+        self.disable = None if show_progress is None else not show_progress
+        self.cells_dir, self.states_dir = out / "cells", out / "states"
+        self.started_at = time.time()
+        self.started = now_iso()
+        self.run_id = f"{self.started.replace(':', '')}-{os.getpid()}"
+        self.summary = RunSummary(out, run_id=self.run_id)
+        self.datasets: dict[str, Any] = {}
+        self.manifest: dict[str, Any] = {}
+        self.manifest_path = out / "manifests" / f"{self.run_id}.json"
+
+    # -- setup -------------------------------------------------------------------------------
+    def _prepare_folder(self) -> None:
+        corrupt = check_results_folder(self.out)
+        try:
+            self.cells_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            if is_enospc(exc):
+                raise
+            raise ResultsError(
+                f"cannot create results folder {self.out}: {exc.strerror or exc}"
+            ) from None
+        for p in remove_stale_temp_files(self.out):
+            log.info("removed %s (left by a run that was killed)", p)
+        for p in corrupt:
+            log.warning(
+                "%s is corrupt: it is ignored and its cell runs again if it belongs to this grid",
+                p,
+            )
+
+    def _write_manifest(self, status: str, **extra: Any) -> None:
+        self.manifest.update(status=status, summary=self.summary.to_dict(), **extra)
+        atomic_write_json(self.manifest_path, self.manifest)
+
+    # -- per cell ----------------------------------------------------------------------------
+    def _existing(self, cell: Cell) -> tuple[bool, dict[str, Any] | None]:
+        """``(needs_run, record)`` for the cell's file as it is on disk now."""
+        path = self.cells_dir / f"{cell.stem}.json"
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return True, None
+        try:
+            rec = read_cell(path)
+        except ResultsError as exc:  # reported once by _prepare_folder
+            log.debug("%s; the cell runs again", exc)
+            return True, None
+        if rec["config_hash"] != cell.hash:
+            log.warning("%s does not hold the config it is named after; the cell runs again", path)
+            return True, None
+        before_us = mtime < self.started_at
+        if rec["status"] != "ok":
+            return before_us, rec  # a failure from an earlier run is retried
+        return (self.force and before_us), rec
+
+    def _attempt(self, cell: Cell, wait: bool) -> str:
+        """Run ``cell`` unless it is finished or claimed; return the outcome."""
+        needs, rec = self._existing(cell)
+        if not needs:
+            return self._outcome_of(rec)
+        lock = CellLock(self.cells_dir / f"{cell.stem}.lock")
+        if not lock.acquire(blocking=wait):
+            return "busy"
+        try:
+            needs, rec = self._existing(cell)  # another process may have finished it meanwhile
+            if not needs:
+                return self._outcome_of(rec)
+            record = self._run_one(cell)
+            atomic_write_json(self.cells_dir / f"{cell.stem}.json", record)
+        finally:
+            lock.release()
+        if record["status"] == "ok":
+            self.summary.ran.append(cell)
+            log.info("finished %s", cell.label)
+            return "ran"
+        reason = record["error"]["reason"]
+        self.summary.failed.append((cell, reason))
+        log.warning("FAILED %s: %s", cell.label, reason)
+        return "failed"
+
+    def _outcome_of(self, rec: dict[str, Any] | None) -> str:
+        assert rec is not None
+        if rec["status"] == "ok":
+            return "done"
+        return "failed-elsewhere"
+
+    def _run_one(self, cell: Cell) -> dict[str, Any]:
+        from tqdm.auto import tqdm
+
+        from vaebench.model import DivergenceError
+
+        dataset = self.datasets[cell.dataset]
+        env = self.manifest["environment"]
+        base = {
+            "schema": SCHEMA,
+            "model": cell.model,
+            "dataset": cell.dataset,
+            "seed": cell.seed,
+            "config_hash": cell.hash,
+            "config": cell.config,
+            "environment": env,
+            "run_id": self.run_id,
+            "plugins": {
+                "model": _origin(self.registry, "models", cell.model),
+                "dataset": _origin(self.registry, "datasets", cell.dataset),
             },
-        },
-    }
-    manifest_path = out / "manifests" / f"{started.replace(':', '')}-{os.getpid()}.json"
-    atomic_write_json(manifest_path, manifest)
+            "dataset_info": {
+                "shape": list(dataset.shape),
+                "n_train": int(dataset.x_train.shape[0]),
+                "n_test": int(dataset.x_test.shape[0]),
+                "citation": dataset.citation,
+                "info": dataset.info,
+            },
+            "started": now_iso(),
+        }
+        pbar = tqdm(
+            total=cell.config["params"].get("epochs"),
+            desc=cell.label,
+            unit="epoch",
+            leave=False,
+            disable=self.disable,
+            position=1,
+            dynamic_ncols=True,
+        )
 
-    cells = plan(cfg, registry)
-    metrics = _select_metrics(cfg, registry)
-    summary = RunSummary(out)
-    datasets: dict[str, Any] = {}
-    disable = None if show_progress is None else not show_progress
-    bar = tqdm(total=len(cells), desc="grid", unit="cell", disable=disable, dynamic_ncols=True)
-    try:
-        for cell in cells:
-            path = cells_dir / f"{cell.stem}.json"
-            if not force and _finished(path):
-                summary.skipped.append(cell)
-                bar.update(1)
-                continue
-            lock = CellLock(cells_dir / f"{cell.stem}.lock")
-            if not lock.acquire():
-                log.info("skipping %s: another process is running it", cell.label)
-                summary.busy.append(cell)
-                bar.update(1)
-                continue
-            try:
-                # re-check after claiming: another process may have finished it meanwhile
-                if not force and _finished(path):
-                    summary.skipped.append(cell)
-                    bar.update(1)
-                    continue
-                if cell.dataset not in datasets:
-                    datasets[cell.dataset] = load_dataset(
-                        registry,
-                        cell.dataset,
-                        cfg.dataset_options.get(cell.dataset, {}),
-                        cfg.data_dir,
-                        cfg.subset,
-                    )
-                dataset = datasets[cell.dataset]
-                bar.set_postfix_str(cell.label)
-                record = _run_one(
-                    cell, dataset, registry, device, metrics,
-                    states_dir if save_states else None, env, tqdm, disable,
-                )  # fmt: skip
-                atomic_write_json(path, record)
-                if record["status"] == "ok":
-                    summary.ran.append(cell)
-                    log.info("finished %s", cell.label)
-                else:
-                    summary.failed.append((cell, record["error"]["reason"]))
-                    log.warning("FAILED %s: %s", cell.label, record["error"]["reason"])
-                bar.update(1)
-            finally:
-                lock.release()
-    except KeyboardInterrupt:
-        bar.close()
-        raise RunInterrupted(summary) from None
-    bar.close()
-    manifest["finished"] = now_iso()
-    manifest["summary"] = {
-        "ran": [c.stem for c in summary.ran],
-        "skipped": [c.stem for c in summary.skipped],
-        "busy": [c.stem for c in summary.busy],
-        "failed": {c.stem: reason for c, reason in summary.failed},
-    }
-    atomic_write_json(manifest_path, manifest)
-    return summary
+        def progress(done: int, total: int, logs: dict[str, float]) -> None:
+            if pbar.total != total:
+                pbar.total = total
+            pbar.n = done
+            pbar.set_postfix({k: f"{v:.4g}" for k, v in list(logs.items())[:3]}, refresh=False)
+            pbar.refresh()
 
-
-def _run_one(cell, dataset, registry, device, metrics, states_dir, env, tqdm, disable):
-    from vaebench.model import DivergenceError
-
-    base = {
-        "schema": SCHEMA,
-        "model": cell.model,
-        "dataset": cell.dataset,
-        "seed": cell.seed,
-        "config_hash": cell.hash,
-        "config": cell.config,
-        "environment": env,
-        "plugins": {
-            "model": _origin(registry, "models", cell.model),
-            "dataset": _origin(registry, "datasets", cell.dataset),
-        },
-        "dataset_info": {
-            "shape": list(dataset.shape),
-            "n_train": int(dataset.x_train.shape[0]),
-            "n_test": int(dataset.x_test.shape[0]),
-            "citation": dataset.citation,
-            "info": dataset.info,
-        },
-        "started": now_iso(),
-    }
-    epochs = cell.config["params"].get("epochs")
-    pbar = tqdm(
-        total=epochs, desc=cell.label, unit="epoch", leave=False, disable=disable, position=1
-    )
-
-    def progress(done: int, total: int, logs: dict[str, float]) -> None:
-        if pbar.total != total:
-            pbar.total = total
-        pbar.n = done
-        pbar.set_postfix({k: f"{v:.4g}" for k, v in list(logs.items())[:3]}, refresh=False)
-        pbar.refresh()
-
-    t0 = time.perf_counter()
-    try:
-        result = run_cell(cell, dataset, registry, device, metrics, states_dir, progress)
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure of a cell is recorded, grid goes on
-        if is_enospc(exc):
-            raise
-        if isinstance(exc, DivergenceError):
-            reason = f"diverged: {exc}"
-        elif isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
-            reason = f"out of memory: {exc}"
-        else:
-            reason = f"{type(exc).__name__}: {exc}"
+        stage = staging_dir(self.states_dir) if self.save_states else None
+        t0 = time.perf_counter()
+        failure: dict[str, Any] | None = None
+        try:
+            result = run_cell(
+                cell, dataset, self.registry, self.device, self.metrics, stage, progress
+            )
+            if stage is not None:
+                os.replace(stage / f"{cell.stem}.pt", self.states_dir / f"{cell.stem}.pt")
+        except Exception as exc:  # noqa: BLE001 - any failure of a cell is recorded, grid goes on
+            if is_enospc(exc):
+                raise
+            failure = {
+                "reason": _failure_reason(exc, DivergenceError),
+                "type": type(exc).__name__,
+                "traceback": traceback.format_exc(),
+            }
+        finally:
+            pbar.close()
+            if stage is not None:
+                shutil.rmtree(stage, ignore_errors=True)
+        if failure is not None:
+            _free_memory(self.device)  # after the except block: the traceback's frames are gone
+            return {
+                **base,
+                "status": "failed",
+                "error": failure,
+                "wall_seconds": time.perf_counter() - t0,
+                "finished": now_iso(),
+            }
         return {
             **base,
-            "status": "failed",
-            "error": {"reason": reason, "type": type(exc).__name__,
-                      "traceback": traceback.format_exc()},
+            **result,
+            "status": "ok",
             "wall_seconds": time.perf_counter() - t0,
             "finished": now_iso(),
-        }  # fmt: skip
-    finally:
-        pbar.close()
-    return {
-        **base,
-        **result,
-        "status": "ok",
-        "wall_seconds": time.perf_counter() - t0,
-        "finished": now_iso(),
-    }
+        }
+
+    # -- the grid ----------------------------------------------------------------------------
+    def run(self, device: Any) -> RunSummary:
+        from tqdm.auto import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        self.device = device
+        self._prepare_folder()
+        cells = plan(self.cfg, self.registry)
+        self.metrics = _select_metrics(self.cfg, self.registry)
+        self.manifest = {
+            "schema": MANIFEST_SCHEMA,
+            "run_id": self.run_id,
+            "started": self.started,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "argv": self.argv,
+            "force": self.force,
+            "config": self.cfg.to_dict(),
+            "environment": environment(device),
+            "plugins": {
+                "models": {m: _origin(self.registry, "models", m) for m in self.cfg.models},
+                "datasets": {d: _origin(self.registry, "datasets", d) for d in self.cfg.datasets},
+                "metrics": {
+                    m.name: _origin(self.registry, "metrics", m.name) for m in self.metrics
+                },
+            },
+            "cells": [c.stem for c in cells],
+        }
+        self._write_manifest("running")
+        bar = tqdm(
+            total=len(cells), desc="grid", unit="cell", disable=self.disable, dynamic_ncols=True
+        )
+        redirect = logging_redirect_tqdm([logging.getLogger("vaebench")]) if not bar.disable else (
+            contextlib.nullcontext()
+        )  # fmt: skip
+        try:
+            with redirect, _termination_as_interrupt():
+                self._load_datasets([c for c in cells if self._existing(c)[0]])
+                for cell in cells:
+                    bar.set_postfix_str(cell.label)
+                    self._record(cell, self._attempt(cell, wait=False))
+                    bar.update(0 if cell in self.summary.busy else 1)
+                for cell in list(self.summary.busy):
+                    self.summary.busy.remove(cell)
+                    owner = CellLock(self.cells_dir / f"{cell.stem}.lock").owner()
+                    log.info("waiting for %s (claimed by %s)", cell.label, owner or "another run")
+                    bar.set_postfix_str(f"waiting: {cell.label}")
+                    if cell.dataset not in self.datasets:
+                        self._load_datasets([cell])
+                    self._record(cell, self._attempt(cell, wait=True), waited=True)
+                    bar.update(1)
+        except KeyboardInterrupt as exc:
+            bar.close()
+            signum = exc.signum if isinstance(exc, _Terminated) else signal.SIGINT
+            with contextlib.suppress(Exception, KeyboardInterrupt):
+                self._write_manifest("interrupted", finished=now_iso(), signal=int(signum))
+            raise RunInterrupted(self.summary, signum) from None
+        except BaseException as exc:
+            bar.close()
+            with contextlib.suppress(Exception):
+                self._write_manifest("aborted", finished=now_iso(), error=f"{exc}")
+            raise
+        bar.close()
+        self._write_manifest("finished", finished=now_iso())
+        return self.summary
+
+    def _record(self, cell: Cell, outcome: str, waited: bool = False) -> None:
+        if outcome == "busy":
+            self.summary.busy.append(cell)
+        elif outcome == "done":
+            (self.summary.elsewhere if waited else self.summary.skipped).append(cell)
+        elif outcome == "failed-elsewhere":
+            rec = read_cell(self.cells_dir / f"{cell.stem}.json")
+            self.summary.failed.append((cell, rec["error"]["reason"]))
+        if outcome in ("ran", "failed", "failed-elsewhere"):
+            self._write_manifest("running")
+
+    def _load_datasets(self, cells: list[Cell]) -> None:
+        for name in dict.fromkeys(c.dataset for c in cells):
+            if name not in self.datasets:
+                self.datasets[name] = load_dataset(
+                    self.registry,
+                    name,
+                    self.cfg.dataset_options.get(name, {}),
+                    self.cfg.data_dir,
+                    self.cfg.subset,
+                )
+
+
+def _failure_reason(exc: BaseException, divergence: type) -> str:
+    """One line saying why a cell failed: ``diverged: ...``, ``out of memory: ...`` or
+    ``ExceptionType: message``."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    lowered = str(exc).lower()
+    if isinstance(exc, divergence):
+        return f"diverged: {text}"
+    if (
+        isinstance(exc, MemoryError)
+        or type(exc).__name__ == "OutOfMemoryError"
+        or "out of memory" in lowered
+        or "can't allocate memory" in lowered
+    ):
+        return f"out of memory: {type(exc).__name__}: {text}"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _free_memory(device: Any) -> None:
+    """Give memory back after a failed cell (an out-of-memory error must not starve the next)."""
+    gc.collect()
+    if getattr(device, "type", None) == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
