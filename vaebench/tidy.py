@@ -21,14 +21,23 @@ import json
 import math
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaebench.results import load_cells
+from vaebench.results import ResultsError, iter_cells
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "load_results", "tidy_frame", "variant_labels", "direction", "metric_group"]
+__all__ = [
+    "COLUMNS",
+    "load_results",
+    "load_records",
+    "tidy_frame",
+    "variant_labels",
+    "direction",
+    "metric_group",
+]
 
 #: Columns of :func:`load_results` (``error`` is added with ``include_failed=True``).
 COLUMNS = [
@@ -128,6 +137,25 @@ def variant_labels(cells: Iterable[dict[str, Any]]) -> dict[str, str]:
     return labels
 
 
+def load_records(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
+    """Every cell record of the given run folders, in folder then file-name order, each tagged
+    with ``run`` (the folder's name).
+
+    Unlike :func:`vaebench.results.load_cells` this keeps cells of the same model, dataset and
+    seed that ran with different settings (they become separate variants, see
+    :func:`variant_labels`) and the same cell stored in two folders (the aggregation counts it
+    once); corrupt or foreign files still raise :class:`~vaebench.results.ResultsError`.
+    """
+    if not run_dirs:
+        raise ResultsError("no results folder given")
+    out = []
+    for d in run_dirs:
+        for cell in iter_cells(d):
+            cell["run"] = Path(d).name
+            out.append(cell)
+    return out
+
+
 def tidy_frame(cells: Sequence[dict[str, Any]], include_failed: bool = False) -> pd.DataFrame:
     """The tidy frame of :func:`load_results` built from already loaded cell records (each with
     a ``run`` entry, as :func:`vaebench.results.load_cells` returns them)."""
@@ -210,7 +238,7 @@ def load_results(
             dirs.extend(d)
         else:
             dirs.append(d)  # type: ignore[arg-type]
-    cells = load_cells(*dirs)
+    cells = load_records(dirs)
     if models is not None:
         cells = [c for c in cells if c["model"] in set(models)]
     if datasets is not None:

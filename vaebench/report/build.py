@@ -25,8 +25,8 @@ from typing import Any
 
 import pandas as pd
 
-from vaebench.results import atomic_write_text, load_cells
-from vaebench.tidy import tidy_frame, variant_labels
+from vaebench.results import atomic_write_text
+from vaebench.tidy import load_records, tidy_frame, variant_labels
 
 log = logging.getLogger("vaebench.report")
 
@@ -78,7 +78,7 @@ def collect(
     cells: list[dict[str, Any]] = []
     duplicates: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for cell in load_cells(*dirs):
+    for cell in load_records(dirs):
         if cell["config_hash"] in seen:
             duplicates.append(cell)
             continue

@@ -42,6 +42,7 @@ FIXED_SLOTS = {"pca": 0, "ae": 1, "noisy": 2, "vae": 3, "dae": 4}
 _STYLE = {
     "font.size": 8,
     "axes.titlesize": 8,
+    "figure.titlesize": 8.5,
     "axes.labelsize": 8,
     "xtick.labelsize": 7,
     "ytick.labelsize": 7,
@@ -175,7 +176,7 @@ def metric_bars(
         for k in range(len(metrics), nrows * ncols):
             axes[k // ncols, k % ncols].set_visible(False)
         what = "95 % CI" if interval == "ci" else "± std"
-        fig.suptitle(f"{title or dataset}: mean {what} over seeds (dots: seeds)", y=1.0)
+        fig.suptitle(f"{title or dataset} (mean {what} over seeds; dots: single seeds)", y=1.0)
         fig.tight_layout(pad=0.3, h_pad=0.6, w_pad=0.8)
         return _save(fig, path)
 
@@ -355,8 +356,10 @@ def interpolation_strips(
 # ----------------------------------------------------------------------------- latent
 
 
-def latent_points(artifact: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """``(xy (N, 2), labels (N,) or None, axis note)`` from a ``latent_2d`` artifact.
+def latent_points(
+    artifact: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray | None, tuple[str, str]]:
+    """``(xy (N, 2), labels (N,) or None, (x label, y label))`` from a ``latent_2d`` artifact.
 
     Accepts ``{"xy": [[x, y], ...]}`` (already 2-D) or ``{"z": [[...], ...]}`` (any dimension:
     projected on its first two principal components here when it has more than two), with
@@ -367,14 +370,15 @@ def latent_points(artifact: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | No
     if "xy" in artifact:
         xy = np.asarray(artifact["xy"], dtype=float).reshape(-1, 2)
         proj = artifact.get("projection", "")
-        note = "PCA of the codes" if proj == "pca" else (proj or "codes")
-        return xy, lab, note
+        if proj == "pca":
+            return xy, lab, ("PC 1", "PC 2")
+        return xy, lab, (f"{proj} 1", f"{proj} 2") if proj else ("z 1", "z 2")
     z = np.asarray(artifact["z"], dtype=float)
     z = z.reshape(z.shape[0], -1)
     if z.shape[1] == 1:
-        return np.column_stack([z[:, 0], np.zeros(len(z))]), lab, "1-D code"
+        return np.column_stack([z[:, 0], np.zeros(len(z))]), lab, ("z", "")
     if z.shape[1] == 2:
-        return z, lab, "codes"
+        return z, lab, ("z 1", "z 2")
     centred = z - z.mean(0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
     # fix the sign of each component (largest loading positive) so the plot is reproducible
@@ -382,7 +386,7 @@ def latent_points(artifact: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | No
     signs[signs == 0] = 1
     xy = centred @ (vt[:2].T * signs)
     var = s**2 / max((s**2).sum(), 1e-300)
-    return xy, lab, f"PCA of the codes ({var[0] * 100:.0f} % + {var[1] * 100:.0f} % of variance)"
+    return xy, lab, (f"PC 1 ({var[0] * 100:.0f} %)", f"PC 2 ({var[1] * 100:.0f} %)")
 
 
 def latent_scatter(
@@ -430,10 +434,11 @@ def latent_scatter(
             else:
                 sc = ax.scatter(xy[:, 0], xy[:, 1], s=2, c=lab.astype(float), cmap="viridis",
                                 linewidths=0)  # fmt: skip
-            ax.set_title(m, color=(colors or {}).get(m, "black"), pad=2)
+            ax.set_title(m, pad=2)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_xlabel(note, fontsize=6)
+            ax.set_xlabel(note[0], fontsize=6, labelpad=1)
+            ax.set_ylabel(note[1], fontsize=6, labelpad=1)
             ax.set_aspect("equal", adjustable="datalim")
         for k in range(len(panels), nrows * ncols):
             axes[k // ncols, k % ncols].set_visible(False)
@@ -447,7 +452,12 @@ def latent_scatter(
                        bbox_to_anchor=(0.5, -0.02), title="label")  # fmt: skip
         elif sc is not None:
             fig.colorbar(sc, ax=axes.ravel().tolist(), shrink=0.6, label="label")
-        fig.suptitle(f"{dataset}: test codes in 2-D", y=1.0)
+        proj = (
+            " (PCA of the codes where latent_dim > 2; % of variance)"
+            if any(p[3][0].startswith("PC") for p in panels)
+            else ""
+        )
+        fig.suptitle(f"{dataset}: test codes{proj}", y=1.0)
         return _save(fig, path)
 
 
