@@ -25,9 +25,7 @@ from vaebench.plugins import get_registry
 from vaebench.runner import plan
 
 LECTURE_MODELS = ["pca", "ae", "noisy", "vae"]
-SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # anything a TOML file or a caller could hand us
 json_scalars = st.one_of(
@@ -112,7 +110,9 @@ def test_floats_round_trip(value: float) -> None:
 
 
 @SETTINGS
-@given(st.booleans(), st.sampled_from([str, lambda b: str(b).lower(), lambda b: "yes" if b else "no"]))
+@given(
+    st.booleans(), st.sampled_from([str, lambda b: str(b).lower(), lambda b: "yes" if b else "no"])
+)
 def test_booleans_round_trip(value: bool, spell) -> None:
     assert parse_value("k", spell(value), False) is value
 
@@ -154,8 +154,17 @@ def test_parse_value_accepts_or_raises_config_error(raw: object, default: object
 
 @pytest.mark.parametrize(
     ("raw", "default"),
-    [("nan", 1.0), ("inf", 1.0), ("1e999", 1.0), (10**400, 1.0), ("1.5", 1), ("maybe", True),
-     (3, "s"), ("1,x", (1, 2)), ({"a": 1}, None)],  # fmt: skip
+    [
+        ("nan", 1.0),
+        ("inf", 1.0),
+        ("1e999", 1.0),
+        (10**400, 1.0),
+        ("1.5", 1),
+        ("maybe", True),
+        (3, "s"),
+        ("1,x", (1, 2)),
+        ({"a": 1}, None),
+    ],  # fmt: skip
 )
 def test_bad_values_are_config_errors(raw: object, default: object) -> None:
     with pytest.raises(ConfigError, match="some.key"):
@@ -306,8 +315,20 @@ toml_values = st.recursive(
     max_leaves=5,
 )
 top_keys = st.sampled_from(
-    ["models", "datasets", "seeds", "epochs", "latent_dim", "lr", "batch_size", "subset",
-     "device", "data_dir", "metrics", "bogus"]  # fmt: skip
+    [
+        "models",
+        "datasets",
+        "seeds",
+        "epochs",
+        "latent_dim",
+        "lr",
+        "batch_size",
+        "subset",
+        "device",
+        "data_dir",
+        "metrics",
+        "bogus",
+    ]  # fmt: skip
 )
 section_keys = st.tuples(
     st.sampled_from(["model.vae", "model.ae", "model.nope", "dataset.digits", "eval"]),
@@ -338,12 +359,18 @@ def test_any_toml_config_builds_or_raises_config_error(tmp_path_factory, top, se
     assert cfg.eval.keys() == EVAL_DEFAULTS.keys()
 
 
+stored_keys = st.sampled_from(
+    ["models", "seeds", "common", "model_params", "eval", "device", "subset", "extra"]
+)
+
+
 @SETTINGS
-@given(st.dictionaries(st.sampled_from(["models", "seeds", "common", "model_params", "eval",
-                                        "device", "subset", "extra"]), anything, max_size=6))
-def test_any_stored_config_loads_or_raises_config_error(data):  # fmt: skip
+@given(st.dictionaries(stored_keys, anything, max_size=6))
+def test_any_stored_config_loads_or_raises_config_error(data):
+    base = {"models": ["pca"], "datasets": ["digits"], "seeds": [0]}
     try:
-        RunConfig.from_dict({"models": ["pca"], "datasets": ["digits"], "seeds": [0], **data},
-                            get_registry())  # fmt: skip
-    except ConfigError:
-        pass
+        cfg = RunConfig.from_dict({**base, **data}, get_registry())
+    except ConfigError as exc:
+        assert str(exc)
+        return
+    assert cfg.models and cfg.seeds
