@@ -94,7 +94,7 @@ def midpoint_strips(
             zip(truth, ("true full", "true ¾", "true half"), strict=False)
         ):
             axes[0, j].imshow(_hw(img), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            axes[0, j].set_xlabel(label, labelpad=1)
+            axes[0, j].set_title(label)
         axes[0, 3].axis("off")
         axes[0, 0].set_ylabel("truth", rotation=0, ha="right", va="center")
         r0 = 1
@@ -111,10 +111,12 @@ def midpoint_strips(
         note = f"phase {phase:.2f}" if isinstance(phase, (int, float)) else ""
         axes[r, 0].set_ylabel(f"{m}\nseed {c['seed']}\n{note}", rotation=0, ha="right",
                               va="center")  # fmt: skip
-    for j, title in enumerate(COLUMNS):
-        axes[0 if truth is None else r0, j].set_title(title)
-    fig.suptitle(f"{dataset}: decoding half-way between the codes of a full and a half moon")
-    fig.subplots_adjust(wspace=0.08, hspace=0.35)
+    for j, label in enumerate(COLUMNS):
+        axes[-1, j].set_xlabel(label)
+    fig.suptitle(
+        f"{dataset}: decoding half-way between the codes of a full and a half moon", y=1.02
+    )
+    fig.subplots_adjust(wspace=0.08, hspace=0.12)
     return _save(fig, path)
 
 
