@@ -20,9 +20,10 @@ arrays with values in 0..255) are divided by 255, which is logged and recorded i
 **Folders** of images (``.png``, ``.jpg``, ``.jpeg``, ``.bmp``, ``.gif``, ``.tif``, ``.tiff``;
 read with Pillow, else matplotlib for PNG), searched recursively:
 
-- ``train/`` and ``test/`` subfolders, if both exist, are the splits; otherwise all images are
-  split deterministically: sorted by relative path, permuted by ``split_seed``, the first
-  ``round(test_fraction * N)`` go to test;
+- ``train/`` and ``test/`` subfolders, if both exist, are the splits (images elsewhere in the
+  folder are then ignored); otherwise all images are split deterministically: sorted by
+  relative path, permuted by ``split_seed``, the first ``round(test_fraction * N)`` go to test
+  (not stratified by class);
 - if the images sit in class subfolders (``cat/1.png``, or ``train/cat/1.png``), the sorted
   class folder names give the labels 0..K-1 (as torchvision's ``ImageFolder``);
 - all images must have the same size (no resizing); grayscale images give ``C = 1``; if any
@@ -332,9 +333,7 @@ def load_image_folder(
         bases = {"train": root, "test": root}
 
     # class subfolders: either every image is in one, or none is
-    classes_of = {
-        s: [_class_of(p, bases[s]) for p in split_files[s]] for s in ("train", "test")
-    }  # fmt: skip
+    classes_of = {s: [_class_of(p, bases[s]) for p in split_files[s]] for s in split_files}
     all_classes = [c for s in classes_of.values() for c in s]
     if any(c is None for c in all_classes) and any(c is not None for c in all_classes):
         loose = next(
