@@ -135,6 +135,9 @@ def test_escape_latex() -> None:
     assert escape_latex("a_b & 50% $x #1 {y} ~^\\") == (
         r"a\_b \& 50\% \$x \#1 \{y\} \textasciitilde{}\textasciicircum{}\textbackslash{}"
     )
+    assert escape_latex("×10⁻³") == r"$\times$10\textsuperscript{-3}"
+    assert escape_latex("β-VAE, α = 0.05") == r"$\beta$-VAE, $\alpha$ = 0.05"
+    assert escape_latex("x₁ ★") == r"x\textsubscript{1} ?"
 
 
 def test_html_table(rep) -> None:
@@ -148,8 +151,11 @@ def test_html_table(rep) -> None:
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
 def test_latex_compiles(rep, tmp_path: Path) -> None:
     tables = [table(rep, s) for s in ("reconstruction", "acai", "throughput")]
-    weird = build_table(rep.agg, ["toy"], rep.models, ["mse"], name="w",
-                        title="odd_name & 100% {x} #1", baseline="ae")  # fmt: skip
+    agg = rep.agg.copy()
+    agg.loc[agg.metric == "mse", "unit"] = "×10⁻³ µm²"
+    agg.loc[agg.model == "noisy", "model"] = "β-vae_2 & co"
+    weird = build_table(agg, ["toy"], rep.models, ["mse"], name="w",
+                        title="odd_name & 100% {x} #1 é", baseline="ae")  # fmt: skip
     doc = tmp_path / "tables.tex"
     doc.write_text(latex_document([*tables, weird]), encoding="utf-8")
     proc = subprocess.run(

@@ -131,7 +131,10 @@ def table_sources(rep: Report, dataset: str) -> list[tuple[str, list[str]]]:
 
 def default_summary_metrics(rep: Report) -> list[str]:
     """Headline metrics for the cross-dataset table: per group (quality, interpolation) the
-    first scored metric, in column order, that every dataset has."""
+    first scored metric that every dataset has (see
+    :data:`vaebench.report.layout.HEADLINE_METRICS`, then column order)."""
+    from vaebench.report.layout import headline_first
+
     agg = rep.agg
     if agg.empty:
         return []
@@ -142,18 +145,21 @@ def default_summary_metrics(rep: Report) -> list[str]:
         rows = agg[(agg["group"] == group) & agg["metric"].isin(common)]
         rows = rows[rows["higher_is_better"].map(lambda v: v is not None and v == v)]
         if not rows.empty:
-            out.append(str(rows.iloc[0]["metric"]))
+            out.append(headline_first(list(dict.fromkeys(rows["metric"])))[0])
     return out
 
 
 def pareto_metrics(rep: Report, dataset: str) -> tuple[str | None, str | None]:
-    """Default axes of the quality-vs-throughput scatter: the first scored quality metric and
-    ``encode_samples_per_s`` (else the first higher-is-better cost metric)."""
+    """Default axes of the quality-vs-throughput scatter: the headline quality metric (see
+    :data:`vaebench.report.layout.HEADLINE_METRICS`) and ``encode_samples_per_s`` (else the
+    first higher-is-better cost metric)."""
+    from vaebench.report.layout import headline_first
+
     sub = rep.agg[rep.agg["dataset"] == dataset]
     scored = sub[sub["higher_is_better"].map(lambda v: v is not None and v == v)]
     quality = scored[scored["group"] == "quality"]["metric"]
     cost = scored[(scored["group"] == "cost") & scored["higher_is_better"].map(bool)]["metric"]
-    q = str(quality.iloc[0]) if len(quality) else None
+    q = headline_first(list(dict.fromkeys(quality)))[0] if len(quality) else None
     if "encode_samples_per_s" in set(cost):
         return q, "encode_samples_per_s"
     return q, (str(cost.iloc[0]) if len(cost) else None)

@@ -167,7 +167,9 @@ def metric_bars(
             if len(positive) and (positive > 0).all() and positive.max() / positive.min() > 100:
                 ax.set_yscale("log")
             first = rows.iloc[0]
-            ax.set_title(_label(metric, first["unit"], first["higher_is_better"]), pad=3)
+            label = _label(metric, "", first["higher_is_better"])
+            unit = str(first["unit"] or "")
+            ax.set_title(f"{label}\n[{unit}]" if unit else label, pad=3, fontsize=7)
             ax.set_xticks(x)
             ax.set_xticklabels(names, rotation=30 if max(map(len, names)) > 5 else 0,
                                ha="right" if max(map(len, names)) > 5 else "center")  # fmt: skip
@@ -220,7 +222,7 @@ def pareto_scatter(
                         yerr=_finite(_spread(q.loc[m], interval)), fmt="o", ms=5,
                         color=colors[m], mfc=colors[m] if on else "white", mew=1.2,
                         elinewidth=0.8, capsize=2, zorder=3)  # fmt: skip
-            ax.annotate(m, (x, y), xytext=(4, 4), textcoords="offset points", fontsize=7,
+            ax.annotate(m, (x, y), xytext=(6, 4), textcoords="offset points", fontsize=7,
                         color=colors[m])  # fmt: skip
         fx = sorted((points[m] for m in front), key=lambda p: p[0])
         if len(fx) > 1:
@@ -267,11 +269,12 @@ def image_rows(
     n_cols = max(r[1].shape[0] for r in rows)
     label_w = 0.55
     size = min(0.45, (COLUMN_WIDTH - label_w) / n_cols)
+    top = 0.22 + (0.13 if col_labels else 0.0)  # inches for the title (and column labels)
+    width, height = label_w + size * n_cols, size * len(rows) + top
     with _style() as plt:
-        fig, axes = plt.subplots(
-            len(rows), n_cols, figsize=(label_w + size * n_cols, size * len(rows) + 0.35),
-            squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.04},
-        )  # fmt: skip
+        fig, axes = plt.subplots(len(rows), n_cols, figsize=(width, height), squeeze=False)
+        fig.subplots_adjust(left=label_w / width, right=1.0, bottom=0.0, top=1 - top / height,
+                            wspace=0.04, hspace=0.04)  # fmt: skip
         for i, (label, imgs) in enumerate(rows):
             for j in range(n_cols):
                 ax = axes[i, j]
@@ -287,7 +290,7 @@ def image_rows(
                     ax.set_ylabel(label, rotation=0, ha="right", va="center", color=color)
                 if i == 0 and col_labels and j < len(col_labels) and col_labels[j]:
                     ax.set_title(col_labels[j], fontsize=6, pad=2)
-        fig.suptitle(title, y=1.0)
+        fig.suptitle(title, y=1.0, va="top")
         return _save(fig, path)
 
 

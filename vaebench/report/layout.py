@@ -29,6 +29,17 @@ GROUPS: dict[str, str] = {
 SOURCE_ORDER = ("reconstruction", "interpolation", "acai", "midpoint", "throughput")
 
 
+#: Headline metrics for the cross-dataset summary table and the Pareto scatter, most preferred
+#: first; metrics not listed follow in column order.
+HEADLINE_METRICS = ("mse", "psnr", "smoothness", "mean_distance", "path_length_ratio")
+
+
+def headline_first(metrics: Sequence[str]) -> list[str]:
+    """``metrics`` with the :data:`HEADLINE_METRICS` first (in that order), others after."""
+    head = [m for m in HEADLINE_METRICS if m in metrics]
+    return head + [m for m in metrics if m not in head]
+
+
 def metric_sort_key(meta: dict[str, Any], name: str) -> tuple:
     """Sort key of one metric column given its declaration ``meta`` (``group``, ``source``,
     ``higher_is_better``, optional ``order``): group, metric plugin, descriptive values last,

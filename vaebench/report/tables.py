@@ -351,21 +351,70 @@ _LATEX_SPECIAL = {
     "±": r"$\pm$",
     "–": "--",
     "—": "---",
+    "−": "$-$",
     "↑": r"$\uparrow$",
     "↓": r"$\downarrow$",
     "†": r"$^\dagger$",
-    "α": r"$\alpha$",
+    "‡": r"$^\ddagger$",
     "×": r"$\times$",
+    "·": r"$\cdot$",
     "≥": r"$\geq$",
     "≤": r"$\leq$",
-    "·": r"$\cdot$",
+    "≈": r"$\approx$",
+    "∞": r"$\infty$",
+    "°": r"$^\circ$",
+    "µ": r"$\mu$",
+    "½": r"$\frac{1}{2}$",
+    "¼": r"$\frac{1}{4}$",
+    "¾": r"$\frac{3}{4}$",
+    "‘": "`",
+    "’": "'",
+    "“": "``",
+    "”": "''",
 }
+_SUPERSCRIPTS = dict(zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿⁱ", "0123456789+-=()ni", strict=True))
+_SUBSCRIPTS = dict(zip("₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎", "0123456789+-=()", strict=True))
+
+
+def _latex_char(ch: str) -> str:
+    if ch in _LATEX_SPECIAL:
+        return _LATEX_SPECIAL[ch]
+    if ord(ch) < 128:
+        return ch
+    import unicodedata
+
+    name = unicodedata.name(ch, "")
+    greek = name.startswith(("GREEK SMALL LETTER ", "GREEK CAPITAL LETTER "))
+    if greek and len(name.split()) == 4:
+        letter = name.rsplit(" ", 1)[-1].lower()
+        if name.startswith("GREEK CAPITAL"):
+            letter = letter.capitalize()
+        return f"$\\{letter}$"
+    if unicodedata.category(ch).startswith("L") and ord(ch) < 0x250:
+        return ch  # Latin letters with accents: LaTeX's UTF-8 input handles them
+    plain = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in plain) or "?"
 
 
 def escape_latex(text: str) -> str:
-    """Escape LaTeX specials (``_ & % $ # { } ~ ^ \\``) and map the symbols tables use (``± ↑ ↓
-    † α × –``) to LaTeX; other text passes through (pdflatex reads UTF-8)."""
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+    """Escape LaTeX specials (``_ & % $ # { } ~ ^ \\``) and map the symbols tables use
+    (``± ↑ ↓ † × – ⁻³`` and Greek letters) to LaTeX, so that any name or unit compiles with
+    pdflatex; other characters outside Latin script fall back to their ASCII form."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        for table, command in ((_SUPERSCRIPTS, "textsuperscript"), (_SUBSCRIPTS, "textsubscript")):
+            if text[i] in table:
+                j = i
+                while j < len(text) and text[j] in table:
+                    j += 1
+                out.append(f"\\{command}{{{''.join(table[c] for c in text[i:j])}}}")
+                i = j
+                break
+        else:
+            out.append(_latex_char(text[i]))
+            i += 1
+    return "".join(out)
 
 
 def _tex_entry(e: Entry) -> str:
