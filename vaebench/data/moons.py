@@ -74,32 +74,36 @@ def draw_moons(
     points inside the disc and inside the lit region, so results do not depend on batching.
 
     A sample point at ``(x, y)`` (moon frame) with half-chord ``c = sqrt(R^2 - y^2) > 0`` is lit
-    when ``t > tau = (1 - x / c) / 2``, which is ``x > (1 - 2t) c`` solved for ``t``. Each point's
+    when ``t > tau = (1 - x / c) / 2``, which is ``x > (1 - 2t) c`` solved for ``t``. Factors and
+    coordinates are float32 (the stored factor precision). Each point's
     threshold ``tau`` is computed once, so the many images of the centred, upright moon are
     counted with one ``searchsorted`` per pixel; both paths compare the same ``tau`` values with
     ``t`` and give identical pixels.
     """
-    f = np.asarray(factors, dtype=np.float64)
+    f = np.asarray(factors, dtype=np.float32)
     if f.ndim != 2 or f.shape[1] != 4:
         raise DatasetError(f"draw_moons: expected factors of shape (M, 4), got {f.shape}")
     ss = int(supersample)
-    r = radius * size
+    r_sq = np.float32((radius * size) ** 2)
     # sample points: pixel j covers [j, j + 1); sample k sits at j + (k + 0.5) / ss
-    grid = (np.arange(size * ss, dtype=np.float64) + 0.5) / ss - size / 2.0
+    grid = ((np.arange(size * ss, dtype=np.float64) + 0.5) / ss - size / 2.0).astype(np.float32)
+    half = np.float32(0.5)
 
     def thresholds(c: np.ndarray) -> np.ndarray:
         """Per image and sample point: the phase above which the point is lit (+inf: never)."""
-        cos_t, sin_t = np.cos(c[:, 3])[:, None, None], np.sin(c[:, 3])[:, None, None]
+        # per-image cos/sin with Python's math (no SIMD variant can differ between batches)
+        cos_t = np.array([math.cos(a) for a in c[:, 3].tolist()], np.float32)[:, None, None]
+        sin_t = np.array([math.sin(a) for a in c[:, 3].tolist()], np.float32)[:, None, None]
         gx = grid[None, None, :] - c[:, 1, None, None]  # x right
         gy = -(grid[None, :, None] - c[:, 2, None, None])  # y up (rows grow downwards)
         # coordinates in the moon's own frame (undo its counter-clockwise rotation)
         xr = gx * cos_t + gy * sin_t
         yr = -gx * sin_t + gy * cos_t
-        chord = np.sqrt(np.maximum(r * r - yr * yr, 0.0))
+        chord_sq = r_sq - yr * yr  # squared half-chord of the disc at height yr
+        inside = (xr * xr <= chord_sq) & (chord_sq > 0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            tau = (1.0 - xr / chord) / 2.0
-        tau = np.where(chord > 0.0, tau, np.where(xr > 0.0, -np.inf, np.inf))
-        return np.where(xr * xr + yr * yr <= r * r, tau, np.inf)
+            tau = half - half * xr / np.sqrt(chord_sq)
+        return np.where(inside, tau, np.float32(np.inf))
 
     def per_pixel(a: np.ndarray) -> np.ndarray:
         """``(B, size*ss, size*ss)`` -> ``(B, size, size, ss*ss)``: the samples of each pixel."""
@@ -113,7 +117,7 @@ def draw_moons(
     out = np.zeros((len(f), size, size), dtype=np.float32)
     plain = np.flatnonzero(np.all(f[:, 1:] == 0.0, axis=1))  # the centred, upright moon
     if len(plain):
-        tau0 = np.sort(per_pixel(thresholds(np.zeros((1, 4))))[0], axis=-1)
+        tau0 = np.sort(per_pixel(thresholds(np.zeros((1, 4), np.float32)))[0], axis=-1)
         n_disc0 = (tau0 < np.inf).sum(axis=-1)
         rows, cols = np.nonzero(n_disc0)  # pixels touching the disc; the rest stay 0
         phases = f[plain, 0]
