@@ -397,3 +397,16 @@ def test_official_checksums_are_well_formed():
         hashes = [h for f in source.files.values() for h in (f.md5, f.gz_md5)]
         assert len(set(hashes)) == 8
         assert all(len(h) == 32 and int(h, 16) >= 0 for h in hashes)
+
+
+def test_download_of_a_broken_archive_names_the_url(isolated):
+    content = release_content()
+    source = make_source(content)
+    packed = gzip.compress(content["train_images"])
+    (isolated / "cut.gz").write_bytes(packed[: len(packed) // 2])
+    url = (isolated / "cut.gz").as_uri()
+    dest = isolated / "out" / "x.gz"
+    with pytest.raises(DatasetError, match="is no valid archive") as err:
+        idx.download_file(url, dest, source.files["train_images"])
+    assert url in str(err.value) and "nothing was saved" in str(err.value)
+    assert list((isolated / "out").iterdir()) == []

@@ -394,7 +394,13 @@ def download_file(url: str, dest: Path, spec: IdxFile, timeout: float = 60.0) ->
                     bar.update(len(chunk))
         got = digest.hexdigest()
         if got != spec.gz_md5:
-            content = _read_bytes(tmp)  # raises DatasetError for a broken archive
+            try:
+                content = _read_bytes(tmp)
+            except DatasetError as exc:
+                raise DatasetError(
+                    f"checksum mismatch for {url}: MD5 {got}, expected {spec.gz_md5}, and the "
+                    f"file is no valid archive ({str(exc).split(': ', 1)[-1]}); nothing was saved"
+                ) from None
             content_md5 = hashlib.md5(content, usedforsecurity=False).hexdigest()
             if content_md5 != spec.md5:
                 raise DatasetError(
