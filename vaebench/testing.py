@@ -27,12 +27,13 @@ Three ways to use it:
 A model is given as a :class:`~vaebench.model.ModelSpec`, a registered name (``"vae"``; looked up
 through the installed plugins) or a factory ``factory(input_shape=..., device=..., **params)``
 (a :class:`~vaebench.model.Model` subclass works). Checks override ``epochs`` and ``batch_size``
-(when the model has them) to keep each check well under a second; ``params`` adds overrides of
-your own (e.g. a smaller network).
+(when the model has them) and run torch on one CPU thread to keep each check well under a
+second; ``params`` adds overrides of your own (e.g. a smaller network).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -151,6 +152,13 @@ class _NotApplicable(Exception):  # noqa: N818 - a control-flow signal, not an e
 def _expect(condition: Any, message: str) -> None:
     if not condition:
         raise _Mismatch(message)
+
+
+def _maxdiff(a: Tensor, b: Tensor) -> str:
+    """Largest absolute difference of two tensors, for messages (or their shapes if unequal)."""
+    if a.shape != b.shape:
+        return f"(shapes {tuple(a.shape)} and {tuple(b.shape)})"
+    return f"{float((a.detach() - b.detach()).abs().max()):.3g}"
 
 
 def _shape(t: Any) -> tuple[int, ...] | str:
@@ -335,12 +343,25 @@ def _model_check(
     return decorate
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch on one CPU thread inside a check. On tiny data, intra-op threads only add
+    synchronisation: on a busy machine a check is 10x faster single-threaded."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _run_body(
     check_name: str, subject: str, expectation: str, body: Callable, arg: Any
 ) -> str | None:
     """Run a check body; return ``None``, or a note when the check does not apply."""
     try:
-        body(arg)
+        with _one_thread():
+            body(arg)
     except _NotApplicable as exc:
         return f"not applicable: {exc}"
     except _Mismatch as exc:
@@ -527,23 +548,22 @@ def _check_deterministic(s: _ModelSubject) -> None:
     for _ in range(2):
         model, x = s.fitted(SHAPES[0])
         z1, z2 = model.encode(x[:8]), model.encode(x[:8])
-        diff = float((z1 - z2).abs().max())
         _expect(
             torch.equal(z1, z2),
             f"expected encode to be deterministic: two calls on the same input differ by up "
-            f"to {diff:.3g} (return the posterior mean, not a sample)",
+            f"to {_maxdiff(z1, z2)} (return the posterior mean, not a sample)",
         )
         outs.append((z1, model.decode(z1)))
     (za, xa), (zb, xb) = outs
     _expect(
         torch.equal(za, zb),
         f"expected identical codes from two fits under seed_everything(0), max |difference| "
-        f"{float((za - zb).abs().max()):.3g} (use the global torch generator, not an unseeded one)",
+        f"{_maxdiff(za, zb)} (use the global torch generator, not an unseeded one)",
     )
     _expect(
         torch.equal(xa, xb),
         f"expected identical reconstructions from two fits under seed_everything(0), max "
-        f"|difference| {float((xa - xb).abs().max()):.3g}",
+        f"|difference| {_maxdiff(xa, xb)}",
     )
 
 
@@ -566,15 +586,13 @@ def _check_save_load(s: _ModelSubject) -> None:
     out2 = fresh.decode(z2)
     _expect(
         z2.shape == z.shape and torch.equal(z2, z),
-        f"expected identical codes after save/load, max |difference| "
-        f"{float((z2 - z).abs().max()) if z2.shape == z.shape else 'shape ' + str(_shape(z2))} "
+        f"expected identical codes after save/load, max |difference| {_maxdiff(z2, z)} "
         f"(state_dict() must hold every tensor encode uses)",
     )
     _expect(
         out2.shape == out.shape and torch.equal(out2, out),
-        "expected identical reconstructions after save/load, max |difference| "
-        f"{float((out2 - out).abs().max()) if out2.shape == out.shape else _shape(out2)} "
-        "(state_dict() must hold every tensor decode uses)",
+        f"expected identical reconstructions after save/load, max |difference| "
+        f"{_maxdiff(out2, out)} (state_dict() must hold every tensor decode uses)",
     )
     _expect(
         fresh.n_params == model.n_params,
@@ -895,8 +913,9 @@ def _check_dataset_labels(s: _DatasetSubject) -> None:
 @_dataset_check("render(factors) draws images matching the dataset's own")
 def _check_dataset_render(s: _DatasetSubject) -> None:
     """Only when ``render`` is present: it needs ``factors_test``; ``render(factors_test[:16])``
-    is deterministic, ``(16, C, H, W)`` in ``[0, 1]``, and each rendered image is closer (mean
-    absolute difference) to the test image it was rendered for than to the other test images."""
+    is deterministic, ``(16, C, H, W)`` in ``[0, 1]``, and each rendered image is much closer (mean
+    absolute difference under half) to the test image it was rendered for than to the other test
+    images."""
     ds = s.load()
     if ds.render is None:
         raise _NotApplicable("the dataset has no render()")
@@ -917,10 +936,10 @@ def _check_dataset_render(s: _DatasetSubject) -> None:
         own = float(d.diagonal().mean())
         other = float((d.sum() - d.diagonal().sum()) / (d.numel() - len(f)))
         _expect(
-            own < other,
-            f"expected each rendered image to match its own test image better than the others "
-            f"(mean |difference| own {own:.4g} vs others {other:.4g}); are factors and images "
-            f"in the same order?",
+            own < 0.5 * other,
+            f"expected each rendered image to match its own test image far better than the "
+            f"others (mean |difference| own {own:.4g}, others {other:.4g}; expected own < half "
+            f"of others); are factors and images in the same order?",
         )
 
 
