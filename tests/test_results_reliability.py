@@ -26,6 +26,7 @@ from vaebench.results import (
     iter_cell_paths,
     load_cells,
     read_cell,
+    remove_stale_locks,
     remove_stale_temp_files,
     staging_dir,
 )
@@ -132,6 +133,15 @@ def test_leftover_lock_file_is_taken_over(tmp_path):
     path.write_text("")  # killed between creating and writing the file
     assert lock.acquire()
     lock.release()
+
+
+def test_only_unheld_lock_files_are_swept(tmp_path):
+    held, orphan = CellLock(tmp_path / "a.lock"), tmp_path / "b.lock"
+    assert held.acquire()
+    orphan.write_text("host:1\n")
+    assert remove_stale_locks(tmp_path) == [orphan]
+    assert held.path.exists() and not orphan.exists()
+    held.release()
 
 
 def test_lock_of_a_sigkilled_process_is_free(tmp_path):

@@ -279,6 +279,25 @@ def test_interrupt_keeps_finished_cells_and_resume_completes(reg, tmp_path):
     assert [c.model for c in resumed.ran] == ["interruptible", "ae"]
 
 
+def test_interrupt_right_after_a_cell_was_saved_still_counts_it(reg, tmp_path, monkeypatch):
+    """Ctrl-C between writing a cell and booking it: the summary and manifest follow the files."""
+    import vaebench.runner as runner_module
+
+    real_write = runner_module.atomic_write_json
+
+    def write_then_interrupt(path, obj):
+        real_write(path, obj)
+        if Path(path).parent.name == "cells":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_module, "atomic_write_json", write_then_interrupt)
+    with pytest.raises(RunInterrupted) as info:
+        run(build(reg, "pca", seeds="0,1"), tmp_path, registry=reg, show_progress=False)
+    (saved,) = cell_files(tmp_path)
+    assert [c.stem for c in info.value.summary.ran] == [saved]
+    assert manifests(tmp_path)[0]["summary"]["ran"] == [saved]
+
+
 # ----------------------------------------------------------------------------- two writers
 
 

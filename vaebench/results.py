@@ -67,6 +67,7 @@ __all__ = [
     "load_cells",
     "check_results_folder",
     "remove_stale_temp_files",
+    "remove_stale_locks",
 ]
 
 SCHEMA_VERSION = 1
@@ -311,6 +312,18 @@ class CellLock:
 
     def __exit__(self, *exc: Any) -> None:
         self.release()
+
+
+def remove_stale_locks(folder: str | os.PathLike) -> list[Path]:
+    """Delete the ``*.lock`` files in ``folder`` that no process holds (left by a process
+    killed after saving its cell); returns them. A held lock is never touched."""
+    removed = []
+    for path in sorted(Path(folder).glob("*.lock")):
+        lock = CellLock(path)
+        if lock.acquire():
+            lock.release()  # deletes the file
+            removed.append(path)
+    return removed
 
 
 # ----------------------------------------------------------------------------- environment

@@ -54,6 +54,7 @@ from vaebench.results import (
     is_enospc,
     now_iso,
     read_cell,
+    remove_stale_locks,
     remove_stale_temp_files,
     staging_dir,
 )
@@ -393,7 +394,7 @@ class _Grid:
             raise ResultsError(
                 f"cannot create results folder {self.out}: {exc.strerror or exc}"
             ) from None
-        for p in remove_stale_temp_files(self.out):
+        for p in [*remove_stale_temp_files(self.out), *remove_stale_locks(self.cells_dir)]:
             log.info("removed %s (left by a run that was killed)", p)
         for p in corrupt:
             log.warning(
@@ -596,6 +597,7 @@ class _Grid:
             bar.close()
             signum = exc.signum if isinstance(exc, _Terminated) else signal.SIGINT
             with contextlib.suppress(Exception, KeyboardInterrupt):
+                self._reconcile(cells)
                 self._write_manifest("interrupted", finished=now_iso(), signal=int(signum))
             raise RunInterrupted(self.summary, signum) from None
         except BaseException as exc:
@@ -606,6 +608,27 @@ class _Grid:
         bar.close()
         self._write_manifest("finished", finished=now_iso())
         return self.summary
+
+    def _reconcile(self, cells: list[Cell]) -> None:
+        """Count cells this run saved but had no time to book (a signal between the write and
+        the bookkeeping): the files, not the in-memory lists, are the truth."""
+        booked = {c.stem for c in self.summary.ran} | {c.stem for c, _ in self.summary.failed}
+        for cell in cells:
+            if cell.stem in booked:
+                continue
+            try:
+                rec = read_cell(self.cells_dir / f"{cell.stem}.json")
+            except ResultsError:
+                continue
+            if rec.get("run_id") != self.run_id or rec["config_hash"] != cell.hash:
+                continue
+            if rec["status"] == "ok":
+                self.summary.ran.append(cell)
+            else:
+                self.summary.failed.append((cell, rec["error"]["reason"]))
+            for pending in (self.summary.busy, self.summary.skipped):
+                if cell in pending:
+                    pending.remove(cell)
 
     def _record(self, cell: Cell, outcome: str, waited: bool = False) -> None:
         if outcome == "busy":

@@ -1,0 +1,154 @@
+"""Acceptance tests with real `vaebench run` processes: SIGKILL mid-grid then resume, two
+writers on one folder, Ctrl-C and SIGTERM.
+
+Every run uses a tiny budget (3 epochs on 200 images, short throughput timing) and one torch
+thread, so a 12-cell grid takes seconds."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from vaebench.results import read_cell
+
+GRID = [
+    "run", "--models", "pca,ae,noisy,vae", "--seeds", "0,1,2", "--epochs", "3",
+    "--subset", "200", "--device", "cpu", "--no-report", "--no-progress",
+    "--set", "eval.throughput_seconds=0.02", "--set", "eval.n_pairs=16",
+]  # fmt: skip
+N_CELLS = 12
+TIMING_UNITS = {"s", "samples/s"}
+
+
+def vaebench(*args: str) -> subprocess.Popen:
+    """Start the vaebench CLI in a child process (stderr captured, one torch thread)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from vaebench.cli import main; main()", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str]:
+    _, err = proc.communicate(timeout=600)
+    return proc.returncode, err
+
+
+def wait_for_cells(out: Path, n: int, proc: subprocess.Popen) -> None:
+    """Poll until ``out`` holds at least ``n`` cell files (the process must still be running)."""
+    while len(list((out / "cells").glob("*.json"))) < n:
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.02)
+
+
+def manifests(out: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((out / "manifests").glob("*.json"))]
+
+
+def cells(out: Path) -> dict[str, dict]:
+    """Every cell file, read with the same checks a report applies."""
+    return {p.stem: read_cell(p) for p in sorted((out / "cells").glob("*.json"))}
+
+
+def comparable(cell: dict) -> dict:
+    info = cell["metric_info"]
+    return {
+        "metrics": {
+            k: v for k, v in cell["metrics"].items() if info[k].get("unit") not in TIMING_UNITS
+        },
+        "history": cell["history"],
+        "artifacts": cell["artifacts"],
+    }
+
+
+def leftovers(out: Path) -> list[Path]:
+    """Temp files, staging folders and lock files: none may survive a completed run."""
+    return [
+        *out.rglob("*.tmp"),
+        *out.rglob(".staging*"),
+        *out.rglob("*.lock"),
+    ]
+
+
+def test_sigkill_mid_grid_then_resume_equals_an_uninterrupted_run(tmp_path):
+    killed_dir, reference_dir = tmp_path / "killed", tmp_path / "reference"
+    reference = vaebench(*GRID, "--out", str(reference_dir))
+    victim = vaebench(*GRID, "--out", str(killed_dir))
+    wait_for_cells(killed_dir, 3, victim)
+    victim.send_signal(signal.SIGKILL)
+    assert finish(victim)[0] == -signal.SIGKILL
+
+    survived = cells(killed_dir)  # whatever is there must read cleanly
+    assert 3 <= len(survived) < N_CELLS, "the run was not killed mid-way"
+    (killed_manifest,) = manifests(killed_dir)
+    assert killed_manifest["status"] == "running"  # it never got to say otherwise
+
+    rc, err = finish(vaebench("run", "--resume", str(killed_dir), "--no-report", "--no-progress"))
+    assert rc == 0, err
+    assert f"0 cell(s) ran, {N_CELLS} already done" not in err
+    rc, err = finish(reference)
+    assert rc == 0, err
+
+    final, expected = cells(killed_dir), cells(reference_dir)
+    assert final.keys() == expected.keys() and len(final) == N_CELLS
+    for stem in final:
+        assert final[stem]["status"] == "ok"
+        assert comparable(final[stem]) == comparable(expected[stem]), stem
+    assert leftovers(killed_dir) == []
+
+    # no cell ran twice: the resumed run ran exactly the cells the killed one had not saved
+    killed, resumed = manifests(killed_dir)
+    assert resumed["status"] == "finished" and resumed["run_id"] != killed["run_id"]
+    assert set(resumed["summary"]["skipped"]) == set(survived)
+    assert set(resumed["summary"]["ran"]) == set(final) - set(survived)
+    assert set(killed["summary"]["ran"]) <= set(survived)
+    for stem, rec in final.items():
+        assert rec["run_id"] == (killed["run_id"] if stem in survived else resumed["run_id"])
+
+
+def test_two_writers_share_one_folder_and_run_each_cell_once(tmp_path):
+    out = tmp_path / "shared"
+    first, second = vaebench(*GRID, "--out", str(out)), vaebench(*GRID, "--out", str(out))
+    (rc1, err1), (rc2, err2) = finish(first), finish(second)
+    assert (rc1, rc2) == (0, 0), err1 + err2
+
+    final = cells(out)
+    assert len(final) == N_CELLS and all(r["status"] == "ok" for r in final.values())
+    ms = manifests(out)
+    assert len(ms) == 2 and {m["status"] for m in ms} == {"finished"}
+    ran = [stem for m in ms for stem in m["summary"]["ran"]]
+    assert sorted(ran) == sorted(final)  # every cell ran exactly once, by one of the two
+    by_run = {m["run_id"]: m for m in ms}
+    for stem, rec in final.items():
+        assert stem in by_run[rec["run_id"]]["summary"]["ran"]
+        (other,) = [m for m in ms if m["run_id"] != rec["run_id"]]
+        assert stem in other["summary"]["skipped"] + other["summary"]["elsewhere"]
+    assert leftovers(out) == []
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_stops_cleanly_and_says_how_to_resume(tmp_path, sig, code):
+    out = tmp_path / "run"
+    proc = vaebench(*GRID, "--out", str(out))
+    wait_for_cells(out, 2, proc)
+    proc.send_signal(sig)
+    rc, err = finish(proc)
+
+    assert rc == code, err
+    assert f"Resume with: vaebench run --resume {out}" in err
+    assert "Traceback" not in err
+    (m,) = manifests(out)
+    assert m["status"] == "interrupted" and m["signal"] == sig
+    saved = cells(out)
+    assert set(m["summary"]["ran"]) == set(saved) and 2 <= len(saved) < N_CELLS
+    assert leftovers(out) == []
