@@ -40,6 +40,17 @@ def vaebench_models():
 MakeDist = Callable[..., Path]
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny models train faster on one thread than on two contended ones."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def make_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MakeDist:
     """``make_dist(dist, version, {ep_name: "module"}, {module: source})`` writes an installed
