@@ -19,7 +19,7 @@ def _beta_vae(*args, **kwargs):
 SPEC = ModelSpec(
     "beta-vae",
     _beta_vae,
-    "beta-VAE (beta=4) with linear KL warm-up over warmup_epochs (vaebench-betavae)",
+    "beta-VAE (beta=4 by default) with a linear KL warm-up over warmup_epochs",
     params={
         "latent_dim": 10,
         "hidden": (512, 256),

@@ -19,7 +19,7 @@ def _conv_ae(*args, **kwargs):
 SPEC = ModelSpec(
     "conv-ae",
     _conv_ae,
-    "convolutional autoencoder (stride-2 convs, any (C, H, W); vaebench-convae)",
+    "convolutional autoencoder (stride-2 convolutions) for images of any (C, H, W)",
     params={
         "latent_dim": 10,
         "channels": (32, 64),
