@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -49,8 +51,14 @@ def test_npz_uint8_is_scaled_and_said(tmp_path, rng, caplog):
     x = rng.integers(0, 256, (5, 6, 6), dtype=np.uint8)
     y = np.arange(5)
     path = save_npz(tmp_path / "u.npz", x_train=x, x_test=x, y_train=y, y_test=y)
-    with caplog.at_level("INFO", logger="vaebench"):
-        ds = load_user_dataset(path)
+    # attach caplog's handler directly: the CLI's logging setup may stop propagation
+    logger = logging.getLogger("vaebench.data.user")
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("INFO", logger="vaebench.data.user"):
+            ds = load_user_dataset(path)
+    finally:
+        logger.removeHandler(caplog.handler)
     np.testing.assert_allclose(ds.x_train[:, 0].numpy(), x / 255.0, rtol=1e-6)
     assert ds.info["scaled_from"]["x_train"] == "uint8 0..255 divided by 255"
     assert "divided by 255" in caplog.text
