@@ -81,7 +81,11 @@ BAD_NPZ = {
     ),
     "looks like 0..255": (
         lambda r: {"x_train": np.full((3, 5, 5), 200.0), "x_test": r.random((3, 5, 5))},
-        "(looks like 0..255 values: divide by 255 or store as uint8)",
+        "found range [200, 200] (looks like 0..255 values: divide by 255 or store as uint8)",
+    ),
+    "slightly above 1": (
+        lambda r: {"x_train": np.full((3, 5, 5), 1.5), "x_test": r.random((3, 5, 5))},
+        "float values must lie in [0, 1], found range [1.5, 1.5]",
     ),
     "negative ints": (
         lambda r: {"x_train": np.full((3, 5, 5), -1), "x_test": r.random((3, 5, 5))},
@@ -155,6 +159,12 @@ def test_not_an_npz_and_missing_path(tmp_path):
     other.write_text("1,2")
     with pytest.raises(DatasetError, match="unsupported file type '.csv'"):
         load_user_dataset(str(other))
+
+
+def test_user_dataset_defaults():
+    from vaebench.data.user import user_dataset_defaults
+
+    assert user_dataset_defaults() == {"test_fraction": 0.2, "split_seed": 0}
 
 
 def test_to_nchw_rule():

@@ -36,6 +36,7 @@ image) and what is wrong.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import os
 import zipfile
@@ -47,7 +48,14 @@ import torch
 
 from vaebench.dataset import Dataset, DatasetError
 
-__all__ = ["load_user_dataset", "load_npz", "load_image_folder", "to_nchw", "IMAGE_SUFFIXES"]
+__all__ = [
+    "load_user_dataset",
+    "user_dataset_defaults",
+    "load_npz",
+    "load_image_folder",
+    "to_nchw",
+    "IMAGE_SUFFIXES",
+]
 
 log = logging.getLogger("vaebench.data.user")
 
@@ -77,6 +85,12 @@ def load_user_dataset(name: str, test_fraction: float = 0.2, split_seed: int = 0
             "valid: a .npz file or a folder of images"
         )
     return load_npz(path, name=name)
+
+
+def user_dataset_defaults() -> dict[str, Any]:
+    """Options of :func:`load_user_dataset` and their defaults (for ``--set PATH.KEY=VALUE``)."""
+    sig = inspect.signature(load_user_dataset)
+    return {k: p.default for k, p in sig.parameters.items() if p.default is not p.empty}
 
 
 # ----------------------------------------------------------------------------- arrays
@@ -126,7 +140,7 @@ def _scale(x: np.ndarray, where: str) -> tuple[np.ndarray, str | None]:
         if lo < 0.0 or hi > 1.0:
             hint = (
                 " (looks like 0..255 values: divide by 255 or store as uint8)"
-                if lo >= 0.0 and hi <= 255.0
+                if lo >= 0.0 and 10.0 < hi <= 255.0
                 else ""
             )
             raise DatasetError(
