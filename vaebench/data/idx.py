@@ -468,21 +468,21 @@ def load_idx_dataset(
         if paths is None:
             names = ", ".join(f"{f.stem}[.gz]" for f in source.files.values())
             why = (
-                "downloading failed:\n    " + "\n    ".join(errors)
+                "downloading failed (" + "; ".join(errors) + ")"
                 if download
                 else "downloading is off (download=false)"
             )
-            where = "\n    ".join(str(p) for p in searched)
+            # one paragraph: the CLI prints errors on one line
             msg = (
-                f"dataset {source.name!r}: files not found and {why}\n"
-                f"Put the four files {names} into one of these folders (searched in this "
-                f"order):\n    {where}\n"
-                f"or pass --data-dir DIR / set $VAEBENCH_DATA."
+                f"dataset {source.name!r}: files not found and {why}. Put the four files "
+                f"{names} into {target} (the user cache), or into a folder given with --data-dir "
+                f"or listed in $VAEBENCH_DATA (directly or in a {source.subdirs[0]}/ subfolder)."
+                f" Folders searched, in order: {', '.join(str(p) for p in searched)}."
             )
             if partial:
-                msg += "\nIncomplete folders: " + "; ".join(partial) + "."
+                msg += " Incomplete folders: " + "; ".join(partial) + "."
             if source.install_hint:
-                msg += f"\nOr {source.install_hint}."
+                msg += f" Or {source.install_hint}."
             raise DatasetError(msg)
     arrays: dict[str, np.ndarray] = {}
     files_info: dict[str, Any] = {}
