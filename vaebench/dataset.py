@@ -149,7 +149,7 @@ class DatasetSpec:
                 f"unknown option(s) {', '.join(unknown)} for dataset {self.name!r}; "
                 f"valid: {', '.join(sorted(self.defaults())) or '(none)'}"
             )
-        kwargs = dict(options)
+        kwargs = {**self.defaults(), **options}  # explicit spec options reach the loader
         if "data_dir" in inspect.signature(self.loader).parameters:
             kwargs["data_dir"] = data_dir
         ds = self.loader(**kwargs)
