@@ -393,3 +393,24 @@ def test_same_grid_twice_gives_identical_results(reg, tmp_path):
     # and different seeds do give different models
     ae = sorted(k for k in cells_a if k.startswith("ae--"))
     assert cells_a[ae[0]]["history"] != cells_a[ae[1]]["history"]
+
+
+# ----------------------------------------------------------------------------- safe files
+
+
+class Payload:
+    """Stands for an object a malicious state file would smuggle in through pickle."""
+
+
+def test_states_are_plain_state_dicts_and_pickled_objects_are_refused(reg, tmp_path):
+    cfg = build(reg, "pca,ae")
+    summary = run(cfg, tmp_path, registry=reg, show_progress=False)
+    for cell in summary.ran:
+        state = torch.load(tmp_path / "states" / f"{cell.stem}.pt", weights_only=True)
+        assert state and all(isinstance(v, torch.Tensor) for v in state.values())
+        assert read_cell(tmp_path / "cells" / f"{cell.stem}.json")["schema"] == "vaebench.cell/1"
+    evil = tmp_path / "evil.pt"
+    torch.save({"mean": Payload()}, evil)
+    model = reg.model("pca").spec.create((1, 8, 8))
+    with pytest.raises(Exception, match="(?i)weights_only|unpickl|unsupported"):
+        model.load(evil)

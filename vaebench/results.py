@@ -529,10 +529,12 @@ def check_results_folder(run_dir: str | os.PathLike) -> list[Path]:
         for p in iter_cell_paths(run):
             try:
                 read_cell(p)
-            except SchemaMismatchError as exc:
+            except SchemaMismatchError:
+                schema = json.loads(p.read_text(encoding="utf-8")).get("schema")
                 raise SchemaMismatchError(
-                    f"results folder {run} holds results of another vaebench version ({exc}); "
-                    "use a new --out folder"
+                    f"results folder {run} holds results of another vaebench version ({p.name} "
+                    f"has schema {schema!r}, this vaebench writes {SCHEMA!r}); use a new --out "
+                    "folder"
                 ) from None
             except ResultsError:
                 corrupt.append(p)
