@@ -414,3 +414,46 @@ def test_states_are_plain_state_dicts_and_pickled_objects_are_refused(reg, tmp_p
     model = reg.model("pca").spec.create((1, 8, 8))
     with pytest.raises(Exception, match="(?i)weights_only|unpickl|unsupported"):
         model.load(evil)
+
+
+# ----------------------------------------------------------------------------- CLI edges
+
+
+def test_bench_reports_a_failing_model_and_times_the_others(reg):
+    from click.testing import CliRunner
+
+    from vaebench.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["bench", "--models", "pca,raises", "--epochs", "1", "--seconds", "0.01"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "raises     FAILED: RuntimeError: boom: something broke inside fit" in result.output
+    assert any(line.startswith("pca ") for line in result.output.splitlines())
+
+
+def test_disk_full_stops_the_run_with_one_line_and_keeps_finished_cells(reg, tmp_path, monkeypatch):
+    import errno
+
+    from click.testing import CliRunner
+
+    import vaebench.runner as runner_module
+    from vaebench.cli import cli
+
+    real_write = runner_module.atomic_write_json
+    writes = []
+
+    def fill_disk_on_second_cell(path, obj):
+        if Path(path).parent.name == "cells":
+            writes.append(path)
+            if len(writes) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, obj)
+
+    monkeypatch.setattr(runner_module, "atomic_write_json", fill_disk_on_second_cell)
+    args = ["run", "--models", "pca", "--seeds", "0,1", "--epochs", "1", "--subset", "150",
+            "--out", str(tmp_path), "--no-report", *[a for s in FAST for a in ("--set", s)]]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("Error: disk full while writing")
+    assert len(cell_files(tmp_path)) == 1 and manifests(tmp_path)[0]["status"] == "aborted"

@@ -477,6 +477,8 @@ def check(models: tuple[str, ...], device: str) -> None:
 def bench(models: str | None, dataset: str, epochs: str, device: str, seconds: str) -> None:
     """Time training, encoding and decoding (samples/s) without writing results.
 
+    A model that fails is reported on its row and the others still run (exit code 1).
+
     For regression tracking across commits use the pytest-benchmark suite:
     pytest tests/benchmarks --benchmark-only.
     """
@@ -495,12 +497,23 @@ def bench(models: str | None, dataset: str, epochs: str, device: str, seconds: s
         raise UsageError(str(exc)) from None
     click.echo(f"{dataset}: {ds.x_train.shape[0]} train images of shape {ds.shape}, device {dev}")
     click.echo(f"{'model':<10} {'train/s':>12} {'encode/s':>14} {'decode/s':>14} {'params':>10}")
+    failed = 0
     for cell in plan(cfg, reg):
-        rec = run_cell(cell, ds, reg, dev, [Throughput()], None)
+        try:
+            rec = run_cell(cell, ds, reg, dev, [Throughput()], None)
+        except Exception as exc:  # noqa: BLE001 - one broken model must not hide the others
+            from vaebench.model import DivergenceError
+            from vaebench.runner import failure_reason
+
+            click.echo(f"{cell.model:<10} FAILED: {failure_reason(exc, DivergenceError)}")
+            failed += 1
+            continue
         m = rec["metrics"]
         click.echo(f"{cell.model:<10} {m['train_samples_per_s']:>12,.0f} "
                    f"{m['encode_samples_per_s']:>14,.0f} {m['decode_samples_per_s']:>14,.0f} "
                    f"{int(m['n_params']):>10,}")  # fmt: skip
+    if failed:
+        sys.exit(EXIT_FAILED_CELLS)
 
 
 def main() -> None:

@@ -224,17 +224,6 @@ def _origin(registry: Any, kind: str, name: str) -> str | None:
     return table[name].origin if name in table else None
 
 
-def _finished(path: Path) -> bool:
-    """A cell counts as finished only if its file parses, has our schema and status ok."""
-    if not path.exists():
-        return False
-    try:
-        return read_cell(path)["status"] == "ok"
-    except ResultsError as exc:
-        log.warning("ignoring unreadable result %s (%s); the cell will run again", path, exc)
-        return False
-
-
 def _select_metrics(cfg: RunConfig, registry: Any) -> list[Any]:
     names = cfg.metrics if cfg.metrics is not None else sorted(registry.metrics)
     return [registry.metric(n).spec for n in names]
@@ -517,7 +506,7 @@ class _Grid:
             if is_enospc(exc):
                 raise
             failure = {
-                "reason": _failure_reason(exc, DivergenceError),
+                "reason": failure_reason(exc, DivergenceError),
                 "type": type(exc).__name__,
                 "traceback": traceback.format_exc(),
             }
@@ -653,7 +642,7 @@ class _Grid:
                 )
 
 
-def _failure_reason(exc: BaseException, divergence: type) -> str:
+def failure_reason(exc: BaseException, divergence: type) -> str:
     """One line saying why a cell failed: ``diverged: ...``, ``out of memory: ...`` or
     ``ExceptionType: message``."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
