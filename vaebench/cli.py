@@ -308,6 +308,9 @@ def _execute(
             err=True,
         )
         sys.exit(128 + exc.signum)
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted before the grid started; nothing was run in {out}", err=True)
+        sys.exit(128 + signal.SIGINT)
     except (DatasetError, ResultsError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:

@@ -300,12 +300,13 @@ class CellLock:
         """Give the lock up (and delete the lock file); a no-op when not held."""
         if not self.held:
             return
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
-        self.held = False
+        fd, self._fd, self.held = self._fd, None, False
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()  # before unlocking: see the class docstring
+        finally:
+            if fd is not None:
+                os.close(fd)  # closing drops the flock, even if a signal hit the unlink
 
     def __enter__(self) -> CellLock:
         return self

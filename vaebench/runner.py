@@ -369,6 +369,7 @@ class _Grid:
         self.run_id = f"{self.started.replace(':', '')}-{os.getpid()}"
         self.summary = RunSummary(out, run_id=self.run_id)
         self.datasets: dict[str, Any] = {}
+        self.warned: set[Path] = set()
         self.manifest: dict[str, Any] = {}
         self.manifest_path = out / "manifests" / f"{self.run_id}.json"
 
@@ -409,7 +410,9 @@ class _Grid:
             log.debug("%s; the cell runs again", exc)
             return True, None
         if rec["config_hash"] != cell.hash:
-            log.warning("%s does not hold the config it is named after; the cell runs again", path)
+            if path not in self.warned:
+                self.warned.add(path)
+                log.warning("%s does not hold the config it is named after; it runs again", path)
             return True, None
         before_us = mtime < self.started_at
         if rec["status"] != "ok":
