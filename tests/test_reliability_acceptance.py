@@ -136,6 +136,28 @@ def test_two_writers_share_one_folder_and_run_each_cell_once(tmp_path):
     assert leftovers(out) == []
 
 
+def test_diverging_model_fails_its_cells_the_rest_finish_and_report_lists_it(tmp_path):
+    out = tmp_path / "run"
+    rc, err = finish(vaebench(
+        "run", "--models", "pca,ae,vae", "--seeds", "0,1", "--epochs", "2", "--subset", "200",
+        "--set", "ae.lr=1e6", "--set", "eval.throughput_seconds=0.02", "--set", "eval.n_pairs=16",
+        "--no-progress", "--out", str(out),
+    ))  # fmt: skip
+    assert rc == 1, err
+    assert "4 cell(s) ran, 0 already done, 2 failed (of 6)" in err
+    for seed in (0, 1):
+        assert f"  ae / digits / seed {seed}: diverged: loss diverged at epoch 1/2" in err
+    final = cells(out)
+    assert sorted((r["model"], r["status"]) for r in final.values()) == sorted(
+        [("ae", "failed")] * 2 + [("pca", "ok")] * 2 + [("vae", "ok")] * 2
+    )
+    assert "Traceback" not in err
+    rc, err = finish(vaebench("report", str(out), "--no-figures"))
+    assert rc == 0, err
+    page = (out / "report.md").read_text()
+    assert "Failed cells" in page and page.count("diverged: loss diverged at epoch 1/2") == 2
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupt_stops_cleanly_and_says_how_to_resume(tmp_path, sig, code):
     out = tmp_path / "run"

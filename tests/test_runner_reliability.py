@@ -50,6 +50,13 @@ class RaisingPCA(PCA):
         raise RuntimeError("boom: something broke inside fit")
 
 
+class ExitingPCA(PCA):
+    """A plugin bug: calls sys.exit inside fit."""
+
+    def fit(self, x, progress=None):
+        raise SystemExit(3)
+
+
 class OutOfMemoryPCA(PCA):
     def fit(self, x, progress=None):
         raise MemoryError("simulated allocation failure")
@@ -79,6 +86,7 @@ class ReliabilityTestPlugin:
             ModelSpec("nanout", NaNOutputPCA, "NaN reconstructions"),
             ModelSpec("raises", RaisingPCA, "raises in fit"),
             ModelSpec("oom", OutOfMemoryPCA, "runs out of memory"),
+            ModelSpec("exits", ExitingPCA, "calls sys.exit"),
             ModelSpec("interruptible", InterruptiblePCA, "Ctrl-C inside fit"),
         ]
 
@@ -138,7 +146,7 @@ def comparable(cell: dict) -> dict:
 
 
 def test_failing_cells_are_recorded_and_the_grid_finishes(reg, tmp_path):
-    cfg = build(reg, "pca,nanloss,nanout,raises,oom,ae")
+    cfg = build(reg, "pca,nanloss,nanout,raises,oom,exits,ae")
     summary = run(cfg, tmp_path, registry=reg, show_progress=False)
 
     assert [c.model for c in summary.ran] == ["pca", "ae"]
@@ -147,6 +155,7 @@ def test_failing_cells_are_recorded_and_the_grid_finishes(reg, tmp_path):
     assert reasons["nanout"].startswith("diverged: trained model gives NaN")
     assert reasons["raises"] == "RuntimeError: boom: something broke inside fit"
     assert reasons["oom"] == "out of memory: MemoryError: simulated allocation failure"
+    assert reasons["exits"] == "SystemExit: 3"
     for c, reason in summary.failed:
         rec = read_cell(tmp_path / "cells" / f"{c.stem}.json")
         assert rec["status"] == "failed" and rec["error"]["reason"] == reason

@@ -505,7 +505,7 @@ class _Grid:
             )
             if stage is not None:
                 os.replace(stage / f"{cell.stem}.pt", self.states_dir / f"{cell.stem}.pt")
-        except Exception as exc:  # noqa: BLE001 - any failure of a cell is recorded, grid goes on
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a cell's failure is recorded
             if is_enospc(exc):
                 raise
             failure = {
