@@ -55,17 +55,26 @@ def test_gaussian_kl_matches_torch_distributions():
     assert torch.allclose(gaussian_kl(mean, logvar), expected, atol=1e-5)
 
 
-def test_larger_beta_gives_smaller_kl_on_digits():
+def test_larger_beta_trades_reconstruction_for_kl_and_switches_units_off():
     from vaebench.data.digits import load_digits
     from vaebench.train import seed_everything
 
-    ds = load_digits().subset(500)
-    kls = {}
+    ds = load_digits().subset(600)
+    ctx = EvalContext(seed=0, device=torch.device("cpu"))
+    out = {}
     for beta in (0.5, 8.0):
         seed_everything(0)
-        model = SPEC.create(ds.shape, beta=beta, warmup_epochs=2, epochs=8, batch_size=64)
-        kls[beta] = model.fit(ds.x_train).history["kl"][-1]
-    assert kls[8.0] < 0.5 * kls[0.5], kls
+        model = SPEC.create(
+            ds.shape, beta=beta, warmup_epochs=2, epochs=10, batch_size=32, hidden=(128,), lr=3e-3
+        )
+        history = model.fit(ds.x_train).history
+        units = ActiveUnits().evaluate(model, ds, ctx)["active_units"]
+        out[beta] = (history["kl"][-1], history["recon"][-1], units)
+    (kl_small, recon_small, au_small), (kl_big, recon_big, au_big) = out[0.5], out[8.0]
+    assert kl_small > 1.0, out  # with a small beta the code carries information
+    assert kl_big < 0.25 * kl_small, out
+    assert recon_big > recon_small, out
+    assert au_big < au_small, out
 
 
 def test_rejects_bad_parameters():
