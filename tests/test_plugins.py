@@ -393,7 +393,7 @@ def test_failing_plugin_models_fail_their_cells_and_the_grid_goes_on(
     summary = run(cfg, out, registry=reg, show_progress=False, save_states=False)
     assert [c.model for c in summary.ran] == ["pca"]
     failed = dict((c.model, reason) for c, reason in summary.failed)
-    assert failed["boom"] == "RuntimeError: exploded in fit"
+    assert failed["boom"].startswith("RuntimeError: exploded in fit")
     assert "decode returned shape (2, 64), expected (2, 1, 8, 8)" in failed["flat"]
     # each failed cell's record names the plugin and distribution the model came from
     records = {}
