@@ -7,8 +7,11 @@ import os
 import pytest
 import torch
 
-# Plugin problems are errors in the test suite unless a test asks for warnings.
 os.environ.setdefault("VAEBENCH_STRICT_PLUGINS", "0")
+
+# Tests use tiny models, for which intra-op threads cost far more than they bring on a small,
+# shared machine (measured ~16x slower with 2 threads under load). Results do not depend on it.
+torch.set_num_threads(1)
 
 
 @pytest.fixture
