@@ -13,7 +13,9 @@ Fashion-MNIST, user data). With ``x_t`` the decoded image at step ``t`` (``t = 0
 values in [0, 1], Euclidean norm over pixels) and ``d_t = ||x_{t+1} - x_t||``:
 
 - ``path_length_ratio`` = ``sum_t d_t / ||x_{T-1} - x_0||`` -- 1 for a straight path in pixel
-  space, larger when the decoded images wander (a path through "garbage" is long);
+  space (a cross-fade), larger when the decoded images wander. Descriptive, not a score: the
+  path through *true* images of a curved data manifold is longer than the straight line too
+  (rotating lines, changing moon phases), so it is declared without a direction;
 - ``path_step_ratio`` = ``max_t d_t / mean_t d_t`` -- 1 when every step changes the image equally,
   up to ``T - 1`` when the whole change happens in one step (a jump);
 - ``midpoint_nn_ratio`` = ``NN(x_mid) / median_{y in S} NN(y)`` where ``x_mid`` decodes the code
@@ -245,8 +247,9 @@ class PathInterpolation(Metric):
 
     name = "interpolation"
     values = (
-        Value("path_length_ratio", False, "", 3,
-              "decoded path length / endpoint distance (pixel L2); 1 = straight"),
+        Value("path_length_ratio", None, "", 3,
+              "decoded path length / endpoint distance (pixel L2); 1 = straight in pixel space "
+              "(descriptive: true paths on curved data manifolds are longer)"),
         Value("path_length_ratio_se", None, "", 3, "standard error of path_length_ratio"),
         Value("path_step_ratio", False, "", 3,
               "largest decoded step / mean step (pixel L2); 1 = even, T-1 = one jump"),
