@@ -498,7 +498,7 @@ def training_curves(
     if not series:
         return []
     with _style() as plt:
-        from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+        from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.2))
         for m, arr in series:
@@ -509,6 +509,7 @@ def training_curves(
                 ax.fill_between(x, np.nanmin(arr, 0), np.nanmax(arr, 0), color=colors[m],
                                 alpha=0.2, lw=0)  # fmt: skip
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(f"training loss [{_loss_unit(used)}]")
         finite = np.concatenate([a[np.isfinite(a)] for _, a in series])
         if len(finite) and (finite > 0).all() and finite.max() / finite.min() > 3:

@@ -112,9 +112,8 @@ def _setup(rep: Report) -> list[str]:
         lines.append(f"| {label} | {_md(_counted([_env_value(e, label, key) for e in envs]))} |")
     lines.append("")
 
-    # models: hyperparameters (per variant; per dataset where they differ), size, budget
-    lines += ["| model | hyperparameters | parameters | fit time per cell (mean) |",
-              "|:--|:--|--:|--:|"]  # fmt: skip
+    # models: hyperparameters (per variant; per dataset where they differ) and compute
+    lines += ["| model | hyperparameters | cells (failed) | wall time |", "|:--|:--|--:|--:|"]
     for m in rep.models:
         mine = [c for c in cells if c["variant"] == m]
         by_params: dict[str, list[str]] = {}
@@ -122,20 +121,18 @@ def _setup(rep: Report) -> list[str]:
             ds = by_params.setdefault(_params(c), [])
             if c["dataset"] not in ds:
                 ds.append(c["dataset"])
-        n_params = sorted({str((c.get("model_info") or {}).get("n_params", "?"))
-                           for c in mine if c["status"] == "ok"})  # fmt: skip
-        fits = [c["metrics"]["fit_seconds"] for c in mine
-                if c["status"] == "ok" and c.get("metrics", {}).get("fit_seconds") is not None]  # fmt: skip
-        fit = _seconds(sum(fits) / len(fits)) if fits else "–"
+        n_failed = sum(c["status"] != "ok" for c in mine)
+        count = f"{len(mine)} ({n_failed})" if n_failed else str(len(mine))
+        wall = _seconds(sum(float(c.get("wall_seconds") or 0) for c in mine))
         for i, (params, dss) in enumerate(by_params.items()):
             where = f" ({', '.join(dss)})" if len(by_params) > 1 else ""
-            size = ", ".join(n_params) or "–"
-            lines.append(f"| {_md(m) if i == 0 else ''} | {_md(params + where)} | "
-                         f"{size if i == 0 else ''} | {fit if i == 0 else ''} |")  # fmt: skip
+            first = i == 0
+            lines.append(f"| {_md(m) if first else ''} | {_md(params + where)} | "
+                         f"{count if first else ''} | {wall if first else ''} |")  # fmt: skip
     lines.append("")
 
     # datasets
-    lines += ["| dataset | image shape | train / test | subset | source |",
+    lines += ["| dataset | image shape | train / test | subset (per split) | source |",
               "|:--|:--|--:|--:|:--|"]  # fmt: skip
     for ds in rep.datasets:
         first = next(c for c in cells if c["dataset"] == ds)
@@ -147,7 +144,7 @@ def _setup(rep: Report) -> list[str]:
         name = ds + (f" ({', '.join(f'{k}={_fmt_value(v)}' for k, v in sorted(opts.items()))})"
                      if opts else "")  # fmt: skip
         cite = (info.get("citation") or "").strip()
-        lines.append(f"| {_md(name)} | {shape} | {sizes} | {subset if subset else 'all'} | "
+        lines.append(f"| {_md(name)} | {shape} | {sizes} | {f'≤ {subset}' if subset else 'all'} | "
                      f"{_md(cite)} |")  # fmt: skip
     lines.append("")
 
