@@ -180,8 +180,27 @@ def test_latent_projection_and_colors() -> None:
     assert np.var(xy[:, 0]) > np.var(xy[:, 1])  # first principal component first
     assert np.allclose(np.abs(xy[:, 0]), np.abs(z[:, 0] - z[:, 0].mean()), atol=0.5)
     assert note[0].startswith("PC 1 (") and labels is not None
-    xy2, _, _ = latent_points({"xy": [[1, 2], [3, 4]], "projection": "pca"})
-    assert xy2.tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    xy2, _, axes = latent_points({"xy": [[1, 2], [3, 4]], "projection": "pca"})
+    assert xy2.tolist() == [[1.0, 2.0], [3.0, 4.0]] and axes == ("PC 1", "PC 2")
+    assert latent_points({"xy": [[1, 2]], "projection": "identity"})[2] == ("z 1", "z 2")
     colors = model_colors(["mine", "vae", "pca"])
     assert colors["pca"] == model_colors(["pca"])["pca"]  # built-ins keep their colour
     assert colors["mine"] not in (colors["vae"], colors["pca"])
+
+
+def test_report_imports_no_model_and_no_torch(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    run = standard_run(tmp_path, figures=True)
+    code = (
+        "import sys\n"
+        "from vaebench.report import build_report\n"
+        f"build_report([{str(run)!r}], formats=['md', 'tex', 'csv', 'html'])\n"
+        "bad = [m for m in sys.modules if m == 'torch' or m.startswith('vaebench.model')]\n"
+        "print(','.join(bad))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""

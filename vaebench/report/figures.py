@@ -366,7 +366,8 @@ def latent_points(
 
     Accepts ``{"xy": [[x, y], ...]}`` (already 2-D) or ``{"z": [[...], ...]}`` (any dimension:
     projected on its first two principal components here when it has more than two), with
-    optional ``"labels"`` and ``"projection"`` (how ``xy`` was obtained, e.g. ``"pca"``).
+    optional ``"labels"`` (ints: classes; floats: a factor) and ``"projection"`` (how ``xy``
+    was obtained: ``"pca"``, or ``"identity"`` for a 2-D code).
     """
     labels = artifact.get("labels")
     lab = np.asarray(labels) if labels is not None else None
@@ -375,7 +376,9 @@ def latent_points(
         proj = artifact.get("projection", "")
         if proj == "pca":
             return xy, lab, ("PC 1", "PC 2")
-        return xy, lab, (f"{proj} 1", f"{proj} 2") if proj else ("z 1", "z 2")
+        if proj in ("", "identity", "none"):
+            return xy, lab, ("z 1", "z 2")
+        return xy, lab, (f"{proj} 1", f"{proj} 2")
     z = np.asarray(artifact["z"], dtype=float)
     z = z.reshape(z.shape[0], -1)
     if z.shape[1] == 1:
