@@ -142,3 +142,22 @@ def test_pareto_front() -> None:
     # higher x better, lower y better: c is dominated by b; a and d tie (neither dominates)
     assert pareto_front(points, higher_x=True, higher_y=False) == ["a", "b", "d"]
     assert pareto_front(points, higher_x=False, higher_y=True) == ["a", "c", "d"]
+
+
+def test_conflicting_declarations_use_the_majority_and_are_named(tmp_path: Path) -> None:
+    import json
+
+    from vaebench.report.stats import conflicting_declarations, declarations
+
+    run = tmp_path / "r"
+    paths = [write_cell(run, "ae", "toy", s, {"smoothness": 0.1 * (s + 1)}) for s in range(3)]
+    old = json.loads(paths[0].read_text())  # one cell from a version that declared it descriptive
+    old["metric_info"]["smoothness"]["higher_is_better"] = None
+    paths[0].write_text(json.dumps(old))
+    frame = vaebench.load_results(run)
+    assert declarations(frame)["smoothness"]["higher_is_better"] is False
+    assert conflicting_declarations(frame) == {
+        "smoothness": ["lower is better, unit '' (2 values)", "descriptive, unit '' (1 values)"]
+    }
+    agg = aggregate(frame)
+    assert agg.iloc[0].higher_is_better is False and agg.iloc[0].n == 3

@@ -51,6 +51,7 @@ class Report:
     alpha: float
     confidence: float
     interval: str  # "std" or "ci"
+    conflicts: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     def ok(self) -> list[dict[str, Any]]:
         return [c for c in self.cells if c["status"] == "ok"]
@@ -68,7 +69,7 @@ def collect(
 ) -> Report:
     """Load, deduplicate, label and aggregate the cells of ``run_dirs``."""
     from vaebench.report.layout import ordered, requested_order, variant_order
-    from vaebench.report.stats import aggregate
+    from vaebench.report.stats import aggregate, conflicting_declarations
 
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
@@ -99,7 +100,7 @@ def collect(
     agg = aggregate(frame, baseline=baseline, alpha=alpha, confidence=confidence,
                     model_order=base_models)  # fmt: skip
     return Report(dirs, cells, duplicates, frame, agg, models, base_models, datasets, baseline,
-                  alpha, confidence, "ci" if ci else "std")  # fmt: skip
+                  alpha, confidence, "ci" if ci else "std", conflicting_declarations(frame))  # fmt: skip
 
 
 def safe_name(name: str) -> str:

@@ -194,7 +194,15 @@ def _statistics(rep: Report) -> list[str]:
     )
     if rep.baseline:
         text += f" † marks a significant difference from the baseline {rep.baseline}."
-    return [_md(text), ""]
+    lines = [_md(text), ""]
+    for metric, kinds in rep.conflicts.items():
+        lines += [
+            _md(f"Note: the stored cells declare {metric} differently ({'; '.join(kinds)}), "
+                "probably because they were written by different vaebench versions; the tables "
+                "use the declaration most cells carry."),
+            "",
+        ]  # fmt: skip
+    return lines
 
 
 def _figure(path: Path, out: Path, alt: str) -> str:

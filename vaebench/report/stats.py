@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vaebench.tidy import metric_group
+
 __all__ = [
     "TESTS",
     "Comparison",
@@ -129,6 +131,57 @@ def _better(a: float, b: float, higher: bool) -> bool:
     return a > b if higher else a < b
 
 
+def _declaration(r: dict[str, Any]) -> dict[str, Any]:
+    source = r.get("source") or ""
+    order = r.get("order")
+    return {
+        "source": source,
+        "group": r.get("group") or metric_group(source),
+        "order": None if order is None or order is pd.NA or order != order else int(order),
+        "higher_is_better": _direction(r["higher_is_better"]),
+        "unit": r.get("unit") or "",
+        "decimals": int(r.get("decimals", 3)),
+    }
+
+
+def declarations(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """The declaration (source, group, order, direction, unit, decimals) of every metric in a
+    tidy frame. Cells written by different vaebench versions may disagree; then the
+    declaration most cells carry wins (ties: the first in the frame) -- see
+    :func:`conflicting_declarations` to tell the reader."""
+    from collections import Counter
+
+    seen: dict[str, Counter] = {}
+    first: dict[str, dict[tuple, dict[str, Any]]] = {}
+    for r in frame[frame["metric"] != "failed"].to_dict("records"):
+        d = _declaration(r)
+        key = tuple(sorted(d.items(), key=lambda kv: kv[0]))
+        seen.setdefault(r["metric"], Counter())[key] += 1
+        first.setdefault(r["metric"], {}).setdefault(key, d)
+    out = {}
+    for metric, counts in seen.items():
+        best = max(counts.values())
+        key = next(k for k in first[metric] if counts[k] == best)
+        out[metric] = first[metric][key]
+    return out
+
+
+def conflicting_declarations(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """``{metric: ["lower is better, unit '' (40 values)", ...]}`` for every metric whose stored
+    direction or unit differs between cells (e.g. results of two vaebench versions)."""
+    out: dict[str, list[str]] = {}
+    sub = frame[frame["metric"] != "failed"]
+    for metric, part in sub.groupby("metric", sort=True):
+        kinds = part.assign(d=part["direction"].astype(str), u=part["unit"].astype(str))
+        counts = kinds.groupby(["d", "u"], sort=True).size()
+        if len(counts) > 1:
+            out[str(metric)] = [
+                f"{'descriptive' if d == 'none' else f'{d} is better'}, unit {u!r} ({n} values)"
+                for (d, u), n in counts.items()
+            ]
+    return out
+
+
 def aggregate(
     frame: pd.DataFrame,
     baseline: str | None = None,
@@ -151,7 +204,6 @@ def aggregate(
     Descriptive metrics (no direction) get no rank, bold or tests.
     """
     from vaebench.report.layout import order_metrics, variant_order
-    from vaebench.tidy import metric_group
 
     if frame.empty:
         return pd.DataFrame(columns=AGG_COLUMNS)
@@ -159,17 +211,7 @@ def aggregate(
     frame = frame.drop_duplicates(["config_hash", "metric"], keep="first")
     if "variant" not in frame.columns:
         frame = frame.assign(variant=frame["model"])
-    meta: dict[str, dict[str, Any]] = {}
-    for r in frame.drop_duplicates("metric").to_dict("records"):
-        source = r.get("source") or ""
-        meta[r["metric"]] = {
-            "source": source,
-            "group": r.get("group") or metric_group(source),
-            "order": r.get("order"),
-            "higher_is_better": _direction(r["higher_is_better"]),
-            "unit": r.get("unit") or "",
-            "decimals": int(r.get("decimals", 3)),
-        }
+    meta = declarations(frame)
     variants = dict(zip(frame["variant"], frame["model"], strict=False))
     models = variant_order(variants, model_order or sorted(set(variants.values())))
     rows: list[dict[str, Any]] = []
@@ -186,7 +228,11 @@ def aggregate(
                     )
             rows.extend(_metric_rows(dataset, metric, m, values, variants, baseline, alpha,
                                      confidence))  # fmt: skip
-    return pd.DataFrame(rows, columns=AGG_COLUMNS)
+    out = pd.DataFrame(rows, columns=AGG_COLUMNS)
+    out["higher_is_better"] = pd.Series(
+        [None if v is None else bool(v) for v in out["higher_is_better"]], dtype=object
+    )
+    return out
 
 
 def _metric_rows(
