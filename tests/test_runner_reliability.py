@@ -466,3 +466,61 @@ def test_disk_full_stops_the_run_with_one_line_and_keeps_finished_cells(reg, tmp
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines()[-1].startswith("Error: disk full while writing")
     assert len(cell_files(tmp_path)) == 1 and manifests(tmp_path)[0]["status"] == "aborted"
+
+
+# ----------------------------------------------------------------------------- damaged results
+
+
+@pytest.fixture(scope="module")
+def real_cells(tmp_path_factory):
+    """Two genuine cell files (pca, seeds 0 and 1) to damage."""
+    from vaebench.plugins import get_registry
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("real")
+    reg = get_registry()
+    run(build(reg, "pca", seeds="0,1"), out, registry=reg, show_progress=False)
+    return sorted((out / "cells").glob("*.json"))
+
+
+DAMAGE = [
+    ("config", "params", "x"),
+    ("config", "eval", [1]),
+    ("dataset_info", "shape", None),
+    ("dataset_info", "n_test", "many"),
+    ("environment", "git", "x"),
+    ("environment", "torch", [1]),
+    ("metric_info", "mse", "x"),
+    (("metric_info", "mse"), "decimals", None),
+    (("metric_info", "mse"), "higher_is_better", "yes"),
+    (("metric_info", "mse"), "metric", [1]),
+    (("artifacts", "recon_outputs"), "uint8_b64", "!!not base64!!"),
+    (("artifacts", "recon_outputs"), "shape", [99, 1, 8, 8]),
+    ("model_info", "n_params", "lots"),
+    ("plugins", "model", 3),
+    ("history", "loss", ["x"]),
+    ("metrics", "psnr", "high"),
+    ((), "wall_seconds", "slow"),
+]
+
+
+@pytest.mark.parametrize(("where", "key", "value"), DAMAGE, ids=lambda v: str(v)[:20])
+def test_report_names_a_damaged_cell_file_instead_of_crashing(
+    real_cells, tmp_path, where, key, value
+):
+    from click.testing import CliRunner
+
+    from vaebench.cli import cli
+
+    cell = json.loads(real_cells[0].read_text())
+    parent = cell
+    for part in (where,) if isinstance(where, str) else where:
+        parent = parent[part]
+    parent[key] = value
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "cells" / real_cells[0].name).write_text(json.dumps(cell))
+    (tmp_path / "cells" / real_cells[1].name).write_text(real_cells[1].read_text())
+    result = CliRunner().invoke(cli, ["report", str(tmp_path), "--no-figures"])
+    assert result.exit_code == 2, (result.output, result.exception)
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: corrupt result file") and real_cells[0].name in line

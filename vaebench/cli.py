@@ -390,6 +390,12 @@ def report(
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"cannot write the report: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a bug, not bad input: one line, traceback with -vv
+        logging.getLogger("vaebench").debug("report failed", exc_info=True)
+        raise click.ClickException(
+            f"report failed: {type(exc).__name__}: {exc} (this is a bug; "
+            "`vaebench -vv report ...` shows the traceback)"
+        ) from None
     for path in written:
         click.echo(path)
 

@@ -406,8 +406,73 @@ def _number_or_null(v: Any) -> bool:
     return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_SCALAR = (str, int, float, bool, type(None))
+
+#: Known keys of nested objects and the test their values must pass (absent keys are fine:
+#: older or hand-made files may lack them; unknown keys are allowed for plugins' extras).
+_FIELDS: dict[str, dict[str, tuple[Any, str]]] = {
+    "config": {
+        "params": (lambda v: isinstance(v, dict), "an object"),
+        "dataset_options": (lambda v: isinstance(v, dict), "an object"),
+        "eval": (lambda v: isinstance(v, dict), "an object"),
+        "metrics": (lambda v: v is None or isinstance(v, list), "a list or null"),
+    },
+    "dataset_info": {
+        "shape": (lambda v: isinstance(v, list) and all(_is_int(x) and x > 0 for x in v),
+                  "a list of positive integers"),
+        "n_train": (_is_int, "an integer"),
+        "n_test": (_is_int, "an integer"),
+        "citation": (lambda v: isinstance(v, str), "a string"),
+        "info": (lambda v: isinstance(v, dict), "an object"),
+    },
+    "environment": {
+        "git": (lambda v: v is None or (isinstance(v, dict) and isinstance(v.get("commit"), str)
+                                        and isinstance(v.get("dirty", False), bool)),
+                "null or an object with a commit string"),
+    },
+    "model_info": {
+        "n_params": (_is_int, "an integer"),
+        "latent_dim": (_is_int, "an integer"),
+        "can_sample": (lambda v: isinstance(v, bool), "true or false"),
+    },
+    "metric_info.*": {
+        "name": (lambda v: isinstance(v, str), "a string"),
+        "metric": (lambda v: isinstance(v, str), "a string"),
+        "unit": (lambda v: isinstance(v, str), "a string"),
+        "description": (lambda v: isinstance(v, str), "a string"),
+        "higher_is_better": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
+        "decimals": (lambda v: _is_int(v) and 0 <= v <= 20, "an integer in [0, 20]"),
+    },
+    "error": {
+        "reason": (lambda v: isinstance(v, str), "a string"),
+        "type": (lambda v: isinstance(v, str), "a string"),
+        "traceback": (lambda v: isinstance(v, str), "a string"),
+    },
+}  # fmt: skip
+
+
+def _check_image(obj: dict[str, Any]) -> str | None:
+    """Why an encoded image artifact is broken, or None."""
+    shape = obj.get("shape")
+    if not (isinstance(shape, list) and shape and all(_is_int(x) and x >= 0 for x in shape)):
+        return "shape must be a list of non-negative integers"
+    if not isinstance(obj.get("uint8_b64"), str):
+        return "uint8_b64 must be a string"
+    try:
+        raw = base64.b64decode(obj["uint8_b64"], validate=True)
+    except ValueError:
+        return "uint8_b64 is not base64"
+    if len(raw) != math.prod(shape):
+        return f"holds {len(raw)} bytes, shape {shape} needs {math.prod(shape)}"
+    return None
+
+
 def _check_cell(data: dict[str, Any], path: Path) -> None:
-    """Types of the fields reports rely on; anything else is a corrupt file."""
+    """Types of every field reports rely on; anything else is a corrupt file."""
 
     def bad(what: str) -> ResultsError:
         return ResultsError(f"corrupt result file {path}: {what}")
@@ -420,28 +485,55 @@ def _check_cell(data: dict[str, Any], path: Path) -> None:
     for key in ("model", "dataset", "config_hash"):
         if not isinstance(data[key], str) or not data[key]:
             raise bad(f"{key} is {data[key]!r}, expected a non-empty string")
-    if isinstance(data["seed"], bool) or not isinstance(data["seed"], int) or data["seed"] < 0:
+    if not _is_int(data["seed"]) or data["seed"] < 0:
         raise bad(f"seed is {data['seed']!r}, expected a non-negative integer")
     metrics = data.get("metrics", {})
     if not isinstance(metrics, dict) or not all(
         isinstance(k, str) and _number_or_null(v) for k, v in metrics.items()
     ):
         raise bad("metrics must map names to numbers")
-    info = data.get("metric_info", {})
-    if not isinstance(info, dict) or not all(isinstance(v, dict) for v in info.values()):
-        raise bad("metric_info must map metric names to objects")
     history = data.get("history", {})
     if not isinstance(history, dict) or not all(
         isinstance(v, list) and all(_number_or_null(x) for x in v) for v in history.values()
     ):
         raise bad("history must map names to lists of numbers")
-    for key in ("artifacts", "config", "environment", "dataset_info"):
+    for key in ("artifacts", "config", "environment", "dataset_info", "metric_info",
+                "model_info", "plugins"):  # fmt: skip
         if key in data and not isinstance(data[key], dict):
             raise bad(f"{key} must be an object")
-    if data["status"] == "failed":
-        error = data.get("error")
-        if not isinstance(error, dict) or not isinstance(error.get("reason"), str):
-            raise bad("a failed cell needs error.reason")
+    for key in ("run_id", "started", "finished"):
+        if key in data and not isinstance(data[key], str):
+            raise bad(f"{key} must be a string")
+    if "wall_seconds" in data and not _number_or_null(data["wall_seconds"]):
+        raise bad("wall_seconds must be a number")
+    if data["status"] == "failed" and not (
+        isinstance(data.get("error"), dict) and "reason" in data["error"]
+    ):
+        raise bad("a failed cell needs error.reason")
+    nested = [
+        (key, data[key])
+        for key in ("config", "dataset_info", "environment", "model_info", "error")
+        if isinstance(data.get(key), dict)
+    ]
+    for name, value in data.get("metric_info", {}).items():
+        if not isinstance(value, dict):
+            raise bad(f"metric_info.{name} must be an object")
+        nested.append((f"metric_info.{name}", value))
+    for where, obj in nested:
+        rules = _FIELDS["metric_info.*" if where.startswith("metric_info.") else where]
+        for key, (ok, expected) in rules.items():
+            if key in obj and not ok(obj[key]):
+                raise bad(f"{where}.{key} is {obj[key]!r}, expected {expected}")
+    env_values = [v for v in data.get("environment", {}).values() if not isinstance(v, dict)]
+    if not all(isinstance(v, _SCALAR) for v in env_values):
+        raise bad("environment values must be strings, numbers or null")
+    if not all(isinstance(v, (str, type(None))) for v in data.get("plugins", {}).values()):
+        raise bad("plugins must map names to strings")
+    for name, value in data.get("artifacts", {}).items():
+        if isinstance(value, dict) and ("uint8_b64" in value or "shape" in value):
+            problem = _check_image(value)
+            if problem:
+                raise bad(f"image artifact {name!r}: {problem}")
 
 
 def read_cell(path: str | os.PathLike) -> dict[str, Any]:
