@@ -136,7 +136,8 @@ def cli(verbose: int, quiet: bool) -> None:
     metavar="DIR",
     default="results/vaebench-run",
     show_default=True,
-    help="Results folder. Running the same command again resumes: finished cells are skipped.",
+    help="Results folder. Running the same command again resumes: finished cells are skipped. "
+    "Several runs may share a folder; they split the grid.",
 )
 @click.option("--epochs", metavar="N", help="Training epochs for every neural model.")
 @click.option("--latent-dim", metavar="N", help="Code size for every model.")
@@ -175,7 +176,8 @@ def cli(verbose: int, quiet: bool) -> None:
     "--resume",
     "resume_dir",
     metavar="DIR",
-    help="Continue the run stored in DIR with the configuration it was started with.",
+    help="Continue the run stored in DIR with the configuration it was started with "
+    "(grid options are not allowed with it; --force, --no-report and --progress are).",
 )
 @click.option("--no-report", is_flag=True, help="Do not write report tables after the run.")
 @click.option(

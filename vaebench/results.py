@@ -394,7 +394,13 @@ def encode_images(x: Any) -> dict[str, Any]:
 
 
 def decode_images(obj: dict[str, Any]) -> np.ndarray:
-    """Inverse of :func:`encode_images`: float32 array in [0, 1]."""
+    """Inverse of :func:`encode_images`: float32 array in [0, 1].
+
+    Anything that is not an encoded image raises :class:`ResultsError`.
+    """
+    problem = _check_image(obj) if isinstance(obj, dict) else "not an object"
+    if problem:
+        raise ResultsError(f"stored image artifact is broken: {problem} ({str(obj)[:60]})")
     raw = base64.b64decode(obj["uint8_b64"])
     return np.frombuffer(raw, dtype=np.uint8).reshape(obj["shape"]).astype(np.float32) / 255.0
 
