@@ -106,6 +106,17 @@ BAD_INPUTS: list[tuple[str, list[str], Files, str]] = [
 ]  # fmt: skip
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for in-process runs (far faster on a shared, loaded machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def invoke_bad(args: list[str], files: Files, where: Path) -> click.testing.Result:
     """Run ``vaebench ARGS`` in-process with ``where`` as the working folder."""
     runner = CliRunner()
@@ -215,7 +226,7 @@ def test_every_command_explains_itself_and_its_options(name, command):
             assert param.opts[-1] in result.output
 
 
-def test_progress_bars_are_quiet_without_a_terminal_and_shown_with_one(tmp_path):
+def test_progress_bars_are_quiet_without_a_terminal_and_shown_with_one(tmp_path, one_thread):
     import fcntl
     import pty
     import struct
@@ -223,8 +234,8 @@ def test_progress_bars_are_quiet_without_a_terminal_and_shown_with_one(tmp_path)
 
     args = ["run", "--models", "pca", "--epochs", "1", "--subset", "100", "--no-report",
             "--set", "eval.throughput_seconds=0.01"]  # fmt: skip
-    piped = run_cli(*args, "--out", str(tmp_path / "piped"))
-    assert piped.returncode == 0, piped.stderr
+    piped = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "piped")])
+    assert piped.exit_code == 0, piped.output
     assert "\r" not in piped.stderr and "cell/s" not in piped.stderr and "grid:" not in piped.stderr
 
     primary, secondary = pty.openpty()
@@ -262,17 +273,21 @@ def test_run_without_arguments_runs_the_lecture_models_on_digits(tmp_path):
     assert (out / "report.md").exists()
 
 
-def test_resume_runs_what_is_missing_with_the_stored_configuration(tmp_path):
+def test_resume_runs_what_is_missing_with_the_stored_configuration(tmp_path, one_thread):
     out = tmp_path / "r"
-    first = run_cli("run", "--models", "pca", "--seeds", "0", "--epochs", "1", "--subset", "100",
-                    "--set", "eval.throughput_seconds=0.01", "--no-report", "--out", str(out))  # fmt: skip
-    assert first.returncode == 0, first.stderr
+    first = CliRunner().invoke(cli, [
+        "run", "--models", "pca", "--seeds", "0,1", "--epochs", "1", "--subset", "100",
+        "--set", "eval.throughput_seconds=0.01", "--no-report", "--out", str(out),
+    ])  # fmt: skip
+    assert first.exit_code == 0, first.output
     (next((out / "cells").glob("*.json"))).unlink()
-    resumed = run_cli("run", "--resume", str(out), "--no-report")
-    assert resumed.returncode == 0, resumed.stderr
-    assert "1 cell(s) ran, 0 already done" in resumed.stderr
-    again = run_cli("run", "--resume", str(out), "--no-report")
-    assert "0 cell(s) ran, 1 already done" in again.stderr
+    resumed = CliRunner().invoke(cli, ["run", "--resume", str(out), "--no-report"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "1 cell(s) ran, 1 already done" in resumed.stderr
+    again = CliRunner().invoke(cli, ["run", "--resume", str(out), "--no-report"])
+    assert "0 cell(s) ran, 2 already done" in again.stderr
+    configs = [json.loads(p.read_text())["config"] for p in sorted(out.glob("manifests/*.json"))]
+    assert len(configs) == 3 and configs[0] == configs[1] == configs[2]
 
 
 if __name__ == "__main__":  # pragma: no cover

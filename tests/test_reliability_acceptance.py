@@ -137,12 +137,24 @@ def test_two_writers_share_one_folder_and_run_each_cell_once(tmp_path):
 
 
 def test_diverging_model_fails_its_cells_the_rest_finish_and_report_lists_it(tmp_path):
+    """In-process (the same code path as the command): no need to pay for a process start."""
+    import torch
+    from click.testing import CliRunner
+
+    from vaebench.cli import cli
+
     out = tmp_path / "run"
-    rc, err = finish(vaebench(
-        "run", "--models", "pca,ae,vae", "--seeds", "0,1", "--epochs", "2", "--subset", "200",
-        "--set", "ae.lr=1e6", "--set", "eval.throughput_seconds=0.02", "--set", "eval.n_pairs=16",
-        "--no-progress", "--out", str(out),
-    ))  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = CliRunner().invoke(cli, [
+            "run", "--models", "pca,ae,vae", "--seeds", "0,1", "--epochs", "2", "--subset", "200",
+            "--set", "ae.lr=1e6", "--set", "eval.throughput_seconds=0.02",
+            "--set", "eval.n_pairs=16", "--no-progress", "--out", str(out),
+        ])  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    rc, err = result.exit_code, result.stderr
     assert rc == 1, err
     assert "4 cell(s) ran, 0 already done, 2 failed (of 6)" in err
     for seed in (0, 1):

@@ -258,7 +258,7 @@ def _int_opt(name: str, raw: str | None) -> int | None:
 
 
 def _config_from_run(run_dir: str, registry: Any):
-    """The configuration of the newest readable manifest of ``run_dir``, re-validated."""
+    """The configuration of the most recently written manifest of ``run_dir``, re-validated."""
     import json
     from pathlib import Path
 
@@ -268,10 +268,10 @@ def _config_from_run(run_dir: str, registry: Any):
     folder = Path(run_dir)
     if not folder.is_dir():
         raise UsageError(f"cannot resume {run_dir}: no such folder")
-    manifests = sorted(p for p in folder.glob("manifests/*.json") if not p.name.startswith("."))
+    manifests = [p for p in folder.glob("manifests/*.json") if not p.name.startswith(".")]
     if not manifests:
         raise UsageError(f"cannot resume {run_dir}: no manifests/ found (not a vaebench run?)")
-    newest = manifests[-1]
+    newest = max(manifests, key=lambda p: (p.stat().st_mtime, p.name))  # the last active run
     try:
         data = json.loads(newest.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -6,7 +6,7 @@ Layout of a run folder::
       cells/MODEL--DATASET--seedS--HASH.json   one per cell (status "ok" or "failed")
       cells/MODEL--DATASET--seedS--HASH.lock   claimed by the process working on the cell
       states/MODEL--DATASET--seedS--HASH.pt    trained state_dict (never committed to git)
-      manifests/TIMESTAMP-PID.json             one per `vaebench run` invocation
+      manifests/TIMESTAMP-PID-RANDOM.json      one per `vaebench run` invocation
 
 Every cell file carries :data:`SCHEMA`, the full cell config and its hash, all metric values with
 their declarations (direction, unit, precision), the loss curve, small image artifacts for

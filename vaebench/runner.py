@@ -30,6 +30,7 @@ import dataclasses
 import gc
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -366,7 +367,8 @@ class _Grid:
         self.cells_dir, self.states_dir = out / "cells", out / "states"
         self.started_at = time.time()
         self.started = now_iso()
-        self.run_id = f"{self.started.replace(':', '')}-{os.getpid()}"
+        # unique even for several runs of one process within a second (the API, tests)
+        self.run_id = f"{self.started.replace(':', '')}-{os.getpid()}-{secrets.token_hex(3)}"
         self.summary = RunSummary(out, run_id=self.run_id)
         self.datasets: dict[str, Any] = {}
         self.warned: set[Path] = set()
