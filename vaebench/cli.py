@@ -40,11 +40,12 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
+    warnings.showwarning = _show_warning
 
-    def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
-        click.echo(f"warning: {message}", err=True)
 
-    warnings.showwarning = showwarning
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Warnings (e.g. a broken plugin) as one line, without Python's source-line noise."""
+    click.echo(f"warning: {message}", err=True)
 
 
 def _registry():
@@ -333,7 +334,7 @@ def _execute(
         try:
             written = build_report([out], out_dir=out)
             for path in written:
-                log.info("wrote %s", path)
+                log.debug("wrote %s", path)
             click.echo(f"report: {os.path.join(out, 'report.md')}", err=True)
         except Exception as exc:  # noqa: BLE001 - the results are safe; say why no report
             click.echo(f"warning: report not written: {type(exc).__name__}: {exc}", err=True)
@@ -465,7 +466,8 @@ def check(models: tuple[str, ...], device: str) -> None:
         click.echo(f"{name} ({registered.origin}):")
         for result in run_model_checks(registered.spec, device=device):
             mark = "PASS" if result.passed else "FAIL"
-            click.echo(f"  {mark} {result.name}" + ("" if result.passed else f": {result.message}"))
+            note = f": {result.message}" if result.message else ""
+            click.echo(f"  {mark} {result.name}{note}")
             failed += not result.passed
     if failed:
         click.echo(f"{failed} check(s) failed", err=True)
@@ -528,15 +530,36 @@ def bench(models: str | None, dataset: str, epochs: str, device: str, seconds: s
 
 
 def main() -> None:
-    """Entry point of the ``vaebench`` console script."""
+    """Entry point of the ``vaebench`` console script.
+
+    Plugin commands (hook ``vaebench_commands``) are added unless the first argument asks only
+    for help or the version, so that ``vaebench --help`` stays fast (it imports no torch).
+    """
+    warnings.showwarning = _show_warning
+    if any(a not in ("-h", "--help", "--version") for a in sys.argv[1:2]):
+        _add_plugin_commands()
+    cli.main(prog_name="vaebench")
+
+
+def _add_plugin_commands() -> None:
+    """Call each plugin's ``vaebench_commands`` on its own: one broken plugin loses only its
+    commands, and the warning names it."""
     try:
         from vaebench.plugins import get_plugin_manager
 
-        if any(a not in ("-h", "--help", "--version") for a in sys.argv[1:2]):
-            get_plugin_manager().hook.vaebench_commands(cli=cli)
+        pm = get_plugin_manager()
     except Exception as exc:  # noqa: BLE001
-        click.echo(f"warning: plugin commands not loaded: {exc}", err=True)
-    cli.main(prog_name="vaebench")
+        click.echo(f"warning: plugins not loaded: {type(exc).__name__}: {exc}", err=True)
+        return
+    for impl in pm.hook.vaebench_commands.get_hookimpls():
+        try:
+            impl.function(cli=cli)
+        except Exception as exc:  # noqa: BLE001
+            click.echo(
+                f'warning: commands of plugin "{impl.plugin_name}" not loaded: '
+                f"{type(exc).__name__}: {exc}",
+                err=True,
+            )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -447,7 +447,11 @@ class RunConfig:
 
         model_defaults = {n: registry.model(n).spec.defaults() for n in model_names}
         dataset_defaults = {
-            n: ({} if _is_path_dataset(n) else registry.dataset(n).spec.defaults())
+            n: (
+                _user_dataset_defaults()
+                if _is_path_dataset(n)
+                else registry.dataset(n).spec.defaults()
+            )
             for n in dataset_names
         }
 
@@ -585,3 +589,9 @@ def _check_eval(opts: dict[str, Any], origins: Mapping[str, str]) -> None:
         raise bad("throughput_seconds", "must be > 0")
     if opts["eval_batch_size"] < 1:
         raise bad("eval_batch_size", "must be >= 1")
+
+
+def _user_dataset_defaults() -> dict[str, Any]:
+    from vaebench.data.user import user_dataset_defaults
+
+    return user_dataset_defaults()

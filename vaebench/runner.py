@@ -511,7 +511,8 @@ class _Grid:
             if is_enospc(exc):
                 raise
             failure = {
-                "reason": failure_reason(exc, DivergenceError),
+                "reason": failure_reason(exc, DivergenceError)
+                + _plugin_note(self.registry, cell.model),
                 "type": type(exc).__name__,
                 "traceback": traceback.format_exc(),
             }
@@ -671,3 +672,9 @@ def _free_memory(device: Any) -> None:
         import torch
 
         torch.cuda.empty_cache()
+
+
+def _plugin_note(registry: Any, model: str) -> str:
+    """`` [model from DIST VERSION (plugin P)]`` for third-party models; empty for built-ins."""
+    reg = getattr(registry, "models", {}).get(model)
+    return "" if reg is None or reg.dist == "vaebench" else f" [model from {reg.origin}]"
