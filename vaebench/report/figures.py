@@ -178,7 +178,7 @@ def metric_bars(
         for k in range(len(metrics), nrows * ncols):
             axes[k // ncols, k % ncols].set_visible(False)
         what = "95 % CI" if interval == "ci" else "± std"
-        fig.suptitle(f"{title or dataset} (mean {what} over seeds; dots: single seeds)", y=1.0)
+        fig.suptitle(f"{title or dataset} (mean {what}; dots: seeds)", y=1.0)
         fig.tight_layout(pad=0.3, h_pad=0.6, w_pad=0.8)
         return _save(fig, path)
 
@@ -223,7 +223,9 @@ def pareto_scatter(
                         color=colors[m], mfc=colors[m] if on else "white", mew=1.2,
                         elinewidth=0.8, capsize=2, zorder=3)  # fmt: skip
             ax.annotate(m, (x, y), xytext=(6, 4), textcoords="offset points", fontsize=7,
-                        color=colors[m])  # fmt: skip
+                        color=colors[m], zorder=4,
+                        bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none",
+                              "alpha": 0.8})  # fmt: skip
         fx = sorted((points[m] for m in front), key=lambda p: p[0])
         if len(fx) > 1:
             ax.plot([p[0] for p in fx], [p[1] for p in fx], ls="--", lw=0.8, color="0.4",
@@ -520,7 +522,7 @@ def training_curves(
             ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_major_formatter(ScalarFormatter())
             ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.set_title(f"{dataset}: training loss (line: mean, band: min–max over seeds)", pad=3)
+        ax.set_title(f"{dataset}: training loss (mean, band: min–max)", pad=3)
         ax.legend(frameon=False)
         ax.grid(lw=0.3, alpha=0.5)
         fig.tight_layout(pad=0.3)
