@@ -365,7 +365,26 @@ def _execute(
 @click.option(
     "--baseline",
     metavar="MODEL",
-    help="Mark models significantly different from this one (Welch's t-test).",
+    help="Mark (†) models significantly different from MODEL: paired t-test over seeds when "
+    "the seeds match, else Welch's t-test (two-sided, at --alpha).",
+)
+@click.option(
+    "--ci",
+    is_flag=True,
+    help="Show mean ± half-width of the 95 % t-based confidence interval instead of mean ± std.",
+)
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.05,
+    show_default=True,
+    help="Level of the tests behind bold entries and † marks.",
+)
+@click.option(
+    "--metrics",
+    "summary_metrics",
+    metavar="NAMES",
+    help="Columns of the cross-dataset summary table, comma-separated.",
 )
 @click.option(
     "--figures/--no-figures",
@@ -374,7 +393,14 @@ def _execute(
     help="Also draw the figures (PNG and PDF).",
 )
 def report(
-    runs: tuple[str, ...], out: str | None, formats: str, baseline: str | None, figures: bool
+    runs: tuple[str, ...],
+    out: str | None,
+    formats: str,
+    baseline: str | None,
+    ci: bool,
+    alpha: float,
+    summary_metrics: str | None,
+    figures: bool,
 ) -> None:
     """Build tables, figures and report.md from stored results (nothing is retrained)."""
     from vaebench.report import FORMATS, build_report
@@ -387,8 +413,14 @@ def report(
             f"unknown format {','.join(bad) or formats!r}; valid: {', '.join(FORMATS)}"
         )
     try:
+        summary = (
+            [m.strip() for m in summary_metrics.split(",") if m.strip()]
+            if summary_metrics
+            else None
+        )
         written = build_report(list(runs), out_dir=out or runs[0], formats=fmts,
-                               baseline=baseline, figures=figures)  # fmt: skip
+                               baseline=baseline, figures=figures, ci=ci, alpha=alpha,
+                               summary_metrics=summary)  # fmt: skip
     except (ResultsError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:

@@ -75,6 +75,9 @@ class Metric(abc.ABC):
 
     name: str = ""
     values: tuple[Value, ...] = ()
+    #: Where reports place the metric's columns: "quality", "interpolation" or "cost"
+    #: (empty: inferred from the name).
+    group: str = ""
 
     def applies_to(self, model: Model, dataset: Dataset) -> bool:
         return True

@@ -301,7 +301,12 @@ def run_cell(
             if k in values:
                 raise ValueError(f"metric value {k!r} reported by two metrics")
             values[k] = float(v)
-            info[k] = {**declared[k].to_dict(), "metric": metric.name}
+            info[k] = {
+                **declared[k].to_dict(),
+                "metric": metric.name,
+                "group": getattr(metric, "group", "") or "",
+                "order": list(declared).index(k),
+            }
     artifacts = {}
     for k, v in ctx.artifacts.items():
         if hasattr(v, "detach") or (hasattr(v, "ndim") and getattr(v, "ndim", 0) == 4):

@@ -62,8 +62,29 @@ class ReconstructionAccumulator:
         }
 
 
+LATENT_POINTS = 300
+
+
+def latent_projection(z: Tensor) -> tuple[Tensor, str]:
+    """Codes ``(N, d)`` -> 2-D points ``(N, 2)``: the codes themselves when ``d <= 2`` (padded
+    with zeros for ``d = 1``), else their projection on the first two principal components
+    (sign fixed so the largest loading is positive)."""
+    z = z.double()
+    if z.shape[1] == 2:
+        return z, "identity"
+    if z.shape[1] == 1:
+        return torch.cat([z, torch.zeros_like(z)], 1), "identity"
+    centred = z - z.mean(0)
+    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
+    comps = vh[:2]
+    signs = torch.sign(comps[torch.arange(2), comps.abs().argmax(1)])
+    signs[signs == 0] = 1
+    return centred @ (comps.T * signs), "pca"
+
+
 class Reconstruction(Metric):
     name = "reconstruction"
+    group = "quality"
     values = (
         Value("mse", False, "per pixel", 5, "mean squared error of test reconstructions"),
         Value("bce", False, "nats/pixel", 4, "binary cross-entropy of test reconstructions"),
@@ -82,6 +103,21 @@ class Reconstruction(Metric):
         xs = x[idx].to(ctx.device)
         ctx.add_artifact("recon_originals", xs.cpu())
         ctx.add_artifact("recon_outputs", model.decode(model.encode(xs)).cpu())
+        # a 2-D view of the code space, coloured by label (or first true factor) in reports
+        k = min(LATENT_POINTS, x.shape[0])
+        idx = torch.randperm(x.shape[0], generator=ctx.generator)[:k].sort().values
+        xy, projection = latent_projection(model.encode(x[idx].to(ctx.device)).cpu())
+        if dataset.y_test is not None:
+            labels = [int(v) for v in dataset.y_test[idx]]
+        elif dataset.factors_test is not None:
+            labels = [round(float(v), 4) for v in dataset.factors_test[idx, 0]]
+        else:
+            labels = None
+        ctx.add_artifact(
+            "latent_2d",
+            {"xy": [[round(float(a), 4), round(float(b), 4)] for a, b in xy.tolist()],
+             "labels": labels, "projection": projection},
+        )  # fmt: skip
         return acc.compute()
 
 
