@@ -303,6 +303,7 @@ class AcaiInterpolation(Metric):
     """The ACAI paper's Mean Distance and Smoothness, plus extras (see module docstring)."""
 
     name = "acai"
+    group = "interpolation"
     values = (
         Value("mean_distance", False, DISTANCE_UNIT, 2,
               "ACAI Mean Distance: cosine distance of decoded interpolants (endpoints included, "
@@ -413,6 +414,7 @@ class LectureMidpoint(Metric):
     """
 
     name = "midpoint"
+    group = "interpolation"
     values = (
         Value("midpoint_mse", False, "per pixel", 5,
               "MSE between the decoded code midpoint of full and half moon and the true 3/4 moon"),

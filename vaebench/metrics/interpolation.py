@@ -246,6 +246,7 @@ class PathInterpolation(Metric):
     """Interpolation smoothness and midpoint realism without ground truth (see module docstring)."""
 
     name = "interpolation"
+    group = "interpolation"
     values = (
         Value("path_length_ratio", None, "", 3,
               "decoded path length / endpoint distance (pixel L2); 1 = straight in pixel space "
