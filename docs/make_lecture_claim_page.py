@@ -2,13 +2,14 @@
 
 Run from the repository root after the runs (see README.md):
 
-    python results/lecture-claim/make_page.py
+    python docs/make_lecture_claim_page.py
 
 Reads results/lecture-claim/run (cells only; no model is loaded or trained) and writes, next to
-this file: summary.csv (mean, std, n over seeds per dataset x model x metric), references.csv
+results/lecture-claim/: summary.csv (mean, std, n over seeds per dataset x model x metric), references.csv
 (the same metrics for two reference "models" scored by the same metric code: a pixel cross-fade
 and an oracle that decodes the true image at the interpolated factor), tables.md, and the
 figures in figures/ (PNG only).
+It lives in docs/ because results/ holds data, tables and figures only.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from vaebench.plugins import get_registry
 from vaebench.results import load_cells
 from vaebench.tidy import load_results
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent / "results" / "lecture-claim"
 RUN = HERE / "run"
 RUN64 = HERE / "lines-latent64"  # lines with --latent-dim 64 (the paper's code size)
 MODELS = ["pca", "ae", "noisy", "dae", "vae"]
