@@ -119,16 +119,23 @@ def one_thread():
 
 def invoke_bad(args: list[str], files: Files, where: Path) -> click.testing.Result:
     """Run ``vaebench ARGS`` in-process with ``where`` as the working folder."""
+    import tempfile
+
     runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=where):
-        for name, content in files.items():
-            path = Path(name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, bytes):
-                path.write_bytes(content)
-            else:
-                path.write_text(content)
-        return runner.invoke(cli, args, prog_name="vaebench")
+    with tempfile.TemporaryDirectory(dir=where) as tmp:
+        old_cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            for name, content in files.items():
+                path = Path(name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(content, bytes):
+                    path.write_bytes(content)
+                else:
+                    path.write_text(content)
+            return runner.invoke(cli, args, prog_name="vaebench")
+        finally:
+            os.chdir(old_cwd)
 
 
 @pytest.mark.parametrize(
