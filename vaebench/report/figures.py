@@ -461,7 +461,7 @@ def latent_scatter(
         elif sc is not None:
             fig.colorbar(sc, ax=axes.ravel().tolist(), shrink=0.6, label="label")
         proj = (
-            " (PCA of the codes where latent_dim > 2; % of variance)"
+            " (first two principal components of the codes where latent_dim > 2)"
             if any(p[3][0].startswith("PC") for p in panels)
             else ""
         )
