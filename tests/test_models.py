@@ -237,7 +237,9 @@ def test_bad_hyperparameters_are_named(kwargs, message):
 
 
 def test_unknown_parameter_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown parameter\(s\) betta for model 'vae'; valid: .*beta"):
+    with pytest.raises(
+        ValueError, match=r"unknown parameter\(s\) betta for model 'vae'; valid: .*beta"
+    ):
         get_registry().model("vae").spec.create((1, 8, 8), betta=2)
 
 
