@@ -21,10 +21,9 @@ import json
 import math
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaebench.results import ResultsError, iter_cells
+from vaebench.results import load_cells
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -139,21 +138,14 @@ def variant_labels(cells: Iterable[dict[str, Any]]) -> dict[str, str]:
 
 def load_records(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     """Every cell record of the given run folders, in folder then file-name order, each tagged
-    with ``run`` (the folder's name).
+    with ``run`` (the folder's name); see :func:`vaebench.results.load_cells`.
 
-    Unlike :func:`vaebench.results.load_cells` this keeps cells of the same model, dataset and
-    seed that ran with different settings (they become separate variants, see
-    :func:`variant_labels`) and the same cell stored in two folders (the aggregation counts it
-    once); corrupt or foreign files still raise :class:`~vaebench.results.ResultsError`.
+    Cells of the same model, dataset and seed that ran with different settings are kept (they
+    become separate variants, see :func:`variant_labels`), and so is the same cell stored in two
+    folders (the aggregation counts it once); corrupt or foreign files raise
+    :class:`~vaebench.results.ResultsError`.
     """
-    if not run_dirs:
-        raise ResultsError("no results folder given")
-    out = []
-    for d in run_dirs:
-        for cell in iter_cells(d):
-            cell["run"] = Path(d).name
-            out.append(cell)
-    return out
+    return load_cells(*run_dirs)
 
 
 def tidy_frame(cells: Sequence[dict[str, Any]], include_failed: bool = False) -> pd.DataFrame:
