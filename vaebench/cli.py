@@ -516,6 +516,8 @@ def check(models: tuple[str, ...], device: str) -> None:
         click.echo(f"{name} ({registered.origin}):")
         for result in run_model_checks(registered.spec, device=device):
             mark = "PASS" if result.passed else "FAIL"
+            if result.passed and result.message.startswith("not applicable"):
+                mark = "SKIP"
             note = f": {result.message}" if result.message else ""
             click.echo(f"  {mark} {result.name}{note}")
             failed += not result.passed
