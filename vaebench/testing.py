@@ -335,12 +335,17 @@ def _model_check(
             subject = _ModelSubject(spec, _device(device), dict(params or {}))
             return _run_body(check_name, subject.name, expectation, body, subject)
 
-        check.__name__ = check.__qualname__ = check_name
-        check.__doc__ = f"Check that {expectation}.\n\n{inspect.getdoc(body) or ''}".strip()
-        check.expectation = expectation  # type: ignore[attr-defined]
-        return check
+        return _named_check(check, check_name, expectation, body)
 
     return decorate
+
+
+def _named_check(check: Callable, check_name: str, expectation: str, body: Callable) -> Callable:
+    """Give a generated check its public name, docstring and ``expectation`` attribute."""
+    check.__name__ = check.__qualname__ = check_name
+    check.__doc__ = f"Check that {expectation}.\n\n{inspect.getdoc(body) or ''}".strip()
+    check.expectation = expectation  # type: ignore[attr-defined]
+    return check
 
 
 @contextlib.contextmanager
@@ -810,10 +815,7 @@ def _dataset_check(
             subject = _DatasetSubject(spec, dict(options or {}), data_dir)
             return _run_body(check_name, subject.name, expectation, body, subject)
 
-        check.__name__ = check.__qualname__ = check_name
-        check.__doc__ = f"Check that {expectation}.\n\n{inspect.getdoc(body) or ''}".strip()
-        check.expectation = expectation  # type: ignore[attr-defined]
-        return check
+        return _named_check(check, check_name, expectation, body)
 
     return decorate
 
@@ -1044,10 +1046,7 @@ def _metric_check(
             subject = _MetricSubject(metric, model, dataset, frozenset(nondeterministic))
             return _run_body(check_name, subject.name, expectation, body, subject)
 
-        check.__name__ = check.__qualname__ = check_name
-        check.__doc__ = f"Check that {expectation}.\n\n{inspect.getdoc(body) or ''}".strip()
-        check.expectation = expectation  # type: ignore[attr-defined]
-        return check
+        return _named_check(check, check_name, expectation, body)
 
     return decorate
 
