@@ -36,10 +36,12 @@ def _block(lang: str, first_line: str) -> str:
     return blocks[0]
 
 
-def test_there_are_four_hooks():
+def test_the_hooks_are_the_documented_six():
     assert HOOKS == [
+        "vaebench_cell_finished",
         "vaebench_commands",
         "vaebench_datasets",
+        "vaebench_epoch_end",
         "vaebench_metrics",
         "vaebench_models",
     ]

@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 #: Version of the plugin API (the hooks and the Model/Dataset/Metric contracts).
 #: Bumped on any incompatible change; plugins may check it.
-PLUGIN_API_VERSION = 1
+PLUGIN_API_VERSION = 2
 
 __all__ = ["__version__", "PLUGIN_API_VERSION", "load_results"]
 

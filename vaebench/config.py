@@ -35,6 +35,8 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from vaebench.errors import ConfigError
+
 __all__ = [
     "ConfigError",
     "RunConfig",
@@ -49,8 +51,6 @@ __all__ = [
 ]
 
 
-class ConfigError(ValueError):
-    """Invalid configuration; the message names the problem and the valid choices."""
 
 
 #: Options of the evaluation protocol (``--set eval.KEY=VALUE``).

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaebench.errors import DatasetError
+
 __all__ = ["Dataset", "DatasetSpec", "DatasetError", "check_images"]
 
 
-class DatasetError(ValueError):
-    """A dataset could not be loaded or is malformed; the message names the file or value."""
 
 
 def check_images(x: Any, what: str) -> Tensor:

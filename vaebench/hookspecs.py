@@ -1,4 +1,4 @@
-"""Plugin hook specifications (plugin API version 1).
+"""Plugin hook specifications (plugin API version 2: adds the training and cell hooks).
 
 A vaebench plugin is a module (or object) with functions named like the hooks below, marked with
 :data:`hookimpl`; it is found through the ``vaebench`` entry-point group::
@@ -12,14 +12,24 @@ A name must be unique across all plugins: on a clash the first registration (bui
 first, then plugins in order of distribution name) is kept and the clash is reported naming both
 plugins.
 
-A plugin module may set ``VAEBENCH_PLUGIN_API = 1`` (an int): a plugin that needs a newer API
+A plugin module may set ``VAEBENCH_PLUGIN_API = 2`` (an int): a plugin that needs a newer API
 than :data:`vaebench.PLUGIN_API_VERSION` is not loaded, with a message saying so. The hook
 reference with examples is ``docs/plugins.md``.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pluggy
+
+if TYPE_CHECKING:  # for type checkers only: the contract imports nothing else at run time
+    import click
+
+    from vaebench.dataset import DatasetSpec
+    from vaebench.metric import Metric
+    from vaebench.model import ModelSpec
+    from vaebench.runner import Cell
 
 PROJECT_NAME = "vaebench"
 
@@ -29,7 +39,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def vaebench_models() -> list:
+def vaebench_models() -> list[ModelSpec]:
     """Contribute models.
 
     :return: a list of :class:`vaebench.model.ModelSpec`. Each spec has a unique ``name`` (no
@@ -47,7 +57,7 @@ def vaebench_models() -> list:
 
 
 @hookspec
-def vaebench_datasets() -> list:
+def vaebench_datasets() -> list[DatasetSpec]:
     """Contribute datasets.
 
     :return: a list of :class:`vaebench.dataset.DatasetSpec`. Each spec has a unique ``name``,
@@ -64,7 +74,7 @@ def vaebench_datasets() -> list:
 
 
 @hookspec
-def vaebench_metrics() -> list:
+def vaebench_metrics() -> list[Metric]:
     """Contribute metrics.
 
     :return: a list of :class:`vaebench.metric.Metric` *instances*. A metric declares a unique
@@ -81,7 +91,7 @@ def vaebench_metrics() -> list:
 
 
 @hookspec
-def vaebench_commands(cli) -> None:  # noqa: ANN001 - a click.Group; click is not imported here
+def vaebench_commands(cli: click.Group) -> None:
     """Add sub-commands to the ``vaebench`` command line.
 
     :param cli: the ``vaebench`` :class:`click.Group`; call ``cli.add_command(my_command)``.
@@ -92,4 +102,42 @@ def vaebench_commands(cli) -> None:  # noqa: ANN001 - a click.Group; click is no
     level, so that ``vaebench --help`` stays fast.
 
     .. versionadded:: 1
+    """
+
+
+@hookspec
+def vaebench_epoch_end(cell: Cell, epoch: int, logs: dict[str, float]) -> None:
+    """Called after every training epoch of every cell, in the process that trains it.
+
+    :param cell: the :class:`vaebench.runner.Cell` being trained (``model``, ``dataset``,
+        ``seed``, ``params``, ``sweep``, ``key``, ``stem``, ``label``).
+    :param epoch: the epoch just finished, 1-based (``logs`` are its mean losses; a closed-form
+        model such as ``pca`` reports one epoch).
+    :param logs: ``{name: value}`` of that epoch, ``"loss"`` first.
+    :return: ignored.
+
+    For live monitoring (TensorBoard, W&B, a custom logger). It is called defensively: an
+    exception is reported once per cell naming the plugin, and training goes on. Keep it cheap:
+    it runs inside the training loop's once-per-epoch host sync.
+
+    .. versionadded:: 2
+    """
+
+
+@hookspec
+def vaebench_cell_finished(cell: Cell, record: dict[str, Any]) -> None:
+    """Called once a cell's result has been written (trained, skipped, failed, or re-evaluated),
+    in the process that writes results (the one that ran ``vaebench run``/``evaluate``).
+
+    :param cell: the :class:`vaebench.runner.Cell`.
+    :param record: the cell's stored record as written (``status``, ``config``, ``history``,
+        ``evaluations`` with their values; see :mod:`vaebench.results`). Treat it as read-only.
+    :return: ignored.
+
+    What tracking plugins need (MLflow -- the built-in ``vaebench.tracking.mlflow`` --,
+    TensorBoard, W&B): the record holds the per-epoch ``history``, every metric value and the
+    cell's key. Called defensively: an exception is reported naming the plugin; the stored
+    cell is never lost.
+
+    .. versionadded:: 2
     """

@@ -1,18 +1,27 @@
 """The metric contract.
 
 A metric plugin contributes :class:`Metric` objects. A metric evaluates a fitted model through the
-model interface alone (``encode``/``decode``/``sample``) and returns one or more named values; it
-declares, for each value, its direction (higher or lower is better), unit and table precision.
+model interface alone (``encode``/``decode``/``sample``, and ``posterior``/``log_likelihood``
+where the model's tags offer them) and returns one or more named values; it declares, for each
+value, its direction (higher or lower is better), unit, table precision, definition and source.
 Those declarations are stored with the results, so reports need no plugin to render them.
+
+A metric also declares its **options** (``--set eval.KEY=VALUE``) with their defaults, whether
+it runs by default, and a cost note. A stored evaluation is identified by the metric's name,
+``version`` and resolved options: changing an option, or bumping ``version``, recomputes that
+metric only -- nothing is retrained (``vaebench evaluate``).
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import hashlib
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from vaebench.errors import MetricError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -20,7 +29,11 @@ if TYPE_CHECKING:
     from vaebench.dataset import Dataset
     from vaebench.model import FitReport, Model
 
-__all__ = ["Metric", "Value", "EvalContext"]
+__all__ = ["Metric", "Value", "EvalContext", "MetricError", "metric_seed", "COSTS"]
+
+#: What a metric's ``cost`` may say: ``cheap`` runs by default in seconds; ``moderate`` takes
+#: up to about a minute per cell on a CPU; ``expensive`` longer (usually opt-in).
+COSTS = ("cheap", "moderate", "expensive")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +41,9 @@ class Value:
     """Declaration of one reported value.
 
     ``higher_is_better`` is ``True``/``False`` for a score with a direction and ``None`` for a
-    descriptive quantity (a parameter count); ``decimals`` is the precision used in tables.
+    descriptive quantity (a parameter count); ``decimals`` is the precision used in tables;
+    ``description`` defines the value in one line and ``reference`` names its source (paper),
+    both shown in the report's glossary.
     """
 
     name: str
@@ -36,18 +51,34 @@ class Value:
     unit: str = ""
     decimals: int = 3
     description: str = ""
+    reference: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def metric_seed(seed: int, metric: str) -> int:
+    """The seed of ``metric``'s own random stream in a cell of seed ``seed``: a 63-bit integer
+    derived from both, so that selecting a subset of metrics never changes another metric's
+    numbers."""
+    digest = hashlib.sha256(f"vaebench-metric:{int(seed)}:{metric}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
 
 @dataclasses.dataclass
 class EvalContext:
     """Everything a metric may use besides the model and the dataset.
 
-    ``generator`` is a torch generator seeded from the cell's seed: metrics draw their random
-    choices (interpolation pairs, samples) from it so results are reproducible. ``artifacts``
-    collects small arrays for figures (uint8 images), stored with the cell's result.
+    - ``seed``: the cell's seed; ``metric``: the name of the metric being evaluated;
+    - ``generator``: a CPU torch generator seeded by :func:`metric_seed` ``(seed, metric)`` --
+      every random choice of the metric (interpolation pairs, samples) draws from it;
+    - ``options``: the resolved evaluation options (every metric's declared options plus
+      ``eval_batch_size``);
+    - ``fit``: the :class:`~vaebench.model.FitReport` of training (rebuilt from the stored cell
+      when a stored model is re-evaluated);
+    - ``cache``: a dict shared by all metrics of one cell evaluation, for results several
+      metrics need (e.g. the codes of the training split); keys are the producer's business;
+    - ``artifacts``: small arrays for figures (images in [0, 1]), stored with the evaluation.
     """
 
     seed: int
@@ -56,10 +87,24 @@ class EvalContext:
     eval_batch_size: int = 1024
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     artifacts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    metric: str = ""
+    cache: dict[str, Any] = dataclasses.field(default_factory=dict)
     generator: torch.Generator = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
-        self.generator = torch.Generator().manual_seed(int(self.seed) + 7919)
+        self.generator = torch.Generator().manual_seed(metric_seed(self.seed, self.metric))
+
+    def for_metric(self, name: str) -> EvalContext:
+        """A context for metric ``name``: its own generator and artifacts, the shared cache."""
+        return EvalContext(
+            seed=self.seed,
+            device=self.device,
+            fit=self.fit,
+            eval_batch_size=self.eval_batch_size,
+            options=self.options,
+            metric=name,
+            cache=self.cache,
+        )
 
     def add_artifact(self, name: str, value: np.ndarray | list | dict) -> None:
         self.artifacts[name] = value
@@ -68,23 +113,44 @@ class EvalContext:
 class Metric(abc.ABC):
     """Base class of metric plugins.
 
-    Subclasses set :attr:`name` and :attr:`values` and implement :meth:`evaluate`. Override
-    :meth:`applies_to` when a metric needs something not every dataset has (e.g. ground-truth
-    factors) or every model has (``model.can_sample``).
+    Subclasses set :attr:`name` and :attr:`values` and implement :meth:`evaluate`; they may set:
+
+    - :attr:`options`: evaluation options with their defaults (``--set eval.KEY=VALUE``; a key
+      several metrics declare is one option shared by them, with one default);
+    - :attr:`option_docs`: a one-line meaning per option (``vaebench list metrics``);
+    - :attr:`default`: ``False`` for metrics that run only when named in ``--metrics``;
+    - :attr:`cost`: one of :data:`COSTS`, shown by ``vaebench list metrics``;
+    - :attr:`version`: bump it when the definition changes, so stored evaluations are redone;
+    - :attr:`group`: where reports place the columns (quality, interpolation, likelihood,
+      representation, samples or cost);
+    - :attr:`guarded`: ``False`` only for metrics that time the model rather than use its
+      outputs (the runner then hands them the model itself instead of the output-checking
+      wrapper).
+
+    Override :meth:`applies_to` when a metric needs something not every dataset or model has;
+    it returns ``True``, ``False`` or a string saying why the metric does not apply.
     """
 
     name: str = ""
     values: tuple[Value, ...] = ()
-    #: Where reports place the metric's columns: "quality", "interpolation" or "cost"
-    #: (empty: inferred from the name).
     group: str = ""
+    options: dict[str, Any] = {}
+    option_docs: dict[str, str] = {}
+    default: bool = True
+    cost: str = "cheap"
+    version: int = 1
+    guarded: bool = True
 
-    def applies_to(self, model: Model, dataset: Dataset) -> bool:
+    def applies_to(self, model: Model, dataset: Dataset) -> bool | str:
+        """``True`` if the metric can evaluate ``model`` on ``dataset``; ``False`` or a reason
+        (a string, recorded in the results) if not."""
         return True
 
     @abc.abstractmethod
     def evaluate(self, model: Model, dataset: Dataset, ctx: EvalContext) -> dict[str, float]:
-        """Return ``{value name: float}`` for every declared value."""
+        """Return ``{value name: float}`` for every declared value (NaN where undefined; the
+        runner records why). Raise :class:`MetricError` (or any exception) to fail only this
+        metric's values."""
 
     def declared(self) -> dict[str, Value]:
         return {v.name: v for v in self.values}

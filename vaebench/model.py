@@ -2,24 +2,37 @@
 
 The runner, the metrics and the reports speak only to this interface:
 
-- ``fit(x)`` trains on ``x`` -- a float tensor ``(N, C, H, W)`` with values in ``[0, 1]`` -- and
-  returns a :class:`FitReport`;
+- ``fit(x, y=None, progress=None)`` trains on ``x`` -- a float tensor ``(N, C, H, W)`` with values
+  in ``[0, 1]``, already on :attr:`Model.device` -- and returns a :class:`FitReport`. ``y``
+  (``(N,)`` int64 labels) is passed only to models whose :attr:`Model.tags` say ``uses_labels``;
+  a model written for the first interface (``fit(x, progress=None)``) keeps working;
 - ``encode(x) -> z`` maps images to codes ``(N, latent_dim)``; it is deterministic (a VAE
-  returns its posterior mean) and runs without autograd;
-- ``decode(z) -> x`` maps codes back to images ``(N, C, H, W)`` in ``[0, 1]``;
-- ``sample(n)`` (optional) draws ``n`` images from the model's prior;
+  returns its posterior mean), runs without autograd, and never changes the model;
+- ``decode(z) -> x`` maps codes back to images ``(N, C, H, W)`` in ``[0, 1]`` (same rules);
+- ``sample(n, generator)`` (optional) draws ``n`` images from the model's prior;
+- ``posterior(x) -> (mean, logvar)`` (optional): the diagonal-Gaussian ``q(z|x)``, each
+  ``(N, latent_dim)``; ``log_likelihood(x, z) -> (N,)`` (optional): ``log p(x|z)`` in nats per
+  image, summed over pixels, under the likelihood named by ``tags.likelihood``. Together with
+  the standard-normal prior these define the ELBO and the importance-weighted bound;
+- :attr:`Model.tags`: what the model supports (image sizes, channels, sampling, labels,
+  posterior), as scikit-learn's estimator tags; the runner skips a dataset a model does not
+  support, with the reason, and the conformance kit adapts its checks;
 - ``latent_dim``, ``input_shape``, ``n_params``;
 - ``state_dict()`` / ``load_state_dict(state)`` hold every tensor needed to reproduce
   ``encode`` and ``decode``; :meth:`Model.save` / :meth:`Model.load` store them with
   ``torch.save`` and load them with ``weights_only=True``.
 
-Neural models subclass :class:`TorchAutoencoder` and only define their networks and ``loss``;
-the shared training loop lives in :mod:`vaebench.train`.
+This module is the contract: it imports nothing else of vaebench. Neural models build on
+:class:`vaebench.nn.TorchAutoencoder` (networks, losses and the shared training loop live
+there and in :mod:`vaebench.train`); ``vaebench.model.TorchAutoencoder``, ``mlp``,
+``reconstruction_loss``, ``RECON_LOSSES`` and ``DivergenceError`` remain importable from here
+for plugins written against the first interface (resolved on first use).
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import inspect
 import os
@@ -28,23 +41,22 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import Tensor
 
 __all__ = [
     "Model",
     "ModelSpec",
     "FitReport",
-    "DivergenceError",
-    "TorchAutoencoder",
-    "mlp",
-    "reconstruction_loss",
-    "RECON_LOSSES",
+    "Tags",
+    "ProgressCallback",
+    "LIKELIHOODS",
 ]
 
-
-class DivergenceError(RuntimeError):
-    """Raised by a training loop when the loss turns NaN or infinite."""
+#: Names of the observation models ``log_likelihood`` may implement (``Tags.likelihood``).
+#: ``bernoulli``: ``x log p + (1 - x) log(1 - p)`` summed over pixels -- a normalised density
+#: only for binary images; ``gaussian``: ``log N(x; mu, sigma^2 I)`` with a fixed or learned
+#: ``sigma`` stated by the model.
+LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 @dataclasses.dataclass
@@ -66,11 +78,72 @@ class FitReport:
         return self.samples_seen / self.seconds if self.seconds > 0 else float("nan")
 
 
+#: ``progress(epoch, epochs, logs)``: called by ``fit`` after each epoch (1-based) with that
+#: epoch's mean losses. The runner uses it for progress bars and the ``vaebench_epoch_end`` hook.
 ProgressCallback = Callable[[int, int, dict[str, float]], None]
 
 
+@dataclasses.dataclass(frozen=True)
+class Tags:
+    """What a model supports, stated by the model (as scikit-learn's estimator tags).
+
+    - ``min_image_size`` / ``max_image_size``: smallest / largest height and width accepted
+      (pixels; ``None``: no upper limit);
+    - ``channels``: accepted channel counts (``None``: any);
+    - ``can_sample``: ``sample(n)`` draws from a prior;
+    - ``uses_labels``: ``fit`` wants the training labels ``y``; datasets without labels are
+      skipped;
+    - ``has_posterior``: ``posterior(x) -> (mean, logvar)`` of a diagonal Gaussian ``q(z|x)``;
+    - ``likelihood``: the observation model of ``log_likelihood(x, z)`` (one of
+      :data:`LIKELIHOODS`), or ``""`` when the model has none;
+    - ``deterministic``: the same seed gives the same fitted model (the conformance kit checks
+      it).
+
+    The defaults of ``can_sample``, ``has_posterior`` and ``likelihood`` are read from which
+    optional methods a model overrides; see :attr:`Model.tags`.
+    """
+
+    min_image_size: int = 1
+    max_image_size: int | None = None
+    channels: tuple[int, ...] | None = None
+    can_sample: bool = False
+    uses_labels: bool = False
+    has_posterior: bool = False
+    likelihood: str = ""
+    deterministic: bool = True
+
+    @property
+    def has_likelihood(self) -> bool:
+        return bool(self.likelihood)
+
+    def unsupported(self, shape: Sequence[int], has_labels: bool = True) -> str | None:
+        """Why a dataset of image shape ``(C, H, W)`` cannot be used, or ``None`` if it can."""
+        c, h, w = (int(s) for s in shape)
+        if min(h, w) < self.min_image_size:
+            return (
+                f"needs images of at least {self.min_image_size}x{self.min_image_size} pixels, "
+                f"got {h}x{w}"
+            )
+        if self.max_image_size is not None and max(h, w) > self.max_image_size:
+            return (
+                f"takes images of at most {self.max_image_size}x{self.max_image_size} pixels, "
+                f"got {h}x{w}"
+            )
+        if self.channels is not None and c not in self.channels:
+            valid = ", ".join(map(str, self.channels))
+            return f"takes images with {valid} channel(s), got {c}"
+        if self.uses_labels and not has_labels:
+            return "trains on labels and the dataset has none"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["channels"] = None if self.channels is None else list(self.channels)
+        return out
+
+
 class Model(abc.ABC):
-    """Abstract autoencoder interface (see module docstring)."""
+    """Abstract autoencoder interface (see the module docstring)."""
 
     #: Size of the code produced by ``encode``.
     latent_dim: int
@@ -78,24 +151,76 @@ class Model(abc.ABC):
     input_shape: tuple[int, ...]
 
     @abc.abstractmethod
-    def fit(self, x: Tensor, progress: ProgressCallback | None = None) -> FitReport:
-        """Train on ``x`` ``(N, C, H, W)`` in ``[0, 1]`` (already on :attr:`device`)."""
+    def fit(
+        self, x: Tensor, y: Tensor | None = None, progress: ProgressCallback | None = None
+    ) -> FitReport:
+        """Train on ``x`` ``(N, C, H, W)`` in ``[0, 1]`` (already on :attr:`device`).
+
+        ``y``: ``(N,)`` int64 labels, passed only when ``tags.uses_labels``. ``progress``: see
+        :data:`ProgressCallback`. Raises :class:`vaebench.errors.DivergenceError` when the loss
+        turns NaN or infinite.
+        """
 
     @abc.abstractmethod
     def encode(self, x: Tensor) -> Tensor:
-        """Map images ``(N, C, H, W)`` to codes ``(N, latent_dim)``; deterministic, no autograd."""
+        """Map images ``(N, C, H, W)`` to codes ``(N, latent_dim)``; deterministic, no autograd,
+        in evaluation mode (never changes the model)."""
 
     @abc.abstractmethod
     def decode(self, z: Tensor) -> Tensor:
-        """Map codes ``(N, latent_dim)`` to images ``(N, C, H, W)`` in ``[0, 1]``; no autograd."""
+        """Map codes ``(N, latent_dim)`` to images ``(N, C, H, W)`` in ``[0, 1]``; no autograd,
+        in evaluation mode (never changes the model)."""
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Draw ``n`` images from the model's prior. Optional: models without one raise."""
+        """Draw ``n`` images ``(n, C, H, W)`` in ``[0, 1]`` from the model's prior.
+
+        Optional: models without a prior raise :class:`NotImplementedError`. ``generator`` is a
+        CPU generator: draw the codes on the CPU with it, then move them to :attr:`device`.
+        """
         raise NotImplementedError(f"{type(self).__name__} has no prior to sample from")
+
+    def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and log-variance of the diagonal-Gaussian ``q(z|x)``, each ``(N, latent_dim)``.
+
+        Optional (``tags.has_posterior``); no autograd, evaluation mode.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no posterior")
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """``log p(x|z)`` in nats per image, summed over pixels: shape ``(N,)`` for images
+        ``x`` ``(N, C, H, W)`` and codes ``z`` ``(N, latent_dim)``.
+
+        Optional (``tags.likelihood`` names the observation model); no autograd. The prior is
+        the standard normal ``N(0, I)``.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no likelihood")
 
     @property
     def can_sample(self) -> bool:
-        return type(self).sample is not Model.sample
+        return self.tags.can_sample
+
+    def _overrides(self, name: str) -> bool:
+        return getattr(type(self), name) is not getattr(Model, name)
+
+    @property
+    def tags(self) -> Tags:
+        """What this model supports. The default states ``can_sample``, ``has_posterior`` and
+        the likelihood from the optional methods the model overrides (``likelihood``:
+        ``"bernoulli"`` unless the class sets ``likelihood_name``). Override to state more::
+
+            @property
+            def tags(self):
+                return dataclasses.replace(super().tags, min_image_size=16)
+        """
+        return Tags(
+            can_sample=self._overrides("sample"),
+            has_posterior=self._overrides("posterior"),
+            likelihood=(
+                getattr(self, "likelihood_name", "bernoulli")
+                if self._overrides("log_likelihood")
+                else ""
+            ),
+        )
 
     @property
     @abc.abstractmethod
@@ -120,7 +245,8 @@ class Model(abc.ABC):
         """Inverse of :meth:`state_dict`."""
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write :meth:`state_dict` to ``path`` atomically (temp file, then rename)."""
+        """Write :meth:`state_dict` to ``path`` atomically (temp file in the same folder, then
+        rename; a symbolic link at ``path`` is replaced, never written through)."""
         path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
@@ -133,7 +259,7 @@ class Model(abc.ABC):
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
-            if os.path.exists(tmp):
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
 
@@ -150,27 +276,29 @@ class ModelSpec:
 
     ``factory(input_shape=(C, H, W), device=torch.device, **params) -> Model``. ``params`` are
     the hyperparameters a user may override (``--set NAME.key=value``); when omitted they are
-    read from the keyword defaults of ``factory``'s signature. Their default values fix each
-    parameter's type.
+    read from the keyword defaults of ``factory``'s signature (and, for a class whose
+    ``__init__`` passes ``**kwargs`` on, its bases'). Their default values fix each parameter's
+    type. ``param_docs`` gives a one-line meaning per parameter for ``vaebench list models``
+    (default: the factory's ``param_docs`` attribute, merged along its class hierarchy).
     """
 
     name: str
     factory: Callable[..., Model]
     description: str = ""
     params: dict[str, Any] | None = None
+    param_docs: dict[str, str] | None = None
+
+    def _factories(self) -> list[Callable[..., Any]]:
+        if not inspect.isclass(self.factory):
+            return [self.factory]
+        return [c.__init__ for c in self.factory.__mro__ if "__init__" in vars(c)]
 
     def defaults(self) -> dict[str, Any]:
+        """Every user-settable hyperparameter with its default value."""
         if self.params is not None:
             return dict(self.params)
-        # A class whose __init__ passes **kwargs on to its base contributes the base's
-        # keyword defaults too (subclass values win).
-        funcs = (
-            [c.__init__ for c in self.factory.__mro__ if "__init__" in vars(c)]
-            if inspect.isclass(self.factory)
-            else [self.factory]
-        )
         out: dict[str, Any] = {}
-        for func in funcs:
+        for func in self._factories():
             params = inspect.signature(func).parameters
             for k, p in params.items():
                 if (
@@ -183,9 +311,21 @@ class ModelSpec:
                 break
         return out
 
+    def docs(self) -> dict[str, str]:
+        """One-line meaning of each hyperparameter (empty string where none is given)."""
+        docs: dict[str, str] = {}
+        if self.param_docs is not None:
+            docs.update(self.param_docs)
+        elif inspect.isclass(self.factory):
+            for cls in reversed(self.factory.__mro__):
+                docs.update(vars(cls).get("param_docs", {}) or {})
+        return {k: docs.get(k, "") for k in self.defaults()}
+
     def create(
         self, input_shape: Sequence[int], device: torch.device | str = "cpu", **params: Any
     ) -> Model:
+        """Build an untrained model; unknown parameters raise ``ValueError`` naming the valid
+        ones, and a factory that returns something other than a :class:`Model` ``TypeError``."""
         unknown = sorted(set(params) - set(self.defaults()))
         if unknown:
             raise ValueError(
@@ -201,147 +341,21 @@ class ModelSpec:
         return model
 
 
-# ----------------------------------------------------------------------------- torch models
-
-RECON_LOSSES = ("bce", "mse")
-
-
-def reconstruction_loss(logits: Tensor, x: Tensor, kind: str = "bce") -> Tensor:
-    """Per-example reconstruction loss, summed over pixels: shape ``(N,)``.
-
-    ``bce``: Bernoulli negative log-likelihood of ``x`` under ``sigmoid(logits)`` (nats).
-    ``mse``: squared error of ``sigmoid(logits)`` (a Gaussian likelihood up to scale and constant).
-    """
-    x = x.reshape(x.shape[0], -1)
-    logits = logits.reshape(x.shape[0], -1).float()
-    if kind == "bce":
-        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(1)
-    if kind == "mse":
-        return (torch.sigmoid(logits) - x).pow(2).sum(1)
-    raise ValueError(f"unknown recon_loss {kind!r}; valid: {', '.join(RECON_LOSSES)}")
+#: Names importable from here for plugins written against the first interface.
+_MOVED = {
+    "TorchAutoencoder": "vaebench.nn",
+    "mlp": "vaebench.nn",
+    "reconstruction_loss": "vaebench.nn",
+    "RECON_LOSSES": "vaebench.nn",
+    "DivergenceError": "vaebench.errors",
+}
 
 
-def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU) -> nn.Sequential:
-    """Fully connected net ``sizes[0] -> ... -> sizes[-1]``; no activation after the last layer."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(activation())
-    return nn.Sequential(*layers)
+def __getattr__(name: str) -> Any:
+    """Resolve the names of :data:`_MOVED` on first use (the contract imports nothing else of
+    vaebench at import time)."""
+    if name in _MOVED:
+        import importlib
 
-
-def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-class TorchAutoencoder(nn.Module, Model):
-    """Base class for neural autoencoders that share one MLP architecture and training loop.
-
-    Subclasses set :attr:`code_outputs` (1 for a point code, 2 for mean and log-variance) and
-    override :meth:`loss`. Default architecture for an input of D pixels:
-    ``D -> 512 -> 256 -> latent`` (encoder), mirrored decoder with a sigmoid output.
-    """
-
-    #: Encoder outputs per latent dimension (a VAE outputs mean and log-variance: 2).
-    code_outputs: int = 1
-
-    def __init__(
-        self,
-        input_shape: Sequence[int],
-        device: torch.device | str = "cpu",
-        latent_dim: int = 10,
-        hidden: tuple[int, ...] = (512, 256),
-        epochs: int = 30,
-        batch_size: int = 128,
-        lr: float = 1e-3,
-        recon_loss: str = "bce",
-    ) -> None:
-        super().__init__()
-        _check_positive("latent_dim", latent_dim)
-        _check_positive("epochs", epochs)
-        _check_positive("batch_size", batch_size)
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr!r}")
-        if recon_loss not in RECON_LOSSES:
-            raise ValueError(f"unknown recon_loss {recon_loss!r}; valid: {', '.join(RECON_LOSSES)}")
-        hidden = tuple(int(h) for h in hidden)
-        for h in hidden:
-            _check_positive("hidden layer size", h)
-        self.input_shape = tuple(int(s) for s in input_shape)
-        self.latent_dim = int(latent_dim)
-        self.hidden = hidden
-        self.epochs = int(epochs)
-        self.batch_size = int(batch_size)
-        self.lr = float(lr)
-        self.recon_loss = recon_loss
-        d = 1
-        for s in self.input_shape:
-            d *= s
-        self.input_dim = d
-        self.encoder = mlp([d, *hidden, self.code_outputs * self.latent_dim])
-        self.decoder = mlp([self.latent_dim, *reversed(hidden), d])
-        self._device = torch.device(device)
-        nn.Module.to(self, self._device)
-
-    # -- Model plumbing -------------------------------------------------------------------
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    def to(self, device: torch.device | str) -> TorchAutoencoder:  # type: ignore[override]
-        self._device = torch.device(device)
-        nn.Module.to(self, self._device)
-        return self
-
-    @property
-    def n_params(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
-
-    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Tensor]:  # type: ignore[override]
-        return dict(nn.Module.state_dict(self, *args, **kwargs))
-
-    def load_state_dict(self, state: dict[str, Tensor], strict: bool = True) -> Any:  # type: ignore[override]
-        return nn.Module.load_state_dict(self, state, strict=strict)
-
-    # -- networks ---------------------------------------------------------------------------
-    def encoder_outputs(self, x: Tensor) -> Tensor:
-        """Raw encoder output ``(N, code_outputs * latent_dim)`` for images ``x``."""
-        return self.encoder(x.reshape(x.shape[0], -1))
-
-    def code(self, h: Tensor) -> Tensor:
-        """Deterministic code from encoder output (the mean, for a VAE)."""
-        return h[:, : self.latent_dim]
-
-    def decoder_logits(self, z: Tensor) -> Tensor:
-        """Decoder pre-sigmoid output, flat ``(N, D)``."""
-        return self.decoder(z)
-
-    def encode(self, x: Tensor) -> Tensor:
-        with torch.inference_mode():
-            return self.code(self.encoder_outputs(x.to(self._device))).float()
-
-    def decode(self, z: Tensor) -> Tensor:
-        with torch.inference_mode():
-            out = torch.sigmoid(self.decoder_logits(z.to(self._device)).float())
-            return out.reshape(z.shape[0], *self.input_shape)
-
-    # -- training -------------------------------------------------------------------------
-    def loss(self, x: Tensor) -> dict[str, Tensor]:
-        """Losses for one batch. ``"loss"`` (a scalar) is minimised; other entries are logged."""
-        z = self.code(self.encoder_outputs(x))
-        rec = reconstruction_loss(self.decoder_logits(z), x, self.recon_loss).mean()
-        return {"loss": rec, "recon": rec}
-
-    def fit(self, x: Tensor, progress: ProgressCallback | None = None) -> FitReport:
-        from vaebench.train import train_loop
-
-        return train_loop(
-            self,
-            x,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            progress=progress,
-        )
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

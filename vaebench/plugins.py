@@ -25,6 +25,7 @@ from typing import Any
 import pluggy
 
 from vaebench import __version__, hookspecs
+from vaebench.errors import PluginError
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -59,8 +60,6 @@ class PluginWarning(UserWarning):
     """A plugin could not be loaded or registered something invalid."""
 
 
-class PluginError(RuntimeError):
-    """Raised instead of :class:`PluginWarning` in strict mode."""
 
 
 class UnknownNameError(KeyError):

@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from vaebench.errors import ResultsError, SchemaMismatchError
+
 try:  # POSIX: kernel-held locks that die with their process
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -75,12 +77,6 @@ SCHEMA = f"vaebench.cell/{SCHEMA_VERSION}"
 MANIFEST_SCHEMA = f"vaebench.manifest/{SCHEMA_VERSION}"
 
 
-class ResultsError(ValueError):
-    """A results folder or file is missing, corrupt or of an incompatible schema."""
-
-
-class SchemaMismatchError(ResultsError):
-    """A result file or folder written by a vaebench with another schema version."""
 
 
 _HOST = socket.gethostname()

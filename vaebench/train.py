@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vaebench.model import DivergenceError, FitReport, ProgressCallback
+from vaebench.errors import DivergenceError
+from vaebench.model import FitReport, ProgressCallback
 
 __all__ = ["seed_everything", "select_device", "autocast", "train_loop", "DEVICE_CHOICES"]
 

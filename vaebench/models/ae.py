@@ -6,7 +6,8 @@ import torch
 from torch import Tensor
 
 from vaebench.hookspecs import hookimpl
-from vaebench.model import ModelSpec, TorchAutoencoder, reconstruction_loss
+from vaebench.model import ModelSpec
+from vaebench.nn import TorchAutoencoder, reconstruction_loss
 
 
 class AE(TorchAutoencoder):

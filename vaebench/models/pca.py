@@ -53,7 +53,9 @@ class PCA(Model):
     def n_params(self) -> int:
         return self.mean.numel() + self.components.numel()
 
-    def fit(self, x: Tensor, progress: ProgressCallback | None = None) -> FitReport:
+    def fit(
+        self, x: Tensor, y: Tensor | None = None, progress: ProgressCallback | None = None
+    ) -> FitReport:
         start = time.perf_counter()
         flat = x.to(self._device).reshape(x.shape[0], -1).double()
         if flat.shape[0] < self.latent_dim:

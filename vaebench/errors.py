@@ -1,0 +1,64 @@
+"""vaebench's exceptions: one base class, :class:`VaebenchError`, for every error vaebench raises
+on purpose.
+
+``except vaebench.VaebenchError`` catches them all; each also derives from the built-in type a
+caller would expect (``ValueError`` for bad input, ``RuntimeError`` for a failed computation), so
+existing ``except ValueError`` code keeps working. This module imports nothing: the contract
+modules (:mod:`vaebench.dataset`, :mod:`vaebench.metric`) may use it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "VaebenchError",
+    "ConfigError",
+    "DatasetError",
+    "ResultsError",
+    "SchemaMismatchError",
+    "DivergenceError",
+    "ModelContractError",
+    "MetricError",
+    "PluginError",
+    "DiskFullError",
+]
+
+
+class VaebenchError(Exception):
+    """Base class of every error vaebench raises on purpose."""
+
+
+class ConfigError(VaebenchError, ValueError):
+    """Invalid configuration; the message names the problem and the valid choices."""
+
+
+class DatasetError(VaebenchError, ValueError):
+    """A dataset could not be loaded or is malformed; the message names the file or value."""
+
+
+class ResultsError(VaebenchError, ValueError):
+    """A results folder or file is missing, corrupt or of an incompatible schema."""
+
+
+class SchemaMismatchError(ResultsError):
+    """A result file or folder written by a vaebench with another schema version."""
+
+
+class DivergenceError(VaebenchError, RuntimeError):
+    """Raised by a training loop when the loss turns NaN or infinite."""
+
+
+class ModelContractError(VaebenchError, RuntimeError):
+    """A model broke the model contract while being checked or evaluated: an output of the wrong
+    shape, NaN/infinite values, or images outside ``[0, 1]``. The cell fails with this reason."""
+
+
+class MetricError(VaebenchError, RuntimeError):
+    """A metric failed or returned values it did not declare; only its own values are lost."""
+
+
+class PluginError(VaebenchError, RuntimeError):
+    """A plugin could not be loaded or registered something invalid (strict mode)."""
+
+
+class DiskFullError(VaebenchError, OSError):
+    """No space left on the device holding the results folder; finished cells are intact."""
