@@ -146,6 +146,10 @@ class Metric(abc.ABC):
         (a string, recorded in the results) if not."""
         return True
 
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Validate the resolved options before any training; raise ``ValueError`` naming the
+        bad key, its value and what is valid (e.g. ``eval.n_pairs=0: must be >= 1``)."""
+
     @abc.abstractmethod
     def evaluate(self, model: Model, dataset: Dataset, ctx: EvalContext) -> dict[str, float]:
         """Return ``{value name: float}`` for every declared value (NaN where undefined; the
