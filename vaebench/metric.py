@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import hashlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -78,7 +79,11 @@ class EvalContext:
       when a stored model is re-evaluated);
     - ``cache``: a dict shared by all metrics of one cell evaluation, for results several
       metrics need (e.g. the codes of the training split); keys are the producer's business;
-    - ``artifacts``: small arrays for figures (images in [0, 1]), stored with the evaluation.
+    - ``artifacts``: small arrays for figures (images in [0, 1]), stored with the evaluation;
+    - ``details``: JSON-able provenance of the evaluation beyond its values (e.g. the feature
+      network's weight hash and test accuracy, which sampler was used), stored with it;
+    - ``cache_dir``: a folder for expensive reusable by-products (the results folder's
+      ``features/``), or ``None`` when nothing may be cached.
     """
 
     seed: int
@@ -89,6 +94,8 @@ class EvalContext:
     artifacts: dict[str, Any] = dataclasses.field(default_factory=dict)
     metric: str = ""
     cache: dict[str, Any] = dataclasses.field(default_factory=dict)
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cache_dir: Path | None = None
     generator: torch.Generator = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,6 +111,7 @@ class EvalContext:
             options=self.options,
             metric=name,
             cache=self.cache,
+            cache_dir=self.cache_dir,
         )
 
     def add_artifact(self, name: str, value: np.ndarray | list | dict) -> None:
@@ -148,7 +156,9 @@ class Metric(abc.ABC):
 
     def check_options(self, options: dict[str, Any]) -> None:
         """Validate the resolved options before any training; raise ``ValueError`` naming the
-        bad key, its value and what is valid (e.g. ``eval.n_pairs=0: must be >= 1``)."""
+        bad key, its value and what is valid (e.g. ``eval.n_pairs=0: must be >= 1``). The
+        default accepts everything."""
+        return None
 
     @abc.abstractmethod
     def evaluate(self, model: Model, dataset: Dataset, ctx: EvalContext) -> dict[str, float]:

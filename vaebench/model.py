@@ -294,15 +294,18 @@ class ModelSpec:
         return [c.__init__ for c in self.factory.__mro__ if "__init__" in vars(c)]
 
     def defaults(self) -> dict[str, Any]:
-        """Every user-settable hyperparameter with its default value."""
+        """Every user-settable hyperparameter with its default value (a factory's
+        ``components`` -- e.g. ``("encoder", "decoder")`` of
+        :class:`vaebench.nn.TorchAutoencoder`, networks passed in code -- are not settable)."""
         if self.params is not None:
             return dict(self.params)
+        skip = {"self", "input_shape", "device", *getattr(self.factory, "components", ())}
         out: dict[str, Any] = {}
         for func in self._factories():
             params = inspect.signature(func).parameters
             for k, p in params.items():
                 if (
-                    k not in ("self", "input_shape", "device")
+                    k not in skip
                     and p.default is not inspect.Parameter.empty
                     and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
                 ):
