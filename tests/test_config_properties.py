@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vaebench.config import (
-    EVAL_DEFAULTS,
     MAX_SEED,
     ConfigError,
     RunConfig,
+    eval_defaults,
     parse_assignment,
     parse_name_list,
     parse_seeds,
@@ -356,7 +356,7 @@ def test_any_toml_config_builds_or_raises_config_error(tmp_path_factory, top, se
         assert "\n" not in str(exc)
         assert str(path) in str(exc)  # every problem in the file names the file
         return
-    assert cfg.eval.keys() == EVAL_DEFAULTS.keys()
+    assert cfg.eval.keys() == eval_defaults(get_registry()).keys()
 
 
 stored_keys = st.sampled_from(

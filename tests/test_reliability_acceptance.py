@@ -156,7 +156,7 @@ def test_diverging_model_fails_its_cells_the_rest_finish_and_report_lists_it(tmp
         torch.set_num_threads(threads)
     rc, err = result.exit_code, result.stderr
     assert rc == 1, err
-    assert "4 cell(s) ran, 0 already done, 2 failed (of 6)" in err
+    assert "4 cell(s) ran, 0 already done, 2 failed (of 6;" in err
     for seed in (0, 1):
         assert f"  ae / digits / seed {seed}: diverged: loss diverged at epoch 1/2" in err
     final = cells(out)

@@ -10,7 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from vaebench.results import SCHEMA, atomic_write_json, cell_stem, encode_images, read_cell
+from vaebench.results import (
+    SCHEMA,
+    atomic_write_json,
+    cell_stem,
+    encode_images,
+    migrate_v1,
+    read_cell,
+)
 
 #: name -> (higher_is_better, unit, decimals, metric plugin)
 INFO: dict[str, tuple[bool | None, str, int, str]] = {
@@ -65,7 +72,7 @@ def write_cell(
     }
     chash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
     record: dict[str, Any] = {
-        "schema": SCHEMA,
+        "schema": "vaebench.cell/1",  # written flat, stored as schema 2 (one evaluation a metric)
         "model": model,
         "dataset": dataset,
         "seed": seed,
@@ -89,7 +96,9 @@ def write_cell(
     else:
         record["error"] = {"reason": reason, "type": "RuntimeError", "traceback": "..."}
     path = run / "cells" / f"{cell_stem(model, dataset, seed, chash)}.json"
-    atomic_write_json(path, record)
+    stored = migrate_v1(record)
+    del stored["migrated_from"]
+    atomic_write_json(path, stored)
     return path
 
 

@@ -152,7 +152,7 @@ def test_conflicting_declarations_use_the_majority_and_are_named(tmp_path: Path)
     run = tmp_path / "r"
     paths = [write_cell(run, "ae", "toy", s, {"smoothness": 0.1 * (s + 1)}) for s in range(3)]
     old = json.loads(paths[0].read_text())  # one cell from a version that declared it descriptive
-    old["metric_info"]["smoothness"]["higher_is_better"] = None
+    old["evaluations"]["acai"]["info"]["smoothness"]["higher_is_better"] = None
     paths[0].write_text(json.dumps(old))
     frame = vaebench.load_results(run)
     assert declarations(frame)["smoothness"]["higher_is_better"] is False

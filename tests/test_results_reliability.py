@@ -47,8 +47,14 @@ def minimal_cell(**changes: object) -> dict:
         "dataset": "digits",
         "seed": 0,
         "config_hash": "0123456789ab",
-        "metrics": {"mse": 0.1, "psnr": None},
-        "metric_info": {"mse": {"unit": "per pixel"}},
+        "evaluations": {
+            "reconstruction": {
+                "status": "ok",
+                "values": {"mse": 0.1, "psnr": None},
+                "info": {"mse": {"unit": "per pixel"}},
+                "nan": {"psnr": "the metric returned nan"},
+            }
+        },
         "history": {"loss": [1.0, 0.5]},
     }
     cell.update(changes)
@@ -240,7 +246,12 @@ def test_lock_gives_mutual_exclusion_across_processes(tmp_path):
         (json.dumps({k: v for k, v in minimal_cell().items() if k != "seed"}), "missing field"),
         (json.dumps(minimal_cell(seed="zero")), "seed is 'zero'"),
         (json.dumps(minimal_cell(status="done")), "status is 'done'"),
-        (json.dumps(minimal_cell(metrics={"mse": "low"})), "metrics must map"),
+        (
+            json.dumps(minimal_cell(evaluations={"m": {"status": "ok", "values": {"x": "low"}}})),
+            r"evaluations\.m\.values must map",
+        ),
+        (json.dumps(minimal_cell(evaluations={"m": {"status": "failed"}})), "needs a reason"),
+        (json.dumps(minimal_cell(status="skipped")), "skip_reason"),
         (json.dumps(minimal_cell(history={"loss": "down"})), "history must map"),
         (json.dumps(minimal_cell(status="failed")), "error.reason"),
         (json.dumps(minimal_cell(config=[])), "config must be an object"),

@@ -152,7 +152,7 @@ def test_failing_cells_are_recorded_and_the_grid_finishes(reg, tmp_path):
     assert [c.model for c in summary.ran] == ["pca", "ae"]
     reasons = {c.model: r for c, r in summary.failed}
     assert reasons["nanloss"].startswith("diverged: loss diverged at epoch 1/1")
-    assert reasons["nanout"].startswith("diverged: trained model gives NaN")
+    assert reasons["nanout"].startswith("model contract: model.decode returned NaN")
     # a third-party model's failure names the plugin it came from
     note = " [model from unknown distribution ? (plugin reliability-test)]"
     assert all(r.endswith(note) for r in reasons.values())
@@ -193,7 +193,7 @@ def test_cli_exit_code_and_summary_name_failed_cells(reg, tmp_path):
             str(tmp_path), "--no-report", *[a for s in FAST for a in ("--set", s)]]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 1, result.output
-    assert "1 cell(s) ran, 0 already done, 1 failed (of 2)" in result.stderr
+    assert "1 cell(s) ran, 0 already done, 1 failed (of 2;" in result.stderr
     assert "raises / digits / seed 0: RuntimeError: boom" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -295,14 +295,13 @@ def test_interrupt_right_after_a_cell_was_saved_still_counts_it(reg, tmp_path, m
     """Ctrl-C between writing a cell and booking it: the summary and manifest follow the files."""
     import vaebench.runner as runner_module
 
-    real_write = runner_module.atomic_write_json
+    real_write = runner_module.write_cell
 
     def write_then_interrupt(path, obj):
         real_write(path, obj)
-        if Path(path).parent.name == "cells":
-            raise KeyboardInterrupt
+        raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner_module, "atomic_write_json", write_then_interrupt)
+    monkeypatch.setattr(runner_module, "write_cell", write_then_interrupt)
     with pytest.raises(RunInterrupted) as info:
         run(build(reg, "pca", seeds="0,1"), tmp_path, registry=reg, show_progress=False)
     (saved,) = cell_files(tmp_path)
@@ -384,8 +383,7 @@ def test_unreadable_dataset_stops_the_run_before_any_training(reg, tmp_path):
     with pytest.raises(DatasetError, match="cannot load dataset 'brokenfile': BadZipFile"):
         run(cfg, tmp_path / "out", registry=reg, show_progress=False)
     assert list((tmp_path / "out" / "cells").glob("*.json")) == []
-    (m,) = manifests(tmp_path / "out")
-    assert m["status"] == "aborted"
+    assert manifests(tmp_path / "out") == []  # nothing started: datasets load before the grid
 
 
 # ----------------------------------------------------------------------------- determinism
@@ -420,7 +418,7 @@ def test_states_are_plain_state_dicts_and_pickled_objects_are_refused(reg, tmp_p
     for cell in summary.ran:
         state = torch.load(tmp_path / "states" / f"{cell.stem}.pt", weights_only=True)
         assert state and all(isinstance(v, torch.Tensor) for v in state.values())
-        assert read_cell(tmp_path / "cells" / f"{cell.stem}.json")["schema"] == "vaebench.cell/1"
+        assert read_cell(tmp_path / "cells" / f"{cell.stem}.json")["schema"] == "vaebench.cell/2"
     evil = tmp_path / "evil.pt"
     torch.save({"mean": Payload()}, evil)
     model = reg.model("pca").spec.create((1, 8, 8))
@@ -452,22 +450,23 @@ def test_disk_full_stops_the_run_with_one_line_and_keeps_finished_cells(reg, tmp
     import vaebench.runner as runner_module
     from vaebench.cli import cli
 
-    real_write = runner_module.atomic_write_json
+    real_write = runner_module.write_cell
     writes = []
 
     def fill_disk_on_second_cell(path, obj):
-        if Path(path).parent.name == "cells":
-            writes.append(path)
-            if len(writes) == 2:
-                raise OSError(errno.ENOSPC, "No space left on device")
+        writes.append(path)
+        if len(writes) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
         real_write(path, obj)
 
-    monkeypatch.setattr(runner_module, "atomic_write_json", fill_disk_on_second_cell)
+    monkeypatch.setattr(runner_module, "write_cell", fill_disk_on_second_cell)
     args = ["run", "--models", "pca", "--seeds", "0,1", "--epochs", "1", "--subset", "150",
             "--out", str(tmp_path), "--no-report", *[a for s in FAST for a in ("--set", s)]]  # fmt: skip
     result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("Error: disk full while writing")
+    assert result.exit_code == 74  # EX_IOERR: documented in run --help and docs/reliability.md
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"Error: no space left on device while writing to {tmp_path}; finished cells are intact"
+    )
     assert len(cell_files(tmp_path)) == 1 and manifests(tmp_path)[0]["status"] == "aborted"
 
 
@@ -486,23 +485,28 @@ def real_cells(tmp_path_factory):
     return sorted((out / "cells").glob("*.json"))
 
 
+RECON = ("evaluations", "reconstruction")
 DAMAGE = [
     ("config", "params", "x"),
-    ("config", "eval", [1]),
+    ("config", "dataset_options", [1]),
     ("dataset_info", "shape", None),
     ("dataset_info", "n_test", "many"),
     ("environment", "git", "x"),
     ("environment", "torch", [1]),
-    ("metric_info", "mse", "x"),
-    (("metric_info", "mse"), "decimals", None),
-    (("metric_info", "mse"), "higher_is_better", "yes"),
-    (("metric_info", "mse"), "metric", [1]),
-    (("artifacts", "recon_outputs"), "uint8_b64", "!!not base64!!"),
-    (("artifacts", "recon_outputs"), "shape", [99, 1, 8, 8]),
+    ((*RECON, "info"), "mse", "x"),
+    ((*RECON, "info", "mse"), "decimals", None),
+    ((*RECON, "info", "mse"), "higher_is_better", "yes"),
+    ((*RECON, "info", "mse"), "metric", [1]),
+    ((*RECON, "artifacts", "recon_outputs"), "uint8_b64", "!!not base64!!"),
+    ((*RECON, "artifacts", "recon_outputs"), "shape", [99, 1, 8, 8]),
+    ((*RECON, "values"), "psnr", "high"),
+    (RECON, "status", "great"),
+    (RECON, "nan", [1]),
+    ("evaluations", "acai", "x"),
+    ((), "warnings", {"not": "a list"}),
     ("model_info", "n_params", "lots"),
     ("plugins", "model", 3),
     ("history", "loss", ["x"]),
-    ("metrics", "psnr", "high"),
     ((), "wall_seconds", "slow"),
 ]
 

@@ -3,7 +3,10 @@
 The public API is small and lazy, so ``import vaebench`` (and ``vaebench --help``) does not
 import torch or matplotlib:
 
+- :func:`run`, :func:`evaluate`, :func:`list_models`, :func:`create_model`,
+  :func:`load_model` -- the command line's verbs as functions (:mod:`vaebench.api`);
 - :func:`load_results` -- stored results as a tidy pandas frame (see :mod:`vaebench.tidy`);
+- :class:`VaebenchError` -- the base class of every error vaebench raises on purpose;
 - :mod:`vaebench.model` -- the model interface every plugin implements;
 - :mod:`vaebench.hookspecs` -- the plugin hooks;
 - :mod:`vaebench.testing` -- the conformance kit for plugin authors.
@@ -17,7 +20,22 @@ __version__ = "0.1.0"
 #: Bumped on any incompatible change; plugins may check it.
 PLUGIN_API_VERSION = 2
 
-__all__ = ["__version__", "PLUGIN_API_VERSION", "load_results"]
+__all__ = [
+    "__version__",
+    "PLUGIN_API_VERSION",
+    "VaebenchError",
+    "list_models",
+    "list_datasets",
+    "list_metrics",
+    "create_model",
+    "load_model",
+    "run",
+    "evaluate",
+    "load_results",
+]
+
+_API = ("list_models", "list_datasets", "list_metrics", "create_model", "load_model", "run",
+        "evaluate")  # fmt: skip
 
 
 def load_results(*run_dirs, **kwargs):
@@ -25,3 +43,17 @@ def load_results(*run_dirs, **kwargs):
     from vaebench.tidy import load_results as _load
 
     return _load(*run_dirs, **kwargs)
+
+
+def __getattr__(name: str):
+    """The API functions (:mod:`vaebench.api`) and :class:`VaebenchError`, imported on first
+    use so that ``import vaebench`` stays light."""
+    if name in _API:
+        from vaebench import api
+
+        return getattr(api, name)
+    if name == "VaebenchError":
+        from vaebench.errors import VaebenchError
+
+        return VaebenchError
+    raise AttributeError(f"module 'vaebench' has no attribute {name!r}")

@@ -64,7 +64,7 @@ class OneLineErrors(click.Group):
     """A click group whose every error is one line on stderr (click's own usage errors too,
     e.g. an unknown option or a missing value, which click prints with a usage block).
 
-    Exit codes stay click's: 2 for usage errors, 1 for other errors and "Aborted!".
+    Exit codes: 2 for usage errors, 1 for other errors, 130 for Ctrl-C.
     """
 
     def main(  # type: ignore[override]
@@ -86,9 +86,9 @@ class OneLineErrors(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("Aborted!", err=True)
-            sys.exit(1)
+        except click.Abort:  # Ctrl-C outside a grid (click turns KeyboardInterrupt into Abort)
+            click.echo("\ninterrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
@@ -117,7 +117,7 @@ def cli(verbose: int, quiet: bool) -> None:
     "-m",
     "--models",
     metavar="NAMES",
-    help="Comma-separated model names (default: pca,ae,noisy,vae). See `vaebench list`.",
+    help="Comma-separated model names (default: pca,ae,noisy,vae). See `vaebench list models`.",
 )
 @click.option(
     "-d",
@@ -135,34 +135,47 @@ def cli(verbose: int, quiet: bool) -> None:
     "-o",
     "--out",
     metavar="DIR",
-    default="results/vaebench-run",
-    show_default=True,
-    help="Results folder. Running the same command again resumes: finished cells are skipped. "
+    help="Results folder (default: results/vaebench-run). Running the same command again "
+    "resumes: finished cells are skipped, new metrics are evaluated on the stored models. "
     "Several runs may share a folder; they split the grid.",
 )
-@click.option("--epochs", metavar="N", help="Training epochs for every neural model.")
-@click.option("--latent-dim", metavar="N", help="Code size for every model.")
-@click.option("--batch-size", metavar="N", help="Training batch size for every neural model.")
-@click.option("--lr", metavar="X", help="Adam learning rate for every neural model.")
+@click.option("--epochs", metavar="N", help="Training epochs for every neural model [default: 30].")
+@click.option("--latent-dim", metavar="N", help="Code size for every model [default: 10].")
+@click.option(
+    "--batch-size", metavar="N", help="Training batch size for every neural model [default: 128]."
+)
+@click.option("--lr", metavar="X", help="Learning rate for every neural model [default: 0.001].")
+@click.option(
+    "--arch",
+    metavar="NAME",
+    help="Network of every neural model that has one: mlp (default) or conv; "
+    "--set vae.arch=conv for one model.",
+)
 @click.option(
     "--set",
     "sets",
     metavar="NAME.KEY=VALUE",
     multiple=True,
-    help="Override one hyperparameter, dataset option or eval option, e.g. "
-    "--set vae.beta=4 --set moons.regime=gap --set eval.n_pairs=64. Repeatable.",
+    help="Override one hyperparameter, dataset option or evaluation option, e.g. "
+    "--set vae.beta=4 --set moons.regime=gap --set eval.n_pairs=64. Repeatable. "
+    "`vaebench list` shows every key with its default.",
+)
+@click.option(
+    "--sweep",
+    "sweeps",
+    metavar="[MODEL.]KEY=VALUES",
+    multiple=True,
+    help="Add a grid axis: --sweep vae.beta=0.5,1,4 (one model), --sweep latent_dim=2,8,32 "
+    "(every model that has it), ranges lr=1e-4:1e-2:log5 or epochs=10:50:5. Repeatable; the "
+    "report groups the variants (vae (beta=4)) and draws each swept parameter.",
 )
 @click.option(
     "-c",
     "--config",
     "config_file",
     metavar="FILE",
-    help="TOML config file (command-line values override it).",
-)
-@click.option(
-    "--device",
-    metavar="DEVICE",
-    help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps.",
+    help="TOML config file with any of these options (command-line values override it); "
+    "see docs/config.md.",
 )
 @click.option(
     "--data-dir",
@@ -171,100 +184,190 @@ def cli(verbose: int, quiet: bool) -> None:
     "paths, the user cache).",
 )
 @click.option("--subset", metavar="N", help="Use at most N images of each split (deterministic).")
-@click.option("--metrics", metavar="NAMES", help="Only these metric plugins (default: all).")
-@click.option("--force", is_flag=True, help="Rerun cells that already finished.")
+@click.option(
+    "--val-fraction",
+    metavar="F",
+    help="Hold out this share (0 to 0.5) of the training images: their reconstruction error "
+    "is logged every epoch (val_mse) and used for the not-converged warning [default: 0].",
+)
+@click.option(
+    "--metrics",
+    metavar="NAMES",
+    help="Metrics to evaluate (default: those on by default; `vaebench list metrics`).",
+)
+@click.option(
+    "--device",
+    metavar="DEVICE",
+    help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps [default: auto].",
+)
+@click.option(
+    "--workers",
+    metavar="N",
+    help="Cells trained at once [default: one per CPU core, one per GPU; fewer while other "
+    "processes keep the cores busy].",
+)
+@click.option(
+    "--threads",
+    metavar="N",
+    help="Torch CPU threads per worker [default: cores // workers]. Recorded in every result: "
+    "results are identical run to run at the same thread count.",
+)
+@click.option(
+    "--executor",
+    metavar="NAME",
+    help="local (worker processes on this machine; default) or dask (pip install "
+    "'vaebench[dask]'; a local Dask cluster, or --scheduler ADDRESS).",
+)
+@click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler to use with --executor dask.")
+@click.option("--force", is_flag=True, help="Retrain cells that already finished.")
 @click.option(
     "--resume",
     "resume_dir",
     metavar="DIR",
-    help="Continue the run stored in DIR with the configuration it was started with "
-    "(grid options are not allowed with it; --force, --no-report and --progress are).",
+    help="Continue the run stored in DIR with the configuration and execution settings it was "
+    "started with (grid options are not allowed with it; --threads, --workers, --device, "
+    "--executor, --scheduler override the stored settings).",
 )
-@click.option("--no-report", is_flag=True, help="Do not write report tables after the run.")
+@click.option("--no-report", is_flag=True, help="Do not write the report after the run.")
 @click.option(
     "--progress/--no-progress",
     default=None,
     help="Progress bars (default: on when stderr is a terminal).",
 )
-@click.option(
-    "--threads",
-    metavar="N",
-    help="CPU threads for torch (default: torch's choice). Small models on a shared or small "
-    "machine often run several times faster with --threads 1. Recorded in every result.",
-)
 def run(**opts: Any) -> None:
-    """Train and evaluate every model on every dataset for every seed.
+    """Train and evaluate every model on every dataset for every seed (and sweep value).
 
-    Each finished cell (model, dataset, seed, config) is written atomically to
+    Each finished cell (model, hyperparameters, dataset, seed) is written atomically to
     OUT/cells/ as JSON; trained weights go to OUT/states/. Running the same command again
-    skips finished cells and runs missing or failed ones; --resume DIR continues a run with the
-    configuration it was started with. Two runs may share one folder: each cell runs once.
+    skips finished cells, runs missing or failed ones, and evaluates new metrics (or changed
+    evaluation options) on the stored models without training; --resume DIR continues a run
+    with the configuration it was started with. Two runs may share one folder.
 
-    Failed cells (diverged, raised, out of memory) are recorded with their reason and the grid
-    goes on. Exit code: 0 all cells finished, 1 some cell failed, 2 bad input, 130 interrupted
+    Failed cells (diverged, raised, broke the model contract, out of memory) and failed
+    metrics are recorded with their reason and the grid goes on. Exit code: 0 everything
+    finished, 1 some cell or metric failed, 2 bad input, 74 disk full, 130 interrupted
     (Ctrl-C), 143 terminated (SIGTERM).
     """
     from vaebench.config import ConfigError, RunConfig
 
-    ctx = click.get_current_context()
-    _set_threads(opts["threads"])
     registry = _registry()
-    out = opts["out"]
-    if opts["resume_dir"]:
-        given = [
-            "--" + name.replace("_", "-")
-            for name in _CONFIG_OPTIONS
-            if opts[name] not in (None, ())
-        ]
-        if ctx.get_parameter_source("out") is not click.core.ParameterSource.DEFAULT:
-            given.append("--out")
-        if given:
-            raise UsageError(
-                f"--resume takes the configuration and folder of the stored run; do not combine "
-                f"it with {', '.join(given)}"
-            )
-        cfg = _config_from_run(opts["resume_dir"], registry)
-        out = opts["resume_dir"]
-    else:
-        try:
+    overrides = {k: opts[k] for k in _EXECUTION_OPTIONS}
+    try:
+        if opts["resume_dir"]:
+            given = [
+                "--" + name.replace("_", "-")
+                for name in _CONFIG_OPTIONS
+                if opts[name] not in (None, ())
+            ]
+            if given:
+                raise UsageError(
+                    f"--resume takes the configuration and folder of the stored run; do not "
+                    f"combine it with {', '.join(given)}"
+                )
+            stored = _stored_config(opts["resume_dir"], "resume")
+            cfg = RunConfig.from_dict(stored, registry, **overrides)
+            out = opts["resume_dir"]
+        else:
             cfg = RunConfig.build(
                 registry,
                 models=opts["models"],
                 datasets=opts["datasets"],
                 seeds=opts["seeds"],
                 sets=opts["sets"],
+                sweeps=opts["sweeps"],
                 config_file=opts["config_file"],
-                device=opts["device"],
                 data_dir=opts["data_dir"],
                 subset=_int_opt("--subset", opts["subset"]),
                 metrics=opts["metrics"],
+                val_fraction=opts["val_fraction"],
                 epochs=opts["epochs"],
                 latent_dim=opts["latent_dim"],
                 batch_size=opts["batch_size"],
                 lr=opts["lr"],
+                arch=opts["arch"],
+                out=opts["out"],
+                **overrides,
             )
-        except ConfigError as exc:
-            raise UsageError(str(exc)) from None
-    _execute(cfg, out, registry, force=opts["force"], progress=opts["progress"],
+            out = cfg.out or DEFAULT_OUT
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    _execute("run", cfg, out, registry, force=opts["force"], progress=opts["progress"],
              report=not opts["no_report"])  # fmt: skip
 
 
-def _set_threads(raw: str | None) -> None:
-    if raw is None:
-        return
-    n = _int_opt("--threads", raw)
-    if n is None or n < 1:
-        raise UsageError(f"invalid value {raw!r} for --threads: expected a positive integer")
-    import torch
-
-    torch.set_num_threads(n)
-
+DEFAULT_OUT = "results/vaebench-run"
+EXIT_DISK_FULL = 74  # EX_IOERR of sysexits.h
 
 #: ``run`` options that define the grid (not allowed together with ``--resume``).
 _CONFIG_OPTIONS = (
-    "models", "datasets", "seeds", "epochs", "latent_dim", "batch_size", "lr", "sets",
-    "config_file", "device", "data_dir", "subset", "metrics",
+    "models", "datasets", "seeds", "epochs", "latent_dim", "batch_size", "lr", "arch", "sets",
+    "sweeps", "config_file", "data_dir", "subset", "metrics", "val_fraction", "out",
 )  # fmt: skip
+#: Execution settings: given again, they override the stored ones (--resume, evaluate).
+_EXECUTION_OPTIONS = ("device", "workers", "threads", "executor", "scheduler")
+
+
+@cli.command()
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.option(
+    "--metrics",
+    metavar="NAMES",
+    help="Metrics to evaluate (default: the run's selection, else those on by default), e.g. "
+    "probe,knn,cluster,active_units,elbo,iwae,fd,kid,prdc.",
+)
+@click.option(
+    "--set",
+    "sets",
+    metavar="eval.KEY=VALUE",
+    multiple=True,
+    help="Evaluation option, e.g. --set eval.iwae_k=5000 (a changed option re-evaluates the "
+    "metrics that use it). Repeatable.",
+)
+@click.option("--data-dir", metavar="DIR", help="Where to look for dataset files first.")
+@click.option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--workers", metavar="N", help="Cells evaluated at once.")
+@click.option("--threads", metavar="N", help="Torch CPU threads per worker.")
+@click.option("--executor", metavar="NAME", help="local or dask.")
+@click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler to use with --executor dask.")
+@click.option("--force", is_flag=True, help="Re-evaluate the selected metrics even where stored.")
+@click.option("--no-report", is_flag=True, help="Do not rewrite the report afterwards.")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bars (default: on when stderr is a terminal).",
+)
+def evaluate(run_dir: str, **opts: Any) -> None:
+    """Add metrics to the models stored in RUN_DIR without training them again.
+
+    Every finished cell whose evaluation of a selected metric is missing, failed, or was made
+    with another metric version or other options is evaluated from its stored state
+    (OUT/states/); the cell's training record is left untouched. Exit code: 0 all evaluated,
+    1 some metric or cell failed, 2 bad input, 74 disk full, 130 interrupted.
+    """
+    from vaebench.config import ConfigError, RunConfig
+    from vaebench.results import ResultsError, iter_cells
+
+    registry = _registry()
+    try:
+        cells = list(iter_cells(run_dir))
+    except ResultsError as exc:
+        raise UsageError(str(exc)) from None
+    stored = _stored_config(run_dir, "evaluate", required=False)
+    try:
+        cfg = RunConfig.for_evaluation(
+            registry,
+            models=list(dict.fromkeys(c["model"] for c in cells)),
+            datasets=list(dict.fromkeys(c["dataset"] for c in cells)),
+            stored=stored,
+            metrics=opts["metrics"],
+            sets=opts["sets"],
+            data_dir=opts["data_dir"],
+            **{k: opts[k] for k in _EXECUTION_OPTIONS},
+        )
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    _execute("evaluate", cfg, run_dir, registry, force=opts["force"],
+             progress=opts["progress"], report=not opts["no_report"])  # fmt: skip
 
 
 def _int_opt(name: str, raw: str | None) -> int | None:
@@ -276,95 +379,140 @@ def _int_opt(name: str, raw: str | None) -> int | None:
         raise UsageError(f"invalid value {raw!r} for {name}: expected a positive integer") from None
 
 
-def _config_from_run(run_dir: str, registry: Any):
-    """The configuration of the most recently written manifest of ``run_dir``, re-validated."""
-    import json
-    from pathlib import Path
+def _stored_config(run_dir: str, what: str, required: bool = True) -> dict[str, Any] | None:
+    """The configuration in the most recently written manifest of ``run_dir``."""
+    from vaebench.results import ResultsError, latest_manifest_config
 
-    from vaebench.config import ConfigError, RunConfig
-    from vaebench.results import MANIFEST_SCHEMA
-
-    folder = Path(run_dir)
-    if not folder.is_dir():
-        raise UsageError(f"cannot resume {run_dir}: no such folder")
-    manifests = [p for p in folder.glob("manifests/*.json") if not p.name.startswith(".")]
-    if not manifests:
-        raise UsageError(f"cannot resume {run_dir}: no manifests/ found (not a vaebench run?)")
-    newest = max(manifests, key=lambda p: (p.stat().st_mtime, p.name))  # the last active run
     try:
-        data = json.loads(newest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"cannot resume {run_dir}: unreadable manifest {newest} ({exc})") from None
-    if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
-        schema = data.get("schema") if isinstance(data, dict) else None
-        raise UsageError(
-            f"cannot resume {run_dir}: manifest {newest.name} has schema {schema!r}, this "
-            f"vaebench reads {MANIFEST_SCHEMA!r}"
-        )
-    try:
-        return RunConfig.from_dict(data.get("config"), registry)
-    except ConfigError as exc:
-        raise UsageError(f"cannot resume {run_dir}: {exc}") from None
+        config = latest_manifest_config(run_dir)
+    except ResultsError as exc:
+        raise UsageError(f"cannot {what} {run_dir}: {exc}") from None
+    if config is None and required:
+        raise UsageError(f"cannot {what} {run_dir}: no manifests/ found (not a vaebench run?)")
+    return config
 
 
 def _execute(
-    cfg, out: str, registry: Any, *, force: bool, progress: bool | None, report: bool
+    mode: str, cfg, out: str, registry: Any, *, force: bool, progress: bool | None, report: bool
 ) -> None:
+    from vaebench.config import ConfigError
     from vaebench.dataset import DatasetError
+    from vaebench.errors import DiskFullError
     from vaebench.results import ResultsError, is_enospc
     from vaebench.runner import RunInterrupted
+    from vaebench.runner import evaluate as evaluate_grid
     from vaebench.runner import run as run_grid
 
-    log = logging.getLogger("vaebench")
     argv = ["vaebench", *sys.argv[1:]]
     try:
-        summary = run_grid(cfg, out, registry=registry, force=force, show_progress=progress,
-                           argv=argv)  # fmt: skip
+        if mode == "run":
+            summary = run_grid(cfg, out, registry=registry, force=force, show_progress=progress,
+                               argv=argv)  # fmt: skip
+        else:
+            summary = evaluate_grid(out, cfg, registry=registry, force=force,
+                                    show_progress=progress, argv=argv)  # fmt: skip
     except RunInterrupted as exc:
         s = exc.summary
         what = "interrupted" if exc.signum == signal.SIGINT else f"stopped by signal {exc.signum}"
         click.echo(
-            f"\n{what}: {len(s.ran)} cell(s) finished in this run and saved in {out}; the cell in "
-            f"progress was dropped. Resume with: vaebench run --resume {out}",
+            f"\n{what}: {len(s.ran) + len(s.evaluated)} cell(s) finished in this run and saved "
+            f"in {out}; cells in progress were dropped. Resume with: "
+            + (f"vaebench run --resume {out}" if mode == "run" else f"vaebench evaluate {out}"),
             err=True,
         )
         sys.exit(128 + exc.signum)
     except KeyboardInterrupt:
         click.echo(f"\ninterrupted before the grid started; nothing was run in {out}", err=True)
         sys.exit(128 + signal.SIGINT)
-    except (DatasetError, ResultsError, ValueError) as exc:
+    except DiskFullError as exc:
+        click.echo(
+            f"Error: {exc.strerror or exc}; finished cells are intact. Free space and run the "
+            f"same command again to resume.",
+            err=True,
+        )
+        sys.exit(EXIT_DISK_FULL)
+    except (ConfigError, DatasetError, ResultsError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         if is_enospc(exc):
-            raise click.ClickException(
-                f"disk full while writing to {out}; finished cells are intact. Free space and "
-                f"run the same command again to resume."
-            ) from None
+            click.echo(f"Error: no space left on device while writing to {out}; finished cells "
+                       "are intact. Free space and run the same command again.", err=True)  # fmt: skip
+            sys.exit(EXIT_DISK_FULL)
         raise UsageError(f"cannot write results to {out}: {exc}") from None
-    parts = [f"{len(summary.ran)} cell(s) ran", f"{len(summary.skipped)} already done"]
-    if summary.elsewhere:
-        parts.append(f"{len(summary.elsewhere)} done by another run")
-    parts.append(f"{len(summary.failed)} failed")
-    click.echo(f"{', '.join(parts)} (of {summary.n_cells}); results in {out}", err=True)
+    _print_summary(summary, out, mode)
     if report:
-        from vaebench.report import build_report
-
-        try:
-            written = build_report([out], out_dir=out)
-            for path in written:
-                log.debug("wrote %s", path)
-            click.echo(f"report: {os.path.join(out, 'report.md')}", err=True)
-        except Exception as exc:  # noqa: BLE001 - the results are safe; say why no report
-            click.echo(f"warning: report not written: {type(exc).__name__}: {exc}", err=True)
-    if summary.failed:
-        click.echo(f"{len(summary.failed)} failed cell(s):", err=True)
-        for cell, reason in summary.failed:
-            click.echo(f"  {cell.label}: {reason}", err=True)
+        _write_report(out)
+    if summary.failed or summary.metric_failures:
+        if summary.failed:
+            click.echo(f"{len(summary.failed)} failed cell(s):", err=True)
+            for cell, reason in summary.failed:
+                click.echo(f"  {cell.label}: {_line(reason)}", err=True)
+        if summary.metric_failures:
+            click.echo(f"{len(summary.metric_failures)} failed metric(s):", err=True)
+            for cell, metric, reason in summary.metric_failures:
+                click.echo(f"  {cell.label}: {metric}: {_line(reason)}", err=True)
         click.echo(
             f"(tracebacks in {os.path.join(out, 'cells')}; run the same command again to retry)",
             err=True,
         )
         sys.exit(EXIT_FAILED_CELLS)
+
+
+def _line(text: str) -> str:
+    """One printable line: control characters (a plugin's message) shown escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+
+
+def _print_summary(summary: Any, out: str, mode: str) -> None:
+    parts = []
+    if mode == "run":
+        parts.append(f"{len(summary.ran)} cell(s) ran")
+    if summary.evaluated or mode == "evaluate":
+        parts.append(f"{len(summary.evaluated)} evaluated")
+    parts.append(f"{len(summary.skipped)} already done")
+    if summary.unsupported:
+        parts.append(f"{len(summary.unsupported)} not supported")
+    if summary.elsewhere:
+        parts.append(f"{len(summary.elsewhere)} done by another run")
+    parts.append(f"{len(summary.failed)} failed")
+    ex = summary.execution
+    how = f"{ex.get('concurrent', 1)} worker(s) x {ex.get('threads', '?')} thread(s)"
+    click.echo(f"{', '.join(parts)} (of {summary.n_cells}; {how}); results in {out}", err=True)
+    if mode == "evaluate":
+        click.echo("nothing was trained: the stored models were evaluated", err=True)
+    for cell, reason in summary.unsupported:
+        click.echo(f"  skipped {cell.label}: {_line(reason)}", err=True)
+    if summary.nan_values:
+        click.echo(f"{len(summary.nan_values)} metric value(s) are NaN:", err=True)
+        for cell, value, reason in summary.nan_values[:20]:
+            click.echo(f"  {cell.label}: {value}: {_line(reason)}", err=True)
+        if len(summary.nan_values) > 20:
+            click.echo(f"  ... and {len(summary.nan_values) - 20} more (see report.md)", err=True)
+    for cell, message in summary.warnings:
+        click.echo(f"warning: {cell.label}: {_line(message)}", err=True)
+
+
+def _write_report(out: str) -> None:
+    from vaebench.report import build_report
+
+    log = logging.getLogger("vaebench")
+    try:
+        written = build_report([out], out_dir=out)
+    except KeyboardInterrupt:
+        click.echo(
+            f"\ninterrupted while writing the report; the results in {out} are complete. "
+            f"Write it again with: vaebench report {out}",
+            err=True,
+        )
+        sys.exit(128 + signal.SIGINT)
+    except Exception as exc:  # noqa: BLE001 - the results are safe; say why no report
+        log.debug("report failed", exc_info=True)
+        click.echo(f"warning: report not written: {type(exc).__name__}: {_line(exc)} "
+                   f"(vaebench report {out} tries again)", err=True)  # fmt: skip
+        return
+    for path in written:
+        log.debug("wrote %s", path)
+    click.echo(f"report: {os.path.join(out, 'report.md')}", err=True)
 
 
 @cli.command()

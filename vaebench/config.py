@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -46,24 +47,29 @@ __all__ = [
     "parse_seeds",
     "parse_value",
     "parse_assignment",
+    "parse_sweep",
     "load_toml",
     "config_hash",
+    "eval_defaults",
+    "Sweep",
 ]
 
 
-
-
-#: Options of the evaluation protocol (``--set eval.KEY=VALUE``).
-EVAL_DEFAULTS: dict[str, Any] = {
-    "n_pairs": 256,  # interpolation pairs per cell (ACAI: 256)
-    "n_steps": 16,  # points per interpolation, endpoints included (ACAI: 16)
-    "interpolation": "linear",  # or "slerp"
-    "throughput_seconds": 0.25,  # minimum timed duration per throughput measurement
-    "eval_batch_size": 1024,
-}
+#: Evaluation options of the harness itself (``--set eval.KEY=VALUE``); every metric adds the
+#: options it declares (:attr:`vaebench.metric.Metric.options`), see :func:`eval_defaults`.
+#: ``eval_batch_size`` changes how many images go through the model at once, not the numbers,
+#: so it is not part of any evaluation's key.
+EVAL_DEFAULTS: dict[str, Any] = {"eval_batch_size": 1024}
 
 #: Shorthand options applied to every model that has the parameter.
-COMMON_KEYS = ("latent_dim", "epochs", "batch_size", "lr")
+COMMON_KEYS = ("latent_dim", "epochs", "batch_size", "lr", "arch")
+
+#: Executors of ``--executor``.
+EXECUTORS = ("local", "dask")
+#: At most this many cells in one grid (a sweep typo must not plan a billion cells).
+MAX_CELLS = 100_000
+#: At most this many values on one sweep axis.
+MAX_SWEEP_VALUES = 1_000
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
@@ -235,10 +241,77 @@ def parse_assignment(text: str) -> tuple[str, str, str]:
     return scope, key, value.strip()
 
 
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """One grid axis: ``scope.key`` takes each of ``values``. ``scope`` is a model name, or
+    ``None`` for a shorthand option (:data:`COMMON_KEYS`) applied to every model that has it."""
+
+    scope: str | None
+    key: str
+    values: tuple[Any, ...]
+
+    @property
+    def label(self) -> str:
+        return self.key if self.scope is None else f"{self.scope}.{self.key}"
+
+    def applies_to(self, model: str, defaults: Mapping[str, Any]) -> bool:
+        return (self.scope == model or self.scope is None) and self.key in defaults
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scope": self.scope, "key": self.key, "values": list(self.values)}
+
+
+_RANGE_RE = re.compile(r"^\s*([^:]+):([^:]+):(log)?([0-9]+)\s*$")
+
+
+def parse_sweep(text: str) -> tuple[str | None, str, list[str]]:
+    """``"vae.beta=0.5,1,4"`` -> ``("vae", "beta", ["0.5", "1", "4"])``; ``"latent_dim=2,8"``
+    -> ``(None, "latent_dim", ...)``; ranges ``"lr=1e-4:1e-2:log5"`` (5 log-spaced values,
+    ends included) and ``"epochs=10:50:5"`` (5 evenly spaced values) are expanded here.
+    Values stay strings; :meth:`RunConfig.build` types them by the parameter's default."""
+    usage = "expected [MODEL.]KEY=V1,V2,... or KEY=A:B:N / A:B:logN, e.g. vae.beta=0.5,1,4"
+    if not isinstance(text, str) or "=" not in text:
+        raise ConfigError(f"invalid --sweep {text!r}: {usage}")
+    lhs, rhs = (part.strip() for part in text.split("=", 1))
+    scope, _, key = lhs.rpartition(".")
+    scope = scope.strip() or None
+    key = key.strip()
+    if not _KEY_RE.fullmatch(key):
+        raise ConfigError(f"invalid --sweep {text!r}: {key!r} is not a valid key name ({usage})")
+    m = _RANGE_RE.match(rhs)
+    if m:
+        try:
+            a, b = float(m.group(1)), float(m.group(2))
+        except ValueError:
+            raise ConfigError(f"invalid --sweep {text!r}: range ends must be numbers") from None
+        n = int(m.group(4))
+        if not 2 <= n <= MAX_SWEEP_VALUES:
+            raise ConfigError(
+                f"invalid --sweep {text!r}: a range takes 2 to {MAX_SWEEP_VALUES} values"
+            )
+        if m.group(3):
+            if not (a > 0 and b > 0):
+                raise ConfigError(f"invalid --sweep {text!r}: a log range needs positive ends")
+            ratio = (b / a) ** (1 / (n - 1))
+            nums = [a * ratio**i for i in range(n)]
+            nums[-1] = b
+        else:
+            nums = [a + (b - a) * i / (n - 1) for i in range(n)]
+        values = [f"{v:.12g}" for v in nums]
+    else:
+        values = [v.strip() for v in rhs.split(",")]
+        if not rhs or any(not v for v in values):
+            raise ConfigError(f"invalid --sweep {text!r}: empty value ({usage})")
+    if len(values) > MAX_SWEEP_VALUES:
+        raise ConfigError(f"invalid --sweep {text!r}: at most {MAX_SWEEP_VALUES} values")
+    return scope, key, values
+
+
 #: Top-level keys of a TOML config file.
 FILE_KEYS = (
-    "models", "datasets", "seeds", "device", "data_dir", "subset", "metrics",
-    "model", "dataset", "eval", *COMMON_KEYS,
+    "models", "datasets", "seeds", "device", "data_dir", "subset", "metrics", "val_fraction",
+    "workers", "threads", "executor", "scheduler", "out",
+    "model", "dataset", "eval", "sweep", *COMMON_KEYS,
 )  # fmt: skip
 
 
@@ -248,7 +321,7 @@ def _check_file_keys(data: Mapping[str, Any], origin: str) -> None:
         raise ConfigError(
             f"{origin}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(FILE_KEYS))}"
         )
-    for section in ("model", "dataset", "eval"):
+    for section in ("model", "dataset", "eval", "sweep"):
         if section in data and not isinstance(data[section], dict):
             raise ConfigError(f"{origin}: [{section}] must be a table")
 
@@ -282,15 +355,40 @@ def config_hash(obj: Mapping[str, Any]) -> str:
 
 _DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
 
+#: Execution settings: how a grid runs, never what it computes. Stored in the manifest (resume
+#: reuses them) and in every cell's ``execution``; not part of any key.
+EXECUTION_KEYS = ("device", "workers", "threads", "executor", "scheduler")
+
+
+def eval_defaults(registry: Any) -> dict[str, Any]:
+    """Every evaluation option with its default: :data:`EVAL_DEFAULTS` plus each registered
+    metric's declared ``options`` (a key declared by several metrics is one shared option; the
+    first declaration -- built-ins come first -- sets its default)."""
+    out = dict(EVAL_DEFAULTS)
+    for reg in registry.metrics.values():
+        for key, value in (getattr(reg.spec, "options", None) or {}).items():
+            out.setdefault(key, value)
+    return out
+
+
+def default_metrics(registry: Any) -> list[str]:
+    """Metrics that run when ``--metrics`` is not given (those declaring ``default = True``)."""
+    return sorted(n for n, r in registry.metrics.items() if getattr(r.spec, "default", True))
+
 
 @dataclasses.dataclass
 class RunConfig:
-    """A validated grid: models x datasets x seeds plus their settings.
+    """A validated grid: models x datasets x sweep values x seeds, plus their settings.
 
     ``common`` holds the shorthand options (``--epochs`` ...) applied to every model that has
     them; ``model_params`` / ``dataset_options`` the per-name overrides (``--set``); ``eval``
-    the full evaluation options. :meth:`to_dict` and :meth:`from_dict` round-trip (run
-    manifests store ``to_dict()`` so that ``vaebench run --resume`` rebuilds the same grid).
+    every evaluation option (resolved: defaults, then the user's values); ``sweeps`` the grid
+    axes beyond models, datasets and seeds (:class:`Sweep` as dicts); ``val_fraction`` the
+    share of training images held out for validation checks. ``device``, ``workers``,
+    ``threads``, ``executor`` and ``scheduler`` say how the grid runs (see
+    :data:`EXECUTION_KEYS`). :meth:`to_dict` and :meth:`from_dict` round-trip (run manifests
+    store ``to_dict()`` so that ``vaebench run --resume`` rebuilds the same grid with the same
+    execution settings).
     """
 
     models: list[str]
@@ -304,15 +402,31 @@ class RunConfig:
     data_dir: str | None = None
     subset: int | None = None
     metrics: list[str] | None = None
+    sweeps: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    val_fraction: float = 0.0
+    workers: int | None = None
+    threads: int | None = None
+    executor: str = "local"
+    scheduler: str | None = None
+    out: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (the ``config`` of a run manifest)."""
         return dataclasses.asdict(self)
 
+    def execution(self) -> dict[str, Any]:
+        """The execution settings (:data:`EXECUTION_KEYS`)."""
+        return {k: getattr(self, k) for k in EXECUTION_KEYS}
+
+    def sweep_axes(self) -> list[Sweep]:
+        return [Sweep(d["scope"], d["key"], tuple(d["values"])) for d in self.sweeps]
+
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], registry: Any) -> RunConfig:
+    def from_dict(cls, data: Mapping[str, Any], registry: Any, **overrides: Any) -> RunConfig:
         """Rebuild and re-validate a config stored by :meth:`to_dict` (e.g. in a manifest).
 
+        ``overrides``: execution settings given again on the command line (``threads``,
+        ``workers``, ``executor``, ``scheduler``, ``device``), which win over the stored ones.
         Raises :class:`ConfigError` when ``data`` is malformed or no longer valid (a model
         plugin was uninstalled, a parameter renamed).
         """
@@ -331,17 +445,33 @@ class RunConfig:
         unknown = sorted(set(common) - set(COMMON_KEYS))
         if unknown:
             raise ConfigError(f"stored config: unknown common option(s) {', '.join(unknown)}")
-        file = {
+        file: dict[str, Any] = {
             key: data[key]
-            for key in ("models", "datasets", "seeds", "device", "data_dir", "subset", "metrics")
+            for key in ("models", "datasets", "seeds", "device", "data_dir", "subset", "metrics",
+                        "val_fraction", "workers", "threads", "executor", "scheduler", "out")
             if data.get(key) is not None
-        }
+        }  # fmt: skip
         file.update(common)
         file["model"] = data.get("model_params") or {}
         file["dataset"] = data.get("dataset_options") or {}
-        file["eval"] = data.get("eval") or {}
+        stored_eval = data.get("eval") or {}
+        if not isinstance(stored_eval, Mapping):
+            raise ConfigError("stored config: 'eval' must be an object")
+        # options of metrics that are no longer registered are dropped, not an error
+        known = eval_defaults(registry)
+        file["eval"] = {k: v for k, v in stored_eval.items() if k in known}
+        sweeps = data.get("sweeps") or []
+        if not isinstance(sweeps, list) or not all(
+            isinstance(d, Mapping) and {"scope", "key", "values"} <= set(d) for d in sweeps
+        ):
+            raise ConfigError("stored config: 'sweeps' must be a list of {scope, key, values}")
+        file["sweep"] = {
+            (d["key"] if d["scope"] is None else f"{d['scope']}.{d['key']}"): list(d["values"])
+            for d in sweeps
+        }
         _check_file_keys(file, "stored config")
-        return cls._build(registry, file, {}, (), origin="stored config")
+        cli = {k: v for k, v in overrides.items() if v is not None}
+        return cls._build(registry, file, cli, (), (), origin="stored config")
 
     @classmethod
     def build(
@@ -352,18 +482,26 @@ class RunConfig:
         datasets: str | Sequence[str] | None = None,
         seeds: str | Sequence[int] | int | None = None,
         sets: Sequence[str] = (),
+        sweeps: Sequence[str] = (),
         config_file: str | None = None,
         device: str | None = None,
         data_dir: str | None = None,
         subset: int | None = None,
         metrics: str | Sequence[str] | None = None,
+        val_fraction: float | str | None = None,
+        workers: int | str | None = None,
+        threads: int | str | None = None,
+        executor: str | None = None,
+        scheduler: str | None = None,
+        out: str | None = None,
         **common: Any,
     ) -> RunConfig:
         """Merge defaults < config file < CLI values, and validate against the registry.
 
         ``common`` takes the shorthand options :data:`COMMON_KEYS` (strings from the CLI or
-        typed values). Every problem raises :class:`ConfigError` naming the bad value and the
-        valid choices.
+        typed values); ``sets`` the ``NAME.KEY=VALUE`` overrides; ``sweeps`` the
+        ``[MODEL.]KEY=V1,V2`` grid axes. Every problem raises :class:`ConfigError` naming the
+        bad value and the valid choices.
         """
         file = load_toml(config_file) if config_file else {}
         cli = {
@@ -374,15 +512,22 @@ class RunConfig:
             "data_dir": data_dir,
             "subset": subset,
             "metrics": metrics,
+            "val_fraction": val_fraction,
+            "workers": workers,
+            "threads": threads,
+            "executor": executor,
+            "scheduler": scheduler,
+            "out": out,
         }
         extra = sorted(set(common) - set(COMMON_KEYS))
         if extra:
             raise ConfigError(f"unknown option(s) {', '.join(extra)}")
         cli.update(common)
-        if isinstance(sets, str) or not isinstance(sets, (list, tuple)):
-            raise ConfigError(f"--set: expected a list of NAME.KEY=VALUE, got {sets!r}")
+        for name, given in (("--set", sets), ("--sweep", sweeps)):
+            if isinstance(given, str) or not isinstance(given, (list, tuple)):
+                raise ConfigError(f"{name}: expected a list of strings, got {given!r}")
         origin = f"config file {config_file}" if config_file else "config"
-        return cls._build(registry, file, cli, sets, origin=origin)
+        return cls._build(registry, file, cli, sets, sweeps, origin=origin)
 
     @classmethod
     def _build(
@@ -391,6 +536,7 @@ class RunConfig:
         file: Mapping[str, Any],
         cli: Mapping[str, Any],
         sets: Sequence[str],
+        sweep_texts: Sequence[str],
         origin: str,
     ) -> RunConfig:
         from vaebench.plugins import UnknownNameError
@@ -444,6 +590,38 @@ class RunConfig:
         with blame("subset"):
             if sub is not None and (isinstance(sub, bool) or not isinstance(sub, int) or sub <= 0):
                 raise ConfigError(f"invalid subset {sub!r}: expected a positive integer")
+        with blame("val_fraction"):
+            val = parse_value("val_fraction", pick("val_fraction", 0.0), 0.0)
+            if not 0.0 <= val <= 0.5:
+                raise ConfigError(f"invalid val_fraction {val!r}: expected a number in [0, 0.5]")
+        execution: dict[str, Any] = {}
+        for key in ("workers", "threads"):
+            raw = pick(key, None)
+            with blame(key):
+                if raw is not None:
+                    value = parse_value(f"--{key}", raw, 1)
+                    if not 1 <= value <= _MAX_WORKERS_THREADS:
+                        raise ConfigError(
+                            f"invalid value {raw!r} for --{key}: expected an integer from 1 to "
+                            f"{_MAX_WORKERS_THREADS}"
+                        )
+                    raw = value
+            execution[key] = raw
+        with blame("executor"):
+            ex = pick("executor", "local")
+            if ex not in EXECUTORS:
+                raise ConfigError(f"invalid executor {ex!r}; valid: {', '.join(EXECUTORS)}")
+        out_dir = pick("out", None)
+        with blame("out"):
+            if out_dir is not None and (not isinstance(out_dir, str) or not out_dir.strip()):
+                raise ConfigError(f"invalid out {out_dir!r}: expected a folder path")
+        sched = pick("scheduler", None)
+        with blame("scheduler"):
+            if sched is not None:
+                if not isinstance(sched, str) or not sched.strip():
+                    raise ConfigError(f"invalid scheduler {sched!r}: expected an address")
+                if ex != "dask":
+                    raise ConfigError("--scheduler needs --executor dask")
 
         model_defaults = {n: registry.model(n).spec.defaults() for n in model_names}
         dataset_defaults = {
@@ -462,7 +640,7 @@ class RunConfig:
             if raw is None:
                 continue
             holders = [n for n in model_names if key in model_defaults[n]]
-            ref = model_defaults[holders[0]][key] if holders else (1.0 if key == "lr" else 1)
+            ref = model_defaults[holders[0]][key] if holders else _COMMON_TYPES[key]
             with blame(key):
                 value = parse_value(key, raw, ref)
                 _check_common(key, value)
@@ -470,7 +648,8 @@ class RunConfig:
 
         model_params: dict[str, dict[str, Any]] = {n: {} for n in model_names}
         dataset_options: dict[str, dict[str, Any]] = {n: {} for n in dataset_names}
-        eval_opts = dict(EVAL_DEFAULTS)
+        eval_known = eval_defaults(registry)
+        eval_opts = dict(eval_known)
         eval_origin: dict[str, str] = {}
 
         def assign(scope: str, key: str, raw: Any, where: str) -> None:
@@ -483,12 +662,12 @@ class RunConfig:
 
         def _assign(scope: str, key: str, raw: Any, where: str) -> None:
             if scope == "eval":
-                if key not in EVAL_DEFAULTS:
+                if key not in eval_known:
                     raise ConfigError(
                         f"{where}: unknown key {key!r} for eval; "
-                        f"valid: {', '.join(sorted(EVAL_DEFAULTS))}"
+                        f"valid: {', '.join(sorted(eval_known))}"
                     )
-                eval_opts[key] = parse_value(f"eval.{key}", raw, EVAL_DEFAULTS[key])
+                eval_opts[key] = parse_value(f"eval.{key}", raw, eval_known[key])
                 eval_origin[key] = where
                 return
             if scope in model_defaults:
@@ -511,14 +690,14 @@ class RunConfig:
                 _check_common(f"{scope}.{key}", value)
             table[key] = value
 
-        for section, names, known in (
+        for section, known_names, known in (
             ("model", model_defaults, registry.models),
             ("dataset", dataset_defaults, registry.datasets),
         ):
             for scope, values in file.get(section, {}).items():
                 if not isinstance(values, dict):
                     raise ConfigError(f"{origin}: [{section}.{scope}] must be a table")
-                if scope not in names:
+                if scope not in known_names:
                     if scope in known:
                         continue  # settings for a registered name this run does not use
                     raise ConfigError(
@@ -532,7 +711,28 @@ class RunConfig:
         for text in sets:
             scope, key, raw = parse_assignment(text)
             assign(scope, key, raw, f"--set {text}")
-        _check_eval(eval_opts, eval_origin)
+
+        sweep_specs: list[tuple[str, str, Any]] = [
+            (f"{origin} [sweep]", k, v) for k, v in file.get("sweep", {}).items()
+        ]
+        sweep_specs += [("--sweep", t, None) for t in sweep_texts]
+        sweeps = _build_sweeps(sweep_specs, model_names, model_defaults)
+
+        selected = metric_names if metric_names is not None else default_metrics(registry)
+        _check_metric_options(registry, selected, eval_opts, eval_origin)
+        n_cells = (
+            len(dataset_names)
+            * len(seed_list)
+            * sum(
+                math.prod(len(sw.values) for sw in sweeps if sw.applies_to(m, model_defaults[m]))
+                for m in model_names
+            )
+        )
+        if n_cells > MAX_CELLS:
+            raise ConfigError(
+                f"the grid has {n_cells} cells, more than the limit of {MAX_CELLS}; split it "
+                "into several runs (--sweep values x models x datasets x seeds)"
+            )
 
         return cls(
             models=model_names,
@@ -546,16 +746,170 @@ class RunConfig:
             data_dir=ddir,
             subset=sub,
             metrics=metric_names,
+            sweeps=[sw.to_dict() for sw in sweeps],
+            val_fraction=val,
+            workers=execution["workers"],
+            threads=execution["threads"],
+            executor=ex,
+            scheduler=sched.strip() if isinstance(sched, str) else None,
+            out=out_dir,
         )
 
-    def resolved_params(self, registry: Any, model: str) -> dict[str, Any]:
-        """Full hyperparameters of ``model``: defaults < shorthand options < ``--set``."""
+    @classmethod
+    def for_evaluation(
+        cls,
+        registry: Any,
+        *,
+        models: Sequence[str],
+        datasets: Sequence[str],
+        stored: Mapping[str, Any] | None = None,
+        metrics: str | Sequence[str] | None = None,
+        sets: Sequence[str] = (),
+        **execution: Any,
+    ) -> RunConfig:
+        """The configuration ``vaebench evaluate`` works with: the metric selection, the
+        evaluation options (defaults < ``stored`` -- the folder's last manifest config -- <
+        ``--set eval.KEY=VALUE``) and the execution settings (``device``, ``workers``,
+        ``threads``, ``executor``, ``scheduler``, ``data_dir``: given < stored). ``models`` and
+        ``datasets`` name the stored cells' (recorded in the manifest, not validated: a stored
+        cell of an uninstalled plugin is reported, not an error)."""
+        bad = [t for t in sets if not (isinstance(t, str) and t.strip().startswith("eval."))]
+        if bad:
+            raise ConfigError(
+                f"evaluate takes only evaluation options (--set eval.KEY=VALUE), got {bad[0]!r}: "
+                "the models are stored; train other settings with vaebench run"
+            )
+        stored = dict(stored or {})
+        known = eval_defaults(registry)
+        file: dict[str, Any] = {
+            "eval": {
+                k: v for k, v in (stored.get("eval") or {}).items() if k in known
+            },
+            "models": sorted(registry.models)[:1],
+            "datasets": ["digits"] if "digits" in registry.datasets else sorted(registry.datasets)[:1],
+        }  # fmt: skip
+        for key in ("device", "workers", "threads", "executor", "scheduler", "data_dir"):
+            if stored.get(key) is not None:
+                file[key] = stored[key]
+        if metrics is None and stored.get("metrics") is not None:
+            metrics = stored["metrics"]
+        cli = {k: v for k, v in execution.items() if v is not None}
+        cli["metrics"] = metrics
+        cfg = cls._build(registry, file, cli, sets, (), origin="stored config")
+        return dataclasses.replace(cfg, models=list(models), datasets=list(datasets))
+
+    def selected_metrics(self, registry: Any) -> list[str]:
+        """The metric names this grid evaluates (``metrics``, or the default-on ones)."""
+        return list(self.metrics) if self.metrics is not None else default_metrics(registry)
+
+    def resolved_params(
+        self, registry: Any, model: str, sweep: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Full hyperparameters of ``model``: defaults < shorthand options < ``--set`` < the
+        cell's sweep values (``{label: value}``, see :meth:`variants`)."""
         params = registry.model(model).spec.defaults()
         for k, v in self.common.items():
             if k in params:
                 params[k] = v
         params.update(self.model_params.get(model, {}))
+        for label, value in (sweep or {}).items():
+            params[label.rsplit(".", 1)[-1]] = value
         return params
+
+    def variants(self, registry: Any, model: str) -> list[dict[str, Any]]:
+        """The sweep values of each variant of ``model``: ``[{label: value}, ...]`` in grid
+        order (one empty dict when no sweep applies to it)."""
+        defaults = registry.model(model).spec.defaults()
+        axes = [sw for sw in self.sweep_axes() if sw.applies_to(model, defaults)]
+        return [
+            {sw.label: v for sw, v in zip(axes, combo, strict=True)}
+            for combo in itertools.product(*(sw.values for sw in axes))
+        ]
+
+
+#: Upper bound of --workers and --threads.
+_MAX_WORKERS_THREADS = 1024
+#: Types of the shorthand options when no selected model has them.
+_COMMON_TYPES: dict[str, Any] = {
+    "latent_dim": 1, "epochs": 1, "batch_size": 1, "lr": 1.0, "arch": "",
+}  # fmt: skip
+
+
+def _build_sweeps(
+    specs: Sequence[tuple[str, Any, Any]],
+    model_names: Sequence[str],
+    model_defaults: Mapping[str, Mapping[str, Any]],
+) -> list[Sweep]:
+    """Parse and type the sweep axes. ``specs``: ``(where, text or key, file values or None)``."""
+    sweeps: list[Sweep] = []
+    for where, text, file_values in specs:
+        if file_values is None:
+            scope, key, raw_values = parse_sweep(text)
+            shown = f"--sweep {text}"
+        else:
+            scope, _, key = str(text).rpartition(".")
+            scope = scope or None
+            if not isinstance(file_values, list) or not file_values:
+                raise ConfigError(f"{where}: {text} must be a non-empty list of values")
+            raw_values = file_values
+            shown = f"{where} {text}"
+        if scope is None:
+            if key not in COMMON_KEYS:
+                raise ConfigError(
+                    f"{shown}: {key!r} is not a shorthand option; sweep MODEL.{key} for one "
+                    f"model, or one of {', '.join(COMMON_KEYS)} for every model"
+                )
+            holders = [m for m in model_names if key in model_defaults[m]]
+            if not holders:
+                raise ConfigError(f"{shown}: no model of this run has {key!r}")
+            ref = model_defaults[holders[0]][key]
+        else:
+            if scope not in model_defaults:
+                raise ConfigError(
+                    f"{shown}: {scope!r} is not a model of this run (sweeps vary model "
+                    f"hyperparameters; list dataset variants as datasets); valid: "
+                    f"{', '.join(model_names)}"
+                )
+            if key not in model_defaults[scope]:
+                raise ConfigError(
+                    f"{shown}: unknown key {key!r} for model {scope!r}; valid: "
+                    f"{', '.join(sorted(model_defaults[scope])) or '(none)'}"
+                )
+            ref = model_defaults[scope][key]
+        label = key if scope is None else f"{scope}.{key}"
+        values = []
+        for raw in raw_values:
+            value = parse_value(label, raw, ref)
+            if key in COMMON_KEYS:
+                _check_common(label, value)
+            if value in values:
+                raise ConfigError(f"{shown}: value {value!r} given twice")
+            values.append(value)
+        if any(sw.scope == scope and sw.key == key for sw in sweeps):
+            raise ConfigError(f"{shown}: {label} is swept twice")
+        sweeps.append(Sweep(scope, key, tuple(values)))
+    return sweeps
+
+
+def _check_metric_options(
+    registry: Any, selected: Sequence[str], opts: dict[str, Any], origins: Mapping[str, str]
+) -> None:
+    """Each selected metric checks its resolved options (and ``eval_batch_size`` is >= 1)."""
+    if not 1 <= opts["eval_batch_size"] <= 1_000_000:
+        raise ConfigError(
+            f"invalid value {opts['eval_batch_size']!r} for eval.eval_batch_size: expected an "
+            "integer from 1 to 1000000"
+        )
+    for name in selected:
+        metric = registry.metric(name).spec
+        own = {k: opts[k] for k in (getattr(metric, "options", None) or {})}
+        try:
+            metric.check_options(own)
+        except (ValueError, TypeError) as exc:
+            text = str(exc)
+            where = next((origins[k] for k in own if k in text and k in origins), "")
+            prefix = f"{where}: " if where and not where.startswith("--set") else ""
+            raise ConfigError(f"{prefix}metric {name!r}: {text}") from None
 
 
 def _is_path_dataset(name: str) -> bool:
@@ -564,31 +918,13 @@ def _is_path_dataset(name: str) -> bool:
 
 def _check_common(key: str, value: Any) -> None:
     base = key.rsplit(".", 1)[-1]
+    if base == "arch":
+        return  # each model validates its architectures (built on the meta device)
     if base == "lr":
         if not value > 0:
             raise ConfigError(f"invalid value {value!r} for {key}: must be > 0")
     elif not value >= 1:
         raise ConfigError(f"invalid value {value!r} for {key}: must be a positive integer")
-
-
-def _check_eval(opts: dict[str, Any], origins: Mapping[str, str]) -> None:
-    """Range checks of the eval options; ``origins`` says where each set key came from."""
-
-    def bad(key: str, rule: str) -> ConfigError:
-        msg = f"invalid value {opts[key]!r} for eval.{key}: {rule}"
-        where = origins.get(key, "")
-        return ConfigError(f"{where}: {msg}" if where and not where.startswith("--set") else msg)
-
-    if opts["n_pairs"] < 1:
-        raise bad("n_pairs", "must be >= 1")
-    if opts["n_steps"] < 3:
-        raise bad("n_steps", "must be >= 3")
-    if opts["interpolation"] not in ("linear", "slerp"):
-        raise bad("interpolation", "valid: linear, slerp")
-    if opts["throughput_seconds"] <= 0:
-        raise bad("throughput_seconds", "must be > 0")
-    if opts["eval_batch_size"] < 1:
-        raise bad("eval_batch_size", "must be >= 1")
 
 
 def _user_dataset_defaults() -> dict[str, Any]:

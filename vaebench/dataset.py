@@ -9,6 +9,7 @@ value. Plugins register a :class:`DatasetSpec` whose ``loader`` builds the :clas
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -95,6 +96,52 @@ class Dataset:
     @property
     def has_factors(self) -> bool:
         return self.factors_test is not None and self.render is not None
+
+    def fingerprint(self) -> str:
+        """SHA-256 (16 hex digits) of the dataset's content: shapes and bytes of every split's
+        images, labels and factors. Part of a cell's training key, so a changed file never
+        passes for the data a stored model was trained on."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is not None:
+            return cached
+        h = hashlib.sha256()
+        for field in ("x_train", "x_test", "y_train", "y_test", "factors_train", "factors_test"):
+            t = getattr(self, field)
+            if t is None:
+                h.update(f"{field}:none;".encode())
+                continue
+            t = t.detach().cpu().contiguous()
+            h.update(f"{field}:{t.dtype}:{tuple(t.shape)};".encode())
+            h.update(t.numpy().tobytes())
+        digest = h.hexdigest()[:16]
+        self.__dict__["_fingerprint"] = digest
+        return digest
+
+    def holdout(self, fraction: float, seed: int = 0) -> tuple[Dataset, Tensor]:
+        """Split a validation set off the training split: ``(dataset with the remaining
+        training images, validation images (M, C, H, W))``, ``M = round(fraction * N)``, chosen
+        by a permutation fixed by ``seed`` (the same for every cell seed). ``fraction`` in
+        ``[0, 0.5]``; 0 returns the dataset and an empty tensor."""
+        if isinstance(fraction, bool) or not 0 <= fraction <= 0.5:
+            raise DatasetError(f"validation fraction must be in [0, 0.5], got {fraction!r}")
+        n = self.x_train.shape[0]
+        m = int(round(fraction * n))
+        if m == 0:
+            return self, self.x_train[:0]
+        if n - m < 2:
+            raise DatasetError(
+                f"dataset {self.name!r}: holding out {m} of {n} training images leaves fewer "
+                "than 2 to train on"
+            )
+        g = torch.Generator().manual_seed(seed)
+        perm = torch.randperm(n, generator=g)
+        keep, val = perm[m:].sort().values, perm[:m].sort().values
+        kw: dict[str, Any] = {"x_train": self.x_train[keep]}
+        for kind in ("y", "factors"):
+            v = getattr(self, f"{kind}_train")
+            kw[f"{kind}_train"] = None if v is None else v[keep]
+        info = {**self.info, "val_fraction": fraction, "n_val": m}
+        return dataclasses.replace(self, info=info, **kw), self.x_train[val]
 
     def subset(self, n: int, seed: int = 0) -> Dataset:
         """At most ``n`` images from each split, chosen by a permutation fixed by ``seed``."""

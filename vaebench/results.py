@@ -3,15 +3,21 @@
 Layout of a run folder::
 
     RUN/
-      cells/MODEL--DATASET--seedS--HASH.json   one per cell (status "ok" or "failed")
-      cells/MODEL--DATASET--seedS--HASH.lock   claimed by the process working on the cell
-      states/MODEL--DATASET--seedS--HASH.pt    trained state_dict (never committed to git)
-      manifests/TIMESTAMP-PID-RANDOM.json      one per `vaebench run` invocation
+      cells/MODEL--DATASET--seedS--KEY.json    one per cell (status ok, failed or skipped)
+      cells/MODEL--DATASET--seedS--KEY.lock    claimed by the process working on the cell
+      states/MODEL--DATASET--seedS--KEY.pt     trained state_dict (never committed to git)
+      manifests/TIMESTAMP-PID-RANDOM.json      one per `vaebench run`/`evaluate` invocation
+      features/                                cached feature networks of sample metrics
 
-Every cell file carries :data:`SCHEMA`, the full cell config and its hash, all metric values with
-their declarations (direction, unit, precision), the loss curve, small image artifacts for
-figures, and the environment (versions, device, git commit). Reports are pure functions of
-these files. Loading refuses files of another schema version and names corrupt files.
+Every cell file carries :data:`SCHEMA`, its training identity (``config``) and the hash of it
+(``config_hash``, the *training key*: what changes the weights and nothing else), the loss
+curve, the environment (versions, device, git commit), and one **evaluation** per metric
+plugin, keyed by the metric's name, version and options, with its values, their declarations
+(direction, unit, precision, definition), small image artifacts for figures and its own
+provenance. Adding a metric or changing an evaluation option adds or replaces evaluations;
+nothing is retrained. Reports are pure functions of these files. Loading migrates schema-1
+files in memory, refuses unknown schemas and names corrupt files. See
+``docs/architecture.md`` for every field.
 
 Crash safety: every file is written to a temp file in the same folder (``.NAME.PID.HOST.*.tmp``)
 and renamed into place, so a reader sees the old file or the whole new one. Temp files are
@@ -43,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from vaebench.errors import ResultsError, SchemaMismatchError
+from vaebench.errors import DiskFullError, ResultsError, SchemaMismatchError
 
 try:  # POSIX: kernel-held locks that die with their process
     import fcntl
@@ -65,6 +71,13 @@ __all__ = [
     "encode_images",
     "decode_images",
     "read_cell",
+    "write_cell",
+    "flat_views",
+    "migrate_v1",
+    "latest_manifest_config",
+    "atomic_write_bytes",
+    "raise_if_disk_full",
+    "is_enospc",
     "iter_cells",
     "load_cells",
     "check_results_folder",
@@ -72,11 +85,17 @@ __all__ = [
     "remove_stale_locks",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = f"vaebench.cell/{SCHEMA_VERSION}"
 MANIFEST_SCHEMA = f"vaebench.manifest/{SCHEMA_VERSION}"
-
-
+#: Older schemas this vaebench still reads (cells are migrated in memory by :func:`read_cell`).
+READABLE_SCHEMAS = ("vaebench.cell/1", SCHEMA)
+READABLE_MANIFEST_SCHEMAS = ("vaebench.manifest/1", MANIFEST_SCHEMA)
+#: Statuses of a cell and of one evaluation.
+CELL_STATUSES = ("ok", "failed", "skipped")
+EVALUATION_STATUSES = ("ok", "failed", "not_applicable")
+#: Fields :func:`read_cell` derives from ``evaluations`` (and the loaders add); never stored.
+DERIVED_FIELDS = ("metrics", "metric_info", "artifacts", "_path", "run", "variant")
 
 
 _HOST = socket.gethostname()
@@ -102,27 +121,54 @@ def _pid_alive(pid: int) -> bool:
 # ----------------------------------------------------------------------------- atomic writes
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (Linux
+    ``/proc/self/status``); elsewhere set and restored at once."""
+    with (
+        contextlib.suppress(OSError, ValueError),
+        open("/proc/self/status", encoding="ascii") as fh,
+    ):
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a
     part: write a temp file in the same folder, fsync it, then ``os.replace``.
 
-    The temp file is named ``.NAME.PID.HOSTTAG.RANDOM.tmp``: readers skip dot-files, and
-    :func:`remove_stale_temp_files` deletes those whose writer no longer runs.
+    - The temp file is named ``.NAME.PID.HOSTTAG.RANDOM.tmp``: readers skip dot-files, and
+      :func:`remove_stale_temp_files` deletes those whose writer no longer runs.
+    - A symbolic link at ``path`` is replaced by the file; its target is never written.
+    - The file gets the permissions an ordinary ``open(path, "w")`` would give (``0o666`` less
+      the umask), not the private ``0o600`` of a temp file.
+    - A full disk raises :class:`vaebench.errors.DiskFullError` naming the folder; the old file
+      (if any) is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.{HOST_TAG}.", suffix=".tmp"
-    )
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.{HOST_TAG}.", suffix=".tmp"
+        )
+    except OSError as exc:
+        raise_if_disk_full(exc, path.parent)
+        raise
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise_if_disk_full(exc, path.parent)
         raise
     with contextlib.suppress(OSError):  # make the rename durable
         dfd = os.open(path.parent, os.O_RDONLY)
@@ -130,6 +176,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text with ``\\n`` line ends."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def staging_dir(parent: str | os.PathLike) -> Path:
@@ -244,7 +295,7 @@ class CellLock:
         if fcntl is None:  # pragma: no cover - Windows
             return self._acquire_by_exclusive_create(blocking)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
             try:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -271,6 +322,22 @@ class CellLock:
             self._fd = fd
             self.held = True
             return True
+
+    def _open(self) -> int:
+        """Open (creating) the lock file, never through a symbolic link: a link placed at the
+        lock's path is removed (its target is not touched) and a plain file made instead."""
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        for _ in range(3):
+            try:
+                return os.open(self.path, flags, 0o666)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP or not self.path.is_symlink():
+                    raise_if_disk_full(exc, self.path.parent)
+                    raise
+                log.warning("%s was a symbolic link; replaced by a lock file", self.path)
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+        raise ResultsError(f"cannot create lock file {self.path}: it keeps turning into a link")
 
     def _acquire_by_exclusive_create(self, blocking: bool) -> bool:  # pragma: no cover
         while True:
@@ -316,6 +383,10 @@ def remove_stale_locks(folder: str | os.PathLike) -> list[Path]:
     killed after saving its cell); returns them. A held lock is never touched."""
     removed = []
     for path in sorted(Path(folder).glob("*.lock")):
+        if path.is_symlink():  # never ours: remove the link, leave its target alone
+            path.unlink()
+            removed.append(path)
+            continue
         lock = CellLock(path)
         if lock.acquire():
             lock.release()  # deletes the file
@@ -482,8 +553,8 @@ def _check_cell(data: dict[str, Any], path: Path) -> None:
     for key in ("status", "model", "dataset", "seed", "config_hash"):
         if key not in data:
             raise bad(f"missing field {key!r}")
-    if data["status"] not in ("ok", "failed"):
-        raise bad(f"status is {data['status']!r}, expected 'ok' or 'failed'")
+    if data["status"] not in CELL_STATUSES:
+        raise bad(f"status is {data['status']!r}, expected one of {', '.join(CELL_STATUSES)}")
     for key in ("model", "dataset", "config_hash"):
         if not isinstance(data[key], str) or not data[key]:
             raise bad(f"{key} is {data[key]!r}, expected a non-empty string")
@@ -512,6 +583,8 @@ def _check_cell(data: dict[str, Any], path: Path) -> None:
         isinstance(data.get("error"), dict) and "reason" in data["error"]
     ):
         raise bad("a failed cell needs error.reason")
+    if data["status"] == "skipped" and not isinstance(data.get("skip_reason"), str):
+        raise bad("a skipped cell needs skip_reason (a string)")
     nested = [
         (key, data[key])
         for key in ("config", "dataset_info", "environment", "model_info", "error")
@@ -538,9 +611,119 @@ def _check_cell(data: dict[str, Any], path: Path) -> None:
                 raise bad(f"image artifact {name!r}: {problem}")
 
 
+def _check_evaluations(data: dict[str, Any], path: Path) -> None:
+    """Types of the ``evaluations`` of a schema-2 record."""
+
+    def bad(what: str) -> ResultsError:
+        return ResultsError(f"corrupt result file {path}: {what}")
+
+    evaluations = data.get("evaluations", {})
+    if not isinstance(evaluations, dict):
+        raise bad("evaluations must be an object")
+    for name, ev in evaluations.items():
+        where = f"evaluations.{name}"
+        if not isinstance(ev, dict):
+            raise bad(f"{where} must be an object")
+        if ev.get("status") not in EVALUATION_STATUSES:
+            raise bad(
+                f"{where}.status is {ev.get('status')!r}, expected one of "
+                f"{', '.join(EVALUATION_STATUSES)}"
+            )
+        for key in ("values", "info", "nan", "artifacts", "options", "details"):
+            if key in ev and not isinstance(ev[key], dict):
+                raise bad(f"{where}.{key} must be an object")
+        for key in ("reason", "key", "plugin", "evaluated", "run_id"):
+            if key in ev and not isinstance(ev[key], str):
+                raise bad(f"{where}.{key} must be a string")
+        if ev["status"] != "ok" and not isinstance(ev.get("reason"), str):
+            raise bad(f"{where}: a {ev['status']} evaluation needs a reason")
+        values = ev.get("values", {})
+        if not all(isinstance(k, str) and _number_or_null(v) for k, v in values.items()):
+            raise bad(f"{where}.values must map names to numbers")
+        if not all(isinstance(v, str) for v in ev.get("nan", {}).values()):
+            raise bad(f"{where}.nan must map value names to reasons")
+    warnings = data.get("warnings", [])
+    if not isinstance(warnings, list) or not all(
+        isinstance(w, dict) and isinstance(w.get("message"), str) for w in warnings
+    ):
+        raise bad("warnings must be a list of objects with a message")
+
+
+#: Which metric plugin produced each artifact of a schema-1 cell (for the migration).
+_V1_ARTIFACT_SOURCES = {
+    "recon_originals": "reconstruction",
+    "recon_outputs": "reconstruction",
+    "latent_2d": "reconstruction",
+    "interp_strip": "interpolation",
+    "midpoint_strip": "midpoint",
+    "midpoint_truth": "midpoint",
+}
+
+
+def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 cell record as a schema-2 one (in memory; the file is not touched).
+
+    Schema 1 stored one flat ``metrics``/``metric_info``/``artifacts`` set per cell; schema 2
+    stores one evaluation per metric plugin. Each value goes to the evaluation of the plugin its
+    ``metric_info`` names; the evaluations get the stored eval options and an empty ``key`` (so
+    ``vaebench evaluate`` recomputes them under the current definitions when asked).
+    ``config_hash`` and the file name stay as they were.
+    """
+    out = {k: v for k, v in data.items() if k not in ("metrics", "metric_info", "artifacts")}
+    out["schema"] = SCHEMA
+    out["migrated_from"] = data.get("schema")
+    metrics = data.get("metrics", {}) if isinstance(data.get("metrics"), dict) else {}
+    info = data.get("metric_info", {}) if isinstance(data.get("metric_info"), dict) else {}
+    artifacts = data.get("artifacts", {}) if isinstance(data.get("artifacts"), dict) else {}
+    config = data.get("config") if isinstance(data.get("config"), dict) else {}
+    options = config.get("eval", {}) if isinstance(config.get("eval"), dict) else {}
+    evaluations: dict[str, dict[str, Any]] = {}
+
+    def evaluation(name: str) -> dict[str, Any]:
+        return evaluations.setdefault(
+            name,
+            {"status": "ok", "version": 0, "key": "", "options": dict(options), "values": {},
+             "info": {}, "nan": {}, "artifacts": {}},
+        )  # fmt: skip
+
+    for value, number in metrics.items():
+        meta = info.get(value, {})
+        source = meta.get("metric") if isinstance(meta, dict) else None
+        ev = evaluation(source if isinstance(source, str) and source else "unknown")
+        ev["values"][value] = number
+        ev["info"][value] = meta
+    for name, art in artifacts.items():
+        source = _V1_ARTIFACT_SOURCES.get(name)
+        target = source if source in evaluations else next(iter(evaluations), "unknown")
+        evaluation(target)["artifacts"][name] = art
+    out["evaluations"] = evaluations
+    out.setdefault("warnings", [])
+    return out
+
+
+def flat_views(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``metrics`` (value -> number or None), ``metric_info`` (value -> declaration) and
+    ``artifacts`` (name -> artifact) of a record, from its ok evaluations in stored order."""
+    metrics: dict[str, Any] = {}
+    info: dict[str, Any] = {}
+    artifacts: dict[str, Any] = {}
+    for ev in record.get("evaluations", {}).values():
+        if ev.get("status") != "ok":
+            continue
+        for value, number in ev.get("values", {}).items():
+            metrics[value] = number
+            info[value] = ev.get("info", {}).get(value, {})
+        artifacts.update(ev.get("artifacts", {}))
+    return {"metrics": metrics, "metric_info": info, "artifacts": artifacts}
+
+
 def read_cell(path: str | os.PathLike) -> dict[str, Any]:
     """Read and check one cell file; corrupt or foreign files raise :class:`ResultsError`
-    (:class:`SchemaMismatchError` for another schema version), naming the file."""
+    (:class:`SchemaMismatchError` for a schema this vaebench cannot read), naming the file.
+
+    Schema-1 files are migrated in memory (:func:`migrate_v1`). The returned record has the
+    flat views of :func:`flat_views` added, and ``_path``; :func:`write_cell` drops them again.
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -552,14 +735,31 @@ def read_cell(path: str | os.PathLike) -> dict[str, Any]:
         raise ResultsError(f"corrupt result file {path}: nested too deeply") from None
     if not isinstance(data, dict) or "schema" not in data:
         raise ResultsError(f"{path} is not a vaebench result file (no schema field)")
-    if data["schema"] != SCHEMA:
+    if data["schema"] not in READABLE_SCHEMAS:
         raise SchemaMismatchError(
-            f"{path} has schema {data['schema']!r}; this vaebench reads {SCHEMA!r} "
-            "(re-run the cells, or use the vaebench version that wrote them)"
+            f"{path} has schema {data['schema']!r}; this vaebench reads "
+            f"{', '.join(map(repr, READABLE_SCHEMAS))} (re-run the cells, or use the vaebench "
+            "version that wrote them)"
         )
+    if data["schema"] != SCHEMA:
+        for key in ("metrics", "metric_info", "artifacts"):
+            if key in data and not isinstance(data[key], dict):
+                raise ResultsError(f"corrupt result file {path}: {key} must be an object")
+        data = migrate_v1(data)
+    else:
+        for key in DERIVED_FIELDS:
+            data.pop(key, None)
+    _check_evaluations(data, path)
+    data.update(flat_views(data))
     _check_cell(data, path)
     data["_path"] = str(path)
     return data
+
+
+def write_cell(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Write a cell record atomically (:func:`atomic_write_json`), without the derived fields
+    :func:`read_cell` adds."""
+    atomic_write_json(path, {k: v for k, v in record.items() if k not in DERIVED_FIELDS})
 
 
 def iter_cell_paths(run_dir: str | os.PathLike) -> Iterator[Path]:
@@ -613,7 +813,7 @@ def check_results_folder(run_dir: str | os.PathLike) -> list[Path]:
             schema = json.loads(p.read_text(encoding="utf-8")).get("schema")
         except (OSError, ValueError, AttributeError):
             continue  # a manifest is informational; an unreadable one blocks nothing
-        if schema != MANIFEST_SCHEMA:
+        if schema not in READABLE_MANIFEST_SCHEMAS:
             raise SchemaMismatchError(
                 f"results folder {run} was written by another vaebench (manifest {p.name} has "
                 f"schema {schema!r}, this vaebench writes {MANIFEST_SCHEMA!r}); use a new --out "
@@ -636,6 +836,49 @@ def check_results_folder(run_dir: str | os.PathLike) -> list[Path]:
     return corrupt
 
 
+def latest_manifest_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run configuration in the most recently written manifest of ``run_dir`` (what
+    ``--resume`` continues and ``evaluate`` starts from), or ``None`` when the folder has no
+    manifest. Raises :class:`ResultsError` for a missing folder or an unreadable, foreign or
+    config-less manifest."""
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise ResultsError(f"{run_dir}: no such folder")
+    manifests = [p for p in folder.glob("manifests/*.json") if not p.name.startswith(".")]
+    if not manifests:
+        return None
+    newest = max(manifests, key=lambda p: (p.stat().st_mtime, p.name))  # the last active run
+    try:
+        data = json.loads(newest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ResultsError(f"unreadable manifest {newest} ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") not in READABLE_MANIFEST_SCHEMAS:
+        schema = data.get("schema") if isinstance(data, dict) else None
+        raise SchemaMismatchError(
+            f"manifest {newest} has schema {schema!r}; this vaebench reads "
+            f"{', '.join(READABLE_MANIFEST_SCHEMAS)}"
+        )
+    config = data.get("config")
+    if not isinstance(config, dict):
+        raise ResultsError(f"manifest {newest} holds no config")
+    return config
+
+
 def is_enospc(exc: BaseException) -> bool:
-    """Whether ``exc`` means the disk is full."""
-    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+    """Whether ``exc`` means the disk is full (``ENOSPC``/``EDQUOT``, also when wrapped, e.g. by
+    torch's ``inline_container`` writer, whose message names the OS error)."""
+    if isinstance(exc, DiskFullError):
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text
+
+
+def raise_if_disk_full(exc: BaseException, folder: str | os.PathLike) -> None:
+    """Re-raise ``exc`` as :class:`vaebench.errors.DiskFullError` naming ``folder`` when it
+    means the disk is full; otherwise return."""
+    if is_enospc(exc) and not isinstance(exc, DiskFullError):
+        raise DiskFullError(
+            errno.ENOSPC, f"no space left on device while writing to {folder}"
+        ) from exc

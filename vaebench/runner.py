@@ -1,26 +1,33 @@
-"""The runner: a grid of models x datasets x seeds, one result file per cell.
+"""The runner: a grid of models x datasets x sweep values x seeds, one result file per cell.
 
-For every cell the runner seeds everything, builds the model through its plugin's spec, fits it on
-the training split (on the chosen device), saves its state, evaluates every applicable metric on
-the test split, and writes the cell's JSON atomically. It knows no output format: reports read
-the stored files.
+For every cell it decides what is needed -- train (and evaluate), evaluate only (the model is
+stored; a metric is new or its options changed), or nothing -- and hands a :class:`CellTask` to
+an executor (:mod:`vaebench.executors`). The task (:func:`execute_task`) runs in this process or
+a worker: it seeds everything, builds the model through its plugin's spec, checks it on two
+training images, fits it on the training split, and evaluates every selected metric through
+:func:`vaebench.evaluation.evaluate_metrics`. The grid process is the only writer: it stores
+the state and the cell record atomically, calls the ``vaebench_cell_finished`` hook and keeps
+the run manifest. The runner knows no output format: reports read the stored files.
+
+Identity (``docs/architecture.md``): a cell's key hashes only what changes the trained weights
+(:func:`training_config`); each evaluation is keyed by its metric's name, version and options.
 
 Reliability rules (see ``docs/reliability.md``):
 
-- **Resume.** A cell whose file exists, parses, has this config hash and status ``ok`` is skipped
-  when the same grid runs again; missing, failed and corrupt cells run (``force`` also reruns
-  cells finished before this run started). Every file is written atomically, so a run killed at
-  any moment leaves only complete files plus temp files that readers ignore and the next run
-  deletes.
-- **Two writers.** A cell is claimed with a :class:`~vaebench.results.CellLock` and checked again
-  after claiming, so two processes pointed at one folder never run a cell at the same time or
-  one after the other. Cells busy in another process are waited for at the end of the grid.
-- **Failure isolation.** A cell that diverges, raises or runs out of memory is recorded as failed
-  with its reason and traceback; the grid goes on. Bad input (an unreadable dataset, a folder of
-  another schema version) stops the run before any training.
-- **Interruption.** Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the run between two statements:
-  finished cells are kept, the cell in progress is dropped, the manifest says ``interrupted``
-  and :class:`RunInterrupted` carries the summary.
+- **Resume.** A cell whose record exists, parses, has this key and status ``ok`` is not
+  trained again; missing, failed and corrupt cells run (``force`` also retrains cells finished
+  before this run started). Every file is written atomically.
+- **Two writers.** A cell is claimed with a :class:`~vaebench.results.CellLock` and checked
+  again after claiming, so two processes pointed at one folder never work on one cell at once.
+  Cells busy in another process are waited for at the end of the grid.
+- **Failure isolation.** A cell that diverges, raises, breaks the model contract or runs out of
+  memory is recorded as failed with its reason and traceback; a metric that raises loses only
+  its own values; the grid goes on. Bad input (an unreadable dataset, an invalid
+  hyperparameter, a folder of an unknown schema) stops the run before any training.
+- **Interruption.** Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the run: finished cells are kept,
+  cells in progress are dropped (worker processes are stopped), the manifest says
+  ``interrupted`` and :class:`RunInterrupted` carries the summary.
+- **Full disk.** :class:`~vaebench.errors.DiskFullError` stops the grid; finished cells stay.
 """
 
 from __future__ import annotations
@@ -28,52 +35,83 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import io
 import logging
 import os
 import secrets
-import shutil
 import signal
 import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from vaebench.config import RunConfig, config_hash
+from vaebench.config import ConfigError, RunConfig, config_hash
+from vaebench.errors import DatasetError, DiskFullError, ModelContractError
 from vaebench.results import (
     MANIFEST_SCHEMA,
     SCHEMA,
     CellLock,
     ResultsError,
+    atomic_write_bytes,
     atomic_write_json,
     cell_stem,
     check_results_folder,
-    encode_images,
     environment,
     is_enospc,
     now_iso,
     read_cell,
     remove_stale_locks,
     remove_stale_temp_files,
-    staging_dir,
+    write_cell,
 )
 
 log = logging.getLogger("vaebench.runner")
 
-__all__ = ["Cell", "RunSummary", "RunInterrupted", "plan", "run", "run_cell", "load_dataset"]
+__all__ = [
+    "Cell",
+    "CellTask",
+    "RunSummary",
+    "RunInterrupted",
+    "TRAINING_VERSION",
+    "plan",
+    "run",
+    "evaluate",
+    "execute_task",
+    "load_dataset",
+    "training_config",
+]
+
+#: Version of what vaebench does to train a model (the shared loop, seeding, batching, data
+#: splits). Part of every training key: bump it when a change alters trained weights.
+TRAINING_VERSION = 2
 
 
 @dataclasses.dataclass
 class Cell:
-    """One (model, dataset, seed, config) combination of a grid."""
+    """One (model, hyperparameters, dataset, seed) combination of a grid.
+
+    ``config`` is its training identity (:func:`training_config`) and ``hash`` the training
+    key; ``sweep`` maps each swept parameter's label (``"vae.beta"``, ``"latent_dim"``) to this
+    cell's value.
+    """
 
     model: str
     dataset: str
     seed: int
     config: dict[str, Any]
     hash: str
+    sweep: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.hash
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.config.get("params", {})
 
     @property
     def stem(self) -> str:
@@ -81,36 +119,48 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return f"{self.model} / {self.dataset} / seed {self.seed}"
+        swept = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.sweep.items())
+        name = f"{self.model} ({swept})" if swept else self.model
+        return f"{name} / {self.dataset} / seed {self.seed}"
 
 
 @dataclasses.dataclass
 class RunSummary:
-    """What a call of :func:`run` did with each cell of its grid.
+    """What a call of :func:`run` or :func:`evaluate` did with each cell.
 
-    ``ran``: finished by this process; ``skipped``: already finished before; ``elsewhere``:
-    finished by another process while this one waited; ``busy``: still claimed by another
-    process (only while the grid is in progress); ``failed``: ``(cell, reason)`` pairs, failed
-    in this process or (while this one waited) in another.
+    ``ran``: trained by this call; ``evaluated``: stored model, metrics added or recomputed;
+    ``skipped``: already complete before; ``unsupported``: ``(cell, reason)`` the model's tags
+    do not support the dataset; ``elsewhere``: finished by another process while this one
+    waited; ``busy``: still claimed by another process (only while the grid is in progress);
+    ``failed``: ``(cell, reason)``; ``metric_failures``: ``(cell, metric, reason)``;
+    ``nan_values``: ``(cell, value, reason)``; ``warnings``: ``(cell, message)``.
     """
 
     out_dir: Path
     ran: list[Cell] = dataclasses.field(default_factory=list)
+    evaluated: list[Cell] = dataclasses.field(default_factory=list)
     skipped: list[Cell] = dataclasses.field(default_factory=list)
+    unsupported: list[tuple[Cell, str]] = dataclasses.field(default_factory=list)
     busy: list[Cell] = dataclasses.field(default_factory=list)
     failed: list[tuple[Cell, str]] = dataclasses.field(default_factory=list)
     elsewhere: list[Cell] = dataclasses.field(default_factory=list)
+    metric_failures: list[tuple[Cell, str, str]] = dataclasses.field(default_factory=list)
+    nan_values: list[tuple[Cell, str, str]] = dataclasses.field(default_factory=list)
+    warnings: list[tuple[Cell, str]] = dataclasses.field(default_factory=list)
     run_id: str = ""
+    execution: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.failed
+        return not self.failed and not self.metric_failures
 
     @property
     def n_cells(self) -> int:
         return (
             len(self.ran)
+            + len(self.evaluated)
             + len(self.skipped)
+            + len(self.unsupported)
             + len(self.busy)
             + len(self.failed)
             + len(self.elsewhere)
@@ -120,11 +170,27 @@ class RunSummary:
         """Cell stems per outcome (the ``summary`` of a run manifest)."""
         return {
             "ran": [c.stem for c in self.ran],
+            "evaluated": [c.stem for c in self.evaluated],
             "skipped": [c.stem for c in self.skipped],
+            "unsupported": {c.stem: reason for c, reason in self.unsupported},
             "elsewhere": [c.stem for c in self.elsewhere],
             "busy": [c.stem for c in self.busy],
             "failed": {c.stem: reason for c, reason in self.failed},
+            "metric_failures": [[c.stem, m, r] for c, m, r in self.metric_failures],
+            "nan_values": [[c.stem, v, r] for c, v, r in self.nan_values],
+            "warnings": [[c.stem, m] for c, m in self.warnings],
         }
+
+    def book(self, cell: Cell, record: Mapping[str, Any]) -> None:
+        """Count a written record's metric failures, NaN values and warnings."""
+        for name, ev in (record.get("evaluations") or {}).items():
+            if ev.get("status") == "failed":
+                self.metric_failures.append((cell, name, ev.get("reason", "")))
+            for value, reason in (ev.get("nan") or {}).items():
+                self.nan_values.append((cell, value, reason))
+        for w in record.get("warnings") or []:
+            if w.get("kind") not in ("metric_failed", "nan_value"):
+                self.warnings.append((cell, w.get("message", "")))
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -148,9 +214,10 @@ class _Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _termination_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM and SIGHUP into :class:`_Terminated` while the grid runs (main thread only;
-    signals somebody set to be ignored, e.g. SIGHUP under ``nohup``, stay ignored)."""
+def termination_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into a ``KeyboardInterrupt`` (with ``signum``) inside the block
+    (main thread only; signals somebody set to be ignored, e.g. SIGHUP under ``nohup``, stay
+    ignored)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -170,38 +237,38 @@ def _termination_as_interrupt() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-def plan(cfg: RunConfig, registry: Any) -> list[Cell]:
-    """The grid's cells in run order (dataset-major, then model, then seed)."""
-    cells = []
-    for dataset in cfg.datasets:
-        for model in cfg.models:
-            params = cfg.resolved_params(registry, model)
-            for seed in cfg.seeds:
-                config = {
-                    "schema": SCHEMA,
-                    "model": model,
-                    "params": params,
-                    "dataset": dataset,
-                    "dataset_options": cfg.dataset_options.get(dataset, {}),
-                    "subset": cfg.subset,
-                    "seed": seed,
-                    "eval": cfg.eval,
-                    "metrics": cfg.metrics,
-                }
-                cells.append(Cell(model, dataset, seed, config, config_hash(config)))
-    return cells
+# ----------------------------------------------------------------------------- datasets
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetRef:
+    """How to load a dataset anywhere (a worker reloads it and checks the fingerprint)."""
+
+    name: str
+    options: tuple[tuple[str, Any], ...]
+    data_dir: str | None
+    subset: int | None
+    fingerprint: str = ""
+
+    @classmethod
+    def of(
+        cls, name: str, options: Mapping[str, Any], data_dir: str | None, subset: int | None
+    ) -> DatasetRef:
+        return cls(name, tuple(sorted(options.items())), data_dir, subset)
+
+
+_DATASETS: dict[tuple[Any, ...], Any] = {}
 
 
 def load_dataset(
-    registry: Any, name: str, options: dict[str, Any], data_dir: str | None, subset: int | None
+    registry: Any, name: str, options: Mapping[str, Any], data_dir: str | None, subset: int | None
 ):
     """Load a registered dataset (or a user file/folder path) and apply ``subset``.
 
-    Any failure raises :class:`vaebench.dataset.DatasetError` naming the dataset (a loader's
-    own exception is chained as its cause).
+    Any failure raises :class:`vaebench.errors.DatasetError` naming the dataset (a loader's own
+    exception is chained as its cause).
     """
     from vaebench.config import _is_path_dataset
-    from vaebench.dataset import DatasetError
 
     try:
         if _is_path_dataset(name):
@@ -220,110 +287,510 @@ def load_dataset(
     return ds
 
 
+def _dataset(registry: Any, ref: DatasetRef) -> Any:
+    """The dataset of ``ref``, loaded once per process; the fingerprint must match."""
+    key = (id(registry), ref.name, ref.options, ref.data_dir, ref.subset)
+    ds = _DATASETS.get(key)
+    if ds is None:
+        ds = load_dataset(registry, ref.name, dict(ref.options), ref.data_dir, ref.subset)
+        _DATASETS.clear()  # keep one dataset per process: datasets can be large
+        _DATASETS[key] = ds
+    if ref.fingerprint and ds.fingerprint() != ref.fingerprint:
+        raise DatasetError(
+            f"dataset {ref.name!r} loaded here has content {ds.fingerprint()}, but the cell was "
+            f"planned (or trained) on {ref.fingerprint}: the data files differ"
+        )
+    return ds
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def training_config(
+    cfg: RunConfig, registry: Any, model: str, dataset: str, ds: Any, seed: int, sweep: dict
+) -> dict[str, Any]:
+    """The training identity of a cell: everything that changes the trained weights."""
+    return {
+        "schema": SCHEMA,
+        "training_version": TRAINING_VERSION,
+        "model": model,
+        "params": cfg.resolved_params(registry, model, sweep),
+        "dataset": dataset,
+        "dataset_options": _resolved_dataset_options(cfg, registry, dataset),
+        "dataset_fingerprint": ds.fingerprint(),
+        "subset": cfg.subset,
+        "val_fraction": cfg.val_fraction,
+        "seed": seed,
+        "sweep": dict(sweep),
+    }
+
+
+def _resolved_dataset_options(cfg: RunConfig, registry: Any, dataset: str) -> dict[str, Any]:
+    from vaebench.config import _is_path_dataset, _user_dataset_defaults
+
+    defaults = (
+        _user_dataset_defaults()
+        if _is_path_dataset(dataset)
+        else registry.dataset(dataset).spec.defaults()
+    )
+    return {**defaults, **cfg.dataset_options.get(dataset, {})}
+
+
+def plan(
+    cfg: RunConfig, registry: Any, datasets: Mapping[str, Any] | None = None
+) -> list[Cell]:
+    """The grid's cells in run order (dataset-major, then model, sweep values, seed).
+    ``datasets`` maps each dataset name of ``cfg`` to its loaded :class:`Dataset` (loaded here
+    when not given: the content fingerprint is part of every key)."""
+    if datasets is None:
+        datasets = {
+            name: load_dataset(registry, name, cfg.dataset_options.get(name, {}), cfg.data_dir,
+                               cfg.subset)  # fmt: skip
+            for name in cfg.datasets
+        }
+    cells = []
+    for dataset in cfg.datasets:
+        ds = datasets[dataset]
+        for model in cfg.models:
+            for sweep in cfg.variants(registry, model):
+                for seed in cfg.seeds:
+                    config = training_config(cfg, registry, model, dataset, ds, seed, sweep)
+                    cells.append(
+                        Cell(model, dataset, seed, config, config_hash(config), dict(sweep))
+                    )
+    return cells
+
+
+def check_models(
+    registry: Any, cells: Sequence[Cell], datasets: Mapping[str, Any]
+) -> dict[str, str]:
+    """Build every distinct (model, params, image shape) once on the ``meta`` device, before
+    any training: invalid hyperparameters raise :class:`ConfigError` naming the model and the
+    problem. Returns ``{cell stem: reason}`` for cells whose model does not support the dataset
+    (its tags)."""
+    import torch
+
+    unsupported: dict[str, str] = {}
+    seen: dict[tuple[Any, ...], str | None] = {}
+    for cell in cells:
+        ds = datasets[cell.dataset]
+        key = (cell.model, config_hash(cell.params), tuple(ds.shape), ds.y_train is not None)
+        if key not in seen:
+            spec = registry.model(cell.model).spec
+            try:
+                model = spec.create(ds.shape, device=torch.device("meta"), **cell.params)
+                tags = model.tags
+            except (ValueError, TypeError, NotImplementedError) as exc:
+                raise ConfigError(
+                    f"model {cell.model!r} with {_params_text(cell)}: {exc}"
+                ) from None
+            except Exception as exc:  # noqa: BLE001 - a factory that cannot build on meta
+                log.debug("model %s not checked on the meta device: %s", cell.model, exc)
+                seen[key] = None
+                continue
+            seen[key] = tags.unsupported(ds.shape, has_labels=ds.y_train is not None)
+        if seen[key]:
+            unsupported[cell.stem] = f"model {cell.model!r} {seen[key]}"
+    return unsupported
+
+
+def _params_text(cell: Cell) -> str:
+    if cell.sweep:
+        return ", ".join(f"{k}={v}" for k, v in cell.sweep.items())
+    return "its parameters"
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+@dataclasses.dataclass
+class CellTask:
+    """Everything a worker needs to train or evaluate one cell (picklable)."""
+
+    kind: str  # "train" or "evaluate"
+    cell: Cell
+    dataset: DatasetRef
+    metrics: list[str]
+    eval_options: dict[str, Any]
+    device: str
+    threads: int | None
+    run_id: str
+    execution: dict[str, Any]
+    registry: Any = None  # None: the worker's own vaebench.plugins.get_registry()
+    save_state: bool = True
+    state: bytes | None = None  # evaluate: the stored state
+    record: dict[str, Any] | None = None  # evaluate: the stored record (fit, dataset info)
+    cache_dir: str | None = None
+    progress: bool | None = False  # per-epoch bar (in-process only)
+
+
+def _registry_for(task: CellTask) -> Any:
+    if task.registry is not None:
+        return task.registry
+    from vaebench.plugins import get_registry
+
+    return get_registry()
+
+
 def _origin(registry: Any, kind: str, name: str) -> str | None:
     table = getattr(registry, kind)
     return table[name].origin if name in table else None
 
 
-def _select_metrics(cfg: RunConfig, registry: Any) -> list[Any]:
-    names = cfg.metrics if cfg.metrics is not None else sorted(registry.metrics)
-    return [registry.metric(n).spec for n in names]
+def _device_for(task: CellTask) -> Any:
+    from vaebench.train import select_device
+
+    return select_device(task.device)
 
 
-def run_cell(
-    cell: Cell,
-    dataset: Any,
-    registry: Any,
-    device: Any,
-    metrics: list[Any],
-    states_dir: Path | None,
-    progress: Callable[[int, int, dict[str, float]], None] | None = None,
-) -> dict[str, Any]:
-    """Fit and evaluate one cell; return the result record (raises on failure).
+def execute_task(task: CellTask) -> dict[str, Any]:
+    """Train and/or evaluate one cell; return ``{"record": ..., "state": bytes | None}``.
 
-    Seeds Python, NumPy and torch from ``cell.seed`` first, so the result does not depend on
-    what ran before in the same process. Raises :class:`vaebench.model.DivergenceError` when
-    the trained model's codes or reconstructions are not finite.
+    Runs wherever the executor puts it and writes nothing: the grid process stores what comes
+    back. Failures of the cell are returned as a ``failed`` record, never raised (a full disk
+    and interruption excepted).
     """
     import torch
 
+    if task.threads is not None and torch.get_num_threads() != task.threads:
+        torch.set_num_threads(task.threads)
+    registry = _registry_for(task)
+    t0 = time.perf_counter()
+    if task.kind == "evaluate":
+        return _evaluate_task(task, registry, t0)
+    return _train_task(task, registry, t0)
+
+
+def _base_record(task: CellTask, registry: Any, ds: Any, device: Any) -> dict[str, Any]:
+    cell = task.cell
+    import torch
+
+    return {
+        "schema": SCHEMA,
+        "model": cell.model,
+        "dataset": cell.dataset,
+        "seed": cell.seed,
+        "config_hash": cell.hash,
+        "config": cell.config,
+        "execution": {
+            **task.execution,
+            "device": str(device),
+            "threads": torch.get_num_threads(),
+        },
+        "environment": _environment(device),
+        "run_id": task.run_id,
+        "plugins": {
+            "model": _origin(registry, "models", cell.model),
+            "dataset": _origin(registry, "datasets", cell.dataset),
+        },
+        "dataset_info": {
+            "shape": list(ds.shape),
+            "n_train": int(ds.x_train.shape[0]),
+            "n_test": int(ds.x_test.shape[0]),
+            "has_labels": ds.y_train is not None,
+            "fingerprint": ds.fingerprint(),
+            "citation": ds.citation,
+            "info": ds.info,
+        },
+        "started": now_iso(),
+        "history": {},
+        "evaluations": {},
+        "warnings": [],
+    }
+
+
+_ENV: dict[str, Any] = {}
+
+
+def _environment(device: Any) -> dict[str, Any]:
+    key = str(device)
+    if key not in _ENV:
+        _ENV[key] = environment(device)
+    env = dict(_ENV[key])
+    import torch
+
+    env["torch_threads"] = torch.get_num_threads()
+    return env
+
+
+def _failed(record: dict[str, Any], exc: BaseException, registry: Any, t0: float) -> dict:
+    from vaebench.errors import DivergenceError
+
+    record.update(
+        status="failed",
+        error={
+            "reason": failure_reason(exc, DivergenceError) + _plugin_note(registry, record),
+            "type": type(exc).__name__,
+            "traceback": traceback.format_exc(),
+        },
+        wall_seconds=time.perf_counter() - t0,
+        finished=now_iso(),
+    )
+    return record
+
+
+def _sanity_check(model: Any, x: Any) -> None:
+    """Before training: encode and decode two training images and check shapes, dtype,
+    finiteness and range, so that a wrong-shape plugin fails in a second."""
+    from vaebench.evaluation import GuardedModel
+
+    guarded = GuardedModel(model)
+    z = guarded.encode(x)
+    guarded.decode(z)
+
+
+def _train_task(task: CellTask, registry: Any, t0: float) -> dict[str, Any]:
+
     from vaebench.metric import EvalContext
-    from vaebench.model import DivergenceError
     from vaebench.train import seed_everything
 
-    spec = registry.model(cell.model).spec
-    seed_everything(cell.seed)
-    model = spec.create(dataset.shape, device=device, **cell.config["params"])
-    x_train = dataset.x_train.to(device)
-    fit = model.fit(x_train, progress=progress)
-    del x_train
-    with torch.inference_mode():
-        probe = dataset.x_test[:2].to(device)
-        z = model.encode(probe)
-        out = model.decode(z)
-    if tuple(z.shape) != (probe.shape[0], model.latent_dim):
-        raise ValueError(
-            f"model {cell.model!r}: encode returned shape {tuple(z.shape)}, "
-            f"expected {(probe.shape[0], model.latent_dim)}"
+    cell = task.cell
+    device = _device_for(task)
+    ds = _dataset(registry, task.dataset)
+    record = _base_record(task, registry, ds, device)
+    state: bytes | None = None
+    hook_errors: list[str] = []
+    try:
+        spec = registry.model(cell.model).spec
+        seed_everything(cell.seed)
+        model = spec.create(ds.shape, device=device, **cell.params)
+        train, x_val = ds.holdout(cell.config.get("val_fraction", 0.0))
+        record["dataset_info"]["n_val"] = int(x_val.shape[0])
+        x_train = train.x_train.to(device)
+        _sanity_check(model, x_train[:2])
+        y_train = train.y_train.to(device) if train.y_train is not None else None
+        val_curve: list[float] = []
+        progress = _epoch_callback(task, model, x_val, val_curve, hook_errors)
+        try:
+            if model.tags.uses_labels:
+                fit = model.fit(x_train, y_train, progress=progress)
+            else:
+                fit = model.fit(x_train, progress=progress)
+        finally:
+            progress.close()
+        del x_train
+        history = {k: list(v) for k, v in fit.history.items()}
+        if val_curve:
+            history["val_mse"] = val_curve
+        record["history"] = history
+        record["fit"] = {
+            "seconds": fit.seconds,
+            "samples_seen": fit.samples_seen,
+            "epochs": fit.epochs,
+        }
+        tags = model.tags
+        record["model_info"] = {
+            "n_params": int(model.n_params),
+            "latent_dim": int(model.latent_dim),
+            "can_sample": bool(tags.can_sample),
+            "tags": tags.to_dict(),
+        }
+        ctx = EvalContext(
+            seed=cell.seed,
+            device=device,
+            fit=fit,
+            eval_batch_size=int(task.eval_options.get("eval_batch_size", 1024)),
+            options=dict(task.eval_options),
+            cache_dir=Path(task.cache_dir) if task.cache_dir else None,
         )
-    if tuple(out.shape) != tuple(probe.shape):
-        raise ValueError(
-            f"model {cell.model!r}: decode returned shape {tuple(out.shape)}, "
-            f"expected {tuple(probe.shape)}"
-        )
-    if not (torch.isfinite(z).all() and torch.isfinite(out).all()):
-        raise DivergenceError("trained model gives NaN or infinite codes or reconstructions")
-    if states_dir is not None:
-        model.save(states_dir / f"{cell.stem}.pt")
+        record["evaluations"] = _evaluate(model, train, task, registry, ctx)
+        if task.save_state:
+            state = _state_bytes(model)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - a cell's failure is recorded
+        if is_enospc(exc):
+            raise
+        _free_memory(device)
+        return {"record": _failed(record, exc, registry, t0), "state": None}
+    for message in hook_errors:
+        record["warnings"].append({"kind": "hook", "message": message})
+    record.update(status="ok", wall_seconds=time.perf_counter() - t0, finished=now_iso())
+    del model
+    _free_memory(device)
+    return {"record": record, "state": state}
 
-    ctx = EvalContext(
-        seed=cell.seed,
-        device=device,
-        fit=fit,
-        eval_batch_size=int(cell.config["eval"]["eval_batch_size"]),
-        options=dict(cell.config["eval"]),
-    )
-    values: dict[str, float] = {}
-    info: dict[str, dict[str, Any]] = {}
-    for metric in metrics:
-        if not metric.applies_to(model, dataset):
-            continue
-        declared = metric.declared()
-        got = metric.evaluate(model, dataset, ctx)
-        missing = sorted(set(declared) - set(got))
-        extra = sorted(set(got) - set(declared))
-        if missing or extra:
-            raise ValueError(
-                f"metric {metric.name!r} returned values {sorted(got)}; declared "
-                f"{sorted(declared)} (missing {missing}, undeclared {extra})"
+
+def _evaluate(model: Any, ds: Any, task: CellTask, registry: Any, ctx: Any) -> dict:
+    from vaebench.evaluation import evaluate_metrics
+
+    metrics = [registry.metric(name).spec for name in task.metrics]
+    origins = {m.name: _origin(registry, "metrics", m.name) or "" for m in metrics}
+    return evaluate_metrics(model, ds, metrics, ctx, origins=origins, run_id=task.run_id)
+
+
+def _state_bytes(model: Any) -> bytes:
+    """The model's state as :meth:`Model.save` writes it (a plugin's own ``save`` is used
+    when it overrides the standard one)."""
+    import tempfile
+
+    import torch
+
+    from vaebench.model import Model
+
+    if type(model).save is Model.save:
+        buf = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+        return buf.getvalue()
+    with tempfile.TemporaryDirectory(prefix="vaebench-state-") as tmp:
+        path = Path(tmp) / "state.pt"
+        model.save(path)
+        return path.read_bytes()
+
+
+def _load_state(model: Any, state: bytes) -> None:
+    """Load state bytes into ``model`` through its own ``load`` (``weights_only=True``)."""
+    import tempfile
+
+    from vaebench.model import Model
+
+    if type(model).load is Model.load:
+        import torch
+
+        model.load_state_dict(
+            torch.load(io.BytesIO(state), map_location=model.device, weights_only=True)
+        )
+        return
+    with tempfile.TemporaryDirectory(prefix="vaebench-state-") as tmp:
+        path = Path(tmp) / "state.pt"
+        path.write_bytes(state)
+        model.load(path)
+
+
+class _EpochCallback:
+    """The ``progress`` callback handed to ``fit``: validation error per epoch (with
+    ``--val-fraction``), the per-epoch progress bar (in-process) and the ``vaebench_epoch_end``
+    hook (each plugin called on its own; a raising plugin is reported once per cell)."""
+
+    def __init__(
+        self, task: CellTask, model: Any, x_val: Any, curve: list, errors: list[str]
+    ) -> None:
+        from vaebench.plugins import get_plugin_manager
+
+        self.task, self.model, self.x_val, self.curve, self.errors = (
+            task,
+            model,
+            x_val,
+            curve,
+            errors,
+        )
+        self.impls = list(get_plugin_manager().hook.vaebench_epoch_end.get_hookimpls())
+        self.failed_plugins: set[str] = set()
+        self.bar = None
+        if task.progress is not False:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=task.cell.params.get("epochs"),
+                desc=task.cell.label,
+                unit="epoch",
+                leave=False,
+                disable=None if task.progress is None else not task.progress,
+                position=1,
+                dynamic_ncols=True,
             )
-        for k, v in got.items():
-            if k in values:
-                raise ValueError(f"metric value {k!r} reported by two metrics")
-            values[k] = float(v)
-            info[k] = {
-                **declared[k].to_dict(),
-                "metric": metric.name,
-                "group": getattr(metric, "group", "") or "",
-                "order": list(declared).index(k),
-            }
-    artifacts = {}
-    for k, v in ctx.artifacts.items():
-        if hasattr(v, "detach") or (hasattr(v, "ndim") and getattr(v, "ndim", 0) == 4):
-            artifacts[k] = encode_images(v)
-        else:
-            artifacts[k] = v
-    return {
-        "metrics": values,
-        "metric_info": info,
-        "history": fit.history,
-        "artifacts": artifacts,
-        "model_info": {
-            "n_params": model.n_params,
-            "latent_dim": model.latent_dim,
-            "can_sample": model.can_sample,
-        },
-    }
+
+    def __call__(self, epoch: int, epochs: int, logs: dict[str, float]) -> None:
+        logs = dict(logs)
+        if self.x_val.shape[0]:
+            logs["val_mse"] = self._val_mse()
+            self.curve.append(logs["val_mse"])
+        if self.bar is not None:
+            if self.bar.total != epochs:
+                self.bar.total = epochs
+            self.bar.n = epoch
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in list(logs.items())[:3]}, refresh=False)
+            self.bar.refresh()
+        for impl in self.impls:
+            if impl.plugin_name in self.failed_plugins:
+                continue
+            try:
+                call_hookimpl(impl, cell=self.task.cell, epoch=epoch, logs=logs)
+            except Exception as exc:  # noqa: BLE001 - a tracking plugin must not lose the cell
+                self.failed_plugins.add(impl.plugin_name)
+                message = (
+                    f'plugin "{impl.plugin_name}" raised in vaebench_epoch_end at epoch {epoch}: '
+                    f"{type(exc).__name__}: {exc} (not called again for this cell)"
+                )
+                log.warning("%s: %s", self.task.cell.label, message)
+                self.errors.append(message)
+
+    def _val_mse(self) -> float:
+        import torch
+
+        total, n = 0.0, 0
+        bs = int(self.task.eval_options.get("eval_batch_size", 1024))
+        with torch.inference_mode():
+            for i in range(0, self.x_val.shape[0], bs):
+                xb = self.x_val[i : i + bs].to(self.model.device)
+                out = self.model.decode(self.model.encode(xb))
+                total += float((out.double() - xb.double()).pow(2).sum())
+                n += xb.numel()
+        return total / max(n, 1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _epoch_callback(
+    task: CellTask, model: Any, x_val: Any, curve: list, errors: list[str]
+) -> _EpochCallback:
+    return _EpochCallback(task, model, x_val, curve, errors)
+
+
+def _fit_report(record: Mapping[str, Any]) -> Any:
+    from vaebench.model import FitReport
+
+    fit = record.get("fit")
+    if not isinstance(fit, Mapping):
+        return None
+    return FitReport(
+        history={k: list(v) for k, v in (record.get("history") or {}).items()},
+        seconds=float(fit.get("seconds", float("nan"))),
+        samples_seen=int(fit.get("samples_seen", 0)),
+        epochs=int(fit.get("epochs", 0)),
+    )
+
+
+def _evaluate_task(task: CellTask, registry: Any, t0: float) -> dict[str, Any]:
+    from vaebench.metric import EvalContext
+
+    cell = task.cell
+    device = _device_for(task)
+    record = dict(task.record or {})
+    try:
+        ds = _dataset(registry, task.dataset)
+        train, _ = ds.holdout(cell.config.get("val_fraction", 0.0))
+        spec = registry.model(cell.model).spec
+        model = spec.create(ds.shape, device=device, **cell.params)
+        assert task.state is not None
+        _load_state(model, task.state)
+        ctx = EvalContext(
+            seed=cell.seed,
+            device=device,
+            fit=_fit_report(record),
+            eval_batch_size=int(task.eval_options.get("eval_batch_size", 1024)),
+            options=dict(task.eval_options),
+            cache_dir=Path(task.cache_dir) if task.cache_dir else None,
+        )
+        evaluations = _evaluate(model, train, task, registry, ctx)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001
+        if is_enospc(exc):
+            raise
+        _free_memory(device)
+        if isinstance(exc, ModelContractError):
+            return {"record": _failed(record, exc, registry, t0), "state": None}
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        evaluations = {
+            name: {"metric": name, "status": "failed", "reason": f"cannot evaluate: {reason}",
+                   "traceback": traceback.format_exc(), "run_id": task.run_id,
+                   "evaluated": now_iso()}
+            for name in task.metrics
+        }  # fmt: skip
+    _free_memory(device)
+    return {"record": None, "evaluations": evaluations, "state": None}
+
+
+# ----------------------------------------------------------------------------- the grid
 
 
 def run(
@@ -338,23 +805,45 @@ def run(
 ) -> RunSummary:
     """Run the grid of ``cfg`` into ``out_dir`` and return what happened to each cell.
 
-    ``force`` reruns cells that finished before this call; ``show_progress`` ``None`` shows
+    ``force`` retrains cells that finished before this call; ``show_progress`` ``None`` shows
     progress bars only when stderr is a terminal. Raises :class:`RunInterrupted` on Ctrl-C,
-    SIGTERM or SIGHUP, :class:`vaebench.results.ResultsError` when ``out_dir`` holds results of
-    another schema version, :class:`vaebench.dataset.DatasetError` when a dataset cannot be
-    loaded (nothing is trained then), and ``OSError`` (ENOSPC) when the disk is full. See the
-    module docstring for the rules.
+    SIGTERM or SIGHUP, :class:`vaebench.errors.ResultsError` when ``out_dir`` holds results of
+    an unknown schema, :class:`vaebench.errors.DatasetError` when a dataset cannot be loaded
+    and :class:`vaebench.errors.ConfigError` for an invalid hyperparameter (nothing is trained
+    then), and :class:`vaebench.errors.DiskFullError` when the disk is full. See the module
+    docstring for the rules.
     """
     from vaebench.plugins import get_registry
-    from vaebench.train import select_device
 
     registry = registry or get_registry()
-    grid = _Grid(cfg, Path(out_dir), registry, force, save_states, show_progress, argv)
-    return grid.run(select_device(cfg.device))
+    grid = _Grid(cfg, Path(out_dir), registry, force, save_states, show_progress, argv, "run")
+    return grid.run()
+
+
+def evaluate(
+    out_dir: str | os.PathLike,
+    cfg: RunConfig,
+    *,
+    registry: Any = None,
+    show_progress: bool | None = None,
+    argv: list[str] | None = None,
+    force: bool = False,
+) -> RunSummary:
+    """Evaluate the stored models of ``out_dir`` with ``cfg``'s metrics and evaluation options,
+    without training: every ok cell whose evaluation of a selected metric is missing, failed,
+    or keyed differently (another version or options) is evaluated; ``force`` re-evaluates all
+    selected metrics. ``cfg`` supplies the metrics, eval options and execution settings (its
+    grid is ignored: the cells are those stored). A cell whose state file is missing gets a
+    failed evaluation saying so."""
+    from vaebench.plugins import get_registry
+
+    registry = registry or get_registry()
+    grid = _Grid(cfg, Path(out_dir), registry, force, True, show_progress, argv, "evaluate")
+    return grid.run()
 
 
 class _Grid:
-    """State of one :func:`run` call (kept off the public API)."""
+    """State of one :func:`run`/:func:`evaluate` call (kept off the public API)."""
 
     def __init__(
         self,
@@ -365,9 +854,11 @@ class _Grid:
         save_states: bool,
         show_progress: bool | None,
         argv: list[str] | None,
+        mode: str,
     ) -> None:
-        self.cfg, self.out, self.registry = cfg, out, registry
+        self.cfg, self.out, self.registry, self.mode = cfg, out, registry, mode
         self.force, self.save_states, self.argv = force, save_states, argv
+        self.show_progress = show_progress
         self.disable = None if show_progress is None else not show_progress
         self.cells_dir, self.states_dir = out / "cells", out / "states"
         self.started_at = time.time()
@@ -376,18 +867,29 @@ class _Grid:
         self.run_id = f"{self.started.replace(':', '')}-{os.getpid()}-{secrets.token_hex(3)}"
         self.summary = RunSummary(out, run_id=self.run_id)
         self.datasets: dict[str, Any] = {}
+        self.refs: dict[str, DatasetRef] = {}
         self.warned: set[Path] = set()
         self.manifest: dict[str, Any] = {}
         self.manifest_path = out / "manifests" / f"{self.run_id}.json"
+        self.metric_names = cfg.selected_metrics(registry)
+        self.metrics = {n: registry.metric(n).spec for n in self.metric_names}
+        self.unsupported: dict[str, str] = {}
 
     # -- setup -------------------------------------------------------------------------------
     def _prepare_folder(self) -> None:
+        if self.mode == "evaluate" and not (self.out / "cells").is_dir():
+            raise ResultsError(f"{self.out} is not a vaebench results folder (no cells/ inside)")
         corrupt = check_results_folder(self.out)
         try:
             self.cells_dir.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            what = self.cells_dir if self.cells_dir.exists() else self.out
+            raise ResultsError(
+                f"cannot create results folder: {what} exists and is a file"
+            ) from None
         except OSError as exc:
             if is_enospc(exc):
-                raise
+                raise DiskFullError(exc.errno, f"no space left on device for {self.out}") from exc
             raise ResultsError(
                 f"cannot create results folder {self.out}: {exc.strerror or exc}"
             ) from None
@@ -403,156 +905,270 @@ class _Grid:
         self.manifest.update(status=status, summary=self.summary.to_dict(), **extra)
         atomic_write_json(self.manifest_path, self.manifest)
 
+    def _eval_options(self) -> dict[str, Any]:
+        return dict(self.cfg.eval)
+
+    def _needed_metrics(self, rec: Mapping[str, Any]) -> list[str]:
+        """Selected metrics whose stored evaluation is missing, failed or keyed differently."""
+        from vaebench.evaluation import evaluation_key, metric_options
+
+        need = []
+        stored = rec.get("evaluations") or {}
+        for name, metric in self.metrics.items():
+            ev = stored.get(name)
+            key = evaluation_key(metric, metric_options(metric, self.cfg.eval))
+            if (
+                self.force and self.mode == "evaluate"
+                or ev is None
+                or ev.get("key") != key
+                or ev.get("status") == "failed"
+            ):  # fmt: skip
+                need.append(name)
+        return need
+
     # -- per cell ----------------------------------------------------------------------------
-    def _existing(self, cell: Cell) -> tuple[bool, dict[str, Any] | None]:
-        """``(needs_run, record)`` for the cell's file as it is on disk now."""
+    def _decide(self, cell: Cell) -> tuple[str, dict[str, Any] | None, list[str]]:
+        """``(action, record, metrics)`` for the cell as it is on disk now. Actions: ``train``,
+        ``evaluate`` (``metrics`` to add), ``skip`` (unsupported: write the record), ``done``,
+        ``failed-elsewhere``."""
         path = self.cells_dir / f"{cell.stem}.json"
         try:
             mtime = path.stat().st_mtime
         except FileNotFoundError:
-            return True, None
-        try:
-            rec = read_cell(path)
-        except ResultsError as exc:  # reported once by _prepare_folder
-            log.debug("%s; the cell runs again", exc)
-            return True, None
-        if rec["config_hash"] != cell.hash:
+            rec = None
+        else:
+            try:
+                rec = read_cell(path)
+            except ResultsError as exc:  # reported once by _prepare_folder
+                log.debug("%s; the cell runs again", exc)
+                rec = None
+        if rec is not None and rec["config_hash"] != cell.hash:
             if path not in self.warned:
                 self.warned.add(path)
                 log.warning("%s does not hold the config it is named after; it runs again", path)
-            return True, None
+            rec = None
+        if self.mode == "evaluate":
+            if rec is None or rec["status"] != "ok":
+                return "done", rec, []
+            need = self._needed_metrics(rec)
+            return ("evaluate" if need else "done"), rec, need
+        if cell.stem in self.unsupported:
+            if rec is not None and rec["status"] == "skipped" and not self.force:
+                return "done", rec, []
+            return "skip", rec, []
+        if rec is None:
+            return "train", None, list(self.metric_names)
         before_us = mtime < self.started_at
-        if rec["status"] != "ok":
-            return before_us, rec  # a failure from an earlier run is retried
-        return (self.force and before_us), rec
+        if rec["status"] == "failed":
+            return ("train" if before_us else "failed-elsewhere"), rec, list(self.metric_names)
+        if rec["status"] != "ok" or (self.force and before_us):
+            return "train", rec, list(self.metric_names)
+        need = self._needed_metrics(rec)
+        if not need:
+            return "done", rec, []
+        if not (self.states_dir / f"{cell.stem}.pt").is_file():
+            log.info("%s: no stored state for the new metrics; it is trained again", cell.label)
+            return "train", rec, list(self.metric_names)
+        return "evaluate", rec, need
 
-    def _attempt(self, cell: Cell, wait: bool) -> str:
-        """Run ``cell`` unless it is finished or claimed; return the outcome."""
-        needs, rec = self._existing(cell)
-        if not needs:
-            return self._outcome_of(rec)
-        lock = CellLock(self.cells_dir / f"{cell.stem}.lock")
-        if not lock.acquire(blocking=wait):
-            return "busy"
-        try:
-            needs, rec = self._existing(cell)  # another process may have finished it meanwhile
-            if not needs:
-                return self._outcome_of(rec)
-            record = self._run_one(cell)
-            atomic_write_json(self.cells_dir / f"{cell.stem}.json", record)
-        finally:
-            lock.release()
-        if record["status"] == "ok":
-            self.summary.ran.append(cell)
-            log.info("finished %s", cell.label)
-            return "ran"
-        reason = record["error"]["reason"]
-        self.summary.failed.append((cell, reason))
-        log.warning("FAILED %s: %s", cell.label, reason)
-        return "failed"
+    def _task(self, cell: Cell, action: str, rec: Any, metrics: list[str]) -> CellTask:
+        from vaebench.plugins import get_registry
 
-    def _outcome_of(self, rec: dict[str, Any] | None) -> str:
-        assert rec is not None
-        if rec["status"] == "ok":
-            return "done"
-        return "failed-elsewhere"
+        state = None
+        if action == "evaluate":
+            state = (self.states_dir / f"{cell.stem}.pt").read_bytes()
+        registry = None if self.registry is get_registry() else self.registry
+        in_process = self.executor.capacity <= 1 and self.cfg.executor == "local"
+        return CellTask(
+            kind="train" if action == "train" else "evaluate",
+            cell=cell,
+            dataset=self.refs[cell.dataset],
+            metrics=metrics,
+            eval_options=self._eval_options(),
+            device=self.cfg.device,
+            threads=self.plan.threads,
+            run_id=self.run_id,
+            execution=self.execution,
+            registry=registry,
+            save_state=self.save_states,
+            state=state,
+            record=rec,
+            cache_dir=str(self.out / "features"),
+            progress=self.show_progress if in_process else False,
+        )
 
-    def _run_one(self, cell: Cell) -> dict[str, Any]:
-        from tqdm.auto import tqdm
+    def _store(self, cell: Cell, action: str, rec: Any, outcome: dict[str, Any]) -> str:
+        """Write what a task returned; return the outcome for the summary."""
+        from vaebench.evaluation import cell_warnings
 
-        from vaebench.model import DivergenceError
+        path = self.cells_dir / f"{cell.stem}.json"
+        if outcome.get("record") is not None:
+            record = outcome["record"]
+            if action == "evaluate":  # the model broke the contract while being evaluated
+                record = {**record, "evaluations": {**(rec or {}).get("evaluations", {})}}
+        else:
+            record = {k: v for k, v in (rec or {}).items() if not k.startswith("_")}
+            record["evaluations"] = {**record.get("evaluations", {}), **outcome["evaluations"]}
+            record["evaluated"] = now_iso()
+        hook_warnings = [w for w in record.get("warnings", []) if w.get("kind") == "hook"]
+        record["warnings"] = hook_warnings + cell_warnings(record)
+        if outcome.get("state") is not None:
+            atomic_write_bytes(self.states_dir / f"{cell.stem}.pt", outcome["state"])
+        write_cell(path, record)
+        self.summary.book(cell, record)
+        self._cell_finished(cell, record)
+        if record["status"] != "ok":
+            reason = record["error"]["reason"]
+            self.summary.failed.append((cell, reason))
+            log.warning("FAILED %s: %s", cell.label, reason)
+            return "failed"
+        if action == "evaluate":
+            self.summary.evaluated.append(cell)
+            log.info("evaluated %s (%s)", cell.label, ", ".join(outcome.get("evaluations", {})))
+            return "evaluated"
+        self.summary.ran.append(cell)
+        log.info("finished %s", cell.label)
+        return "ran"
 
-        dataset = self.datasets[cell.dataset]
-        env = self.manifest["environment"]
-        base = {
+    def _write_skipped(self, cell: Cell) -> None:
+        ds = self.datasets[cell.dataset]
+        record = {
             "schema": SCHEMA,
             "model": cell.model,
             "dataset": cell.dataset,
             "seed": cell.seed,
             "config_hash": cell.hash,
             "config": cell.config,
-            "environment": env,
             "run_id": self.run_id,
-            "plugins": {
-                "model": _origin(self.registry, "models", cell.model),
-                "dataset": _origin(self.registry, "datasets", cell.dataset),
-            },
-            "dataset_info": {
-                "shape": list(dataset.shape),
-                "n_train": int(dataset.x_train.shape[0]),
-                "n_test": int(dataset.x_test.shape[0]),
-                "citation": dataset.citation,
-                "info": dataset.info,
-            },
-            "started": now_iso(),
-        }
-        pbar = tqdm(
-            total=cell.config["params"].get("epochs"),
-            desc=cell.label,
-            unit="epoch",
-            leave=False,
-            disable=self.disable,
-            position=1,
-            dynamic_ncols=True,
-        )
-
-        def progress(done: int, total: int, logs: dict[str, float]) -> None:
-            if pbar.total != total:
-                pbar.total = total
-            pbar.n = done
-            pbar.set_postfix({k: f"{v:.4g}" for k, v in list(logs.items())[:3]}, refresh=False)
-            pbar.refresh()
-
-        stage = staging_dir(self.states_dir) if self.save_states else None
-        t0 = time.perf_counter()
-        failure: dict[str, Any] | None = None
-        try:
-            result = run_cell(
-                cell, dataset, self.registry, self.device, self.metrics, stage, progress
-            )
-            if stage is not None:
-                os.replace(stage / f"{cell.stem}.pt", self.states_dir / f"{cell.stem}.pt")
-        except (Exception, SystemExit) as exc:  # noqa: BLE001 - a cell's failure is recorded
-            if is_enospc(exc):
-                raise
-            failure = {
-                "reason": failure_reason(exc, DivergenceError)
-                + _plugin_note(self.registry, cell.model),
-                "type": type(exc).__name__,
-                "traceback": traceback.format_exc(),
-            }
-        finally:
-            pbar.close()
-            if stage is not None:
-                shutil.rmtree(stage, ignore_errors=True)
-        if failure is not None:
-            _free_memory(self.device)  # after the except block: the traceback's frames are gone
-            return {
-                **base,
-                "status": "failed",
-                "error": failure,
-                "wall_seconds": time.perf_counter() - t0,
-                "finished": now_iso(),
-            }
-        return {
-            **base,
-            **result,
-            "status": "ok",
-            "wall_seconds": time.perf_counter() - t0,
+            "status": "skipped",
+            "skip_reason": self.unsupported[cell.stem],
+            "dataset_info": {"shape": list(ds.shape)},
+            "evaluations": {},
+            "warnings": [],
             "finished": now_iso(),
         }
+        write_cell(self.cells_dir / f"{cell.stem}.json", record)
+        self.summary.unsupported.append((cell, self.unsupported[cell.stem]))
+        log.info("skipped %s: %s", cell.label, self.unsupported[cell.stem])
+        self._cell_finished(cell, record)
+
+    def _cell_finished(self, cell: Cell, record: dict[str, Any]) -> None:
+        """Call every plugin's ``vaebench_cell_finished`` on its own; report a raising one."""
+        from vaebench.plugins import get_plugin_manager
+
+        for impl in get_plugin_manager().hook.vaebench_cell_finished.get_hookimpls():
+            try:
+                call_hookimpl(impl, cell=cell, record=record)
+            except Exception as exc:  # noqa: BLE001 - the stored cell is never lost
+                message = (
+                    f'plugin "{impl.plugin_name}" raised in vaebench_cell_finished: '
+                    f"{type(exc).__name__}: {exc}"
+                )
+                log.warning("%s: %s", cell.label, message)
+                self.summary.warnings.append((cell, message))
 
     # -- the grid ----------------------------------------------------------------------------
-    def run(self, device: Any) -> RunSummary:
+    def _load_datasets(self) -> None:
+        for name in self.cfg.datasets:
+            ds = load_dataset(
+                self.registry,
+                name,
+                self.cfg.dataset_options.get(name, {}),
+                self.cfg.data_dir,
+                self.cfg.subset,
+            )
+            self.datasets[name] = ds
+            ref = DatasetRef.of(
+                name, self.cfg.dataset_options.get(name, {}), self.cfg.data_dir, self.cfg.subset
+            )
+            self.refs[name] = dataclasses.replace(ref, fingerprint=ds.fingerprint())
+            key = (id(self.registry), ref.name, ref.options, ref.data_dir, ref.subset)
+            _DATASETS[key] = ds  # in-process tasks reuse it
+
+    def _stored_cells(self) -> list[Cell]:
+        """``evaluate``: the cells of the folder (ok ones are evaluated)."""
+        from vaebench.results import iter_cell_paths
+
+        cells = []
+        for p in iter_cell_paths(self.out):
+            try:
+                rec = read_cell(p)
+            except ResultsError as exc:
+                log.warning("%s", exc)
+                continue
+            config = rec.get("config") or {}
+            cell = Cell(
+                rec["model"],
+                rec["dataset"],
+                rec["seed"],
+                config,
+                rec["config_hash"],
+                dict(config.get("sweep") or {}),
+            )
+            if cell.stem != p.stem:
+                log.warning("%s does not hold the cell it is named after; not evaluated", p)
+                continue
+            if rec["status"] == "ok" and cell.dataset not in self.refs:
+                opts = config.get("dataset_options") or {}
+                self.refs[cell.dataset] = DatasetRef(
+                    cell.dataset,
+                    tuple(sorted(opts.items())),
+                    self.cfg.data_dir,
+                    config.get("subset"),
+                    config.get("dataset_fingerprint", ""),
+                )
+            cells.append(cell)
+        return cells
+
+    def _check_evaluate_cells(self, cells: list[Cell]) -> list[Cell]:
+        """Cells of an old folder may name models or datasets no longer installed."""
+        keep = []
+        for cell in cells:
+            missing = [
+                f"{kind} {name!r}"
+                for kind, name, table in (
+                    ("model", cell.model, self.registry.models),
+                    ("dataset", cell.dataset, self.registry.datasets),
+                )
+                if name not in table and not (kind == "dataset" and "/" in name)
+            ]
+            if missing:
+                log.warning("%s not evaluated: %s not installed", cell.label, " and ".join(missing))
+                continue
+            keep.append(cell)
+        return keep
+
+    def run(self) -> RunSummary:
         from tqdm.auto import tqdm
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        self.device = device
+        from vaebench.executors import make_executor, plan_workers
+        from vaebench.train import select_device
+
+        device = select_device(self.cfg.device)
         self._prepare_folder()
-        cells = plan(self.cfg, self.registry)
-        self.metrics = _select_metrics(self.cfg, self.registry)
+        if self.mode == "run":
+            self._load_datasets()
+            cells = plan(self.cfg, self.registry, self.datasets)
+            self.unsupported = check_models(self.registry, cells, self.datasets)
+        else:
+            cells = self._check_evaluate_cells(self._stored_cells())
+        import torch
+
+        n_gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+        self.plan = plan_workers(
+            len(cells), device.type, self.cfg.workers, self.cfg.threads, n_gpus
+        )
+        self.execution = {
+            "executor": self.cfg.executor,
+            "scheduler": self.cfg.scheduler,
+            "workers": self.plan.workers,
+            "concurrent": self.plan.concurrent,
+        }
+        self.summary.execution = {**self.execution, "threads": self.plan.threads}
         self.manifest = {
             "schema": MANIFEST_SCHEMA,
+            "kind": self.mode,
             "run_id": self.run_id,
             "started": self.started,
             "host": socket.gethostname(),
@@ -560,41 +1176,43 @@ class _Grid:
             "argv": self.argv,
             "force": self.force,
             "config": self.cfg.to_dict(),
+            "execution": {**self.execution, "threads": self.plan.threads},
             "environment": environment(device),
             "plugins": {
                 "models": {m: _origin(self.registry, "models", m) for m in self.cfg.models},
                 "datasets": {d: _origin(self.registry, "datasets", d) for d in self.cfg.datasets},
-                "metrics": {
-                    m.name: _origin(self.registry, "metrics", m.name) for m in self.metrics
-                },
+                "metrics": {m: _origin(self.registry, "metrics", m) for m in self.metric_names},
             },
             "cells": [c.stem for c in cells],
         }
         self._write_manifest("running")
         bar = tqdm(
-            total=len(cells), desc="grid", unit="cell", disable=self.disable, dynamic_ncols=True
+            total=len(cells),
+            desc="evaluate" if self.mode == "evaluate" else "grid",
+            unit="cell",
+            disable=self.disable,
+            dynamic_ncols=True,
         )
         redirect = logging_redirect_tqdm([logging.getLogger("vaebench")]) if not bar.disable else (
             contextlib.nullcontext()
         )  # fmt: skip
+        self.bar = bar
+        self.executor = None
+        self.in_flight: dict[Any, tuple[Cell, CellLock, str, Any]] = {}
         try:
-            with redirect, _termination_as_interrupt():
-                self._load_datasets([c for c in cells if self._existing(c)[0]])
-                for cell in cells:
-                    bar.set_postfix_str(cell.label)
-                    self._record(cell, self._attempt(cell, wait=False))
-                    bar.update(0 if cell in self.summary.busy else 1)
-                for cell in list(self.summary.busy):
-                    self.summary.busy.remove(cell)
+            with redirect, termination_as_interrupt():
+                self.executor = make_executor(self.cfg.executor, self.plan, self.cfg.scheduler)
+                self._loop(cells, wait=False)
+                waiting, self.summary.busy = list(self.summary.busy), []
+                for cell in waiting:
                     owner = CellLock(self.cells_dir / f"{cell.stem}.lock").owner()
                     log.info("waiting for %s (claimed by %s)", cell.label, owner or "another run")
                     bar.set_postfix_str(f"waiting: {cell.label}")
-                    if cell.dataset not in self.datasets:
-                        self._load_datasets([cell])
-                    self._record(cell, self._attempt(cell, wait=True), waited=True)
-                    bar.update(1)
+                    self._loop([cell], wait=True)
+                self.executor.shutdown()
         except KeyboardInterrupt as exc:
             bar.close()
+            self._abandon()
             signum = exc.signum if isinstance(exc, _Terminated) else signal.SIGINT
             with contextlib.suppress(Exception, KeyboardInterrupt):
                 self._reconcile(cells)
@@ -602,12 +1220,128 @@ class _Grid:
             raise RunInterrupted(self.summary, signum) from None
         except BaseException as exc:
             bar.close()
+            self._abandon()
             with contextlib.suppress(Exception):
                 self._write_manifest("aborted", finished=now_iso(), error=f"{exc}")
             raise
         bar.close()
         self._write_manifest("finished", finished=now_iso())
         return self.summary
+
+    def _abandon(self) -> None:
+        """Stop the workers and give up the cells in flight (their locks are released)."""
+        if self.executor is not None:
+            with contextlib.suppress(Exception):
+                self.executor.shutdown(cancel=True)
+        for _, lock, _, _ in self.in_flight.values():
+            lock.release()
+        self.in_flight.clear()
+
+    def _loop(self, cells: list[Cell], wait: bool) -> None:
+        """Claim, submit and store cells, keeping at most ``executor.capacity`` in flight."""
+        queue = list(cells)
+        while queue or self.in_flight:
+            while queue and len(self.in_flight) < self.executor.capacity:
+                cell = queue.pop(0)
+                self.bar.set_postfix_str(self._status_text(cell))
+                self._claim_and_submit(cell, wait)
+            if not self.in_flight:
+                break
+            for fut in self.executor.wait_first(list(self.in_flight)):
+                cell, lock, action, rec = self.in_flight.pop(fut)
+                try:
+                    outcome = self._result(fut, cell, action)
+                    self._store(cell, action, rec, outcome)
+                finally:
+                    lock.release()
+                self.bar.update(1)
+                self._write_manifest("running")
+
+    def _status_text(self, cell: Cell) -> str:
+        running = len(self.in_flight)
+        if self.executor.capacity <= 1:
+            return cell.label
+        return f"running {running}, failed {len(self.summary.failed)}"
+
+    def _result(self, fut: Any, cell: Cell, action: str) -> dict[str, Any]:
+        """A task's outcome; a worker that died becomes a failed cell."""
+        try:
+            return fut.result()
+        except DiskFullError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the worker died or the executor broke
+            if is_enospc(exc):
+                raise
+            from concurrent.futures.process import BrokenProcessPool
+
+            if isinstance(exc, BrokenProcessPool):
+                reason = "the worker process died (killed, or out of memory?)"
+                self._restart_executor()
+            else:
+                reason = f"{type(exc).__name__}: {exc}"
+            record = {
+                "schema": SCHEMA,
+                "model": cell.model,
+                "dataset": cell.dataset,
+                "seed": cell.seed,
+                "config_hash": cell.hash,
+                "config": cell.config,
+                "run_id": self.run_id,
+                "evaluations": {},
+                "warnings": [],
+                "status": "failed",
+                "error": {"reason": reason, "type": type(exc).__name__,
+                          "traceback": traceback.format_exc()},
+                "finished": now_iso(),
+            }  # fmt: skip
+            return {"record": record, "state": None}
+
+    def _restart_executor(self) -> None:
+        from vaebench.executors import make_executor
+
+        with contextlib.suppress(Exception):
+            self.executor.shutdown(cancel=True)
+        self.executor = make_executor(self.cfg.executor, self.plan, self.cfg.scheduler)
+        # every other task of the broken pool is lost too: they come back as failed futures
+
+    def _claim_and_submit(self, cell: Cell, wait: bool) -> None:
+        action, rec, metrics = self._decide(cell)
+        if action in ("done", "failed-elsewhere"):
+            self._record_existing(cell, action, rec, waited=wait)
+            self.bar.update(1)
+            return
+        lock = CellLock(self.cells_dir / f"{cell.stem}.lock")
+        if not lock.acquire(blocking=wait):
+            self.summary.busy.append(cell)
+            return
+        try:
+            action, rec, metrics = self._decide(cell)  # another process may have finished it
+            if action in ("done", "failed-elsewhere"):
+                lock.release()
+                self._record_existing(cell, action, rec, waited=wait)
+                self.bar.update(1)
+                return
+            if action == "skip":
+                self._write_skipped(cell)
+                lock.release()
+                self.bar.update(1)
+                return
+            task = self._task(cell, action, rec, metrics)
+            fut = self.executor.submit(execute_task, task)
+        except BaseException:
+            lock.release()
+            raise
+        self.in_flight[fut] = (cell, lock, action, rec)
+
+    def _record_existing(self, cell: Cell, action: str, rec: Any, waited: bool) -> None:
+        if action == "failed-elsewhere":
+            self.summary.failed.append((cell, rec["error"]["reason"]))
+        elif rec is not None and rec["status"] == "skipped":
+            self.summary.unsupported.append((cell, rec.get("skip_reason", "")))
+        elif rec is None and self.mode == "evaluate":
+            return
+        else:
+            (self.summary.elsewhere if waited else self.summary.skipped).append(cell)
 
     def _reconcile(self, cells: list[Cell]) -> None:
         """Count cells this run saved but had no time to book (a signal between the write and
@@ -624,42 +1358,28 @@ class _Grid:
                 continue
             if rec["status"] == "ok":
                 self.summary.ran.append(cell)
-            else:
+            elif rec["status"] == "failed":
                 self.summary.failed.append((cell, rec["error"]["reason"]))
             for pending in (self.summary.busy, self.summary.skipped):
                 if cell in pending:
                     pending.remove(cell)
 
-    def _record(self, cell: Cell, outcome: str, waited: bool = False) -> None:
-        if outcome == "busy":
-            self.summary.busy.append(cell)
-        elif outcome == "done":
-            (self.summary.elsewhere if waited else self.summary.skipped).append(cell)
-        elif outcome == "failed-elsewhere":
-            rec = read_cell(self.cells_dir / f"{cell.stem}.json")
-            self.summary.failed.append((cell, rec["error"]["reason"]))
-        if outcome in ("ran", "failed", "failed-elsewhere"):
-            self._write_manifest("running")
 
-    def _load_datasets(self, cells: list[Cell]) -> None:
-        for name in dict.fromkeys(c.dataset for c in cells):
-            if name not in self.datasets:
-                self.datasets[name] = load_dataset(
-                    self.registry,
-                    name,
-                    self.cfg.dataset_options.get(name, {}),
-                    self.cfg.data_dir,
-                    self.cfg.subset,
-                )
+def call_hookimpl(impl: Any, **kwargs: Any) -> Any:
+    """Call one plugin's hook implementation with the arguments it declares (pluggy lets an
+    implementation take a subset of the spec's arguments)."""
+    return impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
 
 
 def failure_reason(exc: BaseException, divergence: type) -> str:
-    """One line saying why a cell failed: ``diverged: ...``, ``out of memory: ...`` or
-    ``ExceptionType: message``."""
+    """One line saying why a cell failed: ``diverged: ...``, ``out of memory: ...``,
+    ``model contract: ...`` or ``ExceptionType: message``."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     lowered = str(exc).lower()
     if isinstance(exc, divergence):
         return f"diverged: {text}"
+    if isinstance(exc, ModelContractError):
+        return f"model contract: {text}"
     if (
         isinstance(exc, MemoryError)
         or type(exc).__name__ == "OutOfMemoryError"
@@ -671,7 +1391,7 @@ def failure_reason(exc: BaseException, divergence: type) -> str:
 
 
 def _free_memory(device: Any) -> None:
-    """Give memory back after a failed cell (an out-of-memory error must not starve the next)."""
+    """Give memory back after a cell (an out-of-memory error must not starve the next)."""
     gc.collect()
     if getattr(device, "type", None) == "cuda":
         import torch
@@ -679,7 +1399,7 @@ def _free_memory(device: Any) -> None:
         torch.cuda.empty_cache()
 
 
-def _plugin_note(registry: Any, model: str) -> str:
+def _plugin_note(registry: Any, record: Mapping[str, Any]) -> str:
     """`` [model from DIST VERSION (plugin P)]`` for third-party models; empty for built-ins."""
-    reg = getattr(registry, "models", {}).get(model)
+    reg = getattr(registry, "models", {}).get(record.get("model"))
     return "" if reg is None or reg.dist == "vaebench" else f" [model from {reg.origin}]"

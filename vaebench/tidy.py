@@ -54,8 +54,9 @@ SOURCE_GROUPS = {
     "throughput": "cost",
 }
 
-#: Config entries that do not make two cells different set-ups of one model.
-_NOT_SETUP = ("seed", "schema", "model", "dataset")
+#: Config entries that do not make two cells different set-ups of one model (``sweep`` repeats
+#: values that ``params`` holds).
+_NOT_SETUP = ("seed", "schema", "model", "dataset", "sweep")
 
 
 def metric_group(source: str, stored: str | None = None) -> str:
@@ -166,8 +167,11 @@ def tidy_frame(cells: Sequence[dict[str, Any]], include_failed: bool = False) ->
         }
         if cell["status"] != "ok":
             if include_failed:
-                reason = (cell.get("error") or {}).get("reason", "")
-                rows.append({**base, "metric": "failed", "value": math.nan, "error": reason})
+                if cell["status"] == "skipped":
+                    what, reason = "skipped", cell.get("skip_reason", "")
+                else:
+                    what, reason = "failed", (cell.get("error") or {}).get("reason", "")
+                rows.append({**base, "metric": what, "value": math.nan, "error": reason})
             continue
         info = cell.get("metric_info", {})
         for name, value in sorted(cell.get("metrics", {}).items()):
@@ -221,7 +225,8 @@ def load_results(
       (the value's position in its metric's declaration when stored, else missing).
 
     ``models``, ``datasets`` and ``metrics`` keep only those names. With ``include_failed`` each
-    failed cell adds one row with ``metric="failed"``, NaN value and the reason in ``error``.
+    failed cell adds one row with ``metric="failed"`` (a cell skipped because the model does
+    not support the dataset: ``"skipped"``), NaN value and the reason in ``error``.
     Rows are sorted by run, dataset, model, variant, seed and metric.
     """
     dirs: list[str | os.PathLike] = []
@@ -237,6 +242,6 @@ def load_results(
         cells = [c for c in cells if c["dataset"] in set(datasets)]
     frame = tidy_frame(cells, include_failed=include_failed)
     if metrics is not None:
-        keep = set(metrics) | ({"failed"} if include_failed else set())
+        keep = set(metrics) | ({"failed", "skipped"} if include_failed else set())
         frame = frame[frame["metric"].isin(keep)].reset_index(drop=True)
     return frame

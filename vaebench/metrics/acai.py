@@ -49,6 +49,9 @@ from torch import Tensor
 
 from vaebench.metric import EvalContext, Metric, Value
 from vaebench.metrics.interpolation import (
+    INTERPOLATION_OPTION_DOCS,
+    INTERPOLATION_OPTIONS,
+    check_interpolation_options,
     decode_paths,
     draw_pairs,
     interpolation_options,
@@ -304,6 +307,9 @@ class AcaiInterpolation(Metric):
 
     name = "acai"
     group = "interpolation"
+    options = INTERPOLATION_OPTIONS
+    option_docs = INTERPOLATION_OPTION_DOCS
+    version = 2  # per-metric random stream
     values = (
         Value("mean_distance", False, DISTANCE_UNIT, 2,
               "ACAI Mean Distance: cosine distance of decoded interpolants (endpoints included, "
@@ -325,8 +331,15 @@ class AcaiInterpolation(Metric):
               "standard error of pairs_midpoint_mse"),
     )  # fmt: skip
 
-    def applies_to(self, model: Any, dataset: Any) -> bool:
-        return factor_spec(dataset) is not None and dataset.x_test.shape[0] >= 2
+    def check_options(self, options: dict[str, Any]) -> None:
+        check_interpolation_options(options)
+
+    def applies_to(self, model: Any, dataset: Any) -> bool | str:
+        if factor_spec(dataset) is None:
+            return "needs a dataset with one known ground-truth factor and render()"
+        if dataset.x_test.shape[0] < 2:
+            return "needs at least 2 test images"
+        return True
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
         spec = factor_spec(dataset)
@@ -415,6 +428,8 @@ class LectureMidpoint(Metric):
 
     name = "midpoint"
     group = "interpolation"
+    options = {"interpolation": INTERPOLATION_OPTIONS["interpolation"]}
+    option_docs = {"interpolation": INTERPOLATION_OPTION_DOCS["interpolation"]}
     values = (
         Value("midpoint_mse", False, "per pixel", 5,
               "MSE between the decoded code midpoint of full and half moon and the true 3/4 moon"),
@@ -429,9 +444,14 @@ class LectureMidpoint(Metric):
               "mean reconstruction MSE of the full and the half moon"),
     )  # fmt: skip
 
-    def applies_to(self, model: Any, dataset: Any) -> bool:
+    def check_options(self, options: dict[str, Any]) -> None:
+        check_interpolation_options(options)
+
+    def applies_to(self, model: Any, dataset: Any) -> bool | str:
         spec = factor_spec(dataset)
-        return spec is not None and spec.name == "phase"
+        if spec is None or spec.name != "phase":
+            return "needs a moons dataset (ground-truth factor 'phase')"
+        return True
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
         spec = factor_spec(dataset)

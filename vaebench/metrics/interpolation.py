@@ -70,6 +70,35 @@ MAX_REFERENCE_IMAGES = 10_000
 MAX_NORMALISER_IMAGES = 1_000
 
 
+#: Options of the interpolation metrics (``--set eval.n_pairs=64``), shared by
+#: ``interpolation``, ``acai`` and ``midpoint``.
+INTERPOLATION_OPTIONS: dict[str, Any] = {"n_pairs": 256, "n_steps": 16, "interpolation": "linear"}
+INTERPOLATION_OPTION_DOCS = {
+    "n_pairs": "interpolations per cell (ACAI protocol: 256); 1 to 100000",
+    "n_steps": "decoded points per interpolation, endpoints included (ACAI: 16); 3 to 1000",
+    "interpolation": "how codes are mixed: linear or slerp (great circle)",
+}
+#: Upper bounds of the interpolation options (bounded work per cell).
+MAX_PAIRS, MAX_STEPS = 100_000, 1_000
+
+
+def check_interpolation_options(options: dict[str, Any]) -> None:
+    """Validate the interpolation options present in ``options`` (ValueError names the key)."""
+    if "n_pairs" in options and not 1 <= options["n_pairs"] <= MAX_PAIRS:
+        raise ValueError(
+            f"invalid value {options['n_pairs']!r} for eval.n_pairs: expected 1 to {MAX_PAIRS}"
+        )
+    if "n_steps" in options and not 3 <= options["n_steps"] <= MAX_STEPS:
+        raise ValueError(
+            f"invalid value {options['n_steps']!r} for eval.n_steps: expected 3 to {MAX_STEPS}"
+        )
+    if "interpolation" in options and options["interpolation"] not in INTERPOLATIONS:
+        raise ValueError(
+            f"invalid value {options['interpolation']!r} for eval.interpolation; valid: "
+            f"{', '.join(INTERPOLATIONS)}"
+        )
+
+
 def interpolation_options(ctx: EvalContext) -> tuple[int, int, str]:
     """``(n_pairs, n_steps, interpolation)`` from ``ctx.options`` (defaults 256, 16, linear)."""
     n_pairs = int(ctx.options.get("n_pairs", 256))
@@ -247,6 +276,9 @@ class PathInterpolation(Metric):
 
     name = "interpolation"
     group = "interpolation"
+    options = INTERPOLATION_OPTIONS
+    option_docs = INTERPOLATION_OPTION_DOCS
+    version = 2  # per-metric random stream
     values = (
         Value("path_length_ratio", None, "", 3,
               "decoded path length / endpoint distance (pixel L2); 1 = straight in pixel space "
@@ -261,8 +293,13 @@ class PathInterpolation(Metric):
         Value("midpoint_nn_ratio_se", None, "", 3, "standard error of midpoint_nn_ratio"),
     )  # fmt: skip
 
-    def applies_to(self, model: Any, dataset: Any) -> bool:
-        return dataset.x_test.shape[0] >= 2 and dataset.x_train.shape[0] >= 1
+    def check_options(self, options: dict[str, Any]) -> None:
+        check_interpolation_options(options)
+
+    def applies_to(self, model: Any, dataset: Any) -> bool | str:
+        if dataset.x_test.shape[0] < 2:
+            return "needs at least 2 test images"
+        return True
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
         n_pairs, n_steps, method = interpolation_options(ctx)

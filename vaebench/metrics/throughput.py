@@ -52,6 +52,12 @@ def samples_per_second(
 class Throughput(Metric):
     name = "throughput"
     group = "cost"
+    options = {"throughput_seconds": 0.25}
+    option_docs = {
+        "throughput_seconds": "minimum timed duration per encode/decode measurement, seconds "
+        "(0.001 to 60)"
+    }
+    guarded = False  # times the model itself; its outputs are checked by the other metrics
     values = (
         Value("train_samples_per_s", True, "samples/s", 0, "training examples per second in fit"),
         Value("encode_samples_per_s", True, "samples/s", 0, "images encoded per second"),
@@ -59,6 +65,13 @@ class Throughput(Metric):
         Value("fit_seconds", False, "s", 2, "wall time of fit"),
         Value("n_params", None, "", 0, "learned parameters"),
     )
+
+    def check_options(self, options: dict) -> None:
+        seconds = options.get("throughput_seconds", 0.25)
+        if not 0.001 <= seconds <= 60:
+            raise ValueError(
+                f"invalid value {seconds!r} for eval.throughput_seconds: expected 0.001 to 60"
+            )
 
     def evaluate(self, model, dataset, ctx: EvalContext) -> dict[str, float]:
         bs = min(ctx.eval_batch_size, dataset.x_test.shape[0])

@@ -1,0 +1,104 @@
+"""The layering rules of docs/architecture.md, checked at run time and in the source."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import vaebench
+
+PACKAGE = Path(vaebench.__file__).parent
+
+
+def _loaded_after_import(module: str) -> set[str]:
+    code = (
+        "import sys\n"
+        f"import {module}\n"
+        "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('vaebench'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    return set(out.stdout.split())
+
+
+def _runtime_vaebench_imports(path: Path) -> set[str]:
+    """vaebench modules a file imports outside ``if TYPE_CHECKING:`` blocks."""
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+
+    def visit(node: ast.AST, typing_only: bool) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.body:
+                visit(child, True)
+            for child in node.orelse:
+                visit(child, typing_only)
+            return
+        if not typing_only:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vaebench"):
+                found.add(node.module)
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names if a.name.startswith("vaebench"))
+        for child in ast.iter_child_nodes(node):
+            visit(child, typing_only)
+
+    visit(tree, False)
+    return found
+
+
+@pytest.mark.parametrize("module", ["vaebench.model", "vaebench.hookspecs"])
+def test_contract_modules_import_nothing_else_of_vaebench(module):
+    assert _loaded_after_import(module) == {"vaebench", module}
+    assert _runtime_vaebench_imports(PACKAGE / f"{module.split('.')[1]}.py") == set()
+
+
+@pytest.mark.parametrize("module", ["vaebench.dataset", "vaebench.metric"])
+def test_other_contract_modules_import_only_errors(module):
+    assert _loaded_after_import(module) <= {"vaebench", "vaebench.errors", module}
+
+
+def test_moved_names_still_import_from_the_contract():
+    from vaebench import model, nn
+    from vaebench.errors import DivergenceError
+
+    assert model.TorchAutoencoder is nn.TorchAutoencoder
+    assert model.reconstruction_loss is nn.reconstruction_loss
+    assert model.DivergenceError is DivergenceError
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        model.nope  # noqa: B018
+
+
+def test_report_and_tidy_never_import_a_model_or_the_runner():
+    for path in [*sorted((PACKAGE / "report").glob("*.py")), PACKAGE / "tidy.py"]:
+        imported = _runtime_vaebench_imports(path)
+        bad = {m for m in imported if m.startswith(("vaebench.models", "vaebench.runner",
+                                                    "vaebench.nn", "vaebench.train"))}  # fmt: skip
+        assert not bad, f"{path.name} imports {bad}"
+
+
+def test_nothing_imports_the_cli():
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "cli.py":
+            continue
+        assert "vaebench.cli" not in _runtime_vaebench_imports(path), path
+
+
+def test_every_vaebench_error_has_one_base():
+    from vaebench import errors
+
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        assert issubclass(cls, errors.VaebenchError), name
+    assert vaebench.VaebenchError is errors.VaebenchError
+    # the familiar built-in types still catch them
+    assert issubclass(errors.ConfigError, ValueError)
+    assert issubclass(errors.DivergenceError, RuntimeError)
+    assert issubclass(errors.DiskFullError, OSError)
+
+
+def test_the_package_ships_type_information():
+    assert (PACKAGE / "py.typed").is_file()

@@ -1,0 +1,223 @@
+"""The evaluation engine: every output checked, each metric isolated, NaN values explained,
+evaluations keyed by metric name, version and options, independent random streams."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vaebench.dataset import Dataset
+from vaebench.errors import ModelContractError
+from vaebench.evaluation import (
+    GuardedModel,
+    cell_warnings,
+    evaluate_metrics,
+    evaluation_key,
+    metric_options,
+)
+from vaebench.metric import EvalContext, Metric, Value, metric_seed
+from vaebench.model import FitReport, Model
+
+
+class Linear(Model):
+    """A fixed linear 'autoencoder' for 1x4x4 images with a switchable fault."""
+
+    latent_dim = 2
+    input_shape = (1, 4, 4)
+
+    def __init__(self, fault: str = "") -> None:
+        self.fault = fault
+        g = torch.Generator().manual_seed(0)
+        self.w = torch.randn(16, 2, generator=g) * 0.1
+
+    def fit(self, x, y=None, progress=None):
+        return FitReport({"loss": [0.0]}, 0.0, 0, 1)
+
+    def encode(self, x):
+        return x.reshape(x.shape[0], -1) @ self.w
+
+    def decode(self, z):
+        out = torch.sigmoid(z @ self.w.T).reshape(z.shape[0], 1, 4, 4)
+        if self.fault == "nan-on-bright":
+            bright = (z.abs().sum(1) > 0.05).nonzero().flatten()
+            out = out.clone()
+            out[bright] = float("nan")
+        if self.fault == "tanh":
+            out = torch.tanh(z @ self.w.T * 20).reshape(z.shape[0], 1, 4, 4)
+        if self.fault == "shape":
+            out = out[:, :, :3]
+        if self.fault == "raise":
+            raise RuntimeError("decoder exploded")
+        return out
+
+    @property
+    def device(self):
+        return torch.device("cpu")
+
+    def to(self, device):
+        return self
+
+    @property
+    def n_params(self):
+        return 32
+
+    def state_dict(self):
+        return {"w": self.w}
+
+    def load_state_dict(self, state):
+        self.w = state["w"]
+
+
+def _dataset(n: int = 40) -> Dataset:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(n, 1, 4, 4, generator=g)
+    x[:2] = 0.0  # the first two test images are dark (the original check looked only at them)
+    return Dataset("tiny", x_train=x.clone(), x_test=x)
+
+
+class MeanDecoded(Metric):
+    name = "mean_decoded"
+    values = (Value("mean_pixel", None, "", 4),)
+
+    def evaluate(self, model, dataset, ctx):
+        return {"mean_pixel": float(model.decode(model.encode(dataset.x_test)).mean())}
+
+
+class Raises(Metric):
+    name = "raises"
+    values = (Value("never", False),)
+
+    def evaluate(self, model, dataset, ctx):
+        raise ValueError("this metric is broken")
+
+
+class ReturnsNaN(Metric):
+    name = "returns_nan"
+    values = (Value("undefined", False), Value("defined", False))
+
+    def evaluate(self, model, dataset, ctx):
+        return {"undefined": float("nan"), "defined": 1.0}
+
+
+class Draws(Metric):
+    name = "draws"
+    values = (Value("draw", None, "", 6),)
+    options = {"scale": 1.0}
+
+    def evaluate(self, model, dataset, ctx):
+        return {"draw": float(torch.rand(1, generator=ctx.generator)) * ctx.options["scale"]}
+
+
+def _ctx() -> EvalContext:
+    return EvalContext(seed=3, device=torch.device("cpu"), options={"scale": 1.0})
+
+
+def test_nan_on_some_inputs_fails_the_cell_with_the_reason():
+    with pytest.raises(ModelContractError, match=r"model\.decode returned NaN .* for \d+ of 40"):
+        evaluate_metrics(Linear("nan-on-bright"), _dataset(), [MeanDecoded()], _ctx())
+
+
+def test_out_of_range_images_fail_the_cell():
+    with pytest.raises(ModelContractError, match=r"outside \[0, 1\].*mean_decoded"):
+        evaluate_metrics(Linear("tanh"), _dataset(), [MeanDecoded()], _ctx())
+
+
+def test_wrong_shape_and_raising_model_are_blamed_on_the_model():
+    with pytest.raises(ModelContractError, match=r"decode returned shape \(40, 1, 3, 4\)"):
+        evaluate_metrics(Linear("shape"), _dataset(), [MeanDecoded()], _ctx())
+    with pytest.raises(ModelContractError, match="model.decode raised RuntimeError: decoder"):
+        evaluate_metrics(Linear("raise"), _dataset(), [MeanDecoded()], _ctx())
+
+
+def test_a_raising_metric_fails_only_its_own_values():
+    out = evaluate_metrics(
+        Linear(), _dataset(), [Raises(), MeanDecoded()], _ctx(), origins={"raises": "pkg 1.0"}
+    )
+    assert out["raises"]["status"] == "failed"
+    assert "ValueError: this metric is broken" in out["raises"]["reason"]
+    assert out["raises"]["plugin"] == "pkg 1.0"
+    assert "Traceback" in out["raises"]["traceback"]
+    assert out["mean_decoded"]["status"] == "ok"
+    assert 0 < out["mean_decoded"]["values"]["mean_pixel"] < 1
+
+
+def test_nan_values_are_stored_as_null_with_a_reason():
+    out = evaluate_metrics(Linear(), _dataset(), [ReturnsNaN()], _ctx())["returns_nan"]
+    assert out["status"] == "ok"
+    assert out["values"] == {"undefined": None, "defined": 1.0}
+    assert set(out["nan"]) == {"undefined"} and "nan" in out["nan"]["undefined"]
+    record = {"status": "ok", "evaluations": {"returns_nan": out}}
+    assert [w["kind"] for w in cell_warnings(record)] == ["nan_value"]
+
+
+def test_undeclared_or_missing_values_fail_the_metric():
+    class Wrong(Metric):
+        name = "wrong"
+        values = (Value("a", False),)
+
+        def evaluate(self, model, dataset, ctx):
+            return {"b": 1.0}
+
+    out = evaluate_metrics(Linear(), _dataset(), [Wrong()], _ctx())["wrong"]
+    assert out["status"] == "failed" and "missing ['a'], undeclared ['b']" in out["reason"]
+
+
+def test_not_applicable_is_recorded_with_the_reason():
+    class NeedsLabels(MeanDecoded):
+        name = "needs_labels"
+
+        def applies_to(self, model, dataset):
+            return "needs labels"
+
+    out = evaluate_metrics(Linear(), _dataset(), [NeedsLabels()], _ctx())["needs_labels"]
+    assert out == {**out, "status": "not_applicable", "reason": "needs labels"}
+
+
+def test_each_metric_has_its_own_random_stream():
+    """Selecting a subset of metrics never changes another metric's numbers."""
+
+    class Other(Draws):
+        name = "other"
+
+    alone = evaluate_metrics(Linear(), _dataset(), [Draws()], _ctx())["draws"]["values"]
+    after = evaluate_metrics(Linear(), _dataset(), [Other(), Draws()], _ctx())
+    assert after["draws"]["values"] == alone
+    assert after["other"]["values"] != alone  # a different stream
+    assert metric_seed(3, "draws") != metric_seed(3, "other") != metric_seed(4, "draws")
+
+
+def test_evaluation_key_changes_with_options_and_version_only():
+    m = Draws()
+    k = evaluation_key(m, metric_options(m, {"scale": 1.0, "eval_batch_size": 7}))
+    assert k == evaluation_key(m, metric_options(m, {"scale": 1.0, "eval_batch_size": 99}))
+    assert k != evaluation_key(m, metric_options(m, {"scale": 2.0}))
+    m.version = 2
+    assert k != evaluation_key(m, metric_options(m, {"scale": 1.0}))
+
+
+def test_guarded_model_refuses_to_change_the_model():
+    guard = GuardedModel(Linear(), "m")
+    for call in (lambda: guard.fit(torch.zeros(1)), lambda: guard.to("cpu"),
+                 lambda: guard.load_state_dict({})):  # fmt: skip
+        with pytest.raises(ModelContractError, match="metrics may not"):
+            call()
+    assert guard.fault == ""  # other attributes pass through
+    assert guard.latent_dim == 2 and guard.input_shape == (1, 4, 4)
+
+
+def test_warnings_for_unconverged_training_and_collapsed_posteriors():
+    falling = {"status": "ok", "history": {"loss": [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]}}
+    assert cell_warnings(falling)[0]["kind"] == "not_converged"
+    flat = {"status": "ok", "history": {"loss": [10, 5, 3, 2, 2, 2, 2, 2, 2, 2]}}
+    assert cell_warnings(flat) == []
+    # with a validation curve, that is what is monitored
+    val = {**flat, "history": {**flat["history"], "val_mse": [5, 4, 3, 2.5, 2, 1.5]}}
+    assert "val_mse fell" in cell_warnings(val)[0]["message"]
+    collapsed = {
+        "status": "ok",
+        "model_info": {"tags": {"has_posterior": True}},
+        "evaluations": {"active_units": {"status": "ok", "values": {"active_units_fraction": 0.0}}},
+    }
+    assert [w["kind"] for w in cell_warnings(collapsed)] == ["few_active_units"]
+    deterministic = {**collapsed, "model_info": {"tags": {"has_posterior": False}}}
+    assert cell_warnings(deterministic) == []
