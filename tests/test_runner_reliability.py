@@ -464,8 +464,12 @@ def test_disk_full_stops_the_run_with_one_line_and_keeps_finished_cells(reg, tmp
             "--out", str(tmp_path), "--no-report", *[a for s in FAST for a in ("--set", s)]]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 74  # EX_IOERR: documented in run --help and docs/reliability.md
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        f"Error: no space left on device while writing to {tmp_path}; finished cells are intact"
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"Error: no space left on device while writing to {tmp_path}; finished cells are intact"
+        )
     )
     assert len(cell_files(tmp_path)) == 1 and manifests(tmp_path)[0]["status"] == "aborted"
 

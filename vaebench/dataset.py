@@ -23,8 +23,6 @@ from vaebench.errors import DatasetError
 __all__ = ["Dataset", "DatasetSpec", "DatasetError", "check_images"]
 
 
-
-
 def check_images(x: Any, what: str) -> Tensor:
     """Validate and convert an image array to float32 ``(N, C, H, W)`` in ``[0, 1]``."""
     t = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)

@@ -60,8 +60,6 @@ class PluginWarning(UserWarning):
     """A plugin could not be loaded or registered something invalid."""
 
 
-
-
 class UnknownNameError(KeyError):
     """A model, dataset or metric name that no plugin registers."""
 

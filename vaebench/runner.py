@@ -336,16 +336,15 @@ def _resolved_dataset_options(cfg: RunConfig, registry: Any, dataset: str) -> di
     return {**defaults, **cfg.dataset_options.get(dataset, {})}
 
 
-def plan(
-    cfg: RunConfig, registry: Any, datasets: Mapping[str, Any] | None = None
-) -> list[Cell]:
+def plan(cfg: RunConfig, registry: Any, datasets: Mapping[str, Any] | None = None) -> list[Cell]:
     """The grid's cells in run order (dataset-major, then model, sweep values, seed).
     ``datasets`` maps each dataset name of ``cfg`` to its loaded :class:`Dataset` (loaded here
     when not given: the content fingerprint is part of every key)."""
     if datasets is None:
         datasets = {
-            name: load_dataset(registry, name, cfg.dataset_options.get(name, {}), cfg.data_dir,
-                               cfg.subset)  # fmt: skip
+            name: load_dataset(
+                registry, name, cfg.dataset_options.get(name, {}), cfg.data_dir, cfg.subset
+            )  # fmt: skip
             for name in cfg.datasets
         }
     cells = []
