@@ -113,6 +113,8 @@ def reg(fresh_plugins):
 
 
 def build(reg, models: str, seeds: str = "0", epochs: int = 1, sets=(), **kw) -> RunConfig:
+    """A small grid run in this process on one thread (the process pool has its own tests)."""
+    kw = {"workers": 1, "threads": 1, **kw}
     return RunConfig.build(
         reg, models=models, seeds=seeds, epochs=str(epochs), subset=150, device="cpu",
         sets=[*FAST, *sets], **kw,

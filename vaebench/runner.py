@@ -451,13 +451,18 @@ def execute_task(task: CellTask) -> dict[str, Any]:
     """
     import torch
 
-    if task.threads is not None and torch.get_num_threads() != task.threads:
+    before = torch.get_num_threads()
+    if task.threads is not None and before != task.threads:
         torch.set_num_threads(task.threads)
-    registry = _registry_for(task)
-    t0 = time.perf_counter()
-    if task.kind == "evaluate":
-        return _evaluate_task(task, registry, t0)
-    return _train_task(task, registry, t0)
+    try:
+        registry = _registry_for(task)
+        t0 = time.perf_counter()
+        if task.kind == "evaluate":
+            return _evaluate_task(task, registry, t0)
+        return _train_task(task, registry, t0)
+    finally:  # in the caller's process, leave its thread count as it was
+        if torch.get_num_threads() != before and not os.environ.get("VAEBENCH_WORKER"):
+            torch.set_num_threads(before)
 
 
 def _base_record(task: CellTask, registry: Any, ds: Any, device: Any) -> dict[str, Any]:
@@ -970,13 +975,22 @@ class _Grid:
             return "train", rec, list(self.metric_names)
         return "evaluate", rec, need
 
-    def _task(self, cell: Cell, action: str, rec: Any, metrics: list[str]) -> CellTask:
+    def _registry_is_rebuildable(self) -> bool:
+        """Whether a worker's own :func:`vaebench.plugins.get_registry` gives this registry:
+        it is the process's registry and every plugin came from an entry point (plugins
+        registered in code travel with each task instead, pickled)."""
         from vaebench.plugins import get_registry
 
+        if self.registry is not get_registry():
+            return False
+        tables = (self.registry.models, self.registry.datasets, self.registry.metrics)
+        return all(r.dist != "unknown distribution" for t in tables for r in t.values())
+
+    def _task(self, cell: Cell, action: str, rec: Any, metrics: list[str]) -> CellTask:
         state = None
         if action == "evaluate":
             state = (self.states_dir / f"{cell.stem}.pt").read_bytes()
-        registry = None if self.registry is get_registry() else self.registry
+        registry = None if self._registry_is_rebuildable() else self.registry
         in_process = self.executor.capacity <= 1 and self.cfg.executor == "local"
         return CellTask(
             kind="train" if action == "train" else "evaluate",
