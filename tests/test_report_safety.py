@@ -50,6 +50,13 @@ def test_a_dataset_whose_cells_all_failed_is_reported_not_a_crash(tmp_path: Path
     assert page.count("| loss is NaN at epoch 1 (try a smaller lr) |") == 4
     assert run / "tables" / "tidy.csv" in written
     # a second dataset that did finish still gets its tables
+    from click.testing import CliRunner
+
+    from vaebench.cli import cli
+
+    result = CliRunner().invoke(cli, ["report", str(run), "--no-figures"])
+    assert result.exit_code == 0, result.output
+    assert "KeyError" not in result.output
     write_cell(run, "ae", "two", 0, {"mse": 0.1})
     build_report([run], formats=["md"])
     page = (run / "report.md").read_text(encoding="utf-8")
@@ -105,6 +112,26 @@ def test_tables_of_an_earlier_report_are_rewritten_or_removed(tmp_path: Path, ca
     assert "removed 2 file(s) of the previous report" in caplog.text
     assert "tables/toy-reconstruction.tex" in caplog.text
     assert json.loads((run / INDEX_NAME).read_text(encoding="utf-8"))["formats"] == ["md", "csv"]
+
+
+def test_cli_report_after_a_new_seed_leaves_no_stale_tex(tmp_path: Path) -> None:
+    """Issue 10.8 (b) through the command line: whatever the CLI's default formats are, the
+    .tex table is either rewritten with the new seed or gone -- never left with 3 seeds."""
+    from click.testing import CliRunner
+
+    from vaebench.cli import cli
+
+    run = tmp_path / "r"
+    for seed in (0, 1, 2):
+        _seed_cells(run, seed)
+    args = ["report", str(run), "--no-figures"]
+    assert CliRunner().invoke(cli, [*args, "--format", "md,tex,csv"]).exit_code == 0
+    _seed_cells(run, 3)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    tex = run / "tables" / "toy-reconstruction.tex"
+    assert not tex.exists() or "over 4 seeds" in tex.read_text(encoding="utf-8")
+    assert "over 4 seeds" in (run / "tables" / "toy-reconstruction.md").read_text(encoding="utf-8")
 
 
 def test_figures_of_a_dataset_no_longer_reported_are_removed(tmp_path: Path) -> None:
