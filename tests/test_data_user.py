@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,7 +82,8 @@ BAD_NPZ = {
     ),
     "looks like 0..255": (
         lambda r: {"x_train": np.full((3, 5, 5), 200.0), "x_test": r.random((3, 5, 5))},
-        "found range [200, 200] (looks like 0..255 values: divide by 255 or store as uint8)",
+        "found range [200, 200] (looks like 0..255 values: divide by 255, store as uint8 or set "
+        "max_value=255)",
     ),
     "slightly above 1": (
         lambda r: {"x_train": np.full((3, 5, 5), 1.5), "x_test": r.random((3, 5, 5))},
@@ -89,7 +91,8 @@ BAD_NPZ = {
     ),
     "negative ints": (
         lambda r: {"x_train": np.full((3, 5, 5), -1), "x_test": r.random((3, 5, 5))},
-        "integer values must lie in 0..255",
+        "x_train: integer values must lie in 0..255 (read as 8-bit and divided by 255) or be 0/1, "
+        "found range [-1, -1]; state another range with max_value",
     ),
     "nan": (
         lambda r: {"x_train": np.full((3, 5, 5), np.nan), "x_test": r.random((3, 5, 5))},
@@ -121,6 +124,18 @@ BAD_NPZ = {
         lambda r: {"x_train": np.zeros((0, 5, 5)), "x_test": r.random((2, 5, 5))},
         "x_train: holds no images",
     ),
+    "one image": (
+        lambda r: {"x_train": r.random((1, 5, 5)), "x_test": r.random((2, 5, 5))},
+        "x_train holds 1 image(s); vaebench needs at least 2 per split",
+    ),
+    "one test image": (
+        lambda r: {"x_train": r.random((3, 5, 5)), "x_test": r.random((1, 5, 5))},
+        "x_test holds 1 image(s); vaebench needs at least 2 per split",
+    ),
+    "wide ints": (
+        lambda r: {"x_train": np.full((3, 5, 5), 1000), "x_test": np.zeros((3, 5, 5), int)},
+        "found range [1000, 1000]; state another range with max_value (e.g. max_value=65535",
+    ),
     "complex": (
         lambda r: {"x_train": np.zeros((2, 5, 5), complex), "x_test": r.random((2, 5, 5))},
         "unsupported dtype complex128",
@@ -145,13 +160,17 @@ def test_pickled_object_arrays_are_refused(tmp_path):
     np.savez(path, x_train=objs, x_test=np.zeros((2, 5, 5)))
     with pytest.raises(DatasetError, match="cannot be read without unpickling") as err:
         load_user_dataset(str(path))
-    assert "'x_train'" in str(err.value)
+    assert "obj.npz: x_train: holds Python objects (dtype object)" in str(err.value)
 
 
 def test_not_an_npz_and_missing_path(tmp_path):
     bad = tmp_path / "junk.npz"
     bad.write_bytes(b"this is no zip archive")
-    with pytest.raises(DatasetError, match=r"junk\.npz: not a readable \.npz file"):
+    with pytest.raises(
+        DatasetError,
+        match=r"junk\.npz: not an \.npz \(zip\) file \(it starts "
+        r"with the text 'this is '\); save the arrays with numpy\.savez",
+    ):
         load_user_dataset(str(bad))
     with pytest.raises(DatasetError, match="no such file or folder"):
         load_user_dataset(str(tmp_path / "nope.npz"))
@@ -164,7 +183,9 @@ def test_not_an_npz_and_missing_path(tmp_path):
 def test_user_dataset_defaults():
     from vaebench.data.user import user_dataset_defaults
 
-    assert user_dataset_defaults() == {"test_fraction": 0.2, "split_seed": 0}
+    assert user_dataset_defaults() == {
+        "test_fraction": 0.2, "split_seed": 0, "max_value": "auto", "max_gib": 8.0
+    }  # fmt: skip
 
 
 def test_to_nchw_rule():
@@ -224,14 +245,17 @@ def test_gray_and_colour_mixed_become_rgb(tmp_path, rng):
     write_png(tmp_path / "m" / "a.png", np.full((4, 4), 255, np.uint8))
     write_png(tmp_path / "m" / "b.png", rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
     write_png(tmp_path / "m" / "c.png", rng.integers(0, 256, (4, 4, 4), dtype=np.uint8))  # RGBA
+    write_png(tmp_path / "m" / "d.png", np.zeros((4, 4), np.uint8))
     ds = load_user_dataset(str(tmp_path / "m"), test_fraction=0.34)
     assert ds.shape == (3, 4, 4)
-    assert ds.x_train.shape[0] + ds.x_test.shape[0] == 3
+    assert ds.x_train.shape[0] == 2 and ds.x_test.shape[0] == 2
 
 
 def test_bad_folders(tmp_path, rng):
     write_png(tmp_path / "sizes" / "a.png", np.zeros((4, 4), np.uint8))
     write_png(tmp_path / "sizes" / "b.png", np.zeros((5, 4), np.uint8))
+    write_png(tmp_path / "sizes" / "c.png", np.zeros((5, 4), np.uint8))
+    write_png(tmp_path / "sizes" / "d.png", np.zeros((5, 4), np.uint8))
     with pytest.raises(DatasetError) as err:
         load_user_dataset(str(tmp_path / "sizes"))
     msg = str(err.value)
@@ -241,13 +265,33 @@ def test_bad_folders(tmp_path, rng):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="found 0 image"):
         load_user_dataset(str(tmp_path / "empty"))
+    write_png(tmp_path / "three" / "a.png", np.zeros((4, 4), np.uint8))
+    write_png(tmp_path / "three" / "b.png", np.zeros((4, 4), np.uint8))
+    write_png(tmp_path / "three" / "c.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(
+        DatasetError,
+        match="found 3 image.s.; need at least 4 to make a train and "
+        "a test split of 2 or more each",
+    ):
+        load_user_dataset(str(tmp_path / "three"))
+    for split in ("train", "test"):
+        for i in range(3 if split == "train" else 1):
+            write_png(tmp_path / "split" / split / f"{i}.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(
+        DatasetError,
+        match=r"split/test: found 1 image.s.; vaebench needs at "
+        r"least 2 per split",
+    ):
+        load_user_dataset(str(tmp_path / "split"))
 
     write_png(tmp_path / "mixed" / "a.png", np.zeros((4, 4), np.uint8))
-    write_png(tmp_path / "mixed" / "cls" / "b.png", np.zeros((4, 4), np.uint8))
+    for name in ("b", "c", "d"):
+        write_png(tmp_path / "mixed" / "cls" / f"{name}.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(DatasetError, match="some images are in class subfolders and some are not"):
         load_user_dataset(str(tmp_path / "mixed"))
 
-    write_png(tmp_path / "broken" / "a.png", np.zeros((4, 4), np.uint8))
+    for name in ("a", "c", "d"):
+        write_png(tmp_path / "broken" / f"{name}.png", np.zeros((4, 4), np.uint8))
     (tmp_path / "broken" / "b.png").write_bytes(b"\x89PNG not really")
     with pytest.raises(DatasetError, match=r"b\.png: cannot read image"):
         load_user_dataset(str(tmp_path / "broken"))
@@ -269,3 +313,189 @@ def test_runner_loads_a_path_dataset(tmp_path, rng, registry):
     bad = save_npz(tmp_path / "bad.npz", x_train=x * 3, x_test=x)
     with pytest.raises(DatasetError, match="bad.npz: x_train: float values must lie in"):
         load_dataset(registry, bad, {}, None, None)
+
+
+# ----------------------------------------------------------------------------- value ranges
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, np.int8])
+def test_binary_integer_images_are_read_as_0_1_not_divided_by_255(tmp_path, rng, dtype):
+    """Binarised MNIST stored as 0/1 integers: divided by 255 they would be almost black, and
+    PCA would score ~55 dB PSNR on them (issue 10.6)."""
+    from vaebench.metrics.reconstruction import ReconstructionAccumulator
+    from vaebench.models.pca import PCA
+
+    blobs = rng.random((60, 8, 8)) < np.linspace(0.1, 0.9, 8)[None, None, :]
+    x = blobs.astype(dtype)
+    ds = load_user_dataset(save_npz(tmp_path / "bin.npz", x_train=x[:40], x_test=x[40:]))
+    assert ds.x_train.max() == 1.0 and set(ds.x_train.unique().tolist()) == {0.0, 1.0}
+    np.testing.assert_array_equal(ds.x_test[:, 0].numpy(), blobs[40:].astype(np.float32))
+    assert "read as binary images" in ds.info["scaled_from"]["x_train"]
+    pca = PCA(ds.shape, latent_dim=4)
+    pca.fit(ds.x_train)
+    acc = ReconstructionAccumulator()
+    acc.update(ds.x_test, pca.decode(pca.encode(ds.x_test)))
+    assert acc.compute()["psnr"] < 15  # 0/1 pixels are hard to reconstruct; /255 gave ~55 dB
+
+
+def test_binary_rule_looks_at_both_splits(tmp_path, rng):
+    train = rng.integers(0, 256, (4, 5, 5), dtype=np.uint8)
+    test = rng.integers(0, 2, (4, 5, 5), dtype=np.uint8)
+    ds = load_user_dataset(save_npz(tmp_path / "mix.npz", x_train=train, x_test=test))
+    np.testing.assert_allclose(ds.x_test[:, 0].numpy(), test / 255.0, rtol=1e-6)  # same scale
+
+
+def test_max_value_states_the_range(tmp_path, rng):
+    x = rng.integers(0, 2, (4, 5, 5), dtype=np.uint8)
+    path = save_npz(tmp_path / "b.npz", x_train=x, x_test=x)
+    ds = load_user_dataset(path, max_value=255)
+    np.testing.assert_allclose(ds.x_train[:, 0].numpy(), x / 255.0, rtol=1e-6)
+    assert ds.info["scaled_from"]["x_train"] == "uint8 0..255 divided by 255 (max_value)"
+    wide = rng.integers(0, 65536, (4, 5, 5)).astype(np.uint16)
+    ds = load_user_dataset(save_npz(tmp_path / "w.npz", x_train=wide, x_test=wide),
+                           max_value="65535")  # fmt: skip
+    np.testing.assert_allclose(ds.x_train[:, 0].numpy(), wide / 65535.0, rtol=1e-6)
+    with pytest.raises(
+        DatasetError,
+        match=r"x_train: values must lie in 0..100 \(max_value\), "
+        r"found range \[350, 65353\]",
+    ):
+        load_user_dataset(str(tmp_path / "w.npz"), max_value=100)
+    for bad in (0, -1, "white", float("nan"), True):
+        with pytest.raises(DatasetError, match="max_value must be 'auto' or a positive number"):
+            load_user_dataset(path, max_value=bad)
+    (tmp_path / "imgs").mkdir()
+    with pytest.raises(DatasetError, match="max_value applies to .npz files"):
+        load_user_dataset(str(tmp_path / "imgs"), max_value=255)
+
+
+# ----------------------------------------------------------------------------- files that are not what they say
+
+
+def _zip(path, members: dict[str, bytes]):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return str(path)
+
+
+def _npy(array) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def test_each_wrong_file_gets_one_line_naming_its_problem(tmp_path, rng):
+    import pickle
+
+    good = _npy(rng.random((3, 5, 5)))
+    cases = {}
+    (tmp_path / "empty.npz").write_bytes(b"")
+    cases["empty.npz"] = "empty.npz: is empty (0 bytes), not an .npz (zip) file"
+    np.save(tmp_path / "single.npy", rng.random((3, 5, 5)))
+    (tmp_path / "single.npy").rename(tmp_path / "single.npz")
+    cases["single.npz"] = "single.npz: is a single .npy array, not an .npz archive"
+    (tmp_path / "pickle.npz").write_bytes(pickle.dumps({"x_train": [1, 2]}))
+    cases["pickle.npz"] = "pickle.npz: not an .npz (zip) file (it starts with b'\\x80"
+    _zip(tmp_path / "member.npz", {"x_train.npy": pickle.dumps([1, 2, 3]), "x_test.npy": good})
+    cases["member.npz"] = "member.npz: x_train: not a .npy array (it starts with b'\\x80"
+    _zip(tmp_path / "pkl.npz", {"x_train.pkl": b"x", "x_test.npy": good})
+    cases["pkl.npz"] = "pkl.npz: member 'x_train.pkl' is not a .npy array"
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (3, 5, 5), }"
+    header = header + b" " * (20000 - len(header) - 1) + b"\n"
+    big = b"\x93NUMPY\x02\x00" + len(header).to_bytes(4, "little") + header + b"\0" * 600
+    _zip(tmp_path / "header.npz", {"x_train.npy": big, "x_test.npy": good})
+    cases["header.npz"] = ("header.npz: x_train: the .npy header is longer than 10000 bytes "
+                           "(numpy's safety limit for headers)")  # fmt: skip
+    _zip(tmp_path / "short.npz", {"x_train.npy": good[:-50], "x_test.npy": good})
+    cases["short.npz"] = "short.npz: x_train: truncated: the .npy header declares shape (3, 5, 5)"
+    (tmp_path / "cut.npz").write_bytes(Path(_zip(tmp_path / "c.npz", {"x_test.npy": good}))
+                                       .read_bytes()[:40])  # fmt: skip
+    cases["cut.npz"] = "cut.npz: not a readable .npz (zip) file"
+    for name, message in cases.items():
+        with pytest.raises(DatasetError) as err:
+            load_user_dataset(str(tmp_path / name))
+        assert message in str(err.value), (name, str(err.value))
+        assert "\n" not in str(err.value) and "allow_pickle" not in str(err.value)
+
+
+def test_special_files_are_refused_at_once(tmp_path):
+    """A FIFO named x.npz would block open() forever; /dev/zero would be read without end. Run
+    in a child process with a timeout so that a regression fails instead of hanging."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    os.mkfifo(tmp_path / "fifo.npz")
+    os.symlink("/dev/zero", tmp_path / "zero.npz")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock.npz"))
+    folder = tmp_path / "imgs"
+    for i in range(4):
+        write_png(folder / f"{i}.png", np.full((4, 4), 40 * i, np.uint8))
+    os.mkfifo(folder / "blocked.png")  # skipped: not a regular file
+    code = (
+        "import sys\n"
+        "from vaebench.data.user import load_user_dataset\n"
+        "from vaebench.dataset import DatasetError\n"
+        "for name in sys.argv[1:4]:\n"
+        "    try:\n"
+        "        load_user_dataset(name)\n"
+        "    except DatasetError as exc:\n"
+        "        print(exc)\n"
+        "print(load_user_dataset(sys.argv[4]).x_train.shape[0])\n"
+    )
+    args = [str(tmp_path / n) for n in ("fifo.npz", "zero.npz", "sock.npz")] + [str(folder)]
+    try:
+        proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+    finally:
+        sock.close()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].endswith("fifo.npz' is a FIFO (named pipe), not a regular file; give a .npz "
+                             "file or a folder of images")  # fmt: skip
+    assert "zero.npz' is a character device, not a regular file" in lines[1]
+    assert "sock.npz' is a socket, not a regular file" in lines[2]
+    assert lines[3] == "2"  # 4 images, the FIFO skipped
+
+
+def test_zip_bombs_are_refused_from_declared_sizes_before_reading(tmp_path, monkeypatch):
+    import zipfile
+
+    # 30 MB of zeros compress to ~30 kB: the zip declares the 30 MB; refused unread
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, x_train=np.zeros((3000, 100, 100), np.uint8),
+                        x_test=np.zeros((2, 100, 100), np.uint8))  # fmt: skip
+    assert path.stat().st_size < 200_000
+
+    def never(*a, **kw):
+        raise AssertionError("data was decompressed")
+
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", never)
+    with pytest.raises(DatasetError) as err:
+        load_user_dataset(str(path), max_gib=0.01)
+    msg = str(err.value)
+    assert "bomb.npz: its arrays declare 28.6 MiB uncompressed" in msg
+    assert "more than 10.2 MiB: refused before reading" in msg and "max_gib=N" in msg
+    monkeypatch.undo()
+    # a .npy header that declares 20 GB in a tiny member: refused from the header alone
+    header = b"{'descr': '|u1', 'fortran_order': False, 'shape': (20000000000,), }"
+    header += b" " * (63 - (len(header) + 10) % 64) + b"\n"
+    npy = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header + b"\0" * 100
+    lie = _zip(tmp_path / "lie.npz", {"x_train.npy": npy, "x_test.npy": _npy(np.zeros((2, 5, 5)))})
+    with pytest.raises(
+        DatasetError,
+        match=r"lie.npz: the arrays \(x_train \(20000000000,\) uint8, "
+        r"x_test \(2, 5, 5\) float64\) need 74.5 GiB of memory "
+        r"as float32 images, more than 8 GiB",
+    ):
+        load_user_dataset(lie)
+    for bad in (0, -1, "lots", float("inf")):
+        with pytest.raises(DatasetError, match="max_gib must be a positive number of GiB"):
+            load_user_dataset(str(path), max_gib=bad)

@@ -379,6 +379,33 @@ def test_real_lines_crossfade_matches_acai_sanity_values() -> None:
     assert perfect["mean_distance"] < 0.01 and perfect["smoothness"] < 0.01
 
 
+def test_lines_bank_is_the_official_bank_pixel_for_pixel() -> None:
+    """The official bank draws ``draw_line`` at the float64 angles of ``closest_line``
+    (lib/eval.py); at pi/4 and 3 pi/4 (bank indices 1250 and 3750) rounding the angle to float32
+    would shift the line by one pixel. Golden pixels: the official code at those angles."""
+    import json
+    from pathlib import Path
+
+    from vaebench.data.lines import LineRenderer, load_lines
+    from vaebench.metrics.acai import KNOWN_FACTORS
+
+    golden = json.loads((Path(__file__).parent / "data" / "acai_lines_golden.json").read_text())
+    entries = [e for e in golden["lines"] if "bank_index" in e]
+    assert sorted(e["bank_index"] for e in entries) == [1250, 3750]
+    bank = reference_bank(load_lines(n_train=1, n_test=1), KNOWN_FACTORS["angle"])
+    for e in entries:
+        want = np.zeros((32, 32))
+        for r, c, v in e["pixels"]:
+            want[r, c] = v
+        i = e["bank_index"]
+        assert bank.factors[i] == e["angle"]  # the float64 linspace value, bit for bit
+        got = bank.pixels[i].reshape(32, 32).double().numpy()
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+        # the float32-rounded angle draws another image: the test tells the two apart
+        rounded = LineRenderer()(np.float32(e["angle"]))[0, 0].double().numpy()
+        assert np.abs(rounded - want).max() > 0.5
+
+
 def test_real_moons_perfect_vs_crossfade() -> None:
     ds = _registered("moons")
     if ds is None:

@@ -14,8 +14,12 @@ Differences from the paper, on purpose:
 - Training set: the paper streams fresh random lines for every batch; we draw a finite training
   set of ``n_train`` lines once from ``seed`` (the test set is, as in the paper, 5000 random
   lines, drawn from an independent stream of the same seed).
-- Angles are rounded to float32 *before* drawing, so ``render(factors_train)`` reproduces the
-  training images bit for bit (the factor tensors are float32).
+- Training and test angles are drawn as float32 values (the factor tensors are float32), so
+  ``render(factors_train)`` reproduces the training images bit for bit. ``render`` itself draws
+  at the precision it is given: float64 angles are *not* rounded to float32, so the reference
+  bank of the ACAI metrics, drawn at the float64 angles ``linspace(0, 2 pi - 2 pi/10000, 10000)``
+  of ``lib/eval.py``, is the official bank pixel for pixel (rounding to float32 moves the lines
+  at pi/4 and 3 pi/4 by one pixel).
 - Labels are the paper's 10 angle bins ``int(10 * angle / (2*pi - 1e-6))``, capped at 9 (the
   official formula yields 10 for angles within 1e-6 of 2*pi).
 """
@@ -106,10 +110,11 @@ def angle_labels(angles: np.ndarray) -> np.ndarray:
 
 
 def _as_factor_column(factors: Any, what: str) -> np.ndarray:
-    """Scalar, ``(M,)`` or ``(M, 1)`` -> float64 ``(M,)`` (values rounded through float32)."""
+    """Scalar, ``(M,)`` or ``(M, 1)`` -> float64 ``(M,)``, at the precision given (float32
+    values are exact in float64; float64 values are not rounded)."""
     if isinstance(factors, Tensor):
         factors = factors.detach().cpu().numpy()
-    a = np.asarray(factors, dtype=np.float32)
+    a = np.asarray(factors, dtype=np.float64)
     if a.ndim == 0:
         a = a.reshape(1)
     elif a.ndim == 2 and a.shape[1] == 1:
@@ -118,7 +123,7 @@ def _as_factor_column(factors: Any, what: str) -> np.ndarray:
         raise DatasetError(f"{what}: expected a scalar, (M,) or (M, 1) factors, got {a.shape}")
     if not np.isfinite(a).all():
         raise DatasetError(f"{what}: factors contain NaN or infinite values")
-    return a.astype(np.float64)
+    return a
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +131,8 @@ class LineRenderer:
     """``render(angles) -> (M, 1, size, size)`` float32 in ``[0, 1]``.
 
     ``angles``: radians, a scalar, ``(M,)`` or ``(M, 1)``; any real value (the generator's
-    trigonometry makes it periodic in ``2*pi``).
+    trigonometry makes it periodic in ``2*pi``), drawn at the precision given (float64 angles
+    are not rounded to float32: the official bank's angles are float64).
     """
 
     size: int = 32

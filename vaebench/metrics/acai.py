@@ -224,7 +224,12 @@ class ReferenceBank:
 
 
 def render_images(dataset: Any, factors: np.ndarray, chunk: int = 256) -> Tensor:
-    """``dataset.render`` for factor values ``(M,)``, in chunks; returns ``(M, C, H, W)`` float."""
+    """``dataset.render`` for factor values ``(M,)``, in chunks; returns ``(M, C, H, W)`` float.
+
+    Factors are passed as float64 ``(m, 1)`` arrays, never rounded: the ``lines`` renderer then
+    draws the official bank exactly (``draw_line`` at the float64 ``linspace`` angles of
+    ``closest_line`` in lib/eval.py; float32 angles move the lines at pi/4 and 3 pi/4 by a
+    pixel)."""
     f = np.asarray(factors, dtype=np.float64).reshape(-1, 1)
     out = []
     for i in range(0, f.shape[0], chunk):
@@ -238,7 +243,8 @@ _MAX_BANKS = 4
 
 
 def reference_bank(dataset: Any, spec: FactorSpec) -> ReferenceBank:
-    """The reference bank of ``dataset`` (built once per renderer and spec, then cached)."""
+    """The reference bank of ``dataset``: ``dataset.render`` at ``spec.grid()`` (float64; see
+    :func:`render_images`), built once per renderer and spec, then cached."""
     key = (id(dataset.render), spec, tuple(dataset.shape))
     hit = _BANKS.get(key)
     if hit is not None and hit[0] is dataset.render:

@@ -12,11 +12,21 @@ folder)::
     OUT/tables/aggregate.csv           mean, std, CI, tests per (dataset, model, metric)
     OUT/tables/tidy.csv                every stored value, one row per (cell, metric)
     OUT/figures/DATASET-*.{png,pdf}    bars, Pareto scatter, images, latent codes, curves
+    OUT/report-index.json              what this report wrote (see below)
+
+Every file is written atomically (temp file in the same folder, then rename), so a kill or a full
+disk never leaves a truncated table or figure, and a symbolic link at an output path is replaced,
+never written through. ``report-index.json`` lists the files of the last report: the next report
+removes those it does not rewrite (so a ``.tex`` table never keeps the numbers of an earlier set
+of cells) and, unless told the formats, rewrites every format the last report wrote. Every name
+and string read from the results is escaped for the format it goes into
+(:mod:`vaebench.report.escape`). File names use :func:`file_stems` of dataset and metric names.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 from collections.abc import Sequence
@@ -25,14 +35,17 @@ from typing import Any
 
 import pandas as pd
 
+from vaebench.report.files import ReportIndex
 from vaebench.results import atomic_write_text
 from vaebench.tidy import load_records, tidy_frame, variant_labels
 
 log = logging.getLogger("vaebench.report")
 
-__all__ = ["FORMATS", "Report", "build_report", "collect"]
+__all__ = ["DEFAULT_FORMATS", "FORMATS", "Report", "build_report", "collect", "file_stems"]
 
 FORMATS = ("md", "csv", "tex", "html")
+#: Formats written when none are given (plus those the previous report in the folder wrote).
+DEFAULT_FORMATS = ("md", "csv")
 
 
 @dataclasses.dataclass
@@ -52,6 +65,8 @@ class Report:
     confidence: float
     interval: str  # "std" or "ci"
     conflicts: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    stems: dict[str, str] = dataclasses.field(default_factory=dict)  # dataset -> file stem
+    source_stems: dict[str, str] = dataclasses.field(default_factory=dict)  # metric plugin
 
     def ok(self) -> list[dict[str, Any]]:
         return [c for c in self.cells if c["status"] == "ok"]
@@ -99,13 +114,44 @@ def collect(
         raise ValueError(f"unknown baseline model {baseline!r}; valid: {', '.join(models)}")
     agg = aggregate(frame, baseline=baseline, alpha=alpha, confidence=confidence,
                     model_order=base_models)  # fmt: skip
+    sources = sorted({str(s or "other") for s in agg["source"]}) if not agg.empty else []
     return Report(dirs, cells, duplicates, frame, agg, models, base_models, datasets, baseline,
-                  alpha, confidence, "ci" if ci else "std", conflicting_declarations(frame))  # fmt: skip
+                  alpha, confidence, "ci" if ci else "std", conflicting_declarations(frame),
+                  file_stems(datasets), file_stems(sources))  # fmt: skip
 
 
 def safe_name(name: str) -> str:
-    """A file-name-safe version of a dataset or metric name."""
+    """A file-name-safe version of a dataset or metric name: letters, digits, ``-_.`` kept,
+    everything else (``/``, spaces, control characters) replaced by ``_``."""
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+#: Longest file-name stem taken from a name as it is; longer ones are cut and get a hash.
+MAX_STEM = 60
+
+
+def file_stems(names: Sequence[str]) -> dict[str, str]:
+    """``{name: stem}`` for file names: :func:`safe_name` of each name; a name whose safe form
+    is empty, starts with ``.``, is longer than :data:`MAX_STEM`, or equals that of another
+    name gets ``-`` and 8 hex digits of its SHA-1 appended (cut to length), so that two
+    datasets never share a file."""
+    out: dict[str, str] = {}
+    plain = [safe_name(n) for n in names]
+    for name, stem in zip(names, plain, strict=True):
+        clash = plain.count(stem) > 1
+        if clash or not stem or stem.startswith(".") or len(stem) > MAX_STEM:
+            digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+            stem = f"{stem.lstrip('.')[: MAX_STEM - 9]}-{digest}".lstrip("-") or digest
+        out[name] = stem
+    return out
+
+
+def _directional(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of an aggregate whose metric has a direction (an empty frame stays as it is)."""
+    if frame.empty:
+        return frame
+    mask = frame["higher_is_better"].map(lambda v: v is not None and v == v).astype(bool)
+    return frame[mask]
 
 
 def _write(path: Path, text: str) -> Path:
@@ -143,8 +189,7 @@ def default_summary_metrics(rep: Report) -> list[str]:
     common = set.intersection(*per_ds) if per_ds else set()
     out = []
     for group in ("quality", "interpolation"):
-        rows = agg[(agg["group"] == group) & agg["metric"].isin(common)]
-        rows = rows[rows["higher_is_better"].map(lambda v: v is not None and v == v)]
+        rows = _directional(agg[(agg["group"] == group) & agg["metric"].isin(common)])
         if not rows.empty:
             out.append(headline_first(list(dict.fromkeys(rows["metric"])))[0])
     return out
@@ -156,8 +201,9 @@ def pareto_metrics(rep: Report, dataset: str) -> tuple[str | None, str | None]:
     first higher-is-better cost metric)."""
     from vaebench.report.layout import headline_first
 
-    sub = rep.agg[rep.agg["dataset"] == dataset]
-    scored = sub[sub["higher_is_better"].map(lambda v: v is not None and v == v)]
+    scored = _directional(rep.agg[rep.agg["dataset"] == dataset])
+    if scored.empty:
+        return None, None
     quality = scored[scored["group"] == "quality"]["metric"]
     cost = scored[(scored["group"] == "cost") & scored["higher_is_better"].map(bool)]["metric"]
     q = headline_first(list(dict.fromkeys(quality)))[0] if len(quality) else None
@@ -180,7 +226,7 @@ def build_tables(rep: Report, summary_metrics: Sequence[str] | None = None) -> d
                 [ds],
                 rep.models,
                 metrics,
-                name=f"{safe_name(ds)}-{safe_name(src)}",
+                name=f"{rep.stems[ds]}-{rep.source_stems[src]}",
                 title=f"{ds}: {src}",
                 **common,
             )  # fmt: skip
@@ -220,7 +266,7 @@ def build_figures(
     out: dict[str, list[Path]] = {}
     cells = rep.cells
     for ds in rep.datasets:
-        s = safe_name(ds)
+        s = rep.stems[ds]
         made: list[Path] = []
         for src, metrics in table_sources(rep, ds):
             sub = rep.agg[(rep.agg["dataset"] == ds) & rep.agg["metric"].isin(metrics)]
@@ -229,7 +275,7 @@ def build_figures(
                           lambda v: v is not None and v == v).any()
                       and sub[sub["metric"] == m]["group"].iloc[0] != "cost"]  # fmt: skip
             made += F.metric_bars(rep.agg, rep.frame, ds, scored, rep.models, colors,
-                                  fig_dir / f"{s}-bars-{safe_name(src)}", rep.interval,
+                                  fig_dir / f"{s}-bars-{rep.source_stems[src]}", rep.interval,
                                   title=f"{ds}: {src}")  # fmt: skip
         q, t = pareto or pareto_metrics(rep, ds)
         if q and t:
@@ -243,7 +289,7 @@ def build_figures(
         made += F.training_curves(cells, ds, rep.models, colors, fig_dir / f"{s}-training")
         try:
             made += list(interpolation_figures.draw(cells, ds, list(rep.base_models), colors,
-                                                    fig_dir))  # fmt: skip
+                                                    fig_dir, stem=s))  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - one broken drawer must not lose the report
             log.warning("interpolation figures for %s not drawn: %s: %s", ds,
                         type(exc).__name__, exc)  # fmt: skip
@@ -254,7 +300,7 @@ def build_figures(
 def build_report(
     run_dirs: Sequence[str | os.PathLike],
     out_dir: str | os.PathLike | None = None,
-    formats: Sequence[str] = ("md", "csv"),
+    formats: Sequence[str] | None = None,
     baseline: str | None = None,
     figures: bool = True,
     *,
@@ -267,24 +313,42 @@ def build_report(
     """Write tables, figures and ``report.md`` for the results in ``run_dirs``.
 
     ``formats``: table formats among :data:`FORMATS` (``md`` tables also go into report.md,
-    which is always written). ``baseline``: a model (or variant label) to mark significant
-    differences against. ``ci``: show ``mean ± half-width of the t-based confidence interval``
-    (``confidence``) instead of ``mean ± std``. ``alpha``: level of every test.
-    ``summary_metrics``: columns of the cross-dataset summary table (default: see
-    :func:`default_summary_metrics`). ``pareto``: ``(quality metric, throughput metric)`` of the
-    scatter (default: see :func:`pareto_metrics`). Returns the written paths.
+    which is always written); ``None`` (the default) writes :data:`DEFAULT_FORMATS` plus every
+    format the previous report in ``out_dir`` wrote (see ``report-index.json``), so that a
+    ``.tex`` table once asked for stays up to date. Files of the previous report that this one
+    does not rewrite (another format, ``figures=False``, a dataset no longer present) are
+    removed, and the log says which. ``baseline``: a model (or variant label) to mark
+    significant differences against. ``ci``: show ``mean ± half-width of the t-based
+    confidence interval`` (``confidence``) instead of ``mean ± std``. ``alpha``: level of every
+    test. ``summary_metrics``: columns of the cross-dataset summary table (default: see
+    :func:`default_summary_metrics`). ``pareto``: ``(quality metric, throughput metric)`` of
+    the scatter (default: see :func:`pareto_metrics`). Returns the written paths.
+
+    Raises :class:`ValueError` for an unknown format, baseline or metric, or when the folders
+    hold no cells; :class:`vaebench.results.ResultsError` for a corrupt cell file;
+    :class:`OSError` when a file cannot be written.
     """
     from vaebench.report import page
     from vaebench.report import tables as T
 
-    bad = [f for f in formats if f not in FORMATS]
-    if bad:
-        raise ValueError(f"unknown format {', '.join(bad)}; valid: {', '.join(FORMATS)}")
+    if formats is not None:
+        bad = [f for f in formats if f not in FORMATS]
+        if bad:
+            raise ValueError(f"unknown format {', '.join(bad)}; valid: {', '.join(FORMATS)}")
     rep = collect(run_dirs, baseline=baseline, alpha=alpha, confidence=confidence, ci=ci)
     out = Path(out_dir if out_dir is not None else rep.run_dirs[0])
+    index = ReportIndex(out)
+    if formats is None:
+        kept = [f for f in index.previous_formats if f in FORMATS and f not in DEFAULT_FORMATS]
+        formats = [f for f in FORMATS if f in DEFAULT_FORMATS or f in kept]
+        if kept:
+            log.info("also writing %s tables: the previous report in %s wrote them (give the "
+                     "formats to drop them)", ", ".join(kept), out)  # fmt: skip
+    formats = [f for f in FORMATS if f in formats]
     tables = build_tables(rep, summary_metrics)
     every = [t for ts in tables.values() for t in ts]
     tdir = out / "tables"
+    index.begin(formats, figures)
     written: list[Path] = []
     for t in every:
         if "md" in formats:
@@ -299,12 +363,12 @@ def build_report(
         written.append(_write(tdir / "tables.html", T.html_document(every)))
     if "csv" in formats:
         written.append(_write(tdir / "aggregate.csv", T.aggregate_csv(rep.agg)))
-        tidy = rep.frame.to_csv(index=False, float_format="%.10g", lineterminator="\n")
-        written.append(_write(tdir / "tidy.csv", tidy))
+        written.append(_write(tdir / "tidy.csv", T.tidy_csv(rep.frame)))
     figs: dict[str, list[Path]] = {}
     if figures:
         figs = build_figures(rep, out / "figures", pareto)
         written += [p for ps in figs.values() for p in ps]
     text = page.render(rep, tables, figs, out, formats)
     written.append(_write(out / "report.md", text))
+    index.finish(formats, figures, written)
     return written

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vaebench.report.escape import plot_text
+from vaebench.report.files import save_figure
 from vaebench.results import decode_images
 
 __all__ = [
@@ -89,25 +91,14 @@ def model_colors(models: Sequence[str]) -> dict[str, Any]:
 
 
 def _save(fig: Any, path: Path) -> list[Path]:
-    """Write ``path`` as PNG and PDF with fixed metadata; close the figure."""
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for ext, meta in (
-        (".png", {"Software": None}),
-        (".pdf", {"Creator": None, "Producer": None, "CreationDate": None}),
-    ):
-        p = path.with_suffix(ext)
-        fig.savefig(p, metadata=meta)
-        out.append(p)
-    plt.close(fig)
-    return out
+    """Write ``path`` as PNG and PDF atomically with fixed metadata; close the figure (see
+    :func:`vaebench.report.files.save_figure`)."""
+    return save_figure(fig, path)
 
 
 def _label(metric: str, unit: str, higher_is_better: Any) -> str:
     arrow = {True: " ↑", False: " ↓"}.get(higher_is_better, "")
-    return f"{metric}{arrow}" + (f" [{unit}]" if unit else "")
+    return plot_text(f"{metric}{arrow}" + (f" [{unit}]" if unit else ""))
 
 
 def _spread(row: pd.Series, interval: str) -> float:
@@ -168,17 +159,17 @@ def metric_bars(
                 ax.set_yscale("log")
             first = rows.iloc[0]
             label = _label(metric, "", first["higher_is_better"])
-            unit = str(first["unit"] or "")
+            unit = plot_text(first["unit"] or "")
             ax.set_title(f"{label}\n[{unit}]" if unit else label, pad=3, fontsize=7)
             ax.set_xticks(x)
-            ax.set_xticklabels(names, rotation=30 if max(map(len, names)) > 5 else 0,
+            ax.set_xticklabels([plot_text(n) for n in names], rotation=30 if max(map(len, names)) > 5 else 0,
                                ha="right" if max(map(len, names)) > 5 else "center")  # fmt: skip
             ax.tick_params(axis="x", length=0)
             ax.grid(axis="y", lw=0.3, alpha=0.5, zorder=0)
         for k in range(len(metrics), nrows * ncols):
             axes[k // ncols, k % ncols].set_visible(False)
         what = "95 % CI" if interval == "ci" else "± std"
-        fig.suptitle(f"{title or dataset} (mean {what}; dots: seeds)", y=1.0)
+        fig.suptitle(f"{plot_text(title or dataset)} (mean {what}; dots: seeds)", y=1.0)
         fig.tight_layout(pad=0.3, h_pad=0.6, w_pad=0.8)
         return _save(fig, path)
 
@@ -222,7 +213,7 @@ def pareto_scatter(
                         yerr=_finite(_spread(q.loc[m], interval)), fmt="o", ms=5,
                         color=colors[m], mfc=colors[m] if on else "white", mew=1.2,
                         elinewidth=0.8, capsize=2, zorder=3)  # fmt: skip
-            ax.annotate(m, (x, y), xytext=(6, 4), textcoords="offset points", fontsize=7,
+            ax.annotate(plot_text(m), (x, y), xytext=(6, 4), textcoords="offset points", fontsize=7,
                         color=colors[m], zorder=4,
                         bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none",
                               "alpha": 0.8})  # fmt: skip
@@ -231,14 +222,12 @@ def pareto_scatter(
             ax.plot([p[0] for p in fx], [p[1] for p in fx], ls="--", lw=0.8, color="0.4",
                     zorder=1)  # fmt: skip
         xs = np.array([points[m][0] for m in names])
-        if (xs > 0).all():
-            ax.set_xscale("log")
         ys = np.array([points[m][1] for m in names])
-        if (ys > 0).all() and ys.max() / ys.min() > 100:
-            ax.set_yscale("log")
+        _value_axis(ax, "x", xs[np.isfinite(xs)], decades=1.0)
+        _value_axis(ax, "y", ys[np.isfinite(ys)], decades=2.0)
         ax.set_xlabel(_label(throughput, str(t.iloc[0]["unit"]), t_hib))
         ax.set_ylabel(_label(quality, str(q.iloc[0]["unit"]), q_hib))
-        ax.set_title(f"{dataset}: quality vs throughput (filled: Pareto front)", pad=3)
+        ax.set_title(f"{plot_text(dataset)}: quality vs throughput (filled: Pareto front)", pad=3)
         ax.grid(lw=0.3, alpha=0.5)
         ax.margins(x=0.15, y=0.15)
         fig.tight_layout(pad=0.3)
@@ -247,6 +236,41 @@ def pareto_scatter(
 
 def _finite(v: float) -> float:
     return v if math.isfinite(v) else 0.0
+
+
+def _tick_text(value: float, _pos: Any = None) -> str:
+    """Short tick label: ``20k``, ``1.5M`` from 10^4 on, else the shortest ``%g`` form."""
+    from matplotlib.ticker import EngFormatter
+
+    if abs(value) >= 1e4:
+        return EngFormatter(sep="")(value)
+    return f"{value:g}"
+
+
+def _value_axis(ax: Any, which: str, values: np.ndarray, decades: float) -> None:
+    """Scale and ticks of a value axis whose labels never overlap.
+
+    Positive values spanning more than ``decades`` powers of ten get a log axis with labelled
+    ticks at 1, 2 and 5 x 10^k (only at 10^k when the data span more than 2.5 decades), short
+    labels (:func:`_tick_text`: ``20k``, ``0.05``) and unlabelled minor ticks; otherwise a linear
+    axis with at most five labelled ticks. (Matplotlib's default log axis labels every minor tick
+    when the data span less than a decade: ``2×10⁴3×10⁴...`` run into each other.)
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    if len(values) and (values > 0).all() and values.max() / values.min() > 10**decades:
+        (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+        lo, hi = math.log10(values.min()), math.log10(values.max())
+        subs = (1.0, 2.0, 5.0) if hi - lo < 2.5 else (1.0,)
+        axis.set_major_locator(LogLocator(base=10, subs=subs))
+        axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10) * 1.0))
+        axis.set_major_formatter(FuncFormatter(_tick_text))
+        axis.set_minor_formatter(NullFormatter())
+    else:
+        axis.set_major_locator(MaxNLocator(nbins=4, min_n_ticks=2))
+        if len(values) and np.abs(values).max() >= 1e4:
+            axis.set_major_formatter(FuncFormatter(_tick_text))
 
 
 # ----------------------------------------------------------------------------- images
@@ -289,10 +313,11 @@ def image_rows(
                               interpolation="nearest")  # fmt: skip
                 if j == 0:
                     color = (label_colors or {}).get(label, "black")
-                    ax.set_ylabel(label, rotation=0, ha="right", va="center", color=color)
+                    ax.set_ylabel(plot_text(label), rotation=0, ha="right", va="center",
+                                  color=color)  # fmt: skip
                 if i == 0 and col_labels and j < len(col_labels) and col_labels[j]:
-                    ax.set_title(col_labels[j], fontsize=6, pad=2)
-        fig.suptitle(title, y=1.0, va="top")
+                    ax.set_title(plot_text(col_labels[j]), fontsize=6, pad=2)
+        fig.suptitle(title, y=1.0, va="top")  # callers escape names in it
         return _save(fig, path)
 
 
@@ -329,7 +354,7 @@ def reconstruction_grid(
     if not rows:
         return []
     seed = f"seed {min(seeds)}" if len(seeds) == 1 else "lowest seed"
-    return image_rows(rows, path, f"{dataset}: test images and reconstructions ({seed})",
+    return image_rows(rows, path, f"{plot_text(dataset)}: test images and reconstructions ({seed})",
                       label_colors=colors)  # fmt: skip
 
 
@@ -354,7 +379,7 @@ def interpolation_strips(
     n = max(r[1].shape[0] for r in rows)
     labels = [""] * n
     labels[0], labels[-1] = "t=0", "t=1"
-    return image_rows(rows, path, f"{dataset}: decoding along the line between two codes",
+    return image_rows(rows, path, f"{plot_text(dataset)}: decoding along the line between two codes",
                       col_labels=labels, label_colors=colors)  # fmt: skip
 
 
@@ -362,29 +387,37 @@ def interpolation_strips(
 
 
 def latent_points(
-    artifact: dict[str, Any],
-) -> tuple[np.ndarray, np.ndarray | None, tuple[str, str]]:
-    """``(xy (N, 2), labels (N,) or None, (x label, y label))`` from a ``latent_2d`` artifact.
+    artifact: dict[str, Any], latent_dim: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
+    """``(points (N, k), labels (N,) or None, axis names (k,))`` from a ``latent_2d`` artifact,
+    ``k = 2``, or ``k = 1`` for a 1-dimensional code (never an invented second axis).
 
     Accepts ``{"xy": [[x, y], ...]}`` (already 2-D) or ``{"z": [[...], ...]}`` (any dimension:
     projected on its first two principal components here when it has more than two), with
-    optional ``"labels"`` (ints: classes; floats: a factor) and ``"projection"`` (how ``xy``
-    was obtained: ``"pca"``, or ``"identity"`` for a 2-D code).
+    optional ``"labels"`` (ints: classes; floats: a factor), ``"projection"`` (how ``xy`` was
+    obtained: ``"pca"``, or ``"identity"`` for a code of at most 2 dimensions) and ``"dim"``
+    (the code's dimension). A code is 1-D when ``dim`` or ``latent_dim`` (the cell's
+    ``model_info``) is 1, when ``z`` has one column, or -- neither given -- when an identity
+    ``xy`` has a second coordinate that is exactly 0 everywhere (how 1-D codes are stored).
     """
     labels = artifact.get("labels")
     lab = np.asarray(labels) if labels is not None else None
+    dim = artifact.get("dim", latent_dim)
     if "xy" in artifact:
         xy = np.asarray(artifact["xy"], dtype=float).reshape(-1, 2)
         proj = artifact.get("projection", "")
         if proj == "pca":
             return xy, lab, ("PC 1", "PC 2")
         if proj in ("", "identity", "none"):
+            padded = dim is None and len(xy) > 0 and bool((xy[:, 1] == 0).all())
+            if dim == 1 or padded:
+                return xy[:, :1], lab, ("z",)
             return xy, lab, ("z 1", "z 2")
         return xy, lab, (f"{proj} 1", f"{proj} 2")
     z = np.asarray(artifact["z"], dtype=float)
     z = z.reshape(z.shape[0], -1)
     if z.shape[1] == 1:
-        return np.column_stack([z[:, 0], np.zeros(len(z))]), lab, ("z", "")
+        return z, lab, ("z",)
     if z.shape[1] == 2:
         return z, lab, ("z 1", "z 2")
     centred = z - z.mean(0)
@@ -397,6 +430,16 @@ def latent_points(
     return xy, lab, (f"PC 1 ({var[0] * 100:.0f} %)", f"PC 2 ({var[1] * 100:.0f} %)")
 
 
+def _latent_dim(cell: dict[str, Any]) -> int | None:
+    dim = (cell.get("model_info") or {}).get("latent_dim")
+    return dim if isinstance(dim, int) and not isinstance(dim, bool) else None
+
+
+def _strip_offsets(n: int) -> np.ndarray:
+    """Fixed vertical offsets in [-0.3, 0.3] that spread the points of a 1-D strip."""
+    return (np.random.default_rng(0).random(n) - 0.5) * 0.6
+
+
 def latent_scatter(
     cells: Sequence[dict],
     dataset: str,
@@ -404,14 +447,19 @@ def latent_scatter(
     path: Path,
     colors: dict[str, Any] | None = None,
 ) -> list[Path]:
-    """Test codes in 2-D, one panel per model, coloured by label (class: qualitative colours;
-    continuous factor: viridis with a colour bar). Needs the ``latent_2d`` artifact."""
+    """Test codes, one panel per model (needs the ``latent_2d`` artifact).
+
+    2-D codes (or their first two principal components): a scatter coloured by label (class:
+    qualitative colours; continuous factor: viridis with a colour bar). 1-D codes: the code on
+    the x axis against the class (a strip per class) or the factor value (y axis), or a
+    histogram of the codes when there are no labels -- never an invented second code axis.
+    """
     panels = []
     for m in models:
         c = _first_cell(cells, m, dataset)
         if c is None or "latent_2d" not in c.get("artifacts", {}):
             continue
-        panels.append((m, *latent_points(c["artifacts"]["latent_2d"])))
+        panels.append((m, *latent_points(c["artifacts"]["latent_2d"], _latent_dim(c))))
     if not panels:
         return []
     labels_all = [p[2] for p in panels if p[2] is not None]
@@ -430,24 +478,28 @@ def latent_scatter(
                                  squeeze=False)  # fmt: skip
         cmap = matplotlib.colormaps["tab20" if len(classes) > 10 else "tab10"]
         sc = None
-        for k, (m, xy, lab, note) in enumerate(panels):
+        for k, (m, pts, lab, names) in enumerate(panels):
             ax = axes[k // ncols, k % ncols]
-            if lab is None:
-                ax.scatter(xy[:, 0], xy[:, 1], s=2, color=(colors or {}).get(m, "0.3"),
-                           linewidths=0)  # fmt: skip
-            elif discrete:
-                idx = np.searchsorted(classes, lab.astype(int))
-                ax.scatter(xy[:, 0], xy[:, 1], s=2, c=[cmap(i % cmap.N) for i in idx],
-                           linewidths=0)  # fmt: skip
+            color = (colors or {}).get(m, "0.3")
+            if pts.shape[1] == 1:
+                sc = _one_dim_panel(ax, pts[:, 0], lab, discrete, classes, cmap, color) or sc
             else:
-                sc = ax.scatter(xy[:, 0], xy[:, 1], s=2, c=lab.astype(float), cmap="viridis",
-                                linewidths=0)  # fmt: skip
-            ax.set_title(m, pad=2)
+                if lab is None:
+                    ax.scatter(pts[:, 0], pts[:, 1], s=2, color=color, linewidths=0)
+                elif discrete:
+                    idx = np.searchsorted(classes, lab.astype(int))
+                    ax.scatter(pts[:, 0], pts[:, 1], s=2, c=[cmap(i % cmap.N) for i in idx],
+                               linewidths=0)  # fmt: skip
+                else:
+                    sc = ax.scatter(pts[:, 0], pts[:, 1], s=2, c=lab.astype(float),
+                                    cmap="viridis", linewidths=0)  # fmt: skip
+                ax.set_yticks([])
+                ax.set_ylabel(names[1], fontsize=6, labelpad=1)
+                ax.set_aspect("equal", adjustable="datalim")
+            ax.set_title(plot_text(m), pad=2)
             ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_xlabel(note[0], fontsize=6, labelpad=1)
-            ax.set_ylabel(note[1], fontsize=6, labelpad=1)
-            ax.set_aspect("equal", adjustable="datalim")
+            ax.set_xlabel(names[0] + (" (1-D code)" if len(names) == 1 else ""), fontsize=6,
+                          labelpad=1)  # fmt: skip
         for k in range(len(panels), nrows * ncols):
             axes[k // ncols, k % ncols].set_visible(False)
         if discrete:
@@ -465,8 +517,39 @@ def latent_scatter(
             if any(p[3][0].startswith("PC") for p in panels)
             else ""
         )
-        fig.suptitle(f"{dataset}: test codes{proj}", y=1.0)
+        fig.suptitle(f"{plot_text(dataset)}: test codes{proj}", y=1.0)
         return _save(fig, path)
+
+
+def _one_dim_panel(
+    ax: Any,
+    z: np.ndarray,
+    lab: np.ndarray | None,
+    discrete: bool,
+    classes: list[int],
+    cmap: Any,
+    color: Any,
+) -> Any:
+    """Draw 1-D codes ``z`` on ``ax``: a strip per class, codes against a continuous label, or
+    a histogram; returns the colour-mapped scatter (for a colour bar) or None."""
+    if lab is None:
+        ax.hist(z, bins=min(30, max(5, len(z) // 10)), color=color, alpha=0.8)
+        ax.set_yticks([])
+        ax.set_ylabel("count", fontsize=6, labelpad=1)
+        return None
+    if discrete:
+        idx = np.searchsorted(classes, lab.astype(int))
+        ax.scatter(z, idx + _strip_offsets(len(z)), s=2, c=[cmap(i % cmap.N) for i in idx],
+                   linewidths=0)  # fmt: skip
+        ax.set_yticks(range(len(classes)) if len(classes) <= 10 else [])
+        if len(classes) <= 10:
+            ax.set_yticklabels([str(c) for c in classes], fontsize=5)
+        ax.set_ylabel("label", fontsize=6, labelpad=1)
+        return None
+    sc = ax.scatter(z, lab.astype(float), s=2, c=lab.astype(float), cmap="viridis", linewidths=0)
+    ax.set_ylabel("label", fontsize=6, labelpad=1)
+    ax.tick_params(axis="y", labelsize=5)
+    return sc
 
 
 # ----------------------------------------------------------------------------- training
@@ -508,7 +591,8 @@ def training_curves(
         fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.2))
         for m, arr in series:
             x = np.arange(1, arr.shape[1] + 1)
-            ax.plot(x, np.nanmean(arr, 0), color=colors[m], label=f"{m} (n={arr.shape[0]})",
+            ax.plot(x, np.nanmean(arr, 0), color=colors[m],
+                    label=f"{plot_text(m)} (n={arr.shape[0]})",
                     lw=1.1)  # fmt: skip
             if arr.shape[0] > 1:
                 ax.fill_between(x, np.nanmin(arr, 0), np.nanmax(arr, 0), color=colors[m],
@@ -522,7 +606,7 @@ def training_curves(
             ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_major_formatter(ScalarFormatter())
             ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.set_title(f"{dataset}: training loss (mean, band: min–max)", pad=3)
+        ax.set_title(f"{plot_text(dataset)}: training loss (mean, band: min–max)", pad=3)
         ax.legend(frameon=False)
         ax.grid(lw=0.3, alpha=0.5)
         fig.tight_layout(pad=0.3)

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from vaebench.report.escape import plot_text
+from vaebench.report.files import save_figure
 from vaebench.results import decode_images
 
 __all__ = ["draw", "midpoint_strips"]
@@ -32,23 +34,10 @@ def _plt():
     return plt
 
 
-def _safe(name: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-
-
 def _save(fig: Any, path: Path) -> list[Path]:
-    """Write ``path`` as PNG and PDF with fixed metadata (stable across regenerations)."""
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for ext, meta in ((".png", {"Software": None}),
-                      (".pdf", {"Creator": None, "Producer": None, "CreationDate": None})):  # fmt: skip
-        p = path.with_suffix(ext)
-        fig.savefig(p, metadata=meta)
-        out.append(p)
-    plt.close(fig)
-    return out
+    """Write ``path`` as PNG and PDF atomically with fixed metadata (stable across
+    regenerations); see :func:`vaebench.report.files.save_figure`."""
+    return save_figure(fig, path)
 
 
 def _hw(img: np.ndarray) -> np.ndarray:
@@ -109,21 +98,30 @@ def midpoint_strips(
         metrics = c.get("metrics", {})
         phase = metrics.get("midpoint_phase")
         note = f"phase {phase:.2f}" if isinstance(phase, (int, float)) else ""
-        axes[r, 0].set_ylabel(f"{m}\nseed {c['seed']}\n{note}", rotation=0, ha="right",
+        axes[r, 0].set_ylabel(f"{plot_text(m)}\nseed {c['seed']}\n{note}", rotation=0, ha="right",
                               va="center")  # fmt: skip
     for j, label in enumerate(COLUMNS):
         axes[-1, j].set_xlabel(label)
     fig.suptitle(
-        f"{dataset}: decoding half-way between the codes of a full and a half moon", y=1.02
+        f"{plot_text(dataset)}: decoding half-way between the codes of a full and a half moon",
+        y=1.02,
     )
     fig.subplots_adjust(wspace=0.08, hspace=0.12)
     return _save(fig, path)
 
 
 def draw(
-    cells: list[dict], dataset: str, models: list[str], colors: dict, fig_dir: Path
+    cells: list[dict],
+    dataset: str,
+    models: list[str],
+    colors: dict,
+    fig_dir: Path,
+    stem: str | None = None,
 ) -> list[Path]:
-    """Draw this dataset's interpolation figures into ``fig_dir``; return the written paths."""
-    return midpoint_strips(
-        cells, dataset, models, colors, Path(fig_dir) / f"{_safe(dataset)}-midpoint"
-    )
+    """Draw this dataset's interpolation figures into ``fig_dir``; return the written paths.
+    ``stem``: the dataset's file-name stem (see :func:`vaebench.report.build.file_stems`)."""
+    if stem is None:
+        from vaebench.report.build import file_stems
+
+        stem = file_stems([dataset])[dataset]
+    return midpoint_strips(cells, dataset, models, colors, Path(fig_dir) / f"{stem}-midpoint")

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaebench.report.tables import escape_markdown, to_markdown
+from vaebench.report.escape import escape_markdown, md_code, md_code_block
+from vaebench.report.tables import to_markdown
 
 if TYPE_CHECKING:
     from vaebench.report.build import Report
@@ -78,9 +79,9 @@ def _commands(run_dirs: Sequence[str]) -> list[str]:
         for p in sorted(Path(d).glob("manifests/*.json")):
             try:
                 argv = json.loads(p.read_text(encoding="utf-8")).get("argv")
-            except (OSError, ValueError):
+            except (OSError, ValueError, AttributeError, RecursionError):
                 continue
-            if argv:
+            if isinstance(argv, list) and argv:
                 cmd = " ".join(shlex.quote(str(a)) for a in argv)
                 if argv and Path(str(argv[0])).name == "vaebench":
                     cmd = "vaebench " + " ".join(shlex.quote(str(a)) for a in argv[1:])
@@ -105,7 +106,7 @@ def _setup(rep: Report) -> list[str]:
     lines = ["## Setup", ""]
     commands = _commands(rep.run_dirs)
     if commands:
-        lines += ["Produced by:", "", "```sh", *commands, "```", ""]
+        lines += ["Produced by:", "", *md_code_block(commands, "sh"), ""]
     envs = [c.get("environment") or {} for c in cells]
     lines += ["| environment | |", "|:--|:--|"]
     for label, key in ENV_KEYS:
@@ -137,14 +138,16 @@ def _setup(rep: Report) -> list[str]:
     for ds in rep.datasets:
         first = next(c for c in cells if c["dataset"] == ds)
         info = first.get("dataset_info") or {}
-        shape = "×".join(map(str, info.get("shape", []))) or "?"
+        shape = info.get("shape")
+        shape = "×".join(map(str, shape)) if isinstance(shape, list) and shape else "?"
         sizes = f"{info.get('n_train', '?')} / {info.get('n_test', '?')}"
         subset = (first.get("config") or {}).get("subset")
         opts = (first.get("config") or {}).get("dataset_options") or {}
         name = ds + (f" ({', '.join(f'{k}={_fmt_value(v)}' for k, v in sorted(opts.items()))})"
                      if opts else "")  # fmt: skip
-        cite = (info.get("citation") or "").strip()
-        lines.append(f"| {_md(name)} | {shape} | {sizes} | {f'≤ {subset}' if subset else 'all'} | "
+        cite = str(info.get("citation") or "").strip()
+        subset = f"≤ {_fmt_value(subset)}" if subset else "all"
+        lines.append(f"| {_md(name)} | {_md(shape)} | {_md(sizes)} | {_md(subset)} | "
                      f"{_md(cite)} |")  # fmt: skip
     lines.append("")
 
@@ -159,7 +162,7 @@ def _setup(rep: Report) -> list[str]:
     wall = sum(float(c.get("wall_seconds") or 0) for c in cells)
     lines += [
         "",
-        f"Seeds: {', '.join(map(str, seeds))}. Compute: {_seconds(wall)} of wall time over "
+        f"Seeds: {_md(', '.join(map(str, seeds)))}. Compute: {_seconds(wall)} of wall time over "
         f"{len(cells)} cells ({len(ok)} finished, {len(cells) - len(ok)} failed).",
         "",
     ]
@@ -206,8 +209,10 @@ def _statistics(rep: Report) -> list[str]:
 
 
 def _figure(path: Path, out: Path, alt: str) -> str:
+    from urllib.parse import quote
+
     rel = path.relative_to(out) if path.is_relative_to(out) else path
-    return f"![{_md(alt)}]({rel.as_posix()})"
+    return f"![{_md(alt)}]({quote(rel.as_posix(), safe='/-_.~')})"
 
 
 def render(
@@ -219,7 +224,7 @@ def render(
 ) -> str:
     """The Markdown text of ``report.md``."""
     ok, failed = rep.ok(), rep.failed()
-    runs = ", ".join(f"`{Path(d).name}`" for d in rep.run_dirs)
+    runs = ", ".join(md_code(Path(d).name) for d in rep.run_dirs)
     lines = [
         "# vaebench report",
         "",
@@ -234,14 +239,19 @@ def render(
     lines += _statistics(rep)
     for ds in rep.datasets:
         lines += [f"### {_md(ds)}", ""]
+        stem = rep.stems.get(ds, ds)
+        if not any(c["dataset"] == ds for c in ok):
+            lines += ["No cell of this dataset finished: no tables or figures (see Failed "
+                      "cells below).", ""]  # fmt: skip
         pngs = [p for p in figs.get(ds, []) if p.suffix == ".png"]
         for t in tables.get(ds, []):
-            lines += [f"#### {_md(t.title.split(': ', 1)[-1])}", "", to_markdown(t)]
-            src = t.name[len(ds) + 1 :] if t.name.startswith(ds) else t.name
+            head = t.title[len(ds) + 2 :] if t.title.startswith(f"{ds}: ") else t.title
+            lines += [f"#### {_md(head)}", "", to_markdown(t)]
+            src = t.name[len(stem) + 1 :] if t.name.startswith(f"{stem}-") else t.name
             for p in pngs:
-                if p.stem.endswith(f"-bars-{src}"):
+                if p.stem == f"{stem}-bars-{src}":
                     lines += [_figure(p, out, p.stem), ""]
-        other = [p for p in pngs if "-bars-" not in p.stem]
+        other = [p for p in pngs if not p.stem.startswith(f"{stem}-bars-")]
         if other:
             lines += ["#### Figures", ""]
             for p in other:

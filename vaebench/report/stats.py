@@ -14,9 +14,12 @@ Two models are compared on one metric with
 - no test when either has fewer than two values (``test == "none"``, ``p`` is NaN).
 
 Tests are two-sided. Deterministic models (PCA) give identical values for every seed; when there
-is no variation at all (every paired difference equal, or both samples constant) the t statistic
-is undefined, and the comparison is decided exactly: ``p = 1`` if the values agree, ``p = 0`` if
-they differ (the difference is systematic, not noise).
+is no variation at all (every paired difference equal, or both samples constant, up to float
+noise: relative 1e-12) the t statistic is undefined, and the comparison is decided exactly:
+``p = 1`` if the values agree, ``p = 0`` if they differ (the difference is systematic, not
+noise). One constant sample against a varying one (Welch) is the one-sample t-test of the
+varying sample against the constant -- Welch's statistic and degrees of freedom with one
+variance zero.
 """
 
 from __future__ import annotations
@@ -68,16 +71,29 @@ class Comparison:
         return self.test != "none"
 
 
+#: Values that differ by less than this fraction of their magnitude are equal (float noise).
+REL_TOL = 1e-12
+
+
 def _close(a: float, b: float) -> bool:
-    """Equal up to floating-point noise (relative 1e-12)."""
-    return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0) or a == b
+    """Equal up to floating-point noise (relative :data:`REL_TOL`)."""
+    return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=0.0) or a == b
+
+
+def _constant(x: np.ndarray, scale: float) -> bool:
+    """No variation beyond float noise: spread at most :data:`REL_TOL` x ``scale``."""
+    return float(np.ptp(x)) <= REL_TOL * scale
 
 
 def compare(a: Mapping[int, float], b: Mapping[int, float]) -> Comparison:
     """Compare two models' values given as ``{seed: value}`` (NaN values are ignored).
 
     Paired t-test when the seed sets are equal (n >= 2), Welch's t-test when both have n >= 2
-    otherwise, no test else; see the module docstring for the zero-variance rule.
+    otherwise, no test else; see the module docstring for the zero-variance rule. Values equal
+    up to float noise (relative :data:`REL_TOL` of the largest magnitude) count as equal, so
+    SciPy never computes a variance of nearly identical numbers: a constant sample against a
+    varying one is Welch's test with one variance zero, which is exactly the one-sample t-test
+    of the varying sample against the constant (:func:`scipy.stats.ttest_1samp`).
     """
     from scipy import stats
 
@@ -85,19 +101,37 @@ def compare(a: Mapping[int, float], b: Mapping[int, float]) -> Comparison:
     b = {s: float(v) for s, v in b.items() if v is not None and math.isfinite(v)}
     if len(a) < 2 or len(b) < 2:
         return Comparison("none", math.nan)
+    scale = max(abs(v) for v in (*a.values(), *b.values()))
     if set(a) == set(b):
         seeds = sorted(a)
         x = np.array([a[s] for s in seeds])
         y = np.array([b[s] for s in seeds])
         d = x - y
-        if all(_close(v, d[0]) for v in d):
-            return Comparison("paired", 1.0 if _close(x[0], y[0]) else 0.0)
-        return Comparison("paired", float(stats.ttest_rel(x, y).pvalue))
+        if _constant(d, scale):
+            return Comparison("paired", 1.0 if abs(float(d.mean())) <= REL_TOL * scale else 0.0)
+        return Comparison("paired", _pvalue(stats.ttest_rel, x, y))
     x = np.array(list(a.values()))
     y = np.array(list(b.values()))
-    if np.ptp(x) == 0 and np.ptp(y) == 0:
-        return Comparison("welch", 1.0 if _close(x[0], y[0]) else 0.0)
-    return Comparison("welch", float(stats.ttest_ind(x, y, equal_var=False).pvalue))
+    cx, cy = _constant(x, scale), _constant(y, scale)
+    if cx and cy:
+        return Comparison("welch", 1.0 if _close(float(x.mean()), float(y.mean())) else 0.0)
+    if cx or cy:
+        varying, const = (y, float(x.mean())) if cx else (x, float(y.mean()))
+        return Comparison("welch", _pvalue(stats.ttest_1samp, varying, const))
+    return Comparison("welch", _pvalue(stats.ttest_ind, x, y, equal_var=False))
+
+
+def _pvalue(test: Any, *args: Any, **kw: Any) -> float:
+    """Two-sided p-value of a SciPy test. The inputs behind SciPy's "Precision loss occurred in
+    moment calculation" warning (nearly identical values) are decided exactly before a test is
+    called; the filter only keeps that message from ever reaching the user raw."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Precision loss occurred", category=RuntimeWarning
+        )
+        return float(test(*args, **kw).pvalue)
 
 
 def t_interval(mean: float, std: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
