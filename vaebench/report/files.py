@@ -1,9 +1,9 @@
 """How a report writes its files: atomically, never through a link, and never leaving stale ones.
 
-- :func:`atomic_write_bytes` writes like :func:`vaebench.results.atomic_write_text` (temp file in
-  the same folder, fsync, ``os.replace``): readers see the old file or the whole new one, a kill
-  or a full disk never leaves a truncated figure, and a symbolic link at the path is replaced by
-  the file -- its target is never opened. The file honours the umask like an ordinary file.
+- every file goes through :func:`vaebench.results.atomic_write_bytes` (temp file in the same
+  folder, fsync, ``os.replace``): readers see the old file or the whole new one, a kill or a
+  full disk never leaves a truncated figure, and a symbolic link at the path is replaced by the
+  file -- its target is never opened. The file honours the umask like an ordinary file.
 - :func:`save_figure` renders a matplotlib figure to memory and writes it with
   :func:`atomic_write_bytes`.
 - :class:`ReportIndex` (``OUT/report-index.json``) remembers which files the last report wrote,
@@ -19,12 +19,11 @@ import io
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from vaebench.results import HOST_TAG, atomic_write_text
+from vaebench.results import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger("vaebench.report")
 
@@ -35,41 +34,6 @@ INDEX_NAME = "report-index.json"
 INDEX_SCHEMA = "vaebench.report-index/1"
 #: Suffixes of the files a report writes into ``OUT/tables`` and ``OUT/figures``.
 REPORT_SUFFIXES = (".md", ".tex", ".html", ".csv", ".png", ".pdf")
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temp file ``.NAME.PID.HOSTTAG.RANDOM.tmp`` in the
-    same folder (the name :func:`vaebench.results.remove_stale_temp_files` cleans up after a
-    kill), fsync, mode ``0666 & ~umask``, then ``os.replace`` -- which replaces a symbolic link
-    at ``path`` instead of writing through it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{os.getpid()}.{HOST_TAG}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 #: Metadata that would change on every save (dates, library versions): left out so that the
