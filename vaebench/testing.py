@@ -1230,8 +1230,10 @@ def _check_sample(s: _ModelSubject) -> None:
 @_check("model", "posterior(x) returns the mean and log-variance (N, latent_dim) of q(z|x)")
 def _check_posterior(s: _ModelSubject) -> None:
     """Only when the tags say ``has_posterior``: ``posterior(x)`` of 5 images (and of one)
-    returns a pair ``(mean, logvar)`` of finite float32 tensors ``(N, latent_dim)`` without
-    autograd, the same on a second call."""
+    returns a pair ``(mean, logvar)`` of finite float32 tensors ``(N, latent_dim)``, the same on
+    a second call. Outputs that carry autograd are accepted: models written for the first
+    interface call ``posterior`` inside their loss, and metrics call it under
+    ``torch.inference_mode()``."""
     if not s.tags.has_posterior:
         raise _NotApplicable("the model has no posterior (tags.has_posterior is False)")
     model, x = s.fitted(s.shapes[0])
@@ -1256,14 +1258,10 @@ def _check_posterior(s: _ModelSubject) -> None:
             )
             _expect(t.dtype == torch.float32, f"expected a float32 posterior {part}, got {t.dtype}")
             _expect(bool(torch.isfinite(t).all()), f"expected a finite posterior {part}")
-            _expect(
-                not t.requires_grad,
-                f"expected the posterior {part} with requires_grad=False (run posterior under "
-                "torch.inference_mode())",
-            )
     again = model.posterior(x[:1])
     _expect(
-        torch.equal(again[0], got[0]) and torch.equal(again[1], got[1]),
+        torch.equal(again[0].detach(), got[0].detach())
+        and torch.equal(again[1].detach(), got[1].detach()),
         "expected posterior(x) to be deterministic: two calls on the same input differ",
     )
 
@@ -1271,8 +1269,8 @@ def _check_posterior(s: _ModelSubject) -> None:
 @_check("model", "log_likelihood(x, z) returns finite log p(x|z) per image, summed over pixels")
 def _check_log_likelihood(s: _ModelSubject) -> None:
     """Only when the tags name a ``likelihood``: ``log_likelihood(x, z)`` for 5 images and their
-    codes returns a finite float tensor ``(5,)`` without autograd, the same for one image alone
-    and on a second call. Under ``bernoulli`` it must equal ``sum x log p + (1 - x) log(1 - p)``
+    codes returns a finite float tensor ``(5,)``, the same for one image alone and on a second
+    call (autograd is accepted, as for ``posterior``). Under ``bernoulli`` it must equal ``sum x log p + (1 - x) log(1 - p)``
     over pixels with ``p = decode(z)`` (relative tolerance 1e-3) -- so never positive, and a sum,
     not a mean, over pixels."""
     from vaebench.model import LIKELIHOODS
@@ -1296,16 +1294,16 @@ def _check_log_likelihood(s: _ModelSubject) -> None:
         "value per image, summed over pixels)",
     )
     _expect(ll.is_floating_point(), f"expected floating-point values, got {ll.dtype}")
-    _expect(bool(torch.isfinite(ll).all()), f"expected finite log-likelihoods, got {ll.tolist()}")
     _expect(
-        not ll.requires_grad,
-        "expected log_likelihood with requires_grad=False (run it under torch.inference_mode())",
+        bool(torch.isfinite(ll).all()),
+        f"expected finite log-likelihoods, got {ll.detach().tolist()}",
     )
+    ll = ll.detach()
     _expect(
-        torch.equal(model.log_likelihood(x5, z), ll),
+        torch.equal(model.log_likelihood(x5, z).detach(), ll),
         "expected log_likelihood(x, z) to be deterministic: two calls differ",
     )
-    one = model.log_likelihood(x5[:1], z[:1])
+    one = model.log_likelihood(x5[:1], z[:1]).detach()
     _expect(
         tuple(one.shape) == (1,) and torch.allclose(one.double(), ll[:1].double(), rtol=1e-4),
         f"expected log_likelihood of one image alone to equal its value in a batch, got "
