@@ -3,22 +3,28 @@ with the failing check's name and what it expected."""
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from click.testing import CliRunner
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from vaebench.dataset import Dataset, DatasetSpec
+from vaebench.hookspecs import hookimpl
 from vaebench.metric import Metric, Value
-from vaebench.model import FitReport, ModelSpec, TorchAutoencoder
+from vaebench.model import FitReport, Model, ModelSpec, TorchAutoencoder
 from vaebench.plugins import get_registry
 from vaebench.testing import (
+    MAX_TEST_OVERLAP,
     CheckFailed,
     ConformanceError,
     check_dataset,
@@ -30,6 +36,8 @@ from vaebench.testing import (
     metric_checks,
     model_checks,
     parametrize_with_checks,
+    run_dataset_checks,
+    run_metric_checks,
     run_model_checks,
     tiny_dataset,
     tiny_images,
@@ -158,6 +166,135 @@ def not_a_model(input_shape, device="cpu", latent_dim: int = 3) -> nn.Module:
     return nn.Linear(4, latent_dim)
 
 
+class TinyAE(nn.Module, Model):
+    """A standalone BatchNorm autoencoder with its own training loop (not TorchAutoencoder, so
+    the faults below stay faults whatever the shared loop does). Done right: a new model is in
+    eval mode, inference runs in eval mode and restores the mode, and a last batch of one image
+    joins the previous batch."""
+
+    def __init__(
+        self,
+        input_shape,
+        device="cpu",
+        latent_dim: int = 3,
+        hidden: int = 16,
+        epochs: int = 2,
+        batch_size: int = 16,
+    ) -> None:
+        super().__init__()
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.latent_dim, self.epochs, self.batch_size = latent_dim, epochs, batch_size
+        d = math.prod(self.input_shape)
+        self.encoder = nn.Sequential(
+            nn.Flatten(), nn.Linear(d, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
+            nn.Linear(hidden, latent_dim),
+        )  # fmt: skip
+        self.decoder = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, d))
+        self._device = torch.device(device)
+        nn.Module.to(self, self._device)
+        self.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def to(self, device):
+        self._device = torch.device(device)
+        nn.Module.to(self, self._device)
+        return self
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def state_dict(self, *args, **kwargs):
+        return dict(nn.Module.state_dict(self, *args, **kwargs))
+
+    def load_state_dict(self, state, strict: bool = True):
+        return nn.Module.load_state_dict(self, state, strict=strict)
+
+    def batches(self, n: int) -> list[tuple[int, int]]:
+        """Batch bounds over n examples; a last batch of one joins the previous one."""
+        bounds = [(a, min(a + self.batch_size, n)) for a in range(0, n, self.batch_size)]
+        if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+            bounds[-2:] = [(bounds[-2][0], n)]
+        return bounds
+
+    def fit(self, x: Tensor, y=None, progress=None) -> FitReport:
+        start = time.perf_counter()
+        x = x.to(self._device)
+        opt = torch.optim.Adam(self.parameters(), lr=1e-2)
+        history = []
+        self.train()
+        for _ in range(self.epochs):
+            perm = torch.randperm(x.shape[0], device=self._device)
+            total = 0.0
+            for a, b in self.batches(x.shape[0]):
+                batch = x[perm[a:b]]
+                logits = self.decoder(self.encoder(batch))
+                loss = F.binary_cross_entropy_with_logits(
+                    logits, batch.flatten(1), reduction="none"
+                ).sum(1).mean()  # fmt: skip
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * (b - a)
+            history.append(total / x.shape[0])
+        self.eval()
+        seconds = time.perf_counter() - start
+        return FitReport({"loss": history}, seconds, x.shape[0] * self.epochs, self.epochs)
+
+    @contextlib.contextmanager
+    def inference(self):
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            self.train(was_training)
+
+    def encode(self, x: Tensor) -> Tensor:
+        with self.inference():
+            return self.encoder(x.to(self._device)).float()
+
+    def decode(self, z: Tensor) -> Tensor:
+        with self.inference():
+            out = torch.sigmoid(self.decoder(z.to(self._device)))
+            return out.reshape(z.shape[0], *self.input_shape)
+
+
+class InfersInTrainingMode(TinyAE):
+    """BatchNorm autoencoder whose encode and decode run in whatever mode the module is in, and a
+    new model is in training mode (torch's default): a fresh or reloaded model normalises by the
+    batch, updates its running statistics and cannot encode one image (issue 10.4)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.train()
+
+    def encode(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.encoder(x.to(self._device)).float()
+
+    def decode(self, z: Tensor) -> Tensor:
+        with torch.no_grad():
+            out = torch.sigmoid(self.decoder(z.to(self._device)))
+            return out.reshape(z.shape[0], *self.input_shape)
+
+
+class NaiveLastBatch(TinyAE):
+    """BatchNorm autoencoder whose loop slices batches naively: 33 images in batches of 16 leave
+    a last batch of one image, on which BatchNorm raises (issue 10.5)."""
+
+    def batches(self, n: int) -> list[tuple[int, int]]:
+        return [(a, min(a + self.batch_size, n)) for a in range(0, n, self.batch_size)]
+
+
+def standalone(cls: type) -> ModelSpec:
+    return ModelSpec(cls.__name__.lower(), cls, cls.__doc__ or "")
+
+
 FAULTY = [
     (small(WrongDecodeShape), "check_decode_shape", "expected decode(encode(x)) to have shape (5, 1, 8, 8)"),
     (small(WrongCodeShape), "check_encode_shape", "to have shape (5, 3), got (5, 6)"),
@@ -170,16 +307,22 @@ FAULTY = [
     (small(NoParams), "check_metadata", "expected n_params to be an int > 0, got 0"),
     (small(SampleIgnoresGenerator), "check_sample", "expected identical samples for two generators"),
     (ModelSpec("not-a-model", not_a_model), "check_interface", "expected the factory to return a vaebench.model.Model, got Linear"),
+    (standalone(InfersInTrainingMode), "check_inference_unchanged", "expected encode of 8 images to leave the model unchanged, but on a freshly built model it changed encoder.2.num_batches_tracked, encoder.2.running_mean, encoder.2.running_var (BatchNorm running statistics change only in training mode) (the model is in training mode"),
+    (standalone(NaiveLastBatch), "check_fit_last_batch_of_one", "expected fit on 33 images with batch_size=16 (a last batch of one image) to work, but it raised ValueError: Expected more than 1 value per channel when training"),
 ]  # fmt: skip
 
 
 ALSO_FAILING = {
     # outputs that change from call to call also break the checks that compare outputs
-    "noisyencode": {"check_deterministic", "check_save_load", "check_device"},
+    "noisyencode": {"check_deterministic", "check_save_load", "check_device",
+                    "check_inference_unchanged"},
     # wrong code shapes break everything downstream of encode
     "wrongcodeshape": {"check_encode_shape", "check_decode_shape", "check_decode_range",
                        "check_deterministic", "check_device", "check_fit_lowers_loss",
-                       "check_no_grad", "check_save_load"},
+                       "check_no_grad", "check_save_load", "check_inference_unchanged",
+                       "check_fit_last_batch_of_one"},
+    # a reloaded model in training mode does not reproduce the saved one's outputs
+    "infersintrainingmode": {"check_inference_unchanged", "check_save_load"},
     # not a Model at all: nothing works
     "not-a-model": {c.__name__ for c in model_checks()},
 }  # fmt: skip
@@ -234,7 +377,61 @@ def test_user_params_reach_the_model():
 def test_check_model_returns_the_results_when_all_pass():
     results = check_model("pca")
     assert [r.name for r in results] == [c.__name__ for c in model_checks()]
-    assert results[-1].message == "not applicable: the model has no sample()"
+    skipped = {r.name: r.message for r in results if r.skipped}
+    assert skipped == {
+        "check_sample": "not applicable: the model has no prior to sample from "
+        "(tags.can_sample is False)",
+        "check_posterior": "not applicable: the model has no posterior "
+        "(tags.has_posterior is False)",
+        "check_log_likelihood": "not applicable: the model states no likelihood "
+        "(tags.likelihood is empty)",
+    }
+    notes = {r.name: r.message for r in results if r.message and not r.skipped}
+    assert notes == {
+        "check_tags": "image shapes used: (1, 8, 8), (1, 28, 28), (3, 16, 16)",
+        "check_fit_last_batch_of_one": "fitted 33 images (the model has no batch_size parameter)",
+    }
+
+
+def test_a_batchnorm_model_done_right_passes_every_check():
+    # eval mode at inference, a last batch of one merged: the kit has no false alarm for it
+    results = check_model(standalone(TinyAE))
+    assert all(r.passed for r in results)
+    last = next(r for r in results if r.name == "check_fit_last_batch_of_one")
+    assert last.message == "fitted 33 images with batch_size=16 (a last batch of one image)"
+
+
+def test_save_load_blames_training_mode_not_an_incomplete_state_dict():
+    # issue 10.4: the kit used to blame state_dict(), which is complete
+    with pytest.raises(CheckFailed) as info:
+        check_save_load(standalone(InfersInTrainingMode))
+    message = str(info.value)
+    assert message.startswith("check_save_load[infersintrainingmode]: expected identical codes")
+    assert "(state_dict() is complete), but the loaded model infers in training mode" in message
+    assert "in eval mode it reproduces the outputs exactly" in message
+    assert "must hold every tensor" not in message
+
+
+def test_save_load_names_the_tensors_a_state_dict_leaves_out():
+    with pytest.raises(CheckFailed) as info:
+        check_save_load(small(ForgetsDecoderState))
+    message = str(info.value)
+    assert "expected identical reconstructions after save/load" in message
+    assert "the loaded model's tensors differ from the saved model's in decoder." in message
+    assert "state_dict() must hold every tensor decode uses" in message
+
+
+def test_save_load_blames_outputs_that_are_not_deterministic():
+    with pytest.raises(CheckFailed, match="the saved model itself gives other outputs on a second"):
+        check_save_load(small(NoisyEncode))
+
+
+def test_a_check_takes_its_subject_by_keyword_and_rejects_unknown_options():
+    check_decode_shape(model="pca", params={"latent_dim": 2})
+    with pytest.raises(TypeError):
+        check_decode_shape("pca", colour="blue")
+    assert [c.kind for c in model_checks()] == ["model"] * len(model_checks())
+    assert "params" in str(__import__("inspect").signature(check_decode_shape))
 
 
 # ----------------------------------------------------------------------------- pytest helper
@@ -284,7 +481,7 @@ def test_a_plugin_author_can_run_one_check_with_k(tmp_path: Path):
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout
-    assert "1 failed, 10 deselected" in proc.stdout
+    assert f"1 failed, {len(model_checks()) - 1} deselected" in proc.stdout
     assert "test_conformance[check_save_load[mine]]" in proc.stdout
     assert "check_save_load[mine]: expected identical codes after save/load" in proc.stdout
 
@@ -344,7 +541,53 @@ def test_faulty_dataset_fails_the_right_check(loader, check_name, expected):
 def test_dataset_checks_pass_on_the_kits_dataset_and_cover_render():
     results = check_dataset(TINY_SPEC)
     assert [r.name for r in results] == [c.__name__ for c in dataset_checks()]
-    assert all(r.message == "" for r in results)  # render check applied, not skipped
+    assert not any(r.skipped for r in results)  # render check applied, not skipped
+    notes = {r.name: r.message for r in results if r.message}
+    assert notes == {
+        "check_dataset_overlap": "0 of 64 test images (0.0%) are exact copies of training images"
+    }
+
+
+def _test_split_copies(k: int, n_test: int = 64) -> Dataset:
+    """The kit's dataset with its first ``k`` test images (and their labels and factors)
+    replaced by training images -- as a plugin's first ``rings`` dataset had 465 of 500."""
+    ds = tiny_dataset(n_test=n_test)
+    for attr in ("x", "y", "factors"):
+        train, test = getattr(ds, f"{attr}_train"), getattr(ds, f"{attr}_test")
+        setattr(ds, f"{attr}_test", torch.cat([train[:k], test[k:]]))
+    return ds
+
+
+def test_a_test_split_that_copies_training_images_fails_with_the_count():
+    with pytest.raises(ConformanceError) as info:
+        check_dataset(_spec(lambda: _test_split_copies(60)))
+    failed = {r.name: r.message for r in info.value.failures}
+    assert set(failed) == {"check_dataset_overlap"}
+    assert failed["check_dataset_overlap"].startswith(
+        "expected at most 1% of the test images to be copies of training images, but 60 of 64 "
+        "test images (93.8%) are exact copies of training images: test scores would measure "
+        "memorisation."
+    )
+
+
+@pytest.mark.parametrize("copies, passes", [(2, True), (3, False)])
+def test_overlap_threshold_is_the_documented_fraction(copies, passes):
+    assert MAX_TEST_OVERLAP == 0.01
+    spec = _spec(lambda: _test_split_copies(copies, n_test=200), sizes=(128, 200))
+    result = next(run_dataset_checks(spec, checks=["check_dataset_overlap"]))
+    assert result.passed is passes
+    found = f"{copies} of 200 test images ({copies / 200:.1%}) are exact copies of training images"
+    assert (result.message == found) if passes else (found in result.message)
+
+
+def test_overlap_counts_images_equal_up_to_the_sign_of_zero():
+    def signed_zero() -> Dataset:
+        ds = _test_split_copies(60)
+        ds.x_test = torch.where(ds.x_test == 0, torch.tensor(-0.0), ds.x_test)
+        return ds
+
+    result = next(run_dataset_checks(_spec(signed_zero), checks=["check_dataset_overlap"]))
+    assert not result.passed and "60 of 64 test images" in result.message
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -401,6 +644,72 @@ def test_faulty_metric_fails_the_right_check(metric, check_name, expected):
     assert expected in failed[check_name]
 
 
+class BadCost(_Base):
+    name = "bad-cost"
+    cost = "free"
+
+
+class UndeclaredOptionDoc(_Base):
+    name = "undeclared-doc"
+    options = {"k": 5}
+    option_docs = {"k": "samples per image", "j": "an option nobody declared"}
+
+
+class RejectsItsDefaults(_Base):
+    name = "rejects-defaults"
+    options = {"k": 0}
+
+    def check_options(self, options):
+        if options["k"] < 1:
+            raise ValueError(f"eval.k={options['k']}: must be >= 1")
+
+
+class MutatesModel(_Base):
+    name = "mutates"
+
+    def evaluate(self, model, dataset, ctx):
+        with torch.no_grad():
+            next(iter(model.parameters())).add_(1.0)
+        return {"score": 1.0, "other": 2.0}
+
+
+class NeedsAngles(_Base):
+    name = "needs-angles"
+
+    def applies_to(self, model, dataset):
+        return "needs a factor named 'angle'"
+
+
+@pytest.mark.parametrize(
+    "metric, check_name, expected",
+    [
+        (BadCost(), "check_metric_declares", "expected `cost` to be one of cheap, moderate, expensive, got 'free'"),
+        (UndeclaredOptionDoc(), "check_metric_declares", "expected `option_docs` to describe declared options only, got ['j']"),
+        (RejectsItsDefaults(), "check_metric_declares", "expected check_options to accept the declared defaults {'k': 0}, but it raised ValueError: eval.k=0: must be >= 1"),
+        (MutatesModel(), "check_metric_values", "expected evaluate to leave the model unchanged, it changed ["),
+    ],
+    ids=lambda v: v.name if isinstance(v, Metric) else None,
+)  # fmt: skip
+def test_faulty_metric_declarations_fail_the_right_check(metric, check_name, expected):
+    with pytest.raises(ConformanceError) as info:
+        check_metric(metric)
+    failed = {r.name: r.message for r in info.value.failures}
+    assert check_name in failed, failed
+    assert expected in failed[check_name]
+
+
+def test_a_metric_that_does_not_apply_is_skipped_with_its_reason():
+    results = list(run_metric_checks(NeedsAngles()))
+    assert [(r.name, r.passed, r.skipped) for r in results] == [
+        ("check_metric_declares", True, False),
+        ("check_metric_values", True, True),
+        ("check_metric_deterministic", True, True),
+    ]
+    assert "needs a factor named 'angle'; pass model= and dataset= it applies to" in (
+        results[1].message
+    )
+
+
 def test_metric_checks_on_a_given_model_and_dataset(digits):
     from vaebench.models.pca import PCA
 
@@ -424,14 +733,20 @@ def test_tiny_images_are_structured_and_in_range():
 def test_check_command_passes_for_builtins():
     from vaebench.cli import cli
 
-    result = CliRunner().invoke(cli, ["check", "pca", "vae"])
+    result = CliRunner().invoke(cli, ["check", "pca", "ae"])
     assert result.exit_code == 0, result.output
-    assert "pca (vaebench 0.1.0 (vaebench.models.pca)):" in result.output
-    assert "  PASS check_save_load" in result.output
+    assert "model pca (vaebench 0.1.0 (vaebench.models.pca)):" in result.stdout
+    assert "  PASS check_save_load\n" in result.stdout
     # pca has no prior: its sample check is reported as skipped, not as passed
-    assert "  SKIP check_sample: not applicable: the model has no sample()" in result.output
-    assert result.output.count("PASS") == 2 * len(model_checks()) - 1
-    assert "FAIL" not in result.output
+    assert (
+        "  SKIP check_sample: not applicable: the model has no prior to sample from "
+        "(tags.can_sample is False)" in result.stdout
+    )
+    assert result.stdout.count("  PASS ") == 2 * (len(model_checks()) - 3)
+    assert result.stdout.count("  SKIP ") == 2 * 3
+    assert "FAIL" not in result.stdout
+    n = len(model_checks())
+    assert result.stderr == f"{2 * (n - 3)} passed, 0 failed, 6 skipped\n"
 
 
 def test_check_command_unknown_model_is_a_usage_error():
@@ -440,3 +755,81 @@ def test_check_command_unknown_model_is_a_usage_error():
     result = CliRunner().invoke(cli, ["check", "nope"])
     assert result.exit_code == 2
     assert "unknown model 'nope'; valid:" in result.output
+
+
+class _KitPlugin:
+    """Registers a dataset whose test split copies its training split, the kit's own dataset,
+    and a metric that does not apply to the kit's model."""
+
+    @hookimpl
+    def vaebench_datasets(self):
+        return [
+            DatasetSpec("copies", lambda: _test_split_copies(60), "copies", (1, 8, 8), (128, 64)),
+            TINY_SPEC,
+        ]
+
+    @hookimpl
+    def vaebench_metrics(self):
+        return [NeedsAngles()]
+
+
+@pytest.fixture
+def kit_plugin(fresh_plugins):
+    fresh_plugins.get_plugin_manager().register(_KitPlugin(), name="kit-test")
+    return fresh_plugins.get_registry()
+
+
+def test_check_command_checks_a_dataset_and_fails_on_overlap(kit_plugin):
+    from vaebench.cli import cli
+
+    result = CliRunner().invoke(cli, ["check", "--dataset", "copies"])
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("dataset copies (")
+    assert [ln.split()[:2] for ln in lines[1:]] == [
+        ["PASS", "check_dataset_loads"],
+        ["PASS", "check_dataset_shapes"],
+        ["PASS", "check_dataset_range"],
+        ["PASS", "check_dataset_labels"],
+        ["FAIL", "check_dataset_overlap:"],
+        ["PASS", "check_dataset_render"],
+        ["PASS", "check_dataset_deterministic"],
+    ]
+    assert "60 of 64 test images (93.8%) are exact copies of training images" in lines[5]
+    assert result.stderr == "6 passed, 1 failed, 0 skipped\n"
+
+
+def test_check_command_checks_datasets_and_metrics_together(kit_plugin):
+    from vaebench.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["check", "--dataset", "tiny-blobs", "--metric", "reconstruction,needs-angles"]
+    )
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "dataset tiny-blobs (" in out and "metric reconstruction (" in out
+    assert "  PASS check_dataset_overlap: 0 of 64 test images (0.0%) are exact copies" in out
+    assert "metric needs-angles (" in out
+    assert (
+        "  SKIP check_metric_values: not applicable: the metric does not apply to the check's "
+        "model (VAE) and dataset (tiny-blobs): needs a factor named 'angle'" in out
+    )
+    assert "FAIL" not in out
+    assert result.stderr == "11 passed, 0 failed, 2 skipped\n"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "Error: name a model (vaebench check MODEL), --dataset NAME or --metric NAME"),
+        (["pca", "--dataset", "nope"], "Error: unknown dataset 'nope'; valid: "),
+        (["pca", "--metric", "nope"], "Error: unknown metric 'nope'; valid: "),
+    ],
+)
+def test_check_command_refuses_bad_names_before_running_anything(args, message):
+    from vaebench.cli import cli
+
+    result = CliRunner().invoke(cli, ["check", *args])
+    assert result.exit_code == 2
+    assert result.stdout == ""  # nothing ran, not even pca's checks
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1

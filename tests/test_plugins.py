@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from vaebench import plugins
+from vaebench import PLUGIN_API_VERSION, hookspecs, plugins
 from vaebench.plugins import PluginError, PluginWarning
+
+KNOWN_HOOKS = ", ".join(sorted(n for n in dir(hookspecs) if n.startswith("vaebench_")))
 
 TOY_MODEL = """
 from vaebench.hookspecs import hookimpl
@@ -205,6 +207,139 @@ def test_strict_mode_raises_instead(make_dist: MakeDist, monkeypatch) -> None:
         plugins.get_registry()
 
 
+def test_strict_mode_raises_on_every_call_not_only_the_first(
+    make_dist: MakeDist, monkeypatch
+) -> None:
+    make_dist("vaebench-broken", "0.1", {"broken": "broken_plugin"}, {"broken_plugin": "1 / 0\n"})
+    make_dist(
+        "vaebench-typo", "0.2", {"typo": "typo_plugin"},
+        {"typo_plugin": "from vaebench.hookspecs import hookimpl\n"
+                        "@hookimpl\ndef vaebench_model():\n    return []\n"},
+    )  # fmt: skip
+    monkeypatch.setenv("VAEBENCH_STRICT_PLUGINS", "1")
+    messages = []
+    for _ in range(3):
+        with pytest.raises(PluginError) as info:
+            plugins.get_registry()
+        messages.append(str(info.value))
+        assert len(info.value.problems) == 2
+    assert messages[0] == messages[1] == messages[2]
+    assert "\n" not in messages[0]
+    assert messages[0].endswith(
+        "(and 1 more problem(s): `vaebench plugins` lists them) [strict plugin mode: "
+        "VAEBENCH_STRICT_PLUGINS]"
+    )
+    # the problems stay on record: outside strict mode the same registry is returned, with them
+    monkeypatch.setenv("VAEBENCH_STRICT_PLUGINS", "0")
+    reg, msgs = _registry_with_warnings()
+    assert len(reg.problems) == 2 and msgs == reg.problems
+    with pytest.raises(PluginError):
+        plugins.get_registry(strict=True)
+
+
+def test_a_load_plugins_name_that_matches_nothing_is_a_problem(
+    make_dist: MakeDist, monkeypatch
+) -> None:
+    make_dist(
+        "vaebench-toy",
+        "1.0",
+        {"toy": "toy_plugin"},
+        {"toy_plugin": TOY_MODEL.format(name="toy-ae")},
+    )
+    monkeypatch.setenv("VAEBENCH_LOAD_PLUGINS", "toy, tyop")
+    reg, msgs = _registry_with_warnings()
+    assert msgs == [
+        "VAEBENCH_LOAD_PLUGINS names 'tyop', but no installed plugin has that entry-point name; "
+        "installed: toy"
+    ]
+    assert "toy-ae" in reg.models  # the names that match still load
+    _assert_builtins_work(reg)
+
+
+def _run_cli(site: Path, *args: str, **env_vars: str) -> subprocess.CompletedProcess:
+    """The ``vaebench`` console script's entry point in a fresh process."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
+    for key in ("VAEBENCH_STRICT_PLUGINS", "VAEBENCH_LOAD_PLUGINS"):
+        env.pop(key, None)
+    env.update(env_vars)
+    return subprocess.run(
+        [sys.executable, "-c", "from vaebench.cli import main; main()", *args],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+
+
+def test_strict_typo_in_load_plugins_exits_2_with_one_line(make_dist: MakeDist) -> None:
+    site = make_dist(
+        "vaebench-toy",
+        "1.0",
+        {"toy": "toy_plugin"},
+        {"toy_plugin": TOY_MODEL.format(name="toy-ae")},
+    )
+    proc = _run_cli(
+        site, "list", "models", VAEBENCH_STRICT_PLUGINS="1", VAEBENCH_LOAD_PLUGINS="typo"
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        "Error: VAEBENCH_LOAD_PLUGINS names 'typo', but no installed plugin has that entry-point "
+        "name; installed: toy [strict plugin mode: VAEBENCH_STRICT_PLUGINS]\n"
+    )
+    # not strict: a warning, and the listing
+    proc = _run_cli(site, "list", "models", VAEBENCH_LOAD_PLUGINS="typo")
+    assert proc.returncode == 0
+    assert proc.stderr.count("warning: VAEBENCH_LOAD_PLUGINS names 'typo'") == 1
+    assert "pca " in proc.stdout and "toy-ae" not in proc.stdout
+
+
+BROKEN_HOOKS = {
+    "hook-typo": "@hookimpl\ndef vaebench_model():\n    return []\n",
+    "no-marker": "def vaebench_models():\n    return []\n",
+}
+
+
+@pytest.mark.parametrize("body", sorted(BROKEN_HOOKS))
+@pytest.mark.parametrize(
+    "command", [["list", "models"], ["check", "pca"], ["run", "--models", "pca", "--no-report"]]
+)
+def test_strict_mode_stops_every_command_with_exit_2_and_one_line(
+    make_dist: MakeDist, monkeypatch, tmp_path: Path, body: str, command: list[str]
+) -> None:
+    from vaebench.cli import cli
+
+    source = "from vaebench.hookspecs import hookimpl\n" + BROKEN_HOOKS[body]
+    make_dist("vaebench-bad", "0.1", {"bad": "bad_plugin"}, {"bad_plugin": source})
+    monkeypatch.setenv("VAEBENCH_STRICT_PLUGINS", "1")
+    out = tmp_path / "run"
+    args = [*command, "--out", str(out)] if command[0] == "run" else command
+    for _ in range(2):  # every time, not only the first
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+        assert result.stdout == ""  # nothing listed, no check ran
+        assert result.stderr.startswith('Error: plugin "bad" (bad_plugin) from vaebench-bad 0.1 ')
+        assert result.stderr.count("\n") == 1
+    assert not out.exists()  # run did not go on
+
+
+def test_plugins_command_prints_each_problem_once(make_dist: MakeDist) -> None:
+    site = make_dist(
+        "vaebench-broken",
+        "0.1",
+        {"broken": "broken_plugin"},
+        {"broken_plugin": "raise ImportError('no foo')\n"},
+    )
+    message = 'error loading plugin "broken" (broken_plugin) from vaebench-broken 0.1: ImportError'
+    proc = _run_cli(site, "plugins")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count(message) == 1
+    assert proc.stderr.startswith(f"problem: {message}")
+    proc = _run_cli(site, "plugins", VAEBENCH_STRICT_PLUGINS="1")
+    assert proc.returncode == 2
+    assert proc.stderr.count(message) == 1
+    assert proc.stderr.endswith(
+        "1 plugin problem(s) in strict plugin mode (VAEBENCH_STRICT_PLUGINS)\n"
+    )
+
+
 def test_command_line_warns_and_builtins_still_work(make_dist: MakeDist) -> None:
     site = make_dist(
         "vaebench-broken",
@@ -289,7 +424,7 @@ def test_entry_point_name_clash_names_both_distributions(make_dist: MakeDist) ->
         ),
         (
             "VAEBENCH_PLUGIN_API = 99\n@hookimpl\ndef vaebench_models():\n    return []\n",
-            "needs plugin API 99, this vaebench 0.1.0 provides 1",
+            f"needs plugin API 99, this vaebench 0.1.0 provides {PLUGIN_API_VERSION}",
         ),
         (
             "VAEBENCH_PLUGIN_API = '1'\n",
@@ -297,8 +432,7 @@ def test_entry_point_name_clash_names_both_distributions(make_dist: MakeDist) ->
         ),
         (
             "@hookimpl\ndef vaebench_model():\n    return []\n",
-            "implements unknown hook(s) vaebench_model; known hooks: vaebench_commands, "
-            "vaebench_datasets, vaebench_metrics, vaebench_models",
+            f"implements unknown hook(s) vaebench_model; known hooks: {KNOWN_HOOKS}",
         ),
         (
             "def vaebench_models():\n    return []\n",

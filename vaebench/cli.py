@@ -604,74 +604,227 @@ def report(
 @cli.command(name="list")
 @click.argument("what", required=False, type=click.Choice(["models", "datasets", "metrics"]))
 def list_(what: str | None) -> None:
-    """List registered models, datasets and metrics with the plugin each comes from."""
+    """List registered models, datasets and metrics with the plugin each comes from.
+
+    \b
+    vaebench list            one line each
+    vaebench list models     also every hyperparameter: type, default and meaning
+                             (set one with --set MODEL.KEY=VALUE)
+    vaebench list metrics    also whether it runs by default, its cost, its values
+                             (↑ higher is better, ↓ lower is better) and its options
+                             (set one with --set eval.KEY=VALUE)
+    """
+    from vaebench.plugins import printable
+
     reg = _registry()
+    detailed = what is not None
+
+    def shown(value: Any) -> str:
+        """A default as it is typed after --set (lists comma-separated)."""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (tuple, list)):
+            return ",".join(shown(v) for v in value) if value else "(empty)"
+        if value is None:
+            return "none"
+        if isinstance(value, str):
+            return printable(value) if value else '""'
+        return printable(repr(value) if isinstance(value, float) else value)
+
+    def type_name(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, (tuple, list)):
+            inner = {type_name(v) for v in value}
+            return f"list[{inner.pop()}]" if len(inner) == 1 else "list"
+        return printable(type(value).__name__)
+
+    def table(rows: list[tuple[str, str, str, str]], indent: str) -> None:
+        """Rows (key, type, default, meaning) in aligned columns."""
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        for key, kind, default, meaning in rows:
+            line = f"{key:<{widths[0]}}  {kind:<{widths[1]}}  {default:<{widths[2]}}  {meaning}"
+            click.echo(indent + line.rstrip())
+
+    def params_of(spec: Any, prefix: str) -> list[tuple[str, str, str, str]]:
+        defaults, docs = spec.defaults(), spec.docs() if hasattr(spec, "docs") else {}
+        return [
+            (printable(prefix + k), type_name(v), shown(v), printable(docs.get(k, "") or ""))
+            for k, v in defaults.items()
+        ]
+
     if what in (None, "models"):
-        click.echo("models:")
+        click.echo(
+            "models:" if not detailed else "models (hyperparameters: --set MODEL.KEY=VALUE):"
+        )
         for name, r in sorted(reg.models.items()):
-            desc = r.spec.description
-            click.echo(f"  {name:<12} {r.origin:<36} {desc}")
+            desc = printable(r.spec.description)
+            click.echo(f"  {printable(name):<12} {printable(r.origin):<36} {desc}".rstrip())
+            if not detailed:
+                continue
+            try:
+                rows = params_of(r.spec, "")
+            except Exception as exc:  # noqa: BLE001 - a plugin's spec must not break the listing
+                click.echo(f"      (hyperparameters unavailable: {printable(exc)})")
+                continue
+            if rows:
+                table(rows, "      ")
+            else:
+                click.echo("      (no hyperparameters)")
     if what in (None, "datasets"):
         click.echo("datasets:")
         for name, r in sorted(reg.datasets.items()):
             shape = "x".join(map(str, r.spec.shape)) if r.spec.shape else "?"
             sizes = f"{r.spec.sizes[0]}/{r.spec.sizes[1]}" if r.spec.sizes else "?"
-            click.echo(f"  {name:<14} {shape:<9} train/test {sizes:<12} {r.origin:<30} "
-                       f"{r.spec.description}")  # fmt: skip
+            click.echo(f"  {printable(name):<14} {printable(shape):<9} train/test "
+                       f"{printable(sizes):<12} {printable(r.origin):<30} "
+                       f"{printable(r.spec.description)}".rstrip())  # fmt: skip
     if what in (None, "metrics"):
-        click.echo("metrics:")
+        click.echo(
+            "metrics:"
+            if not detailed
+            else "metrics (options: --set eval.KEY=VALUE; opt-in metrics run with --metrics NAME):"
+        )
+        arrows = {True: " ↑", False: " ↓"}
         for name, r in sorted(reg.metrics.items()):
+            metric = r.spec
             vals = ", ".join(
-                v.name + {True: " ↑", False: " ↓", None: ""}[v.higher_is_better]
-                for v in r.spec.values
-            )
-            click.echo(f"  {name:<16} {r.origin:<36} {vals}")
+                printable(v.name) + arrows.get(v.higher_is_better, "")
+                + (f" ({printable(v.unit)})" if detailed and v.unit else "")
+                for v in metric.values
+            )  # fmt: skip
+            if not detailed:
+                click.echo(f"  {printable(name):<16} {printable(r.origin):<36} {vals}".rstrip())
+                continue
+            runs = "default" if metric.default else f"opt-in (--metrics {printable(name)})"
+            cost = printable(getattr(metric, "cost", "") or "?")
+            click.echo(f"  {printable(name):<16} {printable(r.origin):<36} {runs}, cost: {cost}")
+            click.echo(f"      values: {vals}")
+            options = dict(getattr(metric, "options", None) or {})
+            docs = dict(getattr(metric, "option_docs", None) or {})
+            rows = [
+                (printable(f"eval.{k}"), type_name(v), shown(v), printable(docs.get(k, "") or ""))
+                for k, v in options.items()
+            ]
+            if rows:
+                table(rows, "      ")
+            else:
+                click.echo("      (no options)")
+    if not detailed:
+        click.echo("(details: vaebench list models | datasets | metrics)")
 
 
 @cli.command()
 @click.option("--all", "show_all", is_flag=True, help="Include the built-in plugins.")
 def plugins(show_all: bool) -> None:
-    """List installed plugins: name, distribution, version and hooks."""
-    reg = _registry()
+    """List installed plugins: name, distribution, version and hooks, then every plugin problem
+    (once each, on stderr).
+
+    Exit code 0; 2 when a problem exists and strict plugin mode is on
+    (VAEBENCH_STRICT_PLUGINS=1).
+    """
+    from vaebench.plugins import PluginWarning, get_registry, printable, strict_mode
+
+    with warnings.catch_warnings():  # the problems are listed below, once each
+        warnings.simplefilter("ignore", PluginWarning)
+        reg = get_registry(strict=False)
     shown = [p for p in reg.plugins if show_all or not p.builtin]
     if not shown:
         click.echo("no third-party plugins installed (use --all to see the built-ins)")
     for p in shown:
-        click.echo(f"{p.name}  ({p.dist} {p.version})  hooks: {', '.join(p.hooks)}")
+        click.echo(
+            f"{printable(p.name)}  ({printable(p.dist)} {printable(p.version)})  "
+            f"hooks: {', '.join(p.hooks)}"
+        )
     for msg in reg.problems:
-        click.echo(f"problem: {msg}", err=True)
+        click.echo(f"problem: {printable(msg)}", err=True)
+    if reg.problems and strict_mode():
+        click.echo(
+            f"{len(reg.problems)} plugin problem(s) in strict plugin mode (VAEBENCH_STRICT_PLUGINS)",
+            err=True,
+        )
+        sys.exit(EXIT_USAGE)
 
 
 @cli.command()
-@click.argument("models", nargs=-1, required=True, metavar="MODEL...")
-@click.option("--device", default="cpu", show_default=True, help="Device to run the checks on.")
-def check(models: tuple[str, ...], device: str) -> None:
-    """Run the conformance kit (vaebench.testing) on installed model plugins.
+@click.argument("models", nargs=-1, metavar="[MODEL]...")
+@click.option(
+    "--dataset",
+    "datasets",
+    multiple=True,
+    metavar="NAME",
+    help="Check a dataset (loaded with its default options). Repeatable; or comma-separated.",
+)
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="NAME",
+    help="Check a metric (on a small VAE fitted on the kit's tiny dataset). Repeatable.",
+)
+@click.option(
+    "--device", default="cpu", show_default=True, help="Device to run the model checks on."
+)
+@click.option(
+    "--data-dir", metavar="DIR", help="Where the dataset checks look for dataset files first."
+)
+def check(
+    models: tuple[str, ...],
+    datasets: tuple[str, ...],
+    metrics: tuple[str, ...],
+    device: str,
+    data_dir: str | None,
+) -> None:
+    """Run the conformance kit (vaebench.testing) on installed models, datasets and metrics.
 
-    Exit code 0 when every check passes, 1 when one fails (each failure names the check and
-    what it expected), 2 for an unknown model.
+    \b
+    vaebench check vae my-model        the model checks of each model
+    vaebench check --dataset rings     the dataset checks (shapes, range, labels, render,
+                                       determinism, test images that copy training images)
+    vaebench check --metric my-metric  the metric checks
+
+    Each check prints PASS, FAIL (naming what it expected) or SKIP (it does not apply, e.g. the
+    sample check of a model whose tags say it cannot sample). Model checks adapt to the model's
+    tags (image sizes, channels, labels, posterior, likelihood).
+
+    Exit code: 0 when no check fails, 1 when a check fails, 2 for an unknown name or when
+    nothing is named.
     """
-    from vaebench.plugins import UnknownNameError
-    from vaebench.testing import run_model_checks
+    from vaebench.plugins import UnknownNameError, printable
+    from vaebench.testing import run_dataset_checks, run_metric_checks, run_model_checks
+
+    def names(values: tuple[str, ...]) -> list[str]:
+        return [n.strip() for v in values for n in v.split(",") if n.strip()]
 
     reg = _registry()
-    failed = 0
-    for name in models:
+    wanted = [("model", n) for n in names(models)]
+    wanted += [("dataset", n) for n in names(datasets)]
+    wanted += [("metric", n) for n in names(metrics)]
+    if not wanted:
+        raise UsageError("name a model (vaebench check MODEL), --dataset NAME or --metric NAME")
+    subjects = []
+    for kind, name in wanted:  # every name first: a typo fails before any check runs
         try:
-            registered = reg.model(name)
+            subjects.append((kind, name, getattr(reg, kind)(name)))
         except UnknownNameError as exc:
             raise UsageError(str(exc)) from None
-        click.echo(f"{name} ({registered.origin}):")
-        for result in run_model_checks(registered.spec, device=device):
-            mark = "PASS" if result.passed else "FAIL"
-            if result.passed and result.message.startswith("not applicable"):
-                mark = "SKIP"
-            note = f": {result.message}" if result.message else ""
+    runners = {
+        "model": lambda spec: run_model_checks(spec, device=device),
+        "dataset": lambda spec: run_dataset_checks(spec, data_dir=data_dir),
+        "metric": lambda spec: run_metric_checks(spec),
+    }
+    counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
+    for kind, name, registered in subjects:
+        click.echo(f"{kind} {printable(name)} ({printable(registered.origin)}):")
+        for result in runners[kind](registered.spec):
+            mark = "FAIL" if not result.passed else "SKIP" if result.skipped else "PASS"
+            counts[mark] += 1
+            note = f": {printable(result.message)}" if result.message else ""
             click.echo(f"  {mark} {result.name}{note}")
-            failed += not result.passed
-    if failed:
-        click.echo(f"{failed} check(s) failed", err=True)
-        sys.exit(1)
+    summary = f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped"
+    click.echo(summary, err=True)
+    if counts["FAIL"]:
+        sys.exit(EXIT_FAILED_CELLS)
 
 
 @cli.command()

@@ -10,7 +10,15 @@ reported naming both plugins.
 Environment variables:
 
 - ``VAEBENCH_LOAD_PLUGINS``: comma-separated entry-point names to load (unset: all; empty: none).
-- ``VAEBENCH_STRICT_PLUGINS=1``: raise on any plugin problem instead of warning (for tests/CI).
+  A name that no installed entry point has is a problem (a typo would otherwise load nothing
+  without a word).
+- ``VAEBENCH_STRICT_PLUGINS=1``: any plugin problem is an error (for tests/CI):
+  :func:`get_registry` raises :class:`PluginError` on *every* call while a problem exists, and
+  the command line exits with code 2 and one line.
+
+Problems are collected while plugins load and while the registry is built; outside strict mode
+:func:`get_registry` warns about each once (:class:`PluginWarning`) and lists them in
+:attr:`Registry.problems`. Text that comes from plugins is printed through :func:`printable`.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import unicodedata
 import warnings
 from importlib import metadata
 from typing import Any
@@ -36,7 +45,10 @@ __all__ = [
     "Registry",
     "get_plugin_manager",
     "get_registry",
+    "printable",
     "reset",
+    "strict_mode",
+    "valid_name",
 ]
 
 DEFAULT_PLUGINS = (
@@ -58,6 +70,38 @@ BUILTIN_DIST = "vaebench"
 
 class PluginWarning(UserWarning):
     """A plugin could not be loaded or registered something invalid."""
+
+
+def printable(text: object) -> str:
+    """``text`` as one line that is safe to print on a terminal.
+
+    Control characters (C0 and C1, DEL, e.g. an ANSI escape ``\\x1b[2J``), line and paragraph
+    separators, bidirectional overrides and other invisible format characters are written as
+    Python escapes (``\\x1b``, ``\\n``, ``\\u202e``); every other character, non-ASCII letters and
+    symbols included, is kept. Used for every name, description and message that comes from a
+    plugin, so a plugin cannot corrupt the terminal or forge output lines.
+    """
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(
+        ch
+        if ch.isprintable() or unicodedata.category(ch) == "Zs"
+        else ch.encode("unicode_escape").decode("ascii")
+        for ch in s
+    )
+
+
+def valid_name(name: object) -> bool:
+    """Whether ``name`` may name a model, dataset or metric: a non-empty string of printable
+    characters without whitespace, commas or slashes (names are typed in ``--models a,b`` and
+    become parts of file names)."""
+    return (
+        isinstance(name, str)
+        and bool(name)
+        and name.isprintable()
+        and not any(c.isspace() or c in ",/\\" for c in name)
+    )
 
 
 class UnknownNameError(KeyError):
@@ -125,21 +169,31 @@ _pm: pluggy.PluginManager | None = None
 _dists: dict[str, tuple[str, str]] = {}
 _problems: list[str] = []
 _registry: Registry | None = None
+_warned = False
 
 
-def _strict() -> bool:
-    return os.environ.get("VAEBENCH_STRICT_PLUGINS", "") not in ("", "0", "false", "no")
+def strict_mode() -> bool:
+    """Whether ``VAEBENCH_STRICT_PLUGINS`` asks for strict plugin mode (any value but empty,
+    ``0``, ``false``, ``no``, ``off``)."""
+    return os.environ.get("VAEBENCH_STRICT_PLUGINS", "").strip().lower() not in (
+        "",
+        "0",
+        "false",
+        "no",
+        "off",
+    )
 
 
 def _problem(msg: str) -> None:
-    _problems.append(msg)
-    if _strict():
-        raise PluginError(msg)
-    warnings.warn(msg, PluginWarning, stacklevel=3)
+    """Record a plugin problem (reported by :func:`get_registry`: a warning, or an error in
+    strict mode). Recording never raises, so one problem never hides the next."""
+    _problems.append(printable(msg))
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
-    """The process-wide plugin manager (built once)."""
+    """The process-wide plugin manager (built once): the built-ins, then every allowed entry
+    point, each loaded on its own. Problems are recorded, not raised: :func:`get_registry`
+    reports them (and raises in strict mode), so strictness holds on every call."""
     global _pm
     if _pm is not None:
         return _pm
@@ -148,7 +202,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
     for modname in DEFAULT_PLUGINS:
         pm.register(importlib.import_module(modname), name=modname)
         _dists[modname] = (BUILTIN_DIST, __version__)
-    _pm = pm
+    _pm = pm  # before loading: a plugin that asks for the manager at import gets this one
     _load_entry_points(pm)
     return pm
 
@@ -160,6 +214,13 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
         metadata.entry_points(group=ENTRY_POINT_GROUP),
         key=lambda ep: (getattr(ep.dist, "name", "") or "", ep.name),
     )
+    if allow is not None:
+        installed = sorted({ep.name for ep in eps})
+        for name in sorted(allow - set(installed)):
+            _problem(
+                f"VAEBENCH_LOAD_PLUGINS names {name!r}, but no installed plugin has that "
+                f"entry-point name; installed: {', '.join(installed) or '(none)'}"
+            )
     for ep in eps:
         dist = getattr(ep.dist, "name", None) or "unknown distribution"
         version = getattr(ep.dist, "version", None) or "?"
@@ -249,8 +310,11 @@ def _collect(
                 )
                 continue
             name = getattr(spec, "name", "")
-            if not isinstance(name, str) or not name or any(c in name for c in ",/\\ "):
-                _problem(f"{where}: invalid {kind} name {name!r} (no commas, slashes or spaces)")
+            if not valid_name(name):
+                _problem(
+                    f"{where}: invalid {kind} name {name!r} (printable characters only; no "
+                    "commas, slashes, spaces or control characters)"
+                )
                 continue
             if name in table:
                 first = table[name]
@@ -292,32 +356,52 @@ def _drop_value_clashes(metrics: dict[str, Registered]) -> dict[str, Registered]
     return kept
 
 
-def get_registry() -> Registry:
-    """Collect every registered model, dataset and metric (cached; see :func:`reset`)."""
-    global _registry
-    if _registry is not None:
-        return _registry
-    from vaebench.dataset import DatasetSpec
-    from vaebench.metric import Metric
-    from vaebench.model import ModelSpec
+def get_registry(*, strict: bool | None = None) -> Registry:
+    """Every registered model, dataset and metric (built once; see :func:`reset`).
 
-    pm = get_plugin_manager()
-    models = _collect(pm, "vaebench_models", "model", ModelSpec)
-    datasets = _collect(pm, "vaebench_datasets", "dataset", DatasetSpec)
-    metrics = _drop_value_clashes(_collect(pm, "vaebench_metrics", "metric", Metric))
-    plugins = []
-    for name, plugin in pm.list_name_plugin():
-        dist, version = _dists.get(name, ("unknown distribution", "?"))
-        hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or []))
-        plugins.append(PluginInfo(name, dist, version, dist == BUILTIN_DIST, hooks))
-    _registry = Registry(models, datasets, metrics, plugins, list(_problems))
+    ``strict`` (default: ``VAEBENCH_STRICT_PLUGINS``): raise :class:`PluginError` -- on every
+    call, not only the first -- while any plugin problem exists; the message is one line naming
+    the first problem and how many there are. Otherwise each problem is warned about once
+    (:class:`PluginWarning`) and the registry, with :attr:`Registry.problems`, is returned.
+    """
+    global _registry, _warned
+    if _registry is None:
+        from vaebench.dataset import DatasetSpec
+        from vaebench.metric import Metric
+        from vaebench.model import ModelSpec
+
+        pm = get_plugin_manager()
+        models = _collect(pm, "vaebench_models", "model", ModelSpec)
+        datasets = _collect(pm, "vaebench_datasets", "dataset", DatasetSpec)
+        metrics = _drop_value_clashes(_collect(pm, "vaebench_metrics", "metric", Metric))
+        plugins = []
+        for name, plugin in pm.list_name_plugin():
+            dist, version = _dists.get(name, ("unknown distribution", "?"))
+            hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or []))
+            plugins.append(PluginInfo(name, dist, version, dist == BUILTIN_DIST, hooks))
+        _registry = Registry(models, datasets, metrics, plugins, list(_problems))
+    problems = _registry.problems
+    if problems and (strict_mode() if strict is None else strict):
+        more = (
+            f" (and {len(problems) - 1} more problem(s): `vaebench plugins` lists them)"
+            if len(problems) > 1
+            else ""
+        )
+        exc = PluginError(f"{problems[0]}{more} [strict plugin mode: VAEBENCH_STRICT_PLUGINS]")
+        exc.problems = list(problems)  # type: ignore[attr-defined]
+        raise exc
+    if not _warned:
+        _warned = True
+        for msg in problems:
+            warnings.warn(msg, PluginWarning, stacklevel=2)
     return _registry
 
 
 def reset() -> None:
     """Forget the plugin manager and registry (tests; after installing a plugin at run time)."""
-    global _pm, _registry
+    global _pm, _registry, _warned
     _pm = None
     _registry = None
+    _warned = False
     _dists.clear()
     _problems.clear()

@@ -7,6 +7,14 @@ subject and what was expected, e.g.::
     check_encode_shape[my-model]: expected encode(x) for x of shape (5, 1, 28, 28) to have
     shape (5, 10), got (5, 20)
 
+Three kinds of subject share one mechanism:
+
+- **models**: a :class:`~vaebench.model.ModelSpec`, a registered name (``"vae"``; looked up
+  through the installed plugins) or a factory ``factory(input_shape=..., device=..., **params)``
+  (a :class:`~vaebench.model.Model` subclass works);
+- **datasets**: a :class:`~vaebench.dataset.DatasetSpec`, a registered name or a loader;
+- **metrics**: a :class:`~vaebench.metric.Metric` instance or a registered name.
+
 Three ways to use it:
 
 - in pytest, one test per check (ids like ``check_encode_shape[my-model]``, so ``-k`` picks
@@ -21,14 +29,21 @@ Three ways to use it:
 
 - all at once: :func:`check_model`, :func:`check_dataset`, :func:`check_metric` run every check
   and raise :class:`ConformanceError` listing each failure;
-- without raising: :func:`run_model_checks` (used by ``vaebench check NAME``) yields one
-  :class:`CheckResult` per check.
+- without raising: :func:`run_model_checks`, :func:`run_dataset_checks` and
+  :func:`run_metric_checks` (used by ``vaebench check``) yield one :class:`CheckResult` per check.
 
-A model is given as a :class:`~vaebench.model.ModelSpec`, a registered name (``"vae"``; looked up
-through the installed plugins) or a factory ``factory(input_shape=..., device=..., **params)``
-(a :class:`~vaebench.model.Model` subclass works). Checks override ``epochs`` and ``batch_size``
-(when the model has them) and run torch on one CPU thread to keep each check well under a
-second; ``params`` adds overrides of your own (e.g. a smaller network).
+**The model checks adapt to the model's tags** (:class:`vaebench.model.Tags`), as scikit-learn's
+checks adapt to estimator tags: the image shapes :data:`SHAPES` are fitted to the tags'
+``channels``, ``min_image_size`` and ``max_image_size``; ``fit`` receives labels when
+``uses_labels``; :func:`check_sample` applies only when ``can_sample``,
+:func:`check_posterior` when ``has_posterior``, :func:`check_log_likelihood` when
+``likelihood`` names one, and the two-fit comparison of :func:`check_deterministic` when
+``deterministic``. A check that does not apply returns a note starting with
+``"not applicable"`` (pytest reports it as skipped, ``vaebench check`` as SKIP).
+
+Checks override ``epochs`` and ``batch_size`` (when the model has them) and run torch on one CPU
+thread to keep each check well under a second; ``params`` adds overrides of your own (e.g. a
+smaller network).
 """
 
 from __future__ import annotations
@@ -36,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import inspect
 import json
 import math
@@ -51,14 +67,16 @@ from torch import Tensor
 if TYPE_CHECKING:
     from vaebench.dataset import Dataset, DatasetSpec
     from vaebench.metric import Metric
-    from vaebench.model import Model, ModelSpec
+    from vaebench.model import Model, ModelSpec, Tags
 
 __all__ = [
     "CheckFailed",
     "ConformanceError",
     "CheckResult",
     "SHAPES",
+    "MAX_TEST_OVERLAP",
     "tiny_images",
+    "tiny_labels",
     "tiny_dataset",
     "model_checks",
     "dataset_checks",
@@ -70,23 +88,29 @@ __all__ = [
     "run_dataset_checks",
     "run_metric_checks",
     "parametrize_with_checks",
-    # individual model checks
+    # model checks
     "check_interface",
+    "check_tags",
     "check_metadata",
     "check_encode_shape",
     "check_decode_shape",
+    "check_decode_range",
+    "check_no_grad",
+    "check_inference_unchanged",
     "check_device",
     "check_deterministic",
     "check_save_load",
     "check_fit_lowers_loss",
-    "check_no_grad",
-    "check_decode_range",
+    "check_fit_last_batch_of_one",
     "check_sample",
+    "check_posterior",
+    "check_log_likelihood",
     # dataset checks
     "check_dataset_loads",
     "check_dataset_shapes",
     "check_dataset_range",
     "check_dataset_labels",
+    "check_dataset_overlap",
     "check_dataset_render",
     "check_dataset_deterministic",
     # metric checks
@@ -95,16 +119,32 @@ __all__ = [
     "check_metric_deterministic",
 ]
 
-#: Image shapes ``(C, H, W)`` every model must handle: tiny grey, MNIST-sized grey, tiny colour.
+#: Image shapes ``(C, H, W)`` of the model checks: tiny grey, MNIST-sized grey, tiny colour. Each
+#: is fitted to the model's tags (a channel count it accepts, a side within its size limits).
 SHAPES: tuple[tuple[int, int, int], ...] = ((1, 8, 8), (1, 28, 28), (3, 16, 16))
+#: Shapes tried after :data:`SHAPES` to build a first model (its tags are read from it) when the
+#: factory rejects those.
+PROBE_SHAPES: tuple[tuple[int, int, int], ...] = (
+    (1, 32, 32),
+    (3, 32, 32),
+    (1, 64, 64),
+    (3, 64, 64),
+)
 #: Training-set size for the shape checks and the fit check.
 N_TINY = 32
 N_FIT = 64
-#: Epochs and batch size used by the fit check (only for models that have these parameters).
+#: Epochs and batch size used by the fit checks (only for models that have these parameters).
 FIT_EPOCHS = 5
 FIT_BATCH_SIZE = 16
+#: The largest fraction of test images that may be exact copies of training images
+#: (:func:`check_dataset_overlap`): above it, test scores partly measure memorisation.
+MAX_TEST_OVERLAP = 0.01
 #: Metric values with these units measure time and are exempt from the determinism check.
 TIMING_UNITS = frozenset({"s", "ms", "samples/s", "images/s", "seconds"})
+#: How the note of a check that does not apply begins.
+NOT_APPLICABLE = "not applicable"
+#: Evaluation options the metric checks set to keep a metric's run short.
+FAST_EVAL_OPTIONS: dict[str, Any] = {"n_pairs": 16, "n_steps": 8, "throughput_seconds": 0.01}
 
 
 # ----------------------------------------------------------------------------- results/errors
@@ -131,18 +171,20 @@ class ConformanceError(AssertionError):
 
 @dataclasses.dataclass(frozen=True)
 class CheckResult:
-    """Outcome of one check: ``message`` says what was expected when ``passed`` is false (and
-    notes such as "not applicable" otherwise); ``seconds`` is its wall time."""
+    """Outcome of one check: ``message`` says what was expected when ``passed`` is false, and
+    holds a note otherwise (what was measured, or why the check does not apply: then
+    ``skipped`` is true); ``seconds`` is its wall time."""
 
     name: str
     subject: str
     passed: bool
     message: str = ""
     seconds: float = 0.0
+    skipped: bool = False
 
 
 class _Mismatch(AssertionError):
-    """Raised inside a check body; converted to :class:`CheckFailed` by the check decorator."""
+    """Raised inside a check body; converted to :class:`CheckFailed` naming the check."""
 
 
 class _NotApplicable(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -158,11 +200,20 @@ def _maxdiff(a: Tensor, b: Tensor) -> str:
     """Largest absolute difference of two tensors, for messages (or their shapes if unequal)."""
     if a.shape != b.shape:
         return f"(shapes {tuple(a.shape)} and {tuple(b.shape)})"
-    return f"{float((a.detach() - b.detach()).abs().max()):.3g}"
+    return f"{float((a.detach().double() - b.detach().double()).abs().max()):.3g}"
 
 
 def _shape(t: Any) -> tuple[int, ...] | str:
     return tuple(t.shape) if hasattr(t, "shape") else type(t).__name__
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _names(keys: Sequence[str], limit: int = 4) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
 # ----------------------------------------------------------------------------- tiny data
@@ -187,6 +238,10 @@ def _blob_factors(n: int, seed: int) -> Tensor:
     return 0.2 + 0.6 * torch.rand(n, 2, generator=g)
 
 
+def _quadrant(f: Tensor) -> Tensor:
+    return (f[:, 0] > 0.5).long() + 2 * (f[:, 1] > 0.5).long()
+
+
 def tiny_images(shape: Sequence[int], n: int = N_TINY, seed: int = 0) -> Tensor:
     """``n`` structured images of ``shape`` ``(C, H, W)``, float32 in ``[0, 1]``: Gaussian blobs
     at random positions plus a little noise (learnable, so fitting lowers the loss)."""
@@ -194,6 +249,12 @@ def tiny_images(shape: Sequence[int], n: int = N_TINY, seed: int = 0) -> Tensor:
     g = torch.Generator().manual_seed(seed + 1)
     x = _render_blobs(f, shape) + 0.02 * torch.randn(n, *shape, generator=g)
     return x.clamp(0.0, 1.0)
+
+
+def tiny_labels(n: int = N_TINY, seed: int = 0) -> Tensor:
+    """The labels ``(n,)`` int64 in ``0..3`` of :func:`tiny_images` ``(shape, n, seed)``: the
+    quadrant of the image that holds the blob's centre (what models that ``uses_labels`` get)."""
+    return _quadrant(_blob_factors(n, seed))
 
 
 def tiny_dataset(
@@ -212,21 +273,175 @@ def tiny_dataset(
         noise = 0.02 * torch.randn(f.shape[0], *shape, generator=g)
         return (_render_blobs(f, shape) + noise).clamp(0.0, 1.0)
 
-    def quadrant(f: Tensor) -> Tensor:
-        return (f[:, 0] > 0.5).long() + 2 * (f[:, 1] > 0.5).long()
-
     return Dataset(
         name="tiny-blobs",
         x_train=images(f_train),
         x_test=images(f_test),
-        y_train=quadrant(f_train),
-        y_test=quadrant(f_test),
+        y_train=_quadrant(f_train),
+        y_test=_quadrant(f_test),
         factors_train=f_train,
         factors_test=f_test,
         factor_names=("x", "y"),
         render=functools.partial(_render_blobs, shape=shape),
         info={"generator": "vaebench.testing.tiny_dataset", "seed": seed},
     )
+
+
+# ----------------------------------------------------------------------------- the mechanism
+
+
+@dataclasses.dataclass
+class _Kind:
+    """One kind of subject: ``make(obj, **options)`` prepares a subject (an instance of
+    ``subject_type`` with a ``name``) from what the caller passes; ``checks`` in running
+    order."""
+
+    name: str
+    make: Callable[..., Any]
+    subject_type: type
+    checks: list[Callable[..., str | None]] = dataclasses.field(default_factory=list)
+
+
+_KINDS: dict[str, _Kind] = {}
+
+
+def _subject_name(obj: Any) -> str:
+    name = getattr(obj, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    if isinstance(obj, str):
+        return obj
+    return getattr(obj, "__name__", type(obj).__name__)
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch on one CPU thread inside a check. On tiny data, intra-op threads only add
+    synchronisation: on a busy machine a check is 10x faster single-threaded."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_body(
+    check_name: str, subject: str, expectation: str, body: Callable, arg: Any
+) -> str | None:
+    """Run a check body; return its note (``None``, what it measured, or ``"not applicable:
+    why"``)."""
+    try:
+        with _one_thread():
+            note = body(arg)
+    except _NotApplicable as exc:
+        return f"{NOT_APPLICABLE}: {exc}"
+    except _Mismatch as exc:
+        raise CheckFailed(check_name, subject, str(exc)) from None
+    except CheckFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any error is reported as this check failing
+        raise CheckFailed(
+            check_name,
+            subject,
+            f"expected that {expectation}, but it raised {type(exc).__name__}: {exc}",
+        ) from exc
+    return note if isinstance(note, str) and note else None
+
+
+def _check(kind: str, expectation: str) -> Callable[[Callable[[Any], str | None]], Callable]:
+    """Turn ``body(subject)`` into the public check of ``kind`` (one mechanism for models,
+    datasets and metrics).
+
+    The check takes what the kind's ``make`` takes -- the subject (a spec, a name, ...) and its
+    keyword options -- or a subject ``make`` already prepared (the runners prepare it once).
+    Inside the body, :func:`_expect` failures become :class:`CheckFailed` naming the check; any
+    other exception a :class:`CheckFailed` saying what the check expected and what was raised
+    (the original chained). The body may return a note; it raises :class:`_NotApplicable` when
+    the check does not apply.
+    """
+
+    def decorate(body: Callable[[Any], str | None]) -> Callable[..., str | None]:
+        k = _KINDS[kind]
+        check_name = body.__name__.lstrip("_")
+        signature = inspect.signature(k.make)
+        first = next(iter(signature.parameters))
+
+        def check(*args: Any, **kwargs: Any) -> str | None:
+            bound = signature.bind(*args, **kwargs)  # TypeError for a wrong argument
+            options = dict(bound.arguments)
+            obj = options.pop(first)
+            if isinstance(obj, k.subject_type):
+                subject = obj
+            else:
+                try:
+                    subject = k.make(obj, **options)
+                except Exception as exc:  # noqa: BLE001 - an unusable subject fails the check
+                    raise CheckFailed(check_name, _subject_name(obj), str(exc)) from exc
+            return _run_body(check_name, subject.name, expectation, body, subject)
+
+        check.__name__ = check.__qualname__ = check_name
+        check.__module__ = __name__
+        check.__doc__ = f"Check that {expectation}.\n\n{inspect.getdoc(body) or ''}".strip()
+        check.__signature__ = signature.replace(return_annotation="str | None")  # type: ignore[attr-defined]
+        check.expectation = expectation  # type: ignore[attr-defined]
+        check.kind = kind  # type: ignore[attr-defined]
+        k.checks.append(check)
+        return check
+
+    return decorate
+
+
+def _select(kind: str, names: Iterable[str] | None) -> list[Callable[..., str | None]]:
+    all_checks = _KINDS[kind].checks
+    if names is None:
+        return list(all_checks)
+    by_name = {c.__name__: c for c in all_checks}
+    wanted = [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown check(s) {', '.join(unknown)}; valid: {', '.join(by_name)}")
+    return [by_name[n] for n in wanted]
+
+
+def _run(
+    kind: str, obj: Any, names: Iterable[str] | None, options: dict[str, Any]
+) -> Iterator[CheckResult]:
+    """Prepare the subject once and run the selected checks of ``kind`` on it, yielding a
+    :class:`CheckResult` each; a failing or crashing check is reported, never raised."""
+    selected = _select(kind, names)
+    try:
+        subject = _KINDS[kind].make(obj, **options)
+    except Exception as exc:  # noqa: BLE001 - every check fails with the reason
+        for check in selected:
+            yield CheckResult(check.__name__, _subject_name(obj), False, str(exc))
+        return
+    for check in selected:
+        start = time.perf_counter()
+        try:
+            note = check(subject)
+        except CheckFailed as exc:
+            yield CheckResult(
+                check.__name__, subject.name, False, exc.detail, time.perf_counter() - start
+            )
+        except Exception as exc:  # noqa: BLE001 - a check must never stop the others
+            yield CheckResult(
+                check.__name__,
+                subject.name,
+                False,
+                f"check crashed: {type(exc).__name__}: {exc}",
+                time.perf_counter() - start,
+            )
+        else:
+            skipped = bool(note) and note.startswith(NOT_APPLICABLE)
+            elapsed = time.perf_counter() - start
+            yield CheckResult(check.__name__, subject.name, True, note or "", elapsed, skipped)
+
+
+def _device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        device = os.environ.get("VAEBENCH_TEST_DEVICE", "cpu")
+    return torch.device(device)
 
 
 # ----------------------------------------------------------------------------- model subject
@@ -254,13 +469,17 @@ def _as_model_spec(model: Any) -> ModelSpec:
     )
 
 
-def _subject_name(obj: Any) -> str:
-    name = getattr(obj, "name", None)
-    if isinstance(name, str) and name:
-        return name
-    if isinstance(obj, str):
-        return obj
-    return getattr(obj, "__name__", type(obj).__name__)
+def _fit_shape(shape: Sequence[int], tags: Tags) -> tuple[int, int, int]:
+    """``shape`` ``(C, H, W)`` changed as little as the tags need: a channel count they accept,
+    sides within ``[min_image_size, max_image_size]``."""
+    c, h, w = (int(s) for s in shape)
+    if tags.channels and c not in tags.channels:
+        c = int(tags.channels[0])
+    low = max(1, int(tags.min_image_size))
+    h, w = max(h, low), max(w, low)
+    if tags.max_image_size is not None:
+        h, w = min(h, int(tags.max_image_size)), min(w, int(tags.max_image_size))
+    return (c, h, w)
 
 
 @dataclasses.dataclass
@@ -292,105 +511,145 @@ class _ModelSubject:
         seed_everything(seed)
         return self.spec.create(shape, device=self.device, **self.resolved(**fast))
 
+    def build_first(self, raw: bool = False) -> tuple[tuple[int, int, int], Any]:
+        """A model built for the first shape of :data:`SHAPES` + :data:`PROBE_SHAPES` that the
+        factory accepts, and that shape; ``raw``: call the factory itself (whatever it returns).
+        When no shape builds, the first shape's error is raised."""
+        from vaebench.train import seed_everything
+
+        first: Exception | None = None
+        for shape in (*SHAPES, *PROBE_SHAPES):
+            try:
+                if not raw:
+                    return shape, self.create(shape)
+                seed_everything(0)
+                return shape, self.spec.factory(
+                    input_shape=shape, device=self.device, **self.resolved()
+                )
+            except Exception as exc:  # noqa: BLE001 - try the next shape
+                first = first or exc
+        assert first is not None
+        raise first
+
+    @functools.cached_property
+    def tags(self) -> Tags:
+        """The tags of a model built with the checks' parameters."""
+        from vaebench.model import Tags
+
+        tags = self.build_first()[1].tags
+        _expect(
+            isinstance(tags, Tags),
+            f"expected model.tags to be a vaebench.model.Tags, got {type(tags).__name__}",
+        )
+        return tags
+
+    @functools.cached_property
+    def shapes(self) -> tuple[tuple[int, int, int], ...]:
+        """:data:`SHAPES` fitted to the tags, without repeats."""
+        tags = self.tags
+        out: list[tuple[int, int, int]] = []
+        for shape in SHAPES:
+            fitted = _fit_shape(shape, tags)
+            if fitted not in out and tags.unsupported(fitted) is None:
+                out.append(fitted)
+        _expect(
+            out,
+            f"expected the tags to admit an image shape, but none of {list(SHAPES)} fits them "
+            f"(min_image_size={tags.min_image_size!r}, max_image_size={tags.max_image_size!r}, "
+            f"channels={tags.channels!r})",
+        )
+        return tuple(out)
+
+    def fit(self, model: Model, x: Tensor, seed: int = 0) -> Any:
+        """``model.fit(x)``, with the labels of :func:`tiny_labels` when the tags say
+        ``uses_labels`` (``x`` must be ``tiny_images(shape, len(x), seed)``)."""
+        if self.tags.uses_labels:
+            return model.fit(x, tiny_labels(x.shape[0], seed).to(self.device))
+        return model.fit(x)
+
     def fitted(
         self, shape: Sequence[int], seed: int = 0, n: int = N_TINY, **fast: Any
     ) -> tuple[Model, Tensor]:
         """A model fitted on ``n`` tiny images (seeded exactly like a run's cell), and the data."""
         model = self.create(shape, seed, **fast)
         x = tiny_images(shape, n, seed).to(self.device)
-        model.fit(x)
+        self.fit(model, x, seed)
         return model, x
 
 
-def _device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        device = os.environ.get("VAEBENCH_TEST_DEVICE", "cpu")
-    return torch.device(device)
+def _model_subject(
+    model: Any,
+    *,
+    device: str | torch.device | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> _ModelSubject:
+    return _ModelSubject(_as_model_spec(model), _device(device), dict(params or {}))
 
 
-def _model_check(
-    expectation: str,
-) -> Callable[[Callable[[_ModelSubject], str | None]], Callable[..., str | None]]:
-    """Turn ``body(subject)`` into a public check ``check(model, *, device=None, params=None)``.
-
-    Inside the body, :func:`_expect` failures become :class:`CheckFailed` naming the check; any
-    other exception becomes a :class:`CheckFailed` saying what the check expected and what was
-    raised (the original is chained).
-    """
-
-    def decorate(body: Callable[[_ModelSubject], str | None]) -> Callable[..., str | None]:
-        check_name = body.__name__.lstrip("_")
-
-        @functools.wraps(body)
-        def check(
-            model: Any,
-            *,
-            device: str | torch.device | None = None,
-            params: Mapping[str, Any] | None = None,
-        ) -> str | None:
-            try:
-                spec = _as_model_spec(model)
-            except Exception as exc:  # noqa: BLE001
-                raise CheckFailed(check_name, _subject_name(model), str(exc)) from exc
-            subject = _ModelSubject(spec, _device(device), dict(params or {}))
-            return _run_body(check_name, subject.name, expectation, body, subject)
-
-        return _named_check(check, check_name, expectation, body)
-
-    return decorate
+_KINDS["model"] = _Kind("model", _model_subject, _ModelSubject)
 
 
-def _named_check(check: Callable, check_name: str, expectation: str, body: Callable) -> Callable:
-    """Give a generated check its public name, docstring and ``expectation`` attribute."""
-    check.__name__ = check.__qualname__ = check_name
-    check.__doc__ = f"Check that {expectation}.\n\n{inspect.getdoc(body) or ''}".strip()
-    check.expectation = expectation  # type: ignore[attr-defined]
-    return check
+def _full_state(model: Any) -> dict[str, Any]:
+    """A copy of every tensor of ``model``: a torch module's parameters and buffers (whatever
+    its ``state_dict`` override returns), otherwise its ``state_dict()``."""
+    if isinstance(model, torch.nn.Module):
+        state = torch.nn.Module.state_dict(model)
+    else:
+        state = model.state_dict()
+    return {k: v.detach().clone() if isinstance(v, Tensor) else v for k, v in state.items()}
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one CPU thread inside a check. On tiny data, intra-op threads only add
-    synchronisation: on a busy machine a check is 10x faster single-threaded."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if a.shape != b.shape or a.dtype != b.dtype or a.device != b.device:
+            return False
+        try:
+            torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+        except AssertionError:
+            return False
+        return True
+    return type(a) is type(b) and a == b
 
 
-def _run_body(
-    check_name: str, subject: str, expectation: str, body: Callable, arg: Any
-) -> str | None:
-    """Run a check body; return ``None``, or a note when the check does not apply."""
-    try:
-        with _one_thread():
-            body(arg)
-    except _NotApplicable as exc:
-        return f"not applicable: {exc}"
-    except _Mismatch as exc:
-        raise CheckFailed(check_name, subject, str(exc)) from None
-    except CheckFailed:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any error is reported as this check failing
-        raise CheckFailed(
-            check_name,
-            subject,
-            f"expected that {expectation}, but it raised {type(exc).__name__}: {exc}",
-        ) from exc
+def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """Names of the entries added, removed or changed between two :func:`_full_state`."""
+    keys = sorted(set(before) | set(after))
+    return [k for k in keys if k not in before or k not in after or not _same(before[k], after[k])]
+
+
+def _mode_hint(model: Any) -> str:
+    if isinstance(model, torch.nn.Module) and model.training:
+        return (
+            " (the model is in training mode: BatchNorm normalises by the batch and updates its "
+            "running statistics, dropout is random -- run inference in eval mode)"
+        )
+    return ""
+
+
+def _batchnorm_hint(keys: Sequence[str]) -> str:
+    stats = ("running_mean", "running_var", "num_batches_tracked")
+    if any(k.rsplit(".", 1)[-1] in stats for k in keys):
+        return " (BatchNorm running statistics change only in training mode)"
+    return ""
 
 
 # ----------------------------------------------------------------------------- model checks
 
 
-@_model_check("the factory builds a complete vaebench.model.Model")
+@_check("model", "the factory builds a complete vaebench.model.Model")
 def _check_interface(s: _ModelSubject) -> None:
-    """The factory returns a :class:`~vaebench.model.Model`, accepts every default parameter,
-    its defaults are JSON-serialisable (they are stored in result files), ``to`` returns the
-    model and ``state_dict`` holds plain tensors only (``Model.load`` uses ``weights_only``)."""
+    """The spec's name is usable on the command line; the factory returns a
+    :class:`~vaebench.model.Model`, accepts every default parameter, its defaults are
+    JSON-serialisable (they are stored in result files), ``to`` returns the model and
+    ``state_dict`` holds plain tensors only (``Model.load`` uses ``weights_only``)."""
     from vaebench.model import Model
+    from vaebench.plugins import valid_name
 
+    _expect(
+        valid_name(s.spec.name),
+        f"expected a model name without commas, slashes, spaces or control characters, got "
+        f"{s.spec.name!r}",
+    )
     defaults = s.spec.defaults()
     try:
         json.dumps(defaults, sort_keys=True, default=list)
@@ -399,8 +658,7 @@ def _check_interface(s: _ModelSubject) -> None:
             f"expected JSON-serialisable default parameters (they are stored with results), "
             f"got {defaults!r}: {exc}"
         ) from None
-    shape = SHAPES[0]
-    model = s.spec.factory(input_shape=shape, device=s.device, **s.resolved())
+    _, model = s.build_first(raw=True)
     _expect(
         isinstance(model, Model),
         f"expected the factory to return a vaebench.model.Model, got {type(model).__name__}",
@@ -422,28 +680,74 @@ def _check_interface(s: _ModelSubject) -> None:
         f"expected state_dict() to map names to tensors only (weights_only loading), "
         f"got non-tensors {bad}",
     )
+    _expect(all(isinstance(k, str) for k in state), "expected state_dict() keys to be strings")
+
+
+@_check("model", "the model's tags are a valid vaebench.model.Tags, backed by its methods")
+def _check_tags(s: _ModelSubject) -> str:
+    """``tags`` is a :class:`~vaebench.model.Tags` with ``min_image_size`` an int >= 1,
+    ``max_image_size`` ``None`` or an int >= it, ``channels`` ``None`` or a non-empty tuple of
+    positive ints, boolean flags and ``likelihood`` empty or one of
+    :data:`vaebench.model.LIKELIHOODS`; a model tagged ``can_sample``, ``has_posterior`` or with
+    a ``likelihood`` implements ``sample``, ``posterior`` or ``log_likelihood``. Notes the image
+    shapes the other checks use."""
+    from vaebench.model import LIKELIHOODS, Model
+
+    _, model = s.build_first()
+    t = s.tags
     _expect(
-        all(isinstance(k, str) for k in state),
-        "expected state_dict() keys to be strings",
+        _is_int(t.min_image_size) and t.min_image_size >= 1,
+        f"expected tags.min_image_size to be an int >= 1, got {t.min_image_size!r}",
     )
+    _expect(
+        t.max_image_size is None
+        or (_is_int(t.max_image_size) and t.max_image_size >= t.min_image_size),
+        f"expected tags.max_image_size to be None or an int >= min_image_size "
+        f"({t.min_image_size}), got {t.max_image_size!r}",
+    )
+    _expect(
+        t.channels is None
+        or (
+            isinstance(t.channels, tuple)
+            and len(t.channels) > 0
+            and all(_is_int(c) and c >= 1 for c in t.channels)
+        ),
+        f"expected tags.channels to be None or a non-empty tuple of positive ints, got "
+        f"{t.channels!r}",
+    )
+    for flag in ("can_sample", "uses_labels", "has_posterior", "deterministic"):
+        value = getattr(t, flag)
+        _expect(isinstance(value, bool), f"expected tags.{flag} to be a bool, got {value!r}")
+    _expect(
+        t.likelihood == "" or t.likelihood in LIKELIHOODS,
+        f"expected tags.likelihood to be empty or one of {', '.join(LIKELIHOODS)}, got "
+        f"{t.likelihood!r}",
+    )
+    for flag, method in (
+        ("can_sample", "sample"),
+        ("has_posterior", "posterior"),
+        ("likelihood", "log_likelihood"),
+    ):
+        value = getattr(t, flag)
+        _expect(
+            not value or getattr(type(model), method) is not getattr(Model, method),
+            f"expected a {method}() method: the tags say {flag}={value!r} but "
+            f"{type(model).__name__} does not implement {method}",
+        )
+    labels = "; fit gets labels" if t.uses_labels else ""
+    return f"image shapes used: {', '.join(map(str, s.shapes))}{labels}"
 
 
-@_model_check("latent_dim, n_params and input_shape describe the model")
+@_check("model", "latent_dim, n_params and input_shape describe the model")
 def _check_metadata(s: _ModelSubject) -> None:
-    """``latent_dim`` is a positive int, ``n_params`` an int > 0, ``input_shape`` the shape the
-    model was built for and ``device`` a :class:`torch.device`."""
-    for shape in SHAPES:
+    """For each image shape: ``latent_dim`` is a positive int, ``n_params`` an int > 0,
+    ``input_shape`` the shape the model was built for and ``device`` a :class:`torch.device`."""
+    for shape in s.shapes:
         model = s.create(shape)
         ld = getattr(model, "latent_dim", None)
-        _expect(
-            isinstance(ld, int) and not isinstance(ld, bool) and ld > 0,
-            f"expected latent_dim to be a positive int, got {ld!r}",
-        )
+        _expect(_is_int(ld) and ld > 0, f"expected latent_dim to be a positive int, got {ld!r}")
         n = model.n_params
-        _expect(
-            isinstance(n, int) and not isinstance(n, bool) and n > 0,
-            f"expected n_params to be an int > 0, got {n!r}",
-        )
+        _expect(_is_int(n) and n > 0, f"expected n_params to be an int > 0, got {n!r}")
         got = tuple(getattr(model, "input_shape", ()) or ())
         _expect(
             got == tuple(shape),
@@ -455,11 +759,12 @@ def _check_metadata(s: _ModelSubject) -> None:
         )
 
 
-@_model_check(f"encode returns float32 codes (N, latent_dim) for inputs of shapes {SHAPES}")
+@_check("model", "encode returns float32 codes (N, latent_dim) for every image shape it supports")
 def _check_encode_shape(s: _ModelSubject) -> None:
-    """For each shape in :data:`SHAPES`, after a one-epoch fit, ``encode`` of 5 images (and of
-    one image) returns finite float32 codes ``(N, latent_dim)``."""
-    for shape in SHAPES:
+    """For each image shape (:data:`SHAPES` fitted to the tags), after a one-epoch fit,
+    ``encode`` of 5 images (and of one image) returns finite float32 codes
+    ``(N, latent_dim)``."""
+    for shape in s.shapes:
         model, x = s.fitted(shape)
         for k in (5, 1):
             z = model.encode(x[:k])
@@ -483,11 +788,11 @@ def _check_encode_shape(s: _ModelSubject) -> None:
             )
 
 
-@_model_check(f"decode returns float32 images (N, C, H, W) for inputs of shapes {SHAPES}")
+@_check("model", "decode returns float32 images (N, C, H, W) for every image shape it supports")
 def _check_decode_shape(s: _ModelSubject) -> None:
-    """For each shape in :data:`SHAPES`, after a one-epoch fit, ``decode(encode(x))`` and
-    ``decode`` of random codes return float32 images of the input's shape."""
-    for shape in SHAPES:
+    """For each image shape, after a one-epoch fit, ``decode(encode(x))`` and ``decode`` of
+    random codes return float32 images of the input's shape."""
+    for shape in s.shapes:
         model, x = s.fitted(shape)
         z = model.encode(x[:5])
         g = torch.Generator().manual_seed(0)
@@ -510,11 +815,142 @@ def _check_decode_shape(s: _ModelSubject) -> None:
             )
 
 
-@_model_check("the model lives and computes on the device it was built for")
+@_check("model", "decode returns finite values in [0, 1]")
+def _check_decode_range(s: _ModelSubject) -> None:
+    """``decode(encode(x))`` and ``decode`` of large random codes (``3 * N(0, I)``) are finite
+    and lie in ``[0, 1]`` (images; apply a sigmoid or clamp), for the first image shape and the
+    colour one."""
+    for shape in s.shapes[:1] + s.shapes[2:]:
+        model, x = s.fitted(shape)
+        g = torch.Generator().manual_seed(1)
+        z_rand = 3 * torch.randn(16, model.latent_dim, generator=g)
+        for what, code in (
+            ("decode(encode(x))", model.encode(x[:8])),
+            ("decode(3 * randn codes)", z_rand.to(s.device)),
+        ):
+            out = model.decode(code)
+            _expect(bool(torch.isfinite(out).all()), f"expected finite values from {what}")
+            lo, hi = float(out.min()), float(out.max())
+            _expect(
+                lo >= 0.0 and hi <= 1.0,
+                f"expected {what} in [0, 1] for shape {shape}, got range [{lo:.4g}, {hi:.4g}]",
+            )
+
+
+@_check("model", "encode and decode run without autograd and leave grad mode as they found it")
+def _check_no_grad(s: _ModelSubject) -> None:
+    """Outputs of ``encode``/``decode`` have ``requires_grad=False`` (wrap them in
+    ``torch.inference_mode()`` or ``torch.no_grad()``), and grad mode is still enabled after."""
+    model, x = s.fitted(s.shapes[0])
+    with torch.enable_grad():
+        z = model.encode(x[:4])
+        _expect(
+            not z.requires_grad,
+            "expected encode outputs with requires_grad=False (run encode under "
+            "torch.inference_mode()), got requires_grad=True",
+        )
+        out = model.decode(z)
+        _expect(
+            not out.requires_grad,
+            "expected decode outputs with requires_grad=False (run decode under "
+            "torch.inference_mode()), got requires_grad=True",
+        )
+        _expect(
+            torch.is_grad_enabled(),
+            "expected grad mode to stay enabled after encode/decode (use a context manager, "
+            "not torch.set_grad_enabled(False))",
+        )
+
+
+def _inference_leaves_model_unchanged(s: _ModelSubject, model: Any, x: Tensor, where: str) -> None:
+    state = _full_state(model)
+    tags = s.tags
+
+    def call(what: str, fn: Callable[[], Any]) -> Any:
+        try:
+            out = fn()
+        except Exception as exc:  # noqa: BLE001 - say which call on which model
+            raise _Mismatch(
+                f"expected {what} to work on {where}, but it raised {type(exc).__name__}: "
+                f"{exc}{_mode_hint(model)}"
+            ) from None
+        changed = _changed(state, _full_state(model))
+        _expect(
+            not changed,
+            f"expected {what} to leave the model unchanged, but on {where} it changed "
+            f"{_names(changed)}{_batchnorm_hint(changed)}{_mode_hint(model)}",
+        )
+        return out
+
+    def alone(one: Any, again: Any, batch: Any, what: str, method: str) -> None:
+        if not (isinstance(one, Tensor) and isinstance(batch, Tensor)):
+            return  # the shape checks report outputs that are not tensors
+        if one.shape != batch[:1].shape or one.dtype != batch.dtype:
+            return
+        _expect(
+            torch.equal(one, again),
+            f"expected {method} to be deterministic, but on {where} two calls on one input "
+            f"differ by up to {_maxdiff(one, again)}{_mode_hint(model)}",
+        )
+        scale = max(1.0, float(batch[:1].detach().abs().max()))
+        _expect(
+            torch.allclose(one.double(), batch[:1].double(), rtol=1e-4, atol=1e-5 * scale),
+            f"expected {what} of an image not to depend on the other images of its batch, but "
+            f"on {where} it differs alone and in a batch of {len(batch)} by up to "
+            f"{_maxdiff(one, batch[:1])}{_mode_hint(model)}",
+        )
+
+    z = call(f"encode of {len(x)} images", lambda: model.encode(x))
+    z1 = call("encode of a single image", lambda: model.encode(x[:1]))
+    alone(
+        z1, call("encode of a single image", lambda: model.encode(x[:1])), z, "the code", "encode"
+    )
+    out = call(f"decode of {len(x)} codes", lambda: model.decode(z))
+    out1 = call("decode of a single code", lambda: model.decode(z[:1]))
+    out1_again = call("decode of a single code", lambda: model.decode(z[:1]))
+    alone(out1, out1_again, out, "the reconstruction", "decode")
+    if tags.can_sample:
+        call("sample(2)", lambda: model.sample(2, generator=torch.Generator().manual_seed(0)))
+    if tags.has_posterior:
+        call("posterior(x)", lambda: model.posterior(x))
+    if tags.likelihood:
+        call("log_likelihood(x, z)", lambda: model.log_likelihood(x, z))
+
+
+@_check(
+    "model",
+    "inference (encode, decode, sample, posterior, log_likelihood) never changes the model and "
+    "treats each image on its own",
+)
+def _check_inference_unchanged(s: _ModelSubject) -> None:
+    """On a freshly built model, a fitted one, and a fresh one that loaded the fitted one's
+    saved state: ``encode`` 8 images and 1, ``decode`` both (and ``sample``, ``posterior``,
+    ``log_likelihood`` when the tags offer them). After every call each parameter and buffer
+    must be exactly as before; a single image must work; and its code and reconstruction must
+    equal those computed in a batch (up to float rounding). A model that infers in training mode
+    fails here, named precisely: BatchNorm updates its running statistics, normalises by the
+    batch and cannot take one image; dropout is random."""
+    shape = s.shapes[0]
+    x = tiny_images(shape, 8, seed=7).to(s.device)
+    _inference_leaves_model_unchanged(s, s.create(shape, seed=1), x, "a freshly built model")
+    fitted, _ = s.fitted(shape)
+    _inference_leaves_model_unchanged(s, fitted, x, "a fitted model")
+    loaded = s.create(shape, seed=2)
+    with tempfile.TemporaryDirectory(prefix="vaebench-check-") as tmp:
+        path = os.path.join(tmp, "state.pt")
+        try:
+            fitted.save(path)
+            loaded.load(path)
+        except Exception:  # noqa: BLE001 - saving and loading are check_save_load's business
+            return
+    _inference_leaves_model_unchanged(s, loaded, x, "a model that loaded a saved state")
+
+
+@_check("model", "the model lives and computes on the device it was built for")
 def _check_device(s: _ModelSubject) -> None:
     """``model.device`` matches the requested device; parameters, buffers, state tensors and
     ``encode``/``decode`` outputs are on it; ``to("cpu")`` moves everything back."""
-    model, x = s.fitted(SHAPES[0])
+    model, x = s.fitted(s.shapes[0])
     want = s.device.type
     _expect(
         model.device.type == want,
@@ -543,15 +979,16 @@ def _check_device(s: _ModelSubject) -> None:
     )
 
 
-@_model_check("models built and fitted under the same seed give identical outputs")
-def _check_deterministic(s: _ModelSubject) -> None:
-    """Two models built and fitted after ``seed_everything(0)`` on the same data give identical
-    codes and reconstructions, and ``encode`` called twice on one model gives the same codes
-    (a VAE returns its posterior mean). Randomness must come from torch's (or NumPy's, Python's)
-    global generators or a generator seeded from them."""
+@_check("model", "models built and fitted under the same seed give identical outputs")
+def _check_deterministic(s: _ModelSubject) -> str | None:
+    """``encode`` called twice on one model gives the same codes (a VAE returns its posterior
+    mean); unless the tags say ``deterministic=False``, two models built and fitted after
+    ``seed_everything(0)`` on the same data give identical codes and reconstructions.
+    Randomness must come from torch's (or NumPy's, Python's) global generators or a generator
+    seeded from them."""
     outs = []
-    for _ in range(2):
-        model, x = s.fitted(SHAPES[0])
+    for _ in range(2 if s.tags.deterministic else 1):
+        model, x = s.fitted(s.shapes[0])
         z1, z2 = model.encode(x[:8]), model.encode(x[:8])
         _expect(
             torch.equal(z1, z2),
@@ -559,6 +996,8 @@ def _check_deterministic(s: _ModelSubject) -> None:
             f"to {_maxdiff(z1, z2)} (return the posterior mean, not a sample)",
         )
         outs.append((z1, model.decode(z1)))
+    if len(outs) == 1:
+        return "two fits under one seed not compared: tags.deterministic is False"
     (za, xa), (zb, xb) = outs
     _expect(
         torch.equal(za, zb),
@@ -570,50 +1009,111 @@ def _check_deterministic(s: _ModelSubject) -> None:
         f"expected identical reconstructions from two fits under seed_everything(0), max "
         f"|difference| {_maxdiff(xa, xb)}",
     )
+    return None
 
 
-@_model_check("save then load into a fresh model reproduces encode and decode exactly")
+@_check("model", "save then load into a fresh model reproduces encode and decode exactly")
 def _check_save_load(s: _ModelSubject) -> None:
     """Fit, :meth:`~vaebench.model.Model.save`, build a fresh model under another seed,
     :meth:`~vaebench.model.Model.load` (``weights_only=True``): codes and reconstructions must be
-    identical, so ``state_dict`` must hold every tensor ``encode``/``decode`` use."""
-    shape = SHAPES[0]
+    identical. A failure says why: the outputs are not deterministic to begin with; or the
+    loaded tensors differ from the saved ones (``state_dict`` misses a tensor, or
+    ``load_state_dict`` does not restore it); or the state is complete and the loaded model
+    infers in training mode (it reproduces the outputs once switched to eval mode); or the
+    outputs depend on something outside the state."""
+    shape = s.shapes[0]
     model, x = s.fitted(shape)
-    z, out = model.encode(x[:8]), model.decode(model.encode(x[:8]))
+    x8 = x[:8]
+    z = model.encode(x8)
+    out = model.decode(z)
+    saved = _full_state(model)
     fresh = s.create(shape, seed=12345)
     with tempfile.TemporaryDirectory(prefix="vaebench-check-") as tmp:
         path = os.path.join(tmp, "state.pt")
         model.save(path)
         _expect(os.path.exists(path), f"expected save({path!r}) to write the file")
         loaded = fresh.load(path)
-    _expect(loaded is not None, "expected load() to return the model")
-    z2 = fresh.encode(x[:8])
-    out2 = fresh.decode(z2)
-    _expect(
-        z2.shape == z.shape and torch.equal(z2, z),
-        f"expected identical codes after save/load, max |difference| {_maxdiff(z2, z)} "
-        f"(state_dict() must hold every tensor encode uses)",
-    )
-    _expect(
-        out2.shape == out.shape and torch.equal(out2, out),
-        f"expected identical reconstructions after save/load, max |difference| "
-        f"{_maxdiff(out2, out)} (state_dict() must hold every tensor decode uses)",
-    )
+        _expect(loaded is not None, "expected load() to return the model")
+        after_load = _full_state(fresh)
+        z2 = fresh.encode(x8)
+        out2 = fresh.decode(z2)
+        same_codes = z2.shape == z.shape and torch.equal(z2, z)
+        same_out = out2.shape == out.shape and torch.equal(out2, out)
+        if not (same_codes and same_out):
+            what, method = ("codes", "encode") if not same_codes else ("reconstructions", "decode")
+            diff = _maxdiff(z2, z) if not same_codes else _maxdiff(out2, out)
+            why = _save_load_diagnosis(s, model, fresh, path, x8, (z, out), saved, after_load)
+            raise _Mismatch(
+                f"expected identical {what} after save/load, max |difference| {diff}; "
+                + why.replace("{method}", method)
+            )
     _expect(
         fresh.n_params == model.n_params,
         f"expected n_params {model.n_params} after load, got {fresh.n_params}",
     )
 
 
-@_model_check("fitting on a tiny dataset lowers the loss or the reconstruction error")
+def _save_load_diagnosis(
+    s: _ModelSubject,
+    model: Any,
+    fresh: Any,
+    path: str,
+    x: Tensor,
+    outputs: tuple[Tensor, Tensor],
+    saved: Mapping[str, Any],
+    after_load: Mapping[str, Any],
+) -> str:
+    """Why a loaded model's outputs differ from the saved model's (the caller replaces
+    ``{method}`` with the method whose outputs differ)."""
+    z, out = outputs
+    z_again = model.encode(x)
+    if not (torch.equal(z_again, z) and torch.equal(model.decode(z), out)):
+        return (
+            "the saved model itself gives other outputs on a second call, so its outputs are "
+            "not deterministic (see check_deterministic)"
+        )
+    differ = _changed(saved, after_load)
+    if differ:
+        return (
+            f"the loaded model's tensors differ from the saved model's in {_names(differ)}: "
+            "state_dict() must hold every tensor {method} uses, and load_state_dict() restore it"
+        )
+    if not isinstance(fresh, torch.nn.Module):
+        return (
+            "although state_dict() after load equals the saved one, so {method} depends on "
+            "something state_dict() does not return: it must hold every tensor {method} uses"
+        )
+    complete = (
+        "every parameter and buffer of the loaded model equals the saved model's (state_dict() "
+        "is complete)"
+    )
+    if fresh.training:
+        fresh.load(path)  # undo what inference in training mode changed
+        fresh.eval()
+        z3 = fresh.encode(x)
+        if torch.equal(z3, z) and torch.equal(fresh.decode(z3), out):
+            return (
+                f"{complete}, but the loaded model infers in training mode: in eval mode it "
+                "reproduces the outputs exactly. Run inference in eval mode (BatchNorm "
+                "normalises by the batch and updates its running statistics in training mode, "
+                "dropout is random)"
+            )
+    return (
+        f"{complete}, so {{method}} depends on something else (a Python attribute set by fit "
+        "and not stored in state_dict()?)"
+    )
+
+
+@_check("model", "fitting on a tiny dataset lowers the loss or the reconstruction error")
 def _check_fit_lowers_loss(s: _ModelSubject) -> None:
     """Fit on 64 blob images (``epochs=5``, ``batch_size=16`` when the model has those
-    parameters; see :data:`FIT_EPOCHS`). ``fit`` must return a :class:`~vaebench.model.FitReport` with a finite
-    ``history["loss"]``; the check passes when the last logged loss is below the first, or the
-    reconstruction MSE after fitting is below the MSE before."""
+    parameters; see :data:`FIT_EPOCHS`). ``fit`` must return a
+    :class:`~vaebench.model.FitReport` with a finite ``history["loss"]``; the check passes when
+    the last logged loss is below the first, or the reconstruction MSE after fitting is below
+    the MSE before."""
     from vaebench.model import FitReport
 
-    shape = SHAPES[0]
+    shape = s.shapes[0]
     model = s.create(shape, epochs=FIT_EPOCHS, batch_size=FIT_BATCH_SIZE)
     x = tiny_images(shape, N_FIT, seed=0).to(s.device)
 
@@ -621,7 +1121,7 @@ def _check_fit_lowers_loss(s: _ModelSubject) -> None:
         return float((model.decode(model.encode(x)).float() - x).pow(2).mean())
 
     before = mse()
-    report = model.fit(x)
+    report = s.fit(model, x)
     _expect(
         isinstance(report, FitReport),
         f"expected fit() to return a vaebench.model.FitReport, got {type(report).__name__}",
@@ -636,7 +1136,7 @@ def _check_fit_lowers_loss(s: _ModelSubject) -> None:
         f'expected finite floats in FitReport.history["loss"], got {history!r}',
     )
     _expect(
-        isinstance(report.samples_seen, int) and report.samples_seen > 0,
+        _is_int(report.samples_seen) and report.samples_seen > 0,
         f"expected FitReport.samples_seen > 0, got {report.samples_seen!r}",
     )
     _expect(report.seconds >= 0, f"expected FitReport.seconds >= 0, got {report.seconds!r}")
@@ -650,105 +1150,198 @@ def _check_fit_lowers_loss(s: _ModelSubject) -> None:
     )
 
 
-@_model_check("encode and decode run without autograd and leave grad mode as they found it")
-def _check_no_grad(s: _ModelSubject) -> None:
-    """Outputs of ``encode``/``decode`` have ``requires_grad=False`` (wrap them in
-    ``torch.inference_mode()`` or ``torch.no_grad()``), and grad mode is still enabled after."""
-    model, x = s.fitted(SHAPES[0])
-    with torch.enable_grad():
-        z = model.encode(x[:4])
+@_check("model", "fit works when the last batch holds a single image")
+def _check_fit_last_batch_of_one(s: _ModelSubject) -> str:
+    """Fit one epoch on ``N = 2 * batch_size + 1`` images (``batch_size=16`` unless you set
+    it; a model without a ``batch_size`` parameter gets 33), so a naive batching leaves a final
+    batch of one image -- which BatchNorm cannot train on and which makes a variance or an
+    MMD-style loss undefined. ``fit`` must not raise, its losses must be finite and the model
+    must reconstruct finite images afterwards. Drop such a batch or merge it into the previous
+    one."""
+    shape = s.shapes[0]
+    has_batch = "batch_size" in s.spec.defaults()
+    batch = s.resolved(batch_size=FIT_BATCH_SIZE).get("batch_size") if has_batch else None
+    if not (_is_int(batch) and batch > 0):
+        batch = None
+    n = 2 * batch + 1 if batch else 2 * FIT_BATCH_SIZE + 1
+    where = (
+        f"{n} images with batch_size={batch} (a last batch of one image)"
+        if batch
+        else f"{n} images (the model has no batch_size parameter)"
+    )
+    model = s.create(shape, epochs=1, batch_size=FIT_BATCH_SIZE)
+    x = tiny_images(shape, n, seed=3).to(s.device)
+    try:
+        report = s.fit(model, x, seed=3)
+    except Exception as exc:  # noqa: BLE001 - the failure this check exists for
+        raise _Mismatch(
+            f"expected fit on {where} to work, but it raised {type(exc).__name__}: {exc} "
+            "(drop a last batch of one image or merge it into the previous batch)"
+        ) from None
+    history = getattr(report, "history", None)
+    losses = history.get("loss") if isinstance(history, dict) else None
+    if isinstance(losses, list):
         _expect(
-            not z.requires_grad,
-            "expected encode outputs with requires_grad=False (run encode under "
-            "torch.inference_mode()), got requires_grad=True",
+            all(isinstance(v, (int, float)) and math.isfinite(v) for v in losses),
+            f"expected finite losses from fit on {where}, got {losses!r} (a loss over one "
+            "example is undefined: drop such a batch or merge it into the previous one)",
         )
-        out = model.decode(z)
-        _expect(
-            not out.requires_grad,
-            "expected decode outputs with requires_grad=False (run decode under "
-            "torch.inference_mode()), got requires_grad=True",
-        )
-        _expect(
-            torch.is_grad_enabled(),
-            "expected grad mode to stay enabled after encode/decode (use a context manager, "
-            "not torch.set_grad_enabled(False))",
-        )
+    out = model.decode(model.encode(x))
+    _expect(
+        bool(torch.isfinite(out).all()),
+        f"expected finite reconstructions after fit on {where}",
+    )
+    return f"fitted {where}"
 
 
-@_model_check("decode returns finite values in [0, 1]")
-def _check_decode_range(s: _ModelSubject) -> None:
-    """``decode(encode(x))`` and ``decode`` of large random codes (``3 * N(0, I)``) are finite
-    and lie in ``[0, 1]`` (images; apply a sigmoid or clamp)."""
-    for shape in SHAPES[:1] + SHAPES[2:]:
-        model, x = s.fitted(shape)
-        g = torch.Generator().manual_seed(1)
-        z_rand = 3 * torch.randn(16, model.latent_dim, generator=g)
-        for what, code in (
-            ("decode(encode(x))", model.encode(x[:8])),
-            ("decode(3 * randn codes)", z_rand.to(s.device)),
-        ):
-            out = model.decode(code)
-            _expect(bool(torch.isfinite(out).all()), f"expected finite values from {what}")
-            lo, hi = float(out.min()), float(out.max())
-            _expect(
-                lo >= 0.0 and hi <= 1.0,
-                f"expected {what} in [0, 1] for shape {shape}, got range [{lo:.4g}, {hi:.4g}]",
-            )
-
-
-@_model_check("sample(n) draws n images in [0, 1], reproducibly for a seeded generator")
+@_check("model", "sample(n) draws n images in [0, 1], reproducibly for a seeded generator")
 def _check_sample(s: _ModelSubject) -> None:
-    """Only for models that override ``sample``: ``sample(n, generator)`` returns ``(n, C, H, W)``
-    float32 images in ``[0, 1]`` without autograd, identical for two generators with one seed."""
-    model, _ = s.fitted(SHAPES[0])
-    if not model.can_sample:
-        raise _NotApplicable("the model has no sample()")
-    a = model.sample(6, generator=torch.Generator().manual_seed(3))
+    """Only when the tags say ``can_sample``: ``sample(n, generator)`` returns ``(n, C, H, W)``
+    float32 images in ``[0, 1]`` without autograd, identical for two generators with one seed;
+    ``sample(1)`` works."""
+    if not s.tags.can_sample:
+        raise _NotApplicable("the model has no prior to sample from (tags.can_sample is False)")
+    shape = s.shapes[0]
+    model, _ = s.fitted(shape)
+    with torch.enable_grad():
+        a = model.sample(6, generator=torch.Generator().manual_seed(3))
     b = model.sample(6, generator=torch.Generator().manual_seed(3))
-    want = (6, *SHAPES[0])
+    want = (6, *shape)
+    _expect(isinstance(a, Tensor), f"expected sample(6) to return a Tensor, got {type(a).__name__}")
     _expect(
         tuple(a.shape) == want, f"expected sample(6) to have shape {want}, got {tuple(a.shape)}"
     )
     _expect(a.dtype == torch.float32, f"expected float32 samples, got {a.dtype}")
     _expect(not a.requires_grad, "expected samples with requires_grad=False")
+    _expect(bool(torch.isfinite(a).all()), "expected finite samples")
     lo, hi = float(a.min()), float(a.max())
     _expect(lo >= 0.0 and hi <= 1.0, f"expected samples in [0, 1], got [{lo:.4g}, {hi:.4g}]")
     _expect(
         torch.equal(a, b),
         "expected identical samples for two generators seeded alike (draw from `generator`)",
     )
+    one = model.sample(1, generator=torch.Generator().manual_seed(4))
+    _expect(
+        tuple(one.shape) == (1, *shape),
+        f"expected sample(1) to have shape {(1, *shape)}, got {_shape(one)}",
+    )
+
+
+@_check("model", "posterior(x) returns the mean and log-variance (N, latent_dim) of q(z|x)")
+def _check_posterior(s: _ModelSubject) -> None:
+    """Only when the tags say ``has_posterior``: ``posterior(x)`` of 5 images (and of one)
+    returns a pair ``(mean, logvar)`` of finite float32 tensors ``(N, latent_dim)``, the same on
+    a second call. Outputs that carry autograd are accepted: models written for the first
+    interface call ``posterior`` inside their loss, and metrics call it under
+    ``torch.inference_mode()``."""
+    if not s.tags.has_posterior:
+        raise _NotApplicable("the model has no posterior (tags.has_posterior is False)")
+    model, x = s.fitted(s.shapes[0])
+    for k in (5, 1):
+        with torch.enable_grad():
+            got = model.posterior(x[:k])
+        _expect(
+            isinstance(got, (tuple, list)) and len(got) == 2,
+            f"expected posterior(x) to return (mean, logvar), got {type(got).__name__}"
+            + (f" of length {len(got)}" if isinstance(got, (tuple, list)) else ""),
+        )
+        want = (k, model.latent_dim)
+        for part, t in zip(("mean", "logvar"), got, strict=True):
+            _expect(
+                isinstance(t, Tensor),
+                f"expected the posterior {part} to be a Tensor, got {type(t).__name__}",
+            )
+            _expect(
+                tuple(t.shape) == want,
+                f"expected the posterior {part} of {k} image(s) to have shape {want}, got "
+                f"{tuple(t.shape)}",
+            )
+            _expect(t.dtype == torch.float32, f"expected a float32 posterior {part}, got {t.dtype}")
+            _expect(bool(torch.isfinite(t).all()), f"expected a finite posterior {part}")
+    again = model.posterior(x[:1])
+    _expect(
+        torch.equal(again[0].detach(), got[0].detach())
+        and torch.equal(again[1].detach(), got[1].detach()),
+        "expected posterior(x) to be deterministic: two calls on the same input differ",
+    )
+
+
+@_check("model", "log_likelihood(x, z) returns finite log p(x|z) per image, summed over pixels")
+def _check_log_likelihood(s: _ModelSubject) -> None:
+    """Only when the tags name a ``likelihood``: ``log_likelihood(x, z)`` for 5 images and their
+    codes returns a finite float tensor ``(5,)``, the same for one image alone and on a second
+    call (autograd is accepted, as for ``posterior``). Under ``bernoulli`` it must equal ``sum x log p + (1 - x) log(1 - p)``
+    over pixels with ``p = decode(z)`` (relative tolerance 1e-3) -- so never positive, and a sum,
+    not a mean, over pixels."""
+    from vaebench.model import LIKELIHOODS
+
+    kind = s.tags.likelihood
+    if not kind:
+        raise _NotApplicable("the model states no likelihood (tags.likelihood is empty)")
+    _expect(
+        kind in LIKELIHOODS,
+        f"expected tags.likelihood to be one of {', '.join(LIKELIHOODS)}, got {kind!r}",
+    )
+    model, x = s.fitted(s.shapes[0])
+    x5 = x[:5]
+    z = model.encode(x5)
+    with torch.enable_grad():
+        ll = model.log_likelihood(x5, z)
+    _expect(isinstance(ll, Tensor), f"expected a Tensor, got {type(ll).__name__}")
+    _expect(
+        tuple(ll.shape) == (5,),
+        f"expected log_likelihood of 5 images to have shape (5,), got {tuple(ll.shape)} (one "
+        "value per image, summed over pixels)",
+    )
+    _expect(ll.is_floating_point(), f"expected floating-point values, got {ll.dtype}")
+    _expect(
+        bool(torch.isfinite(ll).all()),
+        f"expected finite log-likelihoods, got {ll.detach().tolist()}",
+    )
+    ll = ll.detach()
+    _expect(
+        torch.equal(model.log_likelihood(x5, z).detach(), ll),
+        "expected log_likelihood(x, z) to be deterministic: two calls differ",
+    )
+    one = model.log_likelihood(x5[:1], z[:1]).detach()
+    _expect(
+        tuple(one.shape) == (1,) and torch.allclose(one.double(), ll[:1].double(), rtol=1e-4),
+        f"expected log_likelihood of one image alone to equal its value in a batch, got "
+        f"{one.tolist()} and {ll[:1].tolist()}",
+    )
+    if kind == "bernoulli":
+        p = model.decode(z).double().reshape(5, -1).clamp(1e-7, 1 - 1e-7)
+        t = x5.double().reshape(5, -1)
+        ref = (t * p.log() + (1 - t) * (1 - p).log()).sum(1).to(ll.device)
+        _expect(
+            torch.allclose(ll.double(), ref, rtol=1e-3, atol=1e-3 * t.shape[1]),
+            f"expected the Bernoulli log-likelihood of x under p = decode(z), summed over the "
+            f"{t.shape[1]} pixels: {[round(v, 3) for v in ref.tolist()]}, got "
+            f"{[round(v, 3) for v in ll.double().tolist()]}",
+        )
 
 
 check_interface = _check_interface
+check_tags = _check_tags
 check_metadata = _check_metadata
 check_encode_shape = _check_encode_shape
 check_decode_shape = _check_decode_shape
+check_decode_range = _check_decode_range
+check_no_grad = _check_no_grad
+check_inference_unchanged = _check_inference_unchanged
 check_device = _check_device
 check_deterministic = _check_deterministic
 check_save_load = _check_save_load
 check_fit_lowers_loss = _check_fit_lowers_loss
-check_no_grad = _check_no_grad
-check_decode_range = _check_decode_range
+check_fit_last_batch_of_one = _check_fit_last_batch_of_one
 check_sample = _check_sample
-
-_MODEL_CHECKS: tuple[Callable[..., str | None], ...] = (
-    check_interface,
-    check_metadata,
-    check_encode_shape,
-    check_decode_shape,
-    check_decode_range,
-    check_no_grad,
-    check_device,
-    check_deterministic,
-    check_save_load,
-    check_fit_lowers_loss,
-    check_sample,
-)
+check_posterior = _check_posterior
+check_log_likelihood = _check_log_likelihood
 
 
 def model_checks() -> tuple[Callable[..., str | None], ...]:
     """Every model check, in the order :func:`run_model_checks` runs them."""
-    return _MODEL_CHECKS
+    return tuple(_KINDS["model"].checks)
 
 
 # ----------------------------------------------------------------------------- dataset checks
@@ -795,39 +1388,26 @@ class _DatasetSubject:
         return ds
 
 
-def _dataset_check(
-    expectation: str,
-) -> Callable[[Callable[[_DatasetSubject], None]], Callable[..., str | None]]:
-    def decorate(body: Callable[[_DatasetSubject], None]) -> Callable[..., str | None]:
-        check_name = body.__name__.lstrip("_")
-
-        @functools.wraps(body)
-        def check(
-            dataset: Any,
-            *,
-            options: Mapping[str, Any] | None = None,
-            data_dir: str | None = None,
-        ) -> str | None:
-            try:
-                spec = _as_dataset_spec(dataset)
-            except Exception as exc:  # noqa: BLE001
-                raise CheckFailed(check_name, _subject_name(dataset), str(exc)) from exc
-            subject = _DatasetSubject(spec, dict(options or {}), data_dir)
-            return _run_body(check_name, subject.name, expectation, body, subject)
-
-        return _named_check(check, check_name, expectation, body)
-
-    return decorate
+def _dataset_subject(
+    dataset: Any, *, options: Mapping[str, Any] | None = None, data_dir: str | None = None
+) -> _DatasetSubject:
+    return _DatasetSubject(_as_dataset_spec(dataset), dict(options or {}), data_dir)
 
 
-@_dataset_check("the loader returns a vaebench.dataset.Dataset")
+_KINDS["dataset"] = _Kind("dataset", _dataset_subject, _DatasetSubject)
+
+
+@_check("dataset", "the loader returns a vaebench.dataset.Dataset")
 def _check_dataset_loads(s: _DatasetSubject) -> None:
     """The spec's name is usable on the command line, its options are JSON-serialisable and
     ``load()`` returns a :class:`~vaebench.dataset.Dataset`."""
+    from vaebench.plugins import valid_name
+
     name = s.spec.name
     _expect(
-        isinstance(name, str) and name and not any(c in name for c in ",/\\ "),
-        f"expected a dataset name without commas, slashes or spaces, got {name!r}",
+        valid_name(name),
+        f"expected a dataset name without commas, slashes, spaces or control characters, got "
+        f"{name!r}",
     )
     try:
         json.dumps(s.spec.defaults(), sort_keys=True, default=list)
@@ -836,7 +1416,7 @@ def _check_dataset_loads(s: _DatasetSubject) -> None:
     s.load()
 
 
-@_dataset_check("images are (N, C, H, W), alike in both splits and as declared by the spec")
+@_check("dataset", "images are (N, C, H, W), alike in both splits and as declared by the spec")
 def _check_dataset_shapes(s: _DatasetSubject) -> None:
     """Train and test images are 4-D with the same ``(C, H, W)``; ``DatasetSpec.shape`` and
     ``DatasetSpec.sizes`` (shown by ``vaebench list``) match the loaded data (sizes only with
@@ -865,7 +1445,7 @@ def _check_dataset_shapes(s: _DatasetSubject) -> None:
         )
 
 
-@_dataset_check("images are finite float32 values in [0, 1]")
+@_check("dataset", "images are finite float32 values in [0, 1]")
 def _check_dataset_range(s: _DatasetSubject) -> None:
     """Both splits are float32, finite, within ``[0, 1]`` and not constant."""
     ds = s.load()
@@ -878,7 +1458,7 @@ def _check_dataset_range(s: _DatasetSubject) -> None:
         _expect(hi > lo, f"expected x_{split} to vary, all values are {lo:.4g}")
 
 
-@_dataset_check("labels and factors have one entry per image")
+@_check("dataset", "labels and factors have one entry per image")
 def _check_dataset_labels(s: _DatasetSubject) -> None:
     """``y_*`` (when present) are integer tensors ``(N,)``; ``factors_*`` float ``(N, K)``
     present in both splits or neither, with ``K == len(factor_names)``."""
@@ -912,7 +1492,39 @@ def _check_dataset_labels(s: _DatasetSubject) -> None:
     )
 
 
-@_dataset_check("render(factors) draws images matching the dataset's own")
+def _row_digests(x: Tensor) -> list[bytes]:
+    """One 128-bit BLAKE2b digest of the float32 bytes of each image (``-0.0`` counted as
+    ``0.0``): equal digests mean identical images."""
+    flat = (x.detach().to("cpu", torch.float32).reshape(x.shape[0], -1) + 0.0).contiguous()
+    return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat.numpy()]
+
+
+@_check("dataset", f"at most {MAX_TEST_OVERLAP:.0%} of the test images copy a training image")
+def _check_dataset_overlap(s: _DatasetSubject) -> str:
+    """Hash every image of both splits (exact float32 values) and count the test images that
+    are identical to some training image. Above :data:`MAX_TEST_OVERLAP` (1 %) of the test
+    split, test scores partly measure memorisation of the training set -- typical of a split
+    drawn from the same images, or of a renderer too coarse to tell nearby factor values apart.
+    Notes the count."""
+    ds = s.load()
+    train = set(_row_digests(ds.x_train))
+    test = _row_digests(ds.x_test)
+    copies = sum(d in train for d in test)
+    fraction = copies / len(test)
+    found = (
+        f"{copies} of {len(test)} test images ({fraction:.1%}) are exact copies of training images"
+    )
+    _expect(
+        fraction <= MAX_TEST_OVERLAP,
+        f"expected at most {MAX_TEST_OVERLAP:.0%} of the test images to be copies of training "
+        f"images, but {found}: test scores would measure memorisation. Draw the test split "
+        "independently of the training split, and render finely enough (or add noise) that "
+        "nearby factor values give different images",
+    )
+    return found
+
+
+@_check("dataset", "render(factors) draws images matching the dataset's own")
 def _check_dataset_render(s: _DatasetSubject) -> None:
     """Only when ``render`` is present: it needs ``factors_test``; ``render(factors_test[:16])``
     is deterministic, ``(16, C, H, W)`` in ``[0, 1]``, and each rendered image is much closer (mean
@@ -945,7 +1557,7 @@ def _check_dataset_render(s: _DatasetSubject) -> None:
         )
 
 
-@_dataset_check("loading twice gives identical data")
+@_check("dataset", "loading twice gives identical data")
 def _check_dataset_deterministic(s: _DatasetSubject) -> None:
     """Two loads with the same options give identical images, labels and factors (seed any
     random split or generator)."""
@@ -962,22 +1574,14 @@ check_dataset_loads = _check_dataset_loads
 check_dataset_shapes = _check_dataset_shapes
 check_dataset_range = _check_dataset_range
 check_dataset_labels = _check_dataset_labels
+check_dataset_overlap = _check_dataset_overlap
 check_dataset_render = _check_dataset_render
 check_dataset_deterministic = _check_dataset_deterministic
-
-_DATASET_CHECKS: tuple[Callable[..., str | None], ...] = (
-    check_dataset_loads,
-    check_dataset_shapes,
-    check_dataset_range,
-    check_dataset_labels,
-    check_dataset_render,
-    check_dataset_deterministic,
-)
 
 
 def dataset_checks() -> tuple[Callable[..., str | None], ...]:
     """Every dataset check, in the order :func:`run_dataset_checks` runs them."""
-    return _DATASET_CHECKS
+    return tuple(_KINDS["dataset"].checks)
 
 
 # ----------------------------------------------------------------------------- metric checks
@@ -996,7 +1600,7 @@ class _MetricSubject:
 
     def setup(self) -> tuple[Model, Dataset, Any]:
         """The model and dataset to evaluate on: the caller's, or a small VAE fitted on
-        :func:`tiny_dataset` (it can sample, so sample-based metrics apply)."""
+        :func:`tiny_dataset` (it can sample and has a posterior, so most metrics apply)."""
         from vaebench.metric import Metric
 
         _expect(
@@ -1016,53 +1620,58 @@ class _MetricSubject:
         return model, dataset, fit
 
     def context(self, model: Model, fit: Any) -> Any:
-        from vaebench.config import EVAL_DEFAULTS
+        """A fresh evaluation context of seed 0: the metric's declared options with
+        :data:`FAST_EVAL_OPTIONS` over them, the metric's own generator."""
         from vaebench.metric import EvalContext
 
-        options = {**EVAL_DEFAULTS, "n_pairs": 16, "n_steps": 8, "throughput_seconds": 0.01}
+        options = {**dict(getattr(self.metric, "options", None) or {}), **FAST_EVAL_OPTIONS}
         return EvalContext(
-            seed=0, device=model.device, fit=fit, eval_batch_size=64, options=options
+            seed=0,
+            device=model.device,
+            fit=fit,
+            eval_batch_size=64,
+            options=options,
+            metric=self.name,
         )
 
 
-def _metric_check(
-    expectation: str,
-) -> Callable[[Callable[[_MetricSubject], None]], Callable[..., str | None]]:
-    def decorate(body: Callable[[_MetricSubject], None]) -> Callable[..., str | None]:
-        check_name = body.__name__.lstrip("_")
+def _metric_subject(
+    metric: Any,
+    *,
+    model: Model | None = None,
+    dataset: Dataset | None = None,
+    nondeterministic: Iterable[str] = (),
+) -> _MetricSubject:
+    if isinstance(metric, str):
+        from vaebench.plugins import get_registry
 
-        @functools.wraps(body)
-        def check(
-            metric: Any,
-            *,
-            model: Model | None = None,
-            dataset: Dataset | None = None,
-            nondeterministic: Iterable[str] = (),
-        ) -> str | None:
-            if isinstance(metric, str):
-                from vaebench.plugins import get_registry
-
-                metric = get_registry().metric(metric).spec
-            subject = _MetricSubject(metric, model, dataset, frozenset(nondeterministic))
-            return _run_body(check_name, subject.name, expectation, body, subject)
-
-        return _named_check(check, check_name, expectation, body)
-
-    return decorate
+        metric = get_registry().metric(metric).spec
+    elif not hasattr(metric, "evaluate") and hasattr(getattr(metric, "spec", None), "evaluate"):
+        metric = metric.spec  # a vaebench.plugins.Registered
+    skip = frozenset([nondeterministic] if isinstance(nondeterministic, str) else nondeterministic)
+    return _MetricSubject(metric, model, dataset, skip)
 
 
-@_metric_check("the metric declares a name and its values")
+_KINDS["metric"] = _Kind("metric", _metric_subject, _MetricSubject)
+
+
+@_check("metric", "the metric declares a name, its values and its options")
 def _check_metric_declares(s: _MetricSubject) -> None:
-    """``name`` is a usable non-empty string; ``values`` is a non-empty tuple of
+    """``name`` is usable on the command line; ``values`` is a non-empty tuple of
     :class:`~vaebench.metric.Value` with unique names, a direction in ``{True, False, None}`` and
-    integer ``decimals``."""
-    from vaebench.metric import Metric, Value
+    integer ``decimals``; ``options`` maps names to JSON-serialisable defaults, ``option_docs``
+    describes declared options only, ``default`` is a bool, ``cost`` one of
+    :data:`vaebench.metric.COSTS`, ``version`` an int >= 1, and ``check_options`` accepts the
+    defaults."""
+    from vaebench.metric import COSTS, Metric, Value
+    from vaebench.plugins import valid_name
 
     m = s.metric
     _expect(isinstance(m, Metric), f"expected a vaebench.metric.Metric, got {type(m).__name__}")
     _expect(
-        isinstance(m.name, str) and m.name and not any(c in m.name for c in ",/\\ "),
-        f"expected a metric name without commas, slashes or spaces, got {m.name!r}",
+        valid_name(m.name),
+        f"expected a metric name without commas, slashes, spaces or control characters, got "
+        f"{m.name!r}",
     )
     _expect(
         isinstance(m.values, (tuple, list)) and len(m.values) > 0,
@@ -1077,29 +1686,73 @@ def _check_metric_declares(s: _MetricSubject) -> None:
             f"{v.higher_is_better!r}",
         )
         _expect(
-            isinstance(v.decimals, int) and v.decimals >= 0,
+            _is_int(v.decimals) and v.decimals >= 0,
             f"expected non-negative int decimals for {v.name!r}, got {v.decimals!r}",
         )
         names.append(v.name)
     dupes = sorted({n for n in names if names.count(n) > 1})
     _expect(not dupes, f"expected unique value names, got duplicates {dupes}")
-
-
-@_metric_check("evaluate returns exactly the declared values as finite floats")
-def _check_metric_values(s: _MetricSubject) -> None:
-    """``applies_to`` returns a bool and is true for the check's model and dataset (pass your own
-    with ``model=`` / ``dataset=`` otherwise); ``evaluate`` returns every declared value and no
-    other, each a finite real number; it leaves the model's outputs unchanged."""
-    model, dataset, fit = s.setup()
-    applies = s.metric.applies_to(model, dataset)
-    _expect(isinstance(applies, bool), f"expected applies_to to return a bool, got {applies!r}")
+    options = m.options
     _expect(
-        applies,
-        f"expected the metric to apply to the check's model ({type(model).__name__}) and "
-        f"dataset ({dataset.name}); pass model= and dataset= it applies to",
+        isinstance(options, dict) and all(isinstance(k, str) and k for k in options),
+        f"expected `options` to map option names to defaults, got {options!r}",
     )
+    try:
+        json.dumps(options, sort_keys=True, default=list)
+    except (TypeError, ValueError) as exc:
+        raise _Mismatch(
+            f"expected JSON-serialisable option defaults (they are stored with results): {exc}"
+        ) from None
+    docs = m.option_docs
+    _expect(
+        isinstance(docs, dict) and set(docs) <= set(options),
+        f"expected `option_docs` to describe declared options only, got "
+        f"{sorted(set(docs) - set(options)) if isinstance(docs, dict) else docs!r}",
+    )
+    _expect(isinstance(m.default, bool), f"expected `default` to be a bool, got {m.default!r}")
+    _expect(m.cost in COSTS, f"expected `cost` to be one of {', '.join(COSTS)}, got {m.cost!r}")
+    _expect(
+        _is_int(m.version) and m.version >= 1,
+        f"expected `version` to be an int >= 1, got {m.version!r}",
+    )
+    try:
+        m.check_options(dict(options))
+    except Exception as exc:  # noqa: BLE001 - the defaults must be valid
+        raise _Mismatch(
+            f"expected check_options to accept the declared defaults {options!r}, but it raised "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _not_applicable(s: _MetricSubject, model: Model, dataset: Dataset) -> str | None:
+    """Why the metric does not apply to the check's model and dataset, or ``None``."""
+    applies = s.metric.applies_to(model, dataset)
+    _expect(
+        isinstance(applies, (bool, str)),
+        f"expected applies_to to return True, False or a reason string, got {applies!r}",
+    )
+    if applies is True:
+        return None
+    reason = applies if isinstance(applies, str) and applies else "applies_to returned False"
+    return (
+        f"the metric does not apply to the check's model ({type(model).__name__}) and dataset "
+        f"({dataset.name}): {reason}; pass model= and dataset= it applies to"
+    )
+
+
+@_check("metric", "evaluate returns exactly the declared values as finite floats")
+def _check_metric_values(s: _MetricSubject) -> None:
+    """``applies_to`` returns ``True``, ``False`` or a reason (the check does not apply unless
+    ``True`` for its model and dataset: pass your own with ``model=`` / ``dataset=``);
+    ``evaluate`` returns every declared value and no other, each a finite real number; it
+    leaves the model unchanged (every tensor, and its codes)."""
+    model, dataset, fit = s.setup()
+    reason = _not_applicable(s, model, dataset)
+    if reason:
+        raise _NotApplicable(reason)
     probe = dataset.x_test[:4].to(model.device)
     z_before = model.encode(probe)
+    state = _full_state(model)
     got = s.metric.evaluate(model, dataset, s.context(model, fit))
     _expect(isinstance(got, dict), f"expected evaluate to return a dict, got {type(got).__name__}")
     declared = s.metric.declared()
@@ -1111,10 +1764,12 @@ def _check_metric_values(s: _MetricSubject) -> None:
     )
     for k, v in got.items():
         _expect(
-            not isinstance(v, bool) and isinstance(v, (int, float)) or _is_real_scalar(v),
+            (not isinstance(v, bool) and isinstance(v, (int, float))) or _is_real_scalar(v),
             f"expected a real number for {k!r}, got {type(v).__name__}",
         )
         _expect(math.isfinite(float(v)), f"expected a finite value for {k!r}, got {float(v)}")
+    changed = _changed(state, _full_state(model))
+    _expect(not changed, f"expected evaluate to leave the model unchanged, it changed {changed}")
     _expect(
         torch.equal(model.encode(probe), z_before),
         "expected evaluate to leave the model unchanged (codes differ afterwards)",
@@ -1132,14 +1787,15 @@ def _is_real_scalar(v: Any) -> bool:
     return isinstance(v, Tensor) and v.numel() == 1 and not torch.is_complex(v)
 
 
-@_metric_check("evaluate gives the same values for the same seed")
+@_check("metric", "evaluate gives the same values for the same seed")
 def _check_metric_deterministic(s: _MetricSubject) -> None:
     """Two evaluations with fresh contexts of one seed give equal values (draw random choices
     from ``ctx.generator``). Values with a timing unit (see :data:`TIMING_UNITS`) and those named
     in ``nondeterministic`` are exempt."""
     model, dataset, fit = s.setup()
-    if not s.metric.applies_to(model, dataset):
-        raise _NotApplicable("the metric does not apply to the check's model and dataset")
+    reason = _not_applicable(s, model, dataset)
+    if reason:
+        raise _NotApplicable(reason)
     a = s.metric.evaluate(model, dataset, s.context(model, fit))
     b = s.metric.evaluate(model, dataset, s.context(model, fit))
     timing = {v.name for v in s.metric.values if v.unit in TIMING_UNITS} | s.nondeterministic
@@ -1159,51 +1815,13 @@ check_metric_declares = _check_metric_declares
 check_metric_values = _check_metric_values
 check_metric_deterministic = _check_metric_deterministic
 
-_METRIC_CHECKS: tuple[Callable[..., str | None], ...] = (
-    check_metric_declares,
-    check_metric_values,
-    check_metric_deterministic,
-)
-
 
 def metric_checks() -> tuple[Callable[..., str | None], ...]:
     """Every metric check, in the order :func:`run_metric_checks` runs them."""
-    return _METRIC_CHECKS
+    return tuple(_KINDS["metric"].checks)
 
 
 # ----------------------------------------------------------------------------- runners
-
-
-def _run_checks(
-    checks: Iterable[Callable[..., str | None]], subject: Any, name: str, kwargs: dict[str, Any]
-) -> Iterator[CheckResult]:
-    for check in checks:
-        start = time.perf_counter()
-        try:
-            note = check(subject, **kwargs)
-        except CheckFailed as exc:
-            yield CheckResult(check.__name__, name, False, exc.detail, time.perf_counter() - start)
-        except Exception as exc:  # noqa: BLE001 - a check must never stop the others
-            yield CheckResult(
-                check.__name__,
-                name,
-                False,
-                f"check crashed: {type(exc).__name__}: {exc}",
-                time.perf_counter() - start,
-            )
-        else:
-            yield CheckResult(check.__name__, name, True, note or "", time.perf_counter() - start)
-
-
-def _select(all_checks: Sequence[Callable[..., str | None]], names: Iterable[str] | None) -> list:
-    if names is None:
-        return list(all_checks)
-    by_name = {c.__name__: c for c in all_checks}
-    wanted = list(names)
-    unknown = [n for n in wanted if n not in by_name]
-    if unknown:
-        raise ValueError(f"unknown check(s) {', '.join(unknown)}; valid: {', '.join(by_name)}")
-    return [by_name[n] for n in wanted]
 
 
 def run_model_checks(
@@ -1214,15 +1832,9 @@ def run_model_checks(
     checks: Iterable[str] | None = None,
 ) -> Iterator[CheckResult]:
     """Run the model checks one by one, yielding a :class:`CheckResult` for each; a failing or
-    crashing check is reported, never raised (``vaebench check NAME`` uses this)."""
-    selected = _select(_MODEL_CHECKS, checks)
-    try:
-        spec = _as_model_spec(model)
-    except Exception as exc:  # noqa: BLE001
-        for check in selected:
-            yield CheckResult(check.__name__, _subject_name(model), False, str(exc))
-        return
-    yield from _run_checks(selected, spec, spec.name, {"device": device, "params": params})
+    crashing check is reported, never raised (``vaebench check MODEL`` uses this). ``checks``
+    names a selection; an unknown name raises ``ValueError`` listing the valid ones."""
+    yield from _run("model", model, checks, {"device": device, "params": params})
 
 
 def run_dataset_checks(
@@ -1232,10 +1844,9 @@ def run_dataset_checks(
     data_dir: str | None = None,
     checks: Iterable[str] | None = None,
 ) -> Iterator[CheckResult]:
-    """Run the dataset checks, yielding a :class:`CheckResult` for each (never raises)."""
-    selected = _select(_DATASET_CHECKS, checks)
-    kwargs = {"options": options, "data_dir": data_dir}
-    yield from _run_checks(selected, dataset, _subject_name(dataset), kwargs)
+    """Run the dataset checks (loading with ``options`` and ``data_dir``), yielding a
+    :class:`CheckResult` for each; never raises (``vaebench check --dataset NAME``)."""
+    yield from _run("dataset", dataset, checks, {"options": options, "data_dir": data_dir})
 
 
 def run_metric_checks(
@@ -1246,10 +1857,11 @@ def run_metric_checks(
     nondeterministic: Iterable[str] = (),
     checks: Iterable[str] | None = None,
 ) -> Iterator[CheckResult]:
-    """Run the metric checks, yielding a :class:`CheckResult` for each (never raises)."""
-    selected = _select(_METRIC_CHECKS, checks)
-    kwargs = {"model": model, "dataset": dataset, "nondeterministic": tuple(nondeterministic)}
-    yield from _run_checks(selected, metric, _subject_name(metric), kwargs)
+    """Run the metric checks (on ``model`` and ``dataset``, or a small VAE fitted on
+    :func:`tiny_dataset`), yielding a :class:`CheckResult` for each; never raises
+    (``vaebench check --metric NAME``)."""
+    options = {"model": model, "dataset": dataset, "nondeterministic": tuple(nondeterministic)}
+    yield from _run("metric", metric, checks, options)
 
 
 def _raise_failures(name: str, results: Iterable[CheckResult]) -> list[CheckResult]:
@@ -1308,7 +1920,7 @@ def _kind_of(obj: Any) -> str:
     from vaebench.dataset import DatasetSpec
     from vaebench.metric import Metric
 
-    if isinstance(obj, Metric):
+    if isinstance(obj, Metric) or isinstance(getattr(obj, "spec", None), Metric):
         return "metric"
     if isinstance(obj, DatasetSpec) or isinstance(getattr(obj, "spec", None), DatasetSpec):
         return "dataset"
@@ -1333,9 +1945,10 @@ def parametrize_with_checks(
             check(subject)
 
     ``device`` (default: ``$VAEBENCH_TEST_DEVICE`` or cpu) and ``params`` apply to model checks.
-    ``expected_failed_checks`` maps check names to a reason (or is a callable ``subject ->
-    mapping``); those checks are marked ``xfail(strict=True)``, so they are reported and must
-    keep failing.
+    A check that does not apply (e.g. ``check_sample`` of a model that cannot sample) is
+    skipped. ``expected_failed_checks`` maps check names to a reason (or is a callable
+    ``subject -> mapping``); those checks are marked ``xfail(strict=True)``, so they are
+    reported and must keep failing.
     """
     import pytest
 
@@ -1345,20 +1958,15 @@ def parametrize_with_checks(
     for subject in subjects:
         kind = _kind_of(subject)
         if kind == "model":
-            checks, kwargs = _MODEL_CHECKS, {"device": dev, "params": params_}
+            options: dict[str, Any] = {"device": dev, "params": params_}
             name = _subject_name(_as_model_spec(subject))
-        elif kind == "dataset":
-            checks, kwargs = _DATASET_CHECKS, {}
-            name = _subject_name(subject)
         else:
-            checks, kwargs = _METRIC_CHECKS, {}
-            name = _subject_name(subject)
+            options, name = {}, _subject_name(getattr(subject, "spec", subject))
         if callable(expected_failed_checks):
             xfails = dict(expected_failed_checks(subject))
         else:
             xfails = dict(expected_failed_checks or {})
-        for check in checks:
-            bound = _bind(check, kwargs)
+        for check in _KINDS[kind].checks:
             marks = []
             if check.__name__ in xfails:
                 marks.append(
@@ -1367,19 +1975,21 @@ def parametrize_with_checks(
                     )
                 )
             argvalues.append(
-                pytest.param(subject, bound, id=f"{check.__name__}[{name}]", marks=marks)
+                pytest.param(
+                    subject, _bind(check, options), id=f"{check.__name__}[{name}]", marks=marks
+                )
             )
     return pytest.mark.parametrize("subject, check", argvalues)
 
 
-def _bind(check: Callable[..., str | None], kwargs: dict[str, Any]) -> Callable[[Any], None]:
-    """``check`` with keyword arguments fixed; skips the test (``pytest.skip``) when the check
-    does not apply (e.g. ``check_sample`` on a model without ``sample``)."""
+def _bind(check: Callable[..., str | None], options: dict[str, Any]) -> Callable[[Any], None]:
+    """``check`` with its keyword options fixed; skips the test (``pytest.skip``) when the check
+    does not apply (e.g. ``check_sample`` on a model that cannot sample)."""
 
     @functools.wraps(check)
     def bound(subject: Any) -> None:
-        note = check(subject, **kwargs)
-        if note:
+        note = check(subject, **options)
+        if note and note.startswith(NOT_APPLICABLE):
             import pytest
 
             pytest.skip(note)
