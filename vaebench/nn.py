@@ -262,10 +262,10 @@ def conv_decoder(
 # ------------------------------------------------------------------------------- validation
 
 
-def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
+def _positive_int(name: str, value: Any, minimum: int = 1, why: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{name} must be {what}, got {value!r}")
+        raise ValueError(f"{name} must be {what}{why}, got {value!r}")
     return int(value)
 
 
@@ -396,7 +396,9 @@ class TorchAutoencoder(nn.Module, Model):
             raise ValueError(f"batch_norm must be true or false, got {batch_norm!r}")
         self.batch_norm = batch_norm
         self.epochs = _positive_int("epochs", epochs)
-        self.batch_size = _positive_int("batch_size", batch_size, minimum=2)
+        self.batch_size = _positive_int(
+            "batch_size", batch_size, 2, " (a batch of one breaks batch normalisation)"
+        )
         self.lr = _real("lr", lr, positive=True)
         self.optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
         self.weight_decay = _real("weight_decay", weight_decay)
