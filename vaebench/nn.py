@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import numbers
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -378,7 +379,7 @@ class TorchAutoencoder(nn.Module, Model):
         super().__init__()
         shape = tuple(input_shape)
         if len(shape) != 3 or any(
-            isinstance(s, bool) or not isinstance(s, int) or s <= 0 for s in shape
+            isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0 for s in shape
         ):
             raise ValueError(f"input_shape must be (C, H, W) of positive integers, got {shape!r}")
         for name, net in (("encoder", encoder), ("decoder", decoder)):

@@ -48,6 +48,7 @@ def test_parameters_come_from_the_spec_without_the_built_in_network_options():
     assert params["channels"] == (32, 64) and params["latent_dim"] == 10
     assert {"epochs", "lr", "optimizer", "schedule", "grad_clip"} <= set(params)
     assert not {"arch", "hidden", "conv_channels", "batch_norm"} & set(params)
+    assert all(SPEC.docs().values())  # every parameter has its one-line meaning
     model = SPEC.create((1, 8, 8), optimizer="sgd", epochs=2)
     assert (model.optimizer, model.epochs) == ("sgd", 2)
 

@@ -23,7 +23,7 @@ SPEC = ModelSpec(
     conv_ae,
     "convolutional autoencoder (3x3 stride-2 convolutions) for images of any (C, H, W)",
     params={"channels": (32, 64), **TRAINING},
-    param_docs={"channels": "channels per stride-2 convolution"},
+    param_docs={**TorchAutoencoder.param_docs, "channels": "channels per stride-2 convolution"},
 )
 
 
