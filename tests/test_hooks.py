@@ -59,7 +59,11 @@ def test_docs_document_every_hook(hook):
 @pytest.mark.parametrize("hook", HOOKS)
 def test_hookspec_docstrings_give_return_value_and_version(hook):
     doc = getattr(hookspecs, hook).__doc__
-    assert ":return:" in doc and ".. versionadded:: 1" in doc
+    assert ":return:" in doc
+    added = re.search(r"\.\. versionadded:: (\d+)", doc)
+    assert added and 1 <= int(added.group(1)) <= vaebench.PLUGIN_API_VERSION
+    text = DOCS.read_text().split(f"### `{hook}(", 1)[1].split("\n### ", 1)[0]
+    assert f"Added in plugin API {added.group(1)}." in text
 
 
 def test_docs_list_every_conformance_check():
@@ -186,3 +190,88 @@ def test_the_guides_command_example_works():
     namespace["vaebench_commands"](group)
     result = CliRunner().invoke(group, ["hello"])
     assert result.output == "hello from my plugin\n"
+
+
+# ----------------------------------------------------------------------------- beyond the basics
+
+
+def _exec_block(lang: str, first_line: str) -> dict:
+    namespace: dict = {"__name__": "docs_example"}
+    exec(_block(lang, first_line), namespace)  # noqa: S102
+    return namespace
+
+
+def test_the_guides_composition_example_passes_the_kit():
+    import torch
+
+    ns = _exec_block("python", "# my_vaebench/convnet.py")
+    spec = ns["SPEC"]
+    assert "encoder" not in spec.defaults()
+    model = spec.create((1, 8, 8))
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 2  # the pair given, nothing else built
+    check_model(spec)
+
+
+def test_the_guides_tags_example():
+    ns = _exec_block("python", "import dataclasses\n\nfrom vaebench.nn import TorchAutoencoder")
+    model = ns["NeedsSixteen"]((1, 8, 8))
+    assert model.tags.unsupported((1, 8, 8)) == "needs images of at least 16x16 pixels, got 8x8"
+    assert model.tags.unsupported((1, 16, 16)) is None
+
+
+def test_the_guides_training_hooks_example():
+    import torch
+
+    from vaebench.train import seed_everything
+
+    ns = _exec_block("python", "import torch\nfrom torch import Tensor")
+    seed_everything(0)
+    model = ns["LateSparseAE"]((1, 8, 8), hidden=(16,), epochs=4, l1=0.1, l1_from=3, lr=0.01)
+    report = model.fit(torch.rand(32, 1, 8, 8))
+    assert report.history["l1_weight"] == [0.0, 0.0, 0.1, 0.1]
+    assert isinstance(model.configure_optimizer(), torch.optim.SGD)
+    check_model(ModelSpec("late-sparse", ns["LateSparseAE"]))
+
+
+def test_the_guides_labels_example_trains_on_labels():
+    import torch
+
+    ns = _exec_block("python", "import dataclasses\n\nfrom torch import Tensor, nn")
+    model = ns["LabelledAE"]((1, 8, 8), hidden=(16,), epochs=3, n_classes=2, alpha=5.0, lr=0.01)
+    assert model.tags.uses_labels
+    x = torch.rand(64, 1, 8, 8)
+    y = (x.mean((1, 2, 3)) > x.mean()).long()
+    report = model.fit(x, y)
+    assert report.history["ce"][-1] < report.history["ce"][0]
+
+
+def test_the_guides_posterior_metric_passes_the_kit_and_skips_models_without_one():
+    from vaebench.models.ae import AE
+    from vaebench.testing import tiny_dataset
+
+    metric = _exec_block("python", "from vaebench.metric import Metric, Value")["PosteriorStd"]()
+    check_metric(metric)
+    assert metric.applies_to(AE((1, 8, 8)), tiny_dataset()) == "the model has no posterior"
+
+
+def test_the_guides_epoch_and_cell_hooks_example(tmp_path, monkeypatch, capsys):
+    import json
+    import types
+
+    import pluggy
+
+    monkeypatch.chdir(tmp_path)
+    module = types.ModuleType("docs_hooks")
+    exec(_block("python", "import json"), module.__dict__)  # noqa: S102
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    pm.register(module, name="docs-hooks")
+    cell = types.SimpleNamespace(label="ae / digits / seed 0", stem="ae--digits--seed0--abc")
+    pm.hook.vaebench_epoch_end(cell=cell, epoch=2, logs={"loss": 1.25})
+    pm.hook.vaebench_cell_finished(cell=cell, record={"status": "ok"})
+    assert capsys.readouterr().out == "ae / digits / seed 0: epoch 2, loss 1.250\n"
+    lines = (tmp_path / "finished.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"cell": "ae--digits--seed0--abc", "status": "ok"}
+    ]

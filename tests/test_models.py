@@ -14,6 +14,7 @@ from vaebench.plugins import get_registry
 from vaebench.train import seed_everything, select_device, train_loop
 
 BUILTIN_MODELS = ["pca", "ae", "noisy", "dae", "vae"]
+NEURAL_MODELS = ["ae", "noisy", "dae", "vae"]
 
 
 def _builtin_and_registered():
@@ -59,17 +60,37 @@ def test_encode_decode_shapes(name, shape, device):
     assert torch.equal(model.encode(x[:5]), z)
 
 
-@pytest.mark.parametrize("name", BUILTIN_MODELS)
-def test_save_load_round_trip(name, tmp_path, device):
+@pytest.mark.parametrize("name", NEURAL_MODELS)
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 7, 9), (1, 28, 28)])
+def test_conv_arch_encode_decode_shapes(name, shape, device):
     spec = get_registry().model(name).spec
+    seed_everything(0)
+    model = _small(spec, shape, device, arch="conv", conv_channels=(4, 8))
+    x = torch.rand(20, *shape, device=device)
+    report = model.fit(x)
+    assert all(math.isfinite(v) for v in report.history["loss"])
+    z = model.encode(x[:5])
+    out = model.decode(z)
+    assert z.shape == (5, 3) and out.shape == (5, *shape)
+    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+    assert any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+@pytest.mark.parametrize(
+    "name, arch",
+    [(n, "mlp") for n in BUILTIN_MODELS] + [(n, "conv") for n in NEURAL_MODELS],
+)
+def test_save_load_round_trip(name, arch, tmp_path, device):
+    spec = get_registry().model(name).spec
+    extra = {} if name == "pca" else {"arch": arch, "batch_norm": arch == "conv"}
     seed_everything(1)
-    model = _small(spec, (1, 8, 8), device)
+    model = _small(spec, (1, 8, 8), device, **extra)
     x = torch.rand(30, 1, 8, 8, device=device)
     model.fit(x)
     path = tmp_path / f"{name}.pt"
     model.save(path)
     seed_everything(2)
-    fresh = _small(spec, (1, 8, 8), device)
+    fresh = _small(spec, (1, 8, 8), device, **extra)
     assert not torch.equal(fresh.decode(fresh.encode(x)), model.decode(model.encode(x)))
     fresh.load(path)
     assert torch.equal(fresh.decode(fresh.encode(x)), model.decode(model.encode(x)))
@@ -138,6 +159,35 @@ def test_vae_kl_matches_torch_distributions():
     # the term is minimised (zero) at the prior and keeps the log-variance from running to -inf
     assert float(gaussian_kl(torch.zeros(1, 3), torch.zeros(1, 3))) == 0.0
     assert float(gaussian_kl(torch.zeros(1, 1), torch.full((1, 1), -30.0))) > 14
+
+
+@pytest.mark.parametrize("recon_loss", ["bce", "mse"])
+def test_vae_posterior_and_likelihood_match_torch_distributions(recon_loss, device):
+    from torch.distributions import Bernoulli, Normal
+
+    from vaebench.models.vae import VAE
+
+    seed_everything(5)
+    m = VAE((1, 4, 4), device=device, latent_dim=3, hidden=(8,), recon_loss=recon_loss)
+    x = (torch.rand(7, 1, 4, 4, device=device) > 0.5).float()
+    mean, logvar = m.posterior(x)
+    with torch.no_grad():
+        h = m.encoder(x)
+    torch.testing.assert_close(mean, h[:, :3])
+    torch.testing.assert_close(logvar, h[:, 3:])
+    torch.testing.assert_close(m.encode(x), mean)  # encode is the posterior mean
+    z = torch.randn(7, 3, device=device)
+    with torch.no_grad():
+        logits = m.decoder(z).reshape(7, 1, 4, 4)
+    if recon_loss == "bce":
+        ref = Bernoulli(logits=logits).log_prob(x).sum((1, 2, 3))
+        assert m.tags.likelihood == "bernoulli"
+    else:
+        ref = Normal(torch.sigmoid(logits), 0.5**0.5).log_prob(x).sum((1, 2, 3))
+        assert m.tags.likelihood == "gaussian"
+    got = m.log_likelihood(x, z)
+    assert got.shape == (7,) and not got.requires_grad
+    torch.testing.assert_close(got, ref)
 
 
 def test_vae_loss_is_reconstruction_plus_beta_kl(device):
@@ -245,8 +295,11 @@ def test_unknown_parameter_lists_valid_ones():
 
 def test_lecture_models_share_architecture_and_budget():
     reg = get_registry()
-    shared = ["latent_dim", "hidden", "epochs", "batch_size", "lr", "recon_loss"]
-    ref = {k: reg.model("ae").spec.defaults()[k] for k in shared}
+    ref = reg.model("ae").spec.defaults()
+    shared = ["arch", "latent_dim", "hidden", "conv_channels", "batch_norm", "epochs",
+              "batch_size", "lr", "optimizer", "weight_decay", "schedule", "grad_clip",
+              "recon_loss"]  # fmt: skip
+    assert sorted(ref) == sorted(shared)
     for name in ("noisy", "dae", "vae"):
         d = reg.model(name).spec.defaults()
         assert {k: d[k] for k in shared} == ref, name

@@ -4,6 +4,11 @@ Performance notes: the training set lives on the model's device as one tensor an
 slicing a shuffled index tensor; per-batch losses are accumulated on the device and read back
 once per epoch (one host sync per epoch), which is also where divergence (NaN/inf) is detected.
 On CUDA the forward pass runs under bf16 autocast when the GPU supports it.
+
+Batching policy: every epoch visits every example once, in a fresh random order, in batches of
+``batch_size``; a last batch of a single example (``N % batch_size == 1``) joins the batch
+before it, so every batch holds at least 2 examples (batch normalisation and MMD-style losses
+need two). Training on fewer than 2 examples raises ``ValueError``.
 """
 
 from __future__ import annotations
@@ -16,11 +21,20 @@ import time
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import clip_grad_norm_
 
 from vaebench.errors import DivergenceError
 from vaebench.model import FitReport, ProgressCallback
 
-__all__ = ["seed_everything", "select_device", "autocast", "train_loop", "DEVICE_CHOICES"]
+__all__ = [
+    "seed_everything",
+    "select_device",
+    "autocast",
+    "train_loop",
+    "batch_bounds",
+    "check_training_data",
+    "DEVICE_CHOICES",
+]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
@@ -78,57 +92,127 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
+def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each batch of an epoch over ``n`` examples (see the module's
+    batching policy): ``batch_size`` each, a last batch of one merged into the previous one.
+    ``batch_bounds(129, 128) == [(0, 129)]``; ``batch_bounds(33, 16) == [(0, 16), (16, 33)]``.
+    """
+    bounds = [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
+def check_training_data(x: Tensor, y: Tensor | None, batch_size: int) -> None:
+    """Raise ``ValueError`` unless ``x`` holds at least 2 examples, ``batch_size`` is an integer
+    >= 2, and the labels ``y`` (if given) are one integer per example."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
+        raise ValueError(
+            f"batch_size must be an integer >= 2 (a batch of one breaks batch normalisation and "
+            f"MMD-style losses), got {batch_size!r}"
+        )
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError(
+            f"cannot fit on {n} training example(s): the training loop needs at least 2 "
+            "(every batch holds at least 2 examples)"
+        )
+    if y is not None:
+        if tuple(y.shape) != (n,):
+            raise ValueError(
+                f"labels y must have shape ({n},), one per image; got {tuple(y.shape)}"
+            )
+        if y.dtype.is_floating_point or y.dtype == torch.bool:
+            raise ValueError(f"labels y must be integers, got dtype {y.dtype}")
+
+
 def train_loop(
     model: nn.Module,
     x: Tensor,
+    y: Tensor | None = None,
     *,
     epochs: int,
     batch_size: int,
-    lr: float,
+    lr: float | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    grad_clip: float = 0.0,
     progress: ProgressCallback | None = None,
 ) -> FitReport:
-    """Train ``model`` (a module with ``loss(batch) -> dict``) with Adam on ``x``.
+    """Train ``model`` -- a module with ``loss(batch) -> dict`` (``loss(batch, labels)`` when
+    ``y`` is given) whose ``"loss"`` entry is minimised -- on images ``x`` ``(N, C, H, W)``.
 
-    ``x`` is moved to the model's device once. Raises :class:`DivergenceError` when an epoch's
-    mean loss is NaN or infinite.
+    Each epoch ``e`` (1-based): the model is put in training mode, ``model.on_epoch_start(e,
+    epochs)`` runs (when defined), every batch (see :func:`batch_bounds`) takes one optimiser
+    step (after clipping the gradient's global L2 norm to ``grad_clip`` when it is > 0), the
+    epoch's mean of every logged loss is read back once, checked, passed to
+    ``model.on_epoch_end(e, logs)`` (which may add entries) and stored in the history, the
+    ``scheduler`` steps, and ``progress(e, epochs, logs)`` is called. The model is left in
+    evaluation mode, also when training fails.
+
+    ``optimizer``: default ``model.configure_optimizer()`` when the model has one and ``lr`` is
+    not given, else Adam with ``lr`` (default ``1e-3``). ``x`` and ``y`` are moved to the
+    model's device once. Raises ``ValueError`` for fewer than 2 examples or a batch size below
+    2, :class:`DivergenceError` when an epoch's mean loss is NaN or infinite.
     """
     device = next(model.parameters()).device
     x = x.to(device, non_blocking=True)
+    if y is not None:
+        y = y.to(device, non_blocking=True)
+    check_training_data(x, y, batch_size)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if optimizer is None:
+        if lr is None and hasattr(model, "configure_optimizer"):
+            optimizer = model.configure_optimizer()
+        else:
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3 if lr is None else lr)
     n = x.shape[0]
-    if n == 0:
-        raise ValueError("cannot fit on an empty training set")
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    bounds = batch_bounds(n, batch_size)
+    clipped = [p for p in model.parameters() if p.requires_grad] if grad_clip > 0 else []
+    on_epoch_start = getattr(model, "on_epoch_start", None)
+    on_epoch_end = getattr(model, "on_epoch_end", None)
+    amp = autocast(device)
     history: dict[str, list[float]] = {}
     keys: list[str] | None = None
-    model.train()
     start = time.perf_counter()
     try:
-        for epoch in range(epochs):
+        for epoch in range(1, epochs + 1):
+            model.train()
+            if on_epoch_start is not None:
+                on_epoch_start(epoch, epochs)
             perm = torch.randperm(n, device=device)
             sums: Tensor | None = None
-            for i in range(0, n, batch_size):
-                batch = x[perm[i : i + batch_size]]
-                with autocast(device):
-                    losses = model.loss(batch)
-                opt.zero_grad(set_to_none=True)
+            for lo, hi in bounds:
+                idx = perm[lo:hi]
+                batch = x[idx]
+                with amp:
+                    losses = model.loss(batch) if y is None else model.loss(batch, y[idx])
+                optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
-                opt.step()
+                if clipped:
+                    clip_grad_norm_(clipped, grad_clip)
+                optimizer.step()
                 if keys is None:
                     keys = list(losses)
-                stacked = torch.stack([losses[k].detach().float() for k in keys]) * batch.shape[0]
+                stacked = torch.stack([losses[k].detach().float() for k in keys]) * (hi - lo)
                 sums = stacked if sums is None else sums + stacked
             means = (sums / n).tolist()  # one host sync per epoch
             logs = dict(zip(keys, means, strict=True))
-            for k, v in logs.items():
-                history.setdefault(k, []).append(v)
             if not all(np.isfinite(v) for v in means):
                 bad = {k: v for k, v in logs.items() if not np.isfinite(v)}
                 raise DivergenceError(
-                    f"loss diverged at epoch {epoch + 1}/{epochs}: "
+                    f"loss diverged at epoch {epoch}/{epochs}: "
                     + ", ".join(f"{k}={v}" for k, v in bad.items())
                 )
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, logs)
+            for k, v in logs.items():
+                history.setdefault(k, []).append(v)
+            if scheduler is not None:
+                scheduler.step()
             if progress is not None:
-                progress(epoch + 1, epochs, logs)
+                progress(epoch, epochs, logs)
     finally:
         model.eval()
         if device.type == "cuda":

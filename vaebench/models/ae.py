@@ -1,4 +1,5 @@
-"""``ae``, ``noisy`` and ``dae``: deterministic MLP autoencoders sharing one architecture."""
+"""``ae``, ``noisy`` and ``dae``: deterministic autoencoders sharing one architecture (``arch``:
+``mlp`` or ``conv``, see ``docs/models.md``) and one training loop."""
 
 from __future__ import annotations
 
@@ -22,10 +23,16 @@ class NoisyAE(TorchAutoencoder):
     vaebench reports what happens rather than assuming it does not.
     """
 
+    param_docs = {"noise_std": "standard deviation of the Gaussian noise added to the code"}
+
     def __init__(self, *args, noise_std: float = 1.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if not noise_std >= 0:
-            raise ValueError(f"noise_std must be >= 0, got {noise_std!r}")
+        if (
+            isinstance(noise_std, bool)
+            or not isinstance(noise_std, int | float)
+            or not (0 <= noise_std < float("inf"))
+        ):
+            raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
         self.noise_std = float(noise_std)
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
@@ -39,10 +46,18 @@ class DenoisingAE(TorchAutoencoder):
     """Denoising autoencoder: corrupt the *input* with Gaussian noise, reconstruct the clean image
     (the "Denoising" baseline of Berthelot et al., 2019). Corrupted pixels are not clipped."""
 
+    param_docs = {"input_noise_std": "standard deviation of the Gaussian noise on the input"}
+
     def __init__(self, *args, input_noise_std: float = 0.2, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if not input_noise_std >= 0:
-            raise ValueError(f"input_noise_std must be >= 0, got {input_noise_std!r}")
+        if (
+            isinstance(input_noise_std, bool)
+            or not isinstance(input_noise_std, int | float)
+            or not (0 <= input_noise_std < float("inf"))
+        ):
+            raise ValueError(
+                f"input_noise_std must be a finite number >= 0, got {input_noise_std!r}"
+            )
         self.input_noise_std = float(input_noise_std)
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
@@ -55,7 +70,7 @@ class DenoisingAE(TorchAutoencoder):
 @hookimpl
 def vaebench_models():
     return [
-        ModelSpec("ae", AE, "deep MLP autoencoder (reconstruction loss only)"),
-        ModelSpec("noisy", NoisyAE, "MLP autoencoder with Gaussian noise added to the code"),
-        ModelSpec("dae", DenoisingAE, "denoising MLP autoencoder (Gaussian noise on the input)"),
+        ModelSpec("ae", AE, "deep autoencoder (reconstruction loss only; mlp or conv)"),
+        ModelSpec("noisy", NoisyAE, "autoencoder with Gaussian noise added to the code"),
+        ModelSpec("dae", DenoisingAE, "denoising autoencoder (Gaussian noise on the input)"),
     ]

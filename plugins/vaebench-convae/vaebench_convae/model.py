@@ -1,12 +1,11 @@
-"""A convolutional autoencoder that handles images of any size ``(C, H, W)``.
+"""``conv-ae``: a convolutional autoencoder for images of any size, by composition.
 
-Encoder: ``L`` stride-2 3x3 convolutions (``channels[i]`` filters each, ReLU), then a linear map
-to the code. ``L = min(len(channels), floor(log2(min(H, W) / 2)))`` so the smallest feature map is
-at least 2x2 (tiny images get fewer stages; ``1x1`` images none, which is a linear autoencoder).
-Inputs are zero-padded on the bottom/right to a multiple of ``2**L`` and the decoder's output --
-transposed 4x4 stride-2 convolutions mirroring the encoder, sigmoid at the end -- is cropped back
-to ``(H, W)``. Training reuses vaebench's shared loop through
-:class:`vaebench.model.TorchAutoencoder`; only the networks differ.
+The networks are plain ``torch.nn`` modules handed to :class:`vaebench.nn.TorchAutoencoder`,
+which brings everything else (training loop, ``encode``/``decode`` in evaluation mode, saving,
+tags). Encoder: per entry of ``channels`` a 3x3 convolution with stride 2 and padding 1 (a side
+``n`` becomes ``ceil(n / 2)``) and a ReLU, then a linear map to the code. Decoder: a linear map
+back to that feature map, per stage a 4x4 transposed convolution with stride 2 (doubling each
+side), then a crop to ``(H, W)``. Any ``H x W`` works, down to 1x1.
 """
 
 from __future__ import annotations
@@ -15,92 +14,53 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import nn
 
-from vaebench.model import TorchAutoencoder
-
-
-def n_stages(height: int, width: int, max_stages: int) -> int:
-    """Stride-2 stages that keep the smallest feature map at least 2x2 (at most ``max_stages``)."""
-    side = min(height, width)
-    return 0 if side < 4 else min(max_stages, int(math.floor(math.log2(side / 2))))
+from vaebench.nn import TorchAutoencoder
 
 
-class ConvAE(TorchAutoencoder):
-    """Convolutional autoencoder; see the module docstring for the architecture."""
+class Crop(nn.Module):
+    """Keep the top-left ``height x width`` of a feature map ``(N, C, H', W')``."""
 
-    def __init__(
-        self,
-        input_shape: Sequence[int],
-        device: torch.device | str = "cpu",
-        latent_dim: int = 10,
-        channels: Sequence[int] = (32, 64),
-        epochs: int = 30,
-        batch_size: int = 128,
-        lr: float = 1e-3,
-        recon_loss: str = "bce",
-    ) -> None:
-        if len(tuple(input_shape)) != 3:
-            raise ValueError(f"conv-ae needs images (C, H, W), got input_shape {input_shape!r}")
-        channels = tuple(channels)
-        if not channels or any(
-            isinstance(c, bool) or not isinstance(c, int) or c <= 0 for c in channels
-        ):
-            raise ValueError(f"channels must be positive integers, got {channels!r}")
-        # The base class validates the shared hyperparameters and builds a throwaway MLP; we
-        # pass the smallest one and replace both networks below.
-        super().__init__(
-            input_shape,
-            device,
-            latent_dim=latent_dim,
-            hidden=(1,),
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            recon_loss=recon_loss,
+    def __init__(self, height: int, width: int) -> None:
+        super().__init__()
+        self.height, self.width = height, width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, : self.height, : self.width]
+
+
+def conv_ae(
+    input_shape: Sequence[int],
+    device: torch.device | str = "cpu",
+    channels: Sequence[int] = (32, 64),
+    latent_dim: int = 10,
+    **training,
+) -> TorchAutoencoder:
+    """Build the networks for images ``(C, H, W)`` and compose them (see the module docstring);
+    ``training``: the other :class:`TorchAutoencoder` hyperparameters (epochs, lr, ...)."""
+    channels = tuple(channels)
+    if not channels or any(
+        isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels
+    ):
+        raise ValueError(
+            f"channels must be a non-empty sequence of positive integers, got {channels!r}"
         )
-        c, h, w = self.input_shape
-        self.channels = channels
-        self.stages = n_stages(h, w, len(channels))
-        step = 2**self.stages
-        self.padded = (math.ceil(h / step) * step, math.ceil(w / step) * step)
-        self.feature_shape = (
-            channels[self.stages - 1] if self.stages else c,
-            self.padded[0] // step,
-            self.padded[1] // step,
-        )
-        flat = math.prod(self.feature_shape)
-
-        enc: list[nn.Module] = []
-        cin = c
-        for cout in channels[: self.stages]:
-            enc += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.ReLU()]
-            cin = cout
-        enc += [nn.Flatten(), nn.Linear(flat, self.code_outputs * self.latent_dim)]
-        self.encoder = nn.Sequential(*enc)
-
-        dec: list[nn.Module] = [
-            nn.Linear(self.latent_dim, flat),
-            nn.Unflatten(1, self.feature_shape),
-        ]
-        widths = list(channels[: self.stages])
-        for i in reversed(range(self.stages)):
-            cout = widths[i - 1] if i > 0 else c
-            dec += [nn.ReLU(), nn.ConvTranspose2d(widths[i], cout, 4, stride=2, padding=1)]
-        self.decoder = nn.Sequential(*dec)
-        self.hidden = ()
-        nn.Module.to(self, self.device)
-
-    def encoder_outputs(self, x: Tensor) -> Tensor:
-        x = x.reshape(x.shape[0], *self.input_shape)
-        _, h, w = self.input_shape
-        ph, pw = self.padded
-        if (ph, pw) != (h, w):
-            x = F.pad(x, (0, pw - w, 0, ph - h))
-        return self.encoder(x)
-
-    def decoder_logits(self, z: Tensor) -> Tensor:
-        out = self.decoder(z)  # (N, C, padded H, padded W)
-        _, h, w = self.input_shape
-        return out[:, :, :h, :w].reshape(z.shape[0], -1)
+    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+        raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+    if len(tuple(input_shape)) != 3:
+        raise ValueError(f"conv-ae needs images (C, H, W), got input_shape {input_shape!r}")
+    c, h, w = input_shape
+    widths = (c, *channels)
+    fh, fw = math.ceil(h / 2 ** len(channels)), math.ceil(w / 2 ** len(channels))
+    flat = widths[-1] * fh * fw
+    down: list[nn.Module] = []
+    up: list[nn.Module] = [nn.Linear(latent_dim, flat), nn.Unflatten(1, (widths[-1], fh, fw))]
+    for a, b in zip(widths[:-1], widths[1:], strict=True):  # the decoder mirrors: prepend
+        down += [nn.Conv2d(a, b, 3, stride=2, padding=1), nn.ReLU()]
+        up[2:2] = [nn.ReLU(), nn.ConvTranspose2d(b, a, 4, stride=2, padding=1)]
+    encoder = nn.Sequential(*down, nn.Flatten(), nn.Linear(flat, latent_dim))
+    decoder = nn.Sequential(*up, Crop(h, w))
+    return TorchAutoencoder(
+        input_shape, device, encoder=encoder, decoder=decoder, latent_dim=latent_dim, **training
+    )

@@ -4,30 +4,26 @@ from __future__ import annotations
 
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
+from vaebench.nn import TorchAutoencoder
+from vaebench_convae.model import conv_ae
 
 #: The vaebench plugin API this plugin is written against (see vaebench.PLUGIN_API_VERSION).
-VAEBENCH_PLUGIN_API = 1
+VAEBENCH_PLUGIN_API = 2
 
-
-def _conv_ae(*args, **kwargs):
-    # Import torch-heavy code only when a model is built, so `vaebench list` stays fast.
-    from vaebench_convae.model import ConvAE
-
-    return ConvAE(*args, **kwargs)
-
+#: The training hyperparameters of TorchAutoencoder; its built-in networks' (arch, hidden,
+#: conv_channels, batch_norm) do not apply, since conv_ae passes its own.
+TRAINING = {
+    k: v
+    for k, v in ModelSpec("", TorchAutoencoder).defaults().items()
+    if k not in ("arch", "hidden", "conv_channels", "batch_norm")
+}
 
 SPEC = ModelSpec(
     "conv-ae",
-    _conv_ae,
-    "convolutional autoencoder (stride-2 convolutions) for images of any (C, H, W)",
-    params={
-        "latent_dim": 10,
-        "channels": (32, 64),
-        "epochs": 30,
-        "batch_size": 128,
-        "lr": 1e-3,
-        "recon_loss": "bce",
-    },
+    conv_ae,
+    "convolutional autoencoder (3x3 stride-2 convolutions) for images of any (C, H, W)",
+    params={"channels": (32, 64), **TRAINING},
+    param_docs={**TorchAutoencoder.param_docs, "channels": "channels per stride-2 convolution"},
 )
 
 
