@@ -219,6 +219,13 @@ def cli(verbose: int, quiet: bool) -> None:
     "'vaebench[dask]'; a local Dask cluster, or --scheduler ADDRESS).",
 )
 @click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler to use with --executor dask.")
+@click.option(
+    "--shard",
+    metavar="K/N",
+    help="Run only the K-th of N disjoint shares of the grid (array jobs without Dask; each cell "
+    "belongs to one shard by its key). Shards may share one --out folder; run `vaebench report` "
+    "once all have finished.",
+)
 @click.option("--force", is_flag=True, help="Retrain cells that already finished.")
 @click.option(
     "--resume",
@@ -304,7 +311,7 @@ _CONFIG_OPTIONS = (
     "sweeps", "config_file", "data_dir", "subset", "metrics", "val_fraction", "out",
 )  # fmt: skip
 #: Execution settings: given again, they override the stored ones (--resume, evaluate).
-_EXECUTION_OPTIONS = ("device", "workers", "threads", "executor", "scheduler")
+_EXECUTION_OPTIONS = ("device", "workers", "threads", "executor", "scheduler", "shard")
 
 
 @cli.command()
@@ -524,9 +531,9 @@ def _write_report(out: str) -> None:
     "-f",
     "--format",
     "formats",
-    default="md,csv",
-    show_default=True,
-    help="Table formats, comma-separated: md, tex, csv, html.",
+    metavar="FORMATS",
+    help="Table formats, comma-separated: md, tex, csv, html [default: md,csv plus every format "
+    "the previous report in OUT wrote, so no table is left out of date].",
 )
 @click.option(
     "--baseline",
@@ -561,7 +568,7 @@ def _write_report(out: str) -> None:
 def report(
     runs: tuple[str, ...],
     out: str | None,
-    formats: str,
+    formats: str | None,
     baseline: str | None,
     ci: bool,
     alpha: float,
@@ -572,12 +579,14 @@ def report(
     from vaebench.report import FORMATS, build_report
     from vaebench.results import ResultsError
 
-    fmts = [f.strip() for f in formats.split(",") if f.strip()]
-    bad = [f for f in fmts if f not in FORMATS]
-    if bad or not fmts:
-        raise UsageError(
-            f"unknown format {','.join(bad) or formats!r}; valid: {', '.join(FORMATS)}"
-        )
+    fmts = None
+    if formats is not None:
+        fmts = [f.strip() for f in formats.split(",") if f.strip()]
+        bad = [f for f in fmts if f not in FORMATS]
+        if bad or not fmts:
+            raise UsageError(
+                f"unknown format {','.join(bad) or formats!r}; valid: {', '.join(FORMATS)}"
+            )
     try:
         summary = (
             [m.strip() for m in summary_metrics.split(",") if m.strip()]
@@ -590,6 +599,11 @@ def report(
     except (ResultsError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
+        from vaebench.results import is_enospc
+
+        if is_enospc(exc):
+            click.echo(f"Error: no space left on device while writing the report: {exc}", err=True)
+            sys.exit(EXIT_DISK_FULL)
         raise UsageError(f"cannot write the report: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a bug, not bad input: one line, traceback with -vv
         logging.getLogger("vaebench").debug("report failed", exc_info=True)
@@ -898,9 +912,15 @@ def _add_plugin_commands() -> None:
     """Call each plugin's ``vaebench_commands`` on its own: one broken plugin loses only its
     commands, and the warning names it."""
     try:
-        from vaebench.plugins import get_plugin_manager
+        from vaebench.plugins import PluginError, get_plugin_manager, get_registry, strict_mode
 
         pm = get_plugin_manager()
+        if strict_mode():  # a plugin problem stops every command, plugin commands too
+            try:
+                get_registry()
+            except PluginError as exc:
+                click.echo(f"Error: {exc}", err=True)
+                sys.exit(EXIT_USAGE)
     except Exception as exc:  # noqa: BLE001
         click.echo(f"warning: plugins not loaded: {type(exc).__name__}: {exc}", err=True)
         return

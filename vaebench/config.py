@@ -307,10 +307,22 @@ def parse_sweep(text: str) -> tuple[str | None, str, list[str]]:
     return scope, key, values
 
 
+def parse_shard(text: Any) -> tuple[int, int]:
+    """``"2/4"`` -> ``(2, 4)``: this process runs the second of four disjoint shares of the grid
+    (for array jobs without Dask). Cells are assigned by their training key, so a shard keeps
+    its cells when the grid grows."""
+    m = re.fullmatch(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*", text) if isinstance(text, str) else None
+    if m is None or not 1 <= int(m.group(1)) <= int(m.group(2)) <= MAX_CELLS:
+        raise ConfigError(
+            f"invalid shard {text!r}: expected K/N with 1 <= K <= N, e.g. --shard 2/4"
+        )
+    return int(m.group(1)), int(m.group(2))
+
+
 #: Top-level keys of a TOML config file.
 FILE_KEYS = (
     "models", "datasets", "seeds", "device", "data_dir", "subset", "metrics", "val_fraction",
-    "workers", "threads", "executor", "scheduler", "out",
+    "workers", "threads", "executor", "scheduler", "shard", "out",
     "model", "dataset", "eval", "sweep", *COMMON_KEYS,
 )  # fmt: skip
 
@@ -357,7 +369,7 @@ _DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
 
 #: Execution settings: how a grid runs, never what it computes. Stored in the manifest (resume
 #: reuses them) and in every cell's ``execution``; not part of any key.
-EXECUTION_KEYS = ("device", "workers", "threads", "executor", "scheduler")
+EXECUTION_KEYS = ("device", "workers", "threads", "executor", "scheduler", "shard")
 
 
 def eval_defaults(registry: Any) -> dict[str, Any]:
@@ -408,6 +420,7 @@ class RunConfig:
     threads: int | None = None
     executor: str = "local"
     scheduler: str | None = None
+    shard: str | None = None
     out: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -417,6 +430,10 @@ class RunConfig:
     def execution(self) -> dict[str, Any]:
         """The execution settings (:data:`EXECUTION_KEYS`)."""
         return {k: getattr(self, k) for k in EXECUTION_KEYS}
+
+    def shard_of(self) -> tuple[int, int] | None:
+        """``(k, n)`` of ``--shard K/N`` (1-based ``k``), or ``None``."""
+        return None if self.shard is None else parse_shard(self.shard)
 
     def sweep_axes(self) -> list[Sweep]:
         return [Sweep(d["scope"], d["key"], tuple(d["values"])) for d in self.sweeps]
@@ -448,7 +465,8 @@ class RunConfig:
         file: dict[str, Any] = {
             key: data[key]
             for key in ("models", "datasets", "seeds", "device", "data_dir", "subset", "metrics",
-                        "val_fraction", "workers", "threads", "executor", "scheduler", "out")
+                        "val_fraction", "workers", "threads", "executor", "scheduler", "shard",
+                        "out")
             if data.get(key) is not None
         }  # fmt: skip
         file.update(common)
@@ -493,6 +511,7 @@ class RunConfig:
         threads: int | str | None = None,
         executor: str | None = None,
         scheduler: str | None = None,
+        shard: str | None = None,
         out: str | None = None,
         **common: Any,
     ) -> RunConfig:
@@ -517,6 +536,7 @@ class RunConfig:
             "threads": threads,
             "executor": executor,
             "scheduler": scheduler,
+            "shard": shard,
             "out": out,
         }
         extra = sorted(set(common) - set(COMMON_KEYS))
@@ -611,6 +631,11 @@ class RunConfig:
             ex = pick("executor", "local")
             if ex not in EXECUTORS:
                 raise ConfigError(f"invalid executor {ex!r}; valid: {', '.join(EXECUTORS)}")
+        shard = pick("shard", None)
+        with blame("shard"):
+            if shard is not None:
+                parse_shard(shard)
+                shard = str(shard).strip()
         out_dir = pick("out", None)
         with blame("out"):
             if out_dir is not None and (not isinstance(out_dir, str) or not out_dir.strip()):
@@ -752,6 +777,7 @@ class RunConfig:
             threads=execution["threads"],
             executor=ex,
             scheduler=sched.strip() if isinstance(sched, str) else None,
+            shard=shard,
             out=out_dir,
         )
 

@@ -182,7 +182,8 @@ class Model(abc.ABC):
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of the diagonal-Gaussian ``q(z|x)``, each ``(N, latent_dim)``.
 
-        Optional (``tags.has_posterior``); no autograd, evaluation mode.
+        Optional (``tags.has_posterior``). Metrics call it under ``torch.inference_mode`` with
+        the model in evaluation mode; a model may also use it inside its own ``loss``.
         """
         raise NotImplementedError(f"{type(self).__name__} has no posterior")
 
@@ -190,8 +191,8 @@ class Model(abc.ABC):
         """``log p(x|z)`` in nats per image, summed over pixels: shape ``(N,)`` for images
         ``x`` ``(N, C, H, W)`` and codes ``z`` ``(N, latent_dim)``.
 
-        Optional (``tags.likelihood`` names the observation model); no autograd. The prior is
-        the standard normal ``N(0, I)``.
+        Optional (``tags.likelihood`` names the observation model); metrics call it under
+        ``torch.inference_mode``. The prior is the standard normal ``N(0, I)``.
         """
         raise NotImplementedError(f"{type(self).__name__} has no likelihood")
 

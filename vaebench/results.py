@@ -256,8 +256,11 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def cell_stem(model: str, dataset: str, seed: int, config_hash: str) -> str:
     """File name (without extension) of a cell: ``MODEL--DATASET--seedS--HASH``."""
-    safe_ds = dataset.replace("/", "_").replace("\\", "_")
-    return f"{model}--{safe_ds}--seed{seed}--{config_hash}"
+
+    def safe(name: str) -> str:
+        return name.replace("/", "_").replace("\\", "_")
+
+    return f"{safe(model)}--{safe(dataset)}--seed{seed}--{config_hash}"
 
 
 class CellLock:

@@ -360,6 +360,13 @@ def plan(cfg: RunConfig, registry: Any, datasets: Mapping[str, Any] | None = Non
     return cells
 
 
+def shard_cells(cells: Sequence[Cell], k: int, n: int) -> list[Cell]:
+    """The cells of shard ``k`` of ``n`` (1-based): those whose training key, read as a number,
+    is ``k - 1`` modulo ``n``. Disjoint, together the whole grid, and stable when the grid
+    grows (a cell's shard depends on its key alone)."""
+    return [c for c in cells if int(c.hash, 16) % n == k - 1]
+
+
 def check_models(
     registry: Any, cells: Sequence[Cell], datasets: Mapping[str, Any]
 ) -> dict[str, str]:
@@ -1164,6 +1171,9 @@ class _Grid:
             self._load_datasets()
             cells = plan(self.cfg, self.registry, self.datasets)
             self.unsupported = check_models(self.registry, cells, self.datasets)
+            shard = self.cfg.shard_of()
+            if shard is not None:
+                cells = shard_cells(cells, *shard)
         else:
             cells = self._check_evaluate_cells(self._stored_cells())
         import torch

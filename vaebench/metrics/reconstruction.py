@@ -116,7 +116,7 @@ class Reconstruction(Metric):
         ctx.add_artifact(
             "latent_2d",
             {"xy": [[round(float(a), 4), round(float(b), 4)] for a, b in xy.tolist()],
-             "labels": labels, "projection": projection},
+             "labels": labels, "projection": projection, "dim": int(model.latent_dim)},
         )  # fmt: skip
         return acc.compute()
 
