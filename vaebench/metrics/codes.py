@@ -4,7 +4,9 @@ The representation metrics (linear probe, k-NN, clustering, active units), the e
 of the sample-quality metrics and the likelihood metrics all need the codes or the posterior of
 the same images. The helpers here encode a split in batches of ``ctx.eval_batch_size`` under
 ``torch.inference_mode`` and keep the result in ``ctx.cache`` (shared by every metric of one
-cell), so each split is encoded once however many metrics run.
+cell), so each split is encoded once however many metrics run. ``ctx.cache`` belongs to one
+cell, hence to one model: the keys name the split and the number of images, not the model (the
+runner may hand each metric its own guarded view of it).
 
 They also resolve a metric's options (declared defaults overlaid by ``ctx.options``) and check
 them with messages naming the key, the value and what is valid.
@@ -131,7 +133,7 @@ def codes(
     the indices of those images in the split. Cached in ``ctx.cache``."""
     x = split_images(dataset, split)
     idx = subset_indices(x.shape[0], n)
-    key = ("vaebench.codes", id(model), split, len(idx))
+    key = ("vaebench.codes", split, len(idx))
     if key not in ctx.cache:
         parts = _batched(model, x[idx], ctx.eval_batch_size, model.encode)
         ctx.cache[key] = torch.cat([p[0] for p in parts])
@@ -149,7 +151,7 @@ def posterior(
         raise ValueError(f"{type(model).__name__} has no posterior (tags.has_posterior is false)")
     x = split_images(dataset, split)
     idx = subset_indices(x.shape[0], n)
-    key = ("vaebench.posterior", id(model), split, len(idx))
+    key = ("vaebench.posterior", split, len(idx))
     if key not in ctx.cache:
         parts = _batched(model, x[idx], ctx.eval_batch_size, model.posterior)
         ctx.cache[key] = (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
