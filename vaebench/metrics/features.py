@@ -90,7 +90,7 @@ class FeatureNetConfig:
 
 
 class FeatureNet(nn.Module):
-    """``conv3x3/2 (width) - conv3x3/2 (2 width) - conv3x3 (2 width) - avgpool to 2x2 -
+    """``conv3x3/2 (width) - conv3x3/2 (2 width) - conv3x3 (2 width) - avgpool to 4x4 -
     linear (feature_dim) - ReLU`` = features; a linear layer on them gives the class logits.
     Any image size works (the pooling is adaptive)."""
 
@@ -104,9 +104,9 @@ class FeatureNet(nn.Module):
             nn.ReLU(),
             nn.Conv2d(2 * w, 2 * w, 3, padding=1),
             nn.ReLU(),
-            nn.AdaptiveAvgPool2d(2),
+            nn.AdaptiveAvgPool2d(4),
             nn.Flatten(),
-            nn.Linear(8 * w, feature_dim),
+            nn.Linear(32 * w, feature_dim),
             nn.ReLU(),
         )
         self.head = nn.Linear(feature_dim, n_classes)
