@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -273,6 +274,12 @@ def test_the_three_metrics_share_one_generated_set_and_selection_does_not_matter
     assert other_seed["fd"] != alone["fd"]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def test_feature_net_is_cached_on_disk_and_reloaded(data, tmp_path, caplog):
     config = FeatureNetConfig(steps=20, train_n=200)
     features_mod.clear_memory()
@@ -280,6 +287,7 @@ def test_feature_net_is_cached_on_disk_and_reloaded(data, tmp_path, caplog):
     files = list(tmp_path.iterdir())
     assert [f.name for f in files] == [first.info["file"]]
     assert first.info["file"].startswith("tiny-blobs--") and first.info["source"] == "trained now"
+    assert files[0].stat().st_mode & 0o777 == 0o666 & ~_umask()
     stored = torch.load(files[0], weights_only=True)
     assert stored["meta"]["sha256"] == first.info["sha256"]
     features_mod.clear_memory()

@@ -234,6 +234,12 @@ def train_feature_net(
     return net.eval(), acc, time.perf_counter() - start
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -242,6 +248,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; honour the umask instead
         os.replace(tmp, path)  # replaces a symbolic link at ``path``, never writes through it
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
