@@ -62,6 +62,9 @@ DEFAULT_PLUGINS = (
     "vaebench.metrics.reconstruction",
     "vaebench.metrics.throughput",
     "vaebench.metrics.interpolation",
+    "vaebench.metrics.likelihood",
+    "vaebench.metrics.representation",
+    "vaebench.metrics.samples",
 )
 
 ENTRY_POINT_GROUP = "vaebench"

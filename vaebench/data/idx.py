@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vaebench.data.digits import apply_binarization
 from vaebench.dataset import Dataset, DatasetError, DatasetSpec
 from vaebench.hookspecs import hookimpl
 
@@ -535,21 +536,38 @@ def load_idx_dataset(
 
 
 def load_fashion_mnist(
-    data_dir: str | None = None, download: bool = True, verify: bool = True
+    data_dir: str | None = None,
+    download: bool = True,
+    verify: bool = True,
+    binarize: str = "none",
+    binarize_seed: int = 0,
 ) -> Dataset:
     """Fashion-MNIST: 60000 train / 10000 test images ``(1, 28, 28)`` in [0, 1], 10 classes.
 
-    ``download``: fetch missing files into the user cache; ``verify``: check MD5 checksums.
+    ``download``: fetch missing files into the user cache; ``verify``: check MD5 checksums;
+    ``binarize="fixed"``: binary pixels drawn once with ``binarize_seed``
+    (:func:`vaebench.data.digits.apply_binarization`).
     """
-    return load_idx_dataset(FASHION_MNIST, data_dir, download=download, verify=verify)
+    ds = load_idx_dataset(FASHION_MNIST, data_dir, download=download, verify=verify)
+    return apply_binarization(ds, binarize, binarize_seed)
 
 
-def load_mnist(data_dir: str | None = None, download: bool = True, verify: bool = True) -> Dataset:
+def load_mnist(
+    data_dir: str | None = None,
+    download: bool = True,
+    verify: bool = True,
+    binarize: str = "none",
+    binarize_seed: int = 0,
+) -> Dataset:
     """MNIST: 60000 train / 10000 test images ``(1, 28, 28)`` in [0, 1], labels 0-9.
 
-    ``download``: fetch missing files into the user cache; ``verify``: check MD5 checksums.
+    ``download``: fetch missing files into the user cache; ``verify``: check MD5 checksums;
+    ``binarize="fixed"``: binary pixels drawn once with ``binarize_seed`` -- the fixed
+    stochastic binarisation of likelihood papers
+    (:func:`vaebench.data.digits.apply_binarization`).
     """
-    return load_idx_dataset(MNIST, data_dir, download=download, verify=verify)
+    ds = load_idx_dataset(MNIST, data_dir, download=download, verify=verify)
+    return apply_binarization(ds, binarize, binarize_seed)
 
 
 @hookimpl
