@@ -388,7 +388,12 @@ def test_registered_specs(registry):
     for name in ("fashion-mnist", "mnist"):
         spec = registry.dataset(name).spec
         assert spec.shape == (1, 28, 28) and spec.sizes == (60000, 10000)
-        assert spec.defaults() == {"download": True, "verify": True}
+        assert spec.defaults() == {
+            "download": True,
+            "verify": True,
+            "binarize": "none",
+            "binarize_seed": 0,
+        }
         assert spec.citation
 
 

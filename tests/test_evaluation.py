@@ -216,7 +216,7 @@ def test_warnings_for_unconverged_training_and_collapsed_posteriors():
     collapsed = {
         "status": "ok",
         "model_info": {"tags": {"has_posterior": True}},
-        "evaluations": {"active_units": {"status": "ok", "values": {"active_units_fraction": 0.0}}},
+        "evaluations": {"active_units": {"status": "ok", "values": {"active_fraction": 0.0}}},
     }
     assert [w["kind"] for w in cell_warnings(collapsed)] == ["few_active_units"]
     deterministic = {**collapsed, "model_info": {"tags": {"has_posterior": False}}}

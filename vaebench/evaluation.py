@@ -381,7 +381,7 @@ def cell_warnings(record: Mapping[str, Any]) -> list[dict[str, str]]:
     tags = (record.get("model_info") or {}).get("tags") or {}
     evaluations = record.get("evaluations") or {}
     au = evaluations.get("active_units", {})
-    fraction = (au.get("values") or {}).get("active_units_fraction")
+    fraction = (au.get("values") or {}).get("active_fraction")
     if (
         tags.get("has_posterior")
         and isinstance(fraction, (int, float))

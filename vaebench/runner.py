@@ -316,24 +316,15 @@ def training_config(
         "model": model,
         "params": cfg.resolved_params(registry, model, sweep),
         "dataset": dataset,
-        "dataset_options": _resolved_dataset_options(cfg, registry, dataset),
+        # the options the user set; the content fingerprint covers what the defaults produce,
+        # so a new dataset option with a default does not retrain every stored cell
+        "dataset_options": dict(cfg.dataset_options.get(dataset, {})),
         "dataset_fingerprint": ds.fingerprint(),
         "subset": cfg.subset,
         "val_fraction": cfg.val_fraction,
         "seed": seed,
         "sweep": dict(sweep),
     }
-
-
-def _resolved_dataset_options(cfg: RunConfig, registry: Any, dataset: str) -> dict[str, Any]:
-    from vaebench.config import _is_path_dataset, _user_dataset_defaults
-
-    defaults = (
-        _user_dataset_defaults()
-        if _is_path_dataset(dataset)
-        else registry.dataset(dataset).spec.defaults()
-    )
-    return {**defaults, **cfg.dataset_options.get(dataset, {})}
 
 
 def plan(cfg: RunConfig, registry: Any, datasets: Mapping[str, Any] | None = None) -> list[Cell]:
