@@ -14,6 +14,18 @@ os.environ.setdefault("VAEBENCH_STRICT_PLUGINS", "0")
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _restore_vaebench_logger():
+    """The CLI configures the "vaebench" logger (its own handler, no propagation); restore it
+    after each test so that caplog sees vaebench's log records whatever ran before."""
+    import logging
+
+    logger = logging.getLogger("vaebench")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
+
+
 @pytest.fixture
 def device() -> torch.device:
     return torch.device(os.environ.get("VAEBENCH_TEST_DEVICE", "cpu"))

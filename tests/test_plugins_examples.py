@@ -114,7 +114,9 @@ def test_installed_example_runs_next_to_a_builtin(with_example, dist, tmp_path):
     summary = run(cfg, tmp_path / "run", registry=reg, show_progress=False, save_states=False)
     assert summary.failed == []
     assert sorted(c.model for c in summary.ran) == sorted([model, "vae"])
-    records = [json.loads(p.read_text()) for p in (tmp_path / "run" / "cells").glob("*.json")]
+    from vaebench.results import read_cell
+
+    records = [read_cell(p) for p in (tmp_path / "run" / "cells").glob("*.json")]
     mine = next(r for r in records if r["model"] == model)
     assert mine["plugins"]["model"] == f"{dist} 0.1.0 (plugin {EXAMPLES[dist]['plugin']})"
     assert "mse" in mine["metrics"]

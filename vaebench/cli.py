@@ -904,18 +904,19 @@ def main() -> None:
     """
     warnings.showwarning = _show_warning
     if any(a not in ("-h", "--help", "--version") for a in sys.argv[1:2]):
-        _add_plugin_commands()
+        # `vaebench plugins` lists every plugin problem itself, strict mode or not
+        _add_plugin_commands(strict_check=sys.argv[1:2] != ["plugins"])
     cli.main(prog_name="vaebench")
 
 
-def _add_plugin_commands() -> None:
+def _add_plugin_commands(strict_check: bool = True) -> None:
     """Call each plugin's ``vaebench_commands`` on its own: one broken plugin loses only its
     commands, and the warning names it."""
     try:
         from vaebench.plugins import PluginError, get_plugin_manager, get_registry, strict_mode
 
         pm = get_plugin_manager()
-        if strict_mode():  # a plugin problem stops every command, plugin commands too
+        if strict_check and strict_mode():  # a plugin problem stops every command
             try:
                 get_registry()
             except PluginError as exc:
