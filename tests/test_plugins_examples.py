@@ -4,7 +4,6 @@ the environment other tests see is unchanged), show up with their distribution a
 from __future__ import annotations
 
 import importlib.util
-import json
 import subprocess
 import sys
 from pathlib import Path
