@@ -1340,6 +1340,12 @@ class _Grid:
                 lock.release()
                 self.bar.update(1)
                 return
+            state = self.states_dir / f"{cell.stem}.pt"
+            if action == "evaluate" and not state.is_file():
+                self._store(cell, action, rec, _no_state(cell, metrics, state, self.run_id))
+                lock.release()
+                self.bar.update(1)
+                return
             task = self._task(cell, action, rec, metrics)
             fut = self.executor.submit(execute_task, task)
         except BaseException:
@@ -1377,6 +1383,20 @@ class _Grid:
             for pending in (self.summary.busy, self.summary.skipped):
                 if cell in pending:
                     pending.remove(cell)
+
+
+def _no_state(cell: Cell, metrics: list[str], state: Path, run_id: str) -> dict[str, Any]:
+    """The outcome of evaluating a cell whose trained state is missing: failed evaluations."""
+    reason = (
+        f"no stored state ({state}): the model cannot be evaluated without training it again "
+        "(vaebench run with the same grid retrains it)"
+    )
+    evaluations = {
+        name: {"metric": name, "status": "failed", "reason": reason, "run_id": run_id,
+               "evaluated": now_iso()}
+        for name in metrics
+    }  # fmt: skip
+    return {"record": None, "evaluations": evaluations, "state": None}
 
 
 def call_hookimpl(impl: Any, **kwargs: Any) -> Any:

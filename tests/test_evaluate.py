@@ -1,0 +1,270 @@
+"""Training identity vs evaluation identity: stored models are evaluated, never retrained, for a
+new metric or changed options; every metric has its own random stream; capability tags skip
+unsupported cells; the training hooks see every epoch; the Python API mirrors the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import vaebench
+from vaebench.config import RunConfig
+from vaebench.hookspecs import hookimpl
+from vaebench.model import ModelSpec
+from vaebench.models.pca import PCA
+from vaebench.results import read_cell
+from vaebench.runner import evaluate, run
+
+FAST = ["eval.throughput_seconds=0.01", "eval.n_pairs=16", "eval.n_steps=5"]
+
+
+def build(reg, models="pca,ae", datasets="digits", seeds="0", **kw) -> RunConfig:
+    kw = {"workers": 1, "threads": 1, "epochs": "2", "subset": 200, **kw}
+    sets = [*FAST, *kw.pop("sets", ())]
+    return RunConfig.build(reg, models=models, datasets=datasets, seeds=seeds, sets=sets, **kw)
+
+
+def records(out: Path) -> dict[str, dict]:
+    return {p.stem: read_cell(p) for p in sorted((out / "cells").glob("*.json"))}
+
+
+def test_evaluate_adds_metrics_without_training(registry, tmp_path):
+    out = tmp_path / "r"
+    first = run(build(registry, metrics="reconstruction"), out, registry=registry)
+    assert len(first.ran) == 2
+    before = records(out)
+    cfg = RunConfig.for_evaluation(
+        registry, models=["pca", "ae"], datasets=["digits"],
+        metrics="reconstruction,active_units,knn", workers=1, threads=1,
+    )  # fmt: skip
+    summary = evaluate(out, cfg, registry=registry)
+    assert summary.ran == [] and len(summary.evaluated) == 2
+    after = records(out)
+    for stem, rec in after.items():
+        old = before[stem]
+        # training untouched: same history, fit time, environment of the training run
+        assert rec["history"] == old["history"] and rec["fit"] == old["fit"]
+        assert rec["run_id"] == old["run_id"]
+        # the stored evaluation was kept as it was (same key), the new ones added
+        assert rec["evaluations"]["reconstruction"] == old["evaluations"]["reconstruction"]
+        assert set(rec["evaluations"]) == {"reconstruction", "active_units", "knn"}
+        assert 0 < rec["metrics"]["knn_acc"] <= 100
+    # a second evaluate has nothing left to do
+    again = evaluate(out, cfg, registry=registry)
+    assert again.evaluated == [] and len(again.skipped) == 2
+
+
+def test_run_with_a_new_metric_evaluates_instead_of_retraining(registry, tmp_path):
+    out = tmp_path / "r"
+    run(build(registry, metrics="reconstruction"), out, registry=registry)
+    fits = {s: r["fit"] for s, r in records(out).items()}
+    summary = run(build(registry, metrics="reconstruction,interpolation"), out, registry=registry)
+    assert summary.ran == [] and len(summary.evaluated) == 2
+    assert {s: r["fit"] for s, r in records(out).items()} == fits
+    # changing an option of one metric re-evaluates that metric only
+    summary = run(
+        build(registry, metrics="reconstruction,interpolation", sets=["eval.n_pairs=8"]),
+        out,
+        registry=registry,
+    )
+    assert len(summary.evaluated) == 2
+    rec = next(iter(records(out).values()))
+    assert rec["evaluations"]["interpolation"]["options"]["n_pairs"] == 8
+
+
+def test_a_metric_alone_gives_the_numbers_it_gives_among_all(registry, tmp_path):
+    """Each metric draws from its own stream: selecting a subset never changes its numbers."""
+    a = run(build(registry, models="pca", metrics="interpolation"), tmp_path / "a",
+            registry=registry)  # fmt: skip
+    b = run(build(registry, models="pca", metrics="reconstruction,interpolation,throughput"),
+            tmp_path / "b", registry=registry)  # fmt: skip
+    (ra,), (rb,) = records(tmp_path / "a").values(), records(tmp_path / "b").values()
+    assert a.ran[0].hash == b.ran[0].hash  # the metric selection is not part of the key
+    assert (
+        ra["evaluations"]["interpolation"]["values"] == rb["evaluations"]["interpolation"]["values"]
+    )
+
+
+def test_missing_state_retrains_for_run_and_fails_evaluations_for_evaluate(registry, tmp_path):
+    out = tmp_path / "r"
+    run(build(registry, models="pca", metrics="reconstruction"), out, registry=registry)
+    for p in (out / "states").glob("*.pt"):
+        p.unlink()
+    cfg = RunConfig.for_evaluation(
+        registry, models=["pca"], datasets=["digits"], metrics="reconstruction,knn",
+        workers=1, threads=1,
+    )  # fmt: skip
+    summary = evaluate(out, cfg, registry=registry)
+    assert [m for _, m, _ in summary.metric_failures] == ["knn"]
+    assert "no stored state" in summary.metric_failures[0][2]
+    summary = run(build(registry, models="pca", metrics="reconstruction,knn"), out,
+                  registry=registry)  # fmt: skip
+    assert len(summary.ran) == 1  # run retrains what it cannot evaluate
+
+
+class BigImagesPCA(PCA):
+    """Declares it needs images of at least 16x16 (digits are 8x8)."""
+
+    @property
+    def tags(self):
+        return dataclasses.replace(super().tags, min_image_size=16)
+
+
+class TagsPlugin:
+    @hookimpl
+    def vaebench_models(self):
+        return [ModelSpec("bigpca", BigImagesPCA, "needs >= 16x16 images")]
+
+
+def test_a_model_whose_tags_exclude_the_dataset_is_skipped_with_the_reason(fresh_plugins, tmp_path):
+    fresh_plugins.get_plugin_manager().register(TagsPlugin(), name="tags-test")
+    reg = fresh_plugins.get_registry()
+    summary = run(build(reg, models="pca,bigpca", metrics="reconstruction"), tmp_path / "r",
+                  registry=reg)  # fmt: skip
+    assert [c.model for c in summary.ran] == ["pca"]
+    ((cell, reason),) = summary.unsupported
+    assert cell.model == "bigpca" and "at least 16x16 pixels, got 8x8" in reason
+    rec = records(tmp_path / "r")[cell.stem]
+    assert rec["status"] == "skipped" and rec["skip_reason"] == reason
+    # a rerun keeps it skipped without building anything
+    again = run(build(reg, models="pca,bigpca", metrics="reconstruction"), tmp_path / "r",
+                registry=reg)  # fmt: skip
+    assert [c.model for c, _ in again.unsupported] == ["bigpca"] and again.ran == []
+
+
+class EpochRecorder:
+    def __init__(self) -> None:
+        self.epochs: list[tuple[str, int, float]] = []
+        self.finished: list[tuple[str, str]] = []
+
+    @hookimpl
+    def vaebench_epoch_end(self, cell, epoch, logs):
+        self.epochs.append((cell.stem, epoch, logs["loss"]))
+
+    @hookimpl
+    def vaebench_cell_finished(self, cell, record):
+        self.finished.append((cell.stem, record["status"]))
+
+
+class RaisingTracker:
+    @hookimpl
+    def vaebench_epoch_end(self, cell):  # a subset of the hook's arguments is allowed
+        raise ConnectionError("tracking server unreachable")
+
+    @hookimpl
+    def vaebench_cell_finished(self, record):
+        raise RuntimeError("cannot upload")
+
+
+def test_training_hooks_see_every_epoch_and_a_raising_hook_loses_no_cell(fresh_plugins, tmp_path):
+    recorder = EpochRecorder()
+    pm = fresh_plugins.get_plugin_manager()
+    pm.register(recorder, name="recorder")
+    pm.register(RaisingTracker(), name="flaky-tracker")
+    reg = fresh_plugins.get_registry()
+    summary = run(build(reg, models="pca,ae", seeds="0,1", epochs="3", metrics="reconstruction"),
+                  tmp_path / "r", registry=reg)  # fmt: skip
+    assert len(summary.ran) == 4 and summary.failed == []
+    by_cell: dict[str, list[int]] = {}
+    for stem, epoch, _ in recorder.epochs:
+        by_cell.setdefault(stem, []).append(epoch)
+    assert sorted(by_cell[c.stem] for c in summary.ran if c.model == "ae") == [[1, 2, 3]] * 2
+    assert all(by_cell[c.stem] == [1] for c in summary.ran if c.model == "pca")
+    assert sorted(recorder.finished) == sorted((c.stem, "ok") for c in summary.ran)
+    for rec in records(tmp_path / "r").values():
+        (hook,) = [w for w in rec["warnings"] if w["kind"] == "hook"]
+        assert 'plugin "flaky-tracker" raised in vaebench_epoch_end' in hook["message"]
+    messages = [m for _, m in summary.warnings]
+    assert sum("vaebench_cell_finished" in m and "flaky-tracker" in m for m in messages) == 4
+
+
+def test_validation_split_is_logged_every_epoch_and_part_of_the_key(registry, tmp_path):
+    plain = run(build(registry, models="ae", metrics="reconstruction"), tmp_path / "a",
+                registry=registry)  # fmt: skip
+    held = run(build(registry, models="ae", metrics="reconstruction", val_fraction="0.25"),
+               tmp_path / "b", registry=registry)  # fmt: skip
+    assert plain.ran[0].hash != held.ran[0].hash
+    rec = next(iter(records(tmp_path / "b").values()))
+    assert len(rec["history"]["val_mse"]) == 2 and all(v > 0 for v in rec["history"]["val_mse"])
+    assert rec["dataset_info"]["n_val"] == 50 and rec["dataset_info"]["n_train"] == 200
+
+
+def test_sweep_cells_carry_their_values_and_labels(registry, tmp_path):
+    cfg = build(registry, models="pca,vae", metrics="reconstruction",
+                sweeps=["vae.beta=0.5,4", "latent_dim=2,3"])  # fmt: skip
+    summary = run(cfg, tmp_path / "r", registry=registry)
+    assert len(summary.ran) == 2 + 4  # pca sweeps latent_dim only
+    labels = sorted(c.label for c in summary.ran)
+    assert "vae (beta=4.0, latent_dim=3) / digits / seed 0" in labels
+    rec = next(r for r in records(tmp_path / "r").values() if r["model"] == "vae")
+    assert set(rec["config"]["sweep"]) == {"vae.beta", "latent_dim"}
+    assert rec["config"]["params"]["beta"] == rec["config"]["sweep"]["vae.beta"]
+
+
+def test_shards_split_the_grid_disjointly(registry, tmp_path):
+    from vaebench.runner import plan, shard_cells
+
+    cells = plan(build(registry, models="pca,ae,noisy,vae", seeds="0-4"), registry)
+    parts = [shard_cells(cells, k, 3) for k in (1, 2, 3)]
+    stems = [c.stem for part in parts for c in part]
+    assert sorted(stems) == sorted(c.stem for c in cells) and len(set(stems)) == len(cells)
+    assert all(parts)  # 20 cells over 3 shards: none empty
+
+
+def test_python_api_mirrors_the_cli(registry, tmp_path):
+    assert "vae" in vaebench.list_models() and vaebench.list_models("*ae") == [
+        m for m in vaebench.list_models() if m.endswith("ae")
+    ]
+    m = vaebench.create_model("vae", (1, 28, 28))
+    assert m.n_params > 0 and m.tags.has_posterior and m.tags.likelihood == "bernoulli"
+    with pytest.raises(KeyError, match="unknown model 'nope'; valid:"):
+        vaebench.create_model("nope", (1, 8, 8))
+    summary = vaebench.run(
+        models="ae", datasets="digits", seeds=[0], out=tmp_path / "r", epochs=2, subset=200,
+        metrics="reconstruction", sets=FAST, workers=1, threads=1,
+    )  # fmt: skip
+    (cell,) = summary.ran
+    stored = read_cell(tmp_path / "r" / "cells" / f"{cell.stem}.json")
+    model = vaebench.load_model(tmp_path / "r", cell.stem)
+    from vaebench.data.digits import load_digits
+
+    ds = load_digits().subset(200)
+    with torch.inference_mode():
+        mse = float((model.decode(model.encode(ds.x_test)).double() - ds.x_test.double())
+                    .pow(2).mean())  # fmt: skip
+    assert mse == pytest.approx(stored["metrics"]["mse"], rel=1e-12, abs=0)
+    again = vaebench.evaluate(tmp_path / "r", "reconstruction,active_units", workers=1)
+    assert len(again.evaluated) == 1 and again.ran == []
+    frame = vaebench.load_results(tmp_path / "r")
+    assert {"mse", "active_units"} <= set(frame["metric"])
+
+
+def test_schema_1_cells_load_and_can_be_evaluated(registry, tmp_path):
+    """Old result folders still load (migrated in memory); evaluate writes them as schema 2."""
+    out = tmp_path / "r"
+    run(build(registry, models="pca", metrics="reconstruction"), out, registry=registry)
+    (path,) = (out / "cells").glob("*.json")
+    rec = json.loads(path.read_text())
+    ev = rec.pop("evaluations")["reconstruction"]
+    old = {**rec, "schema": "vaebench.cell/1", "metrics": ev["values"], "metric_info": ev["info"],
+           "artifacts": ev["artifacts"]}  # fmt: skip
+    path.write_text(json.dumps(old))
+    migrated = read_cell(path)
+    assert (
+        migrated["schema"] == "vaebench.cell/2" and migrated["migrated_from"] == "vaebench.cell/1"
+    )
+    assert migrated["metrics"] == ev["values"]
+    assert migrated["evaluations"]["reconstruction"]["key"] == ""  # recomputed when selected
+    cfg = RunConfig.for_evaluation(registry, models=["pca"], datasets=["digits"],
+                                   metrics="reconstruction", workers=1, threads=1)  # fmt: skip
+    summary = evaluate(out, cfg, registry=registry)
+    assert len(summary.evaluated) == 1
+    now = json.loads(path.read_text())
+    assert now["schema"] == "vaebench.cell/2" and "metrics" not in now
+    assert now["evaluations"]["reconstruction"]["values"]["mse"] == pytest.approx(
+        ev["values"]["mse"], rel=1e-12
+    )
