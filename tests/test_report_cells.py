@@ -27,6 +27,8 @@ INFO: dict[str, tuple[bool | None, str, int, str]] = {
     "smoothness_se": (None, "", 3, "acai"),
     "encode_samples_per_s": (True, "samples/s", 0, "throughput"),
     "n_params": (None, "", 0, "throughput"),
+    "path_step_ratio": (False, "", 3, "interpolation"),  # as declared before version 3
+    "midpoint_nn_ratio": (False, "", 3, "interpolation"),
 }
 
 ENV = {

@@ -316,6 +316,7 @@ def _samples_notes(
         net = comparison.nets.get((dataset, sha)) if sha else None
         text += f" ({_net_text(net, sha)})." if net is not None else "."
         notes.append(text)
+    apart: dict[tuple[str, str], list[str]] = {}  # (models, what) -> plugins
     for plugin in plugins:
         ref = comparison.reference.get((dataset, plugin))
         for term, variants in (comparison.used.get((dataset, plugin)) or {}).items():
@@ -327,7 +328,9 @@ def _samples_notes(
             if sha != (ref[2] if ref else ""):
                 net = comparison.nets.get((dataset, sha))
                 what += f", feature net {_net_text(net, sha) if net else sha[:12] or 'unknown'}"
-            notes.append(f"§ {_models(shown)} ({plugin}): {what}.")
+            apart.setdefault((_models(shown), what), []).append(plugin)
+    for (models, what), which in apart.items():
+        notes.append(f"§ {models} ({', '.join(which)}): {what}.")
     notes.append("Scores of different sample counts are not comparable (FD is biased upwards "
                  "for small sets), nor are scores of different feature networks.")  # fmt: skip
     return notes
