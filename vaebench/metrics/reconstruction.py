@@ -150,7 +150,7 @@ class Reconstruction(Metric):
             {"xy": [[round(float(a), 4), round(float(b), 4)] for a, b in xy.tolist()],
              "labels": labels, "projection": projection, "dim": int(model.latent_dim)},
         )  # fmt: skip
-        if getattr(model.tags, "can_sample", False):
+        if getattr(getattr(model, "tags", None), "can_sample", False):
             self._samples(model, ctx)
         return acc.compute()
 
