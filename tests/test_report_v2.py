@@ -495,3 +495,33 @@ def test_reconstruction_stores_prior_samples_for_models_that_sample(digits, regi
     assert values2 == values and torch.equal(arts2["samples"], arts["samples"])
     assert not torch.equal(run(vae, seed=1)[1]["samples"], arts["samples"])
     assert "samples" not in run(pca)[1]  # PCA cannot sample: no grid
+
+
+def test_two_swept_parameters_give_one_line_per_other_setting(tmp_path: Path) -> None:
+    from vaebench.report.build import build_ablations
+    from vaebench.report.sweeps import sweep_points
+
+    run = tmp_path / "two"
+    for latent in (2, 8):
+        for seed in (0, 1):
+            write_cell(run, "ae", "toy", seed, {"mse": 0.01 * latent + 0.001 * seed},
+                       params={"latent_dim": latent}, sweep={"latent_dim": latent})  # fmt: skip
+            for beta in (1.0, 4.0):
+                write_cell(run, "vae", "toy", seed, {"mse": 0.01 * latent + beta + 0.001 * seed},
+                           params={"latent_dim": latent, "beta": beta},
+                           sweep={"latent_dim": latent, "vae.beta": beta})  # fmt: skip
+    rep = collect([run])
+    assert rep.models == ["ae (latent_dim=2)", "ae (latent_dim=8)",
+                          "vae (beta=1, latent_dim=2)", "vae (beta=1, latent_dim=8)",
+                          "vae (beta=4, latent_dim=2)", "vae (beta=4, latent_dim=8)"]  # fmt: skip
+    points = sweep_points(rep.cells, rep.frame, "toy", "latent_dim", "mse", rep.base_models)
+    assert list(dict.fromkeys(points["line"])) == ["ae", "vae (beta=1)", "vae (beta=4)"]
+    fig = F.sweep_lines({"mse": points}, "latent_dim", {})
+    colors = [ln.get_color() for ln in fig.axes[0].get_lines()]
+    assert len(set(colors)) == 3  # one colour per line (error bars and caps share it)
+    tables = build_ablations(rep)["toy"]
+    by_latent = next(t for t in tables if t.name == "toy-ablation-latent_dim-mse")
+    assert by_latent.rows == ["ae", "vae (beta=1)", "vae (beta=4)"]
+    by_beta = next(t for t in tables if t.name == "toy-ablation-beta-mse")
+    assert by_beta.rows == ["vae (latent_dim=2)", "vae (latent_dim=8)"]
+    assert [c.metric for c in by_beta.columns] == ["beta=1", "beta=4"]

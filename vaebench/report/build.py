@@ -128,7 +128,7 @@ def collect(
     frame = tidy_frame(cells, include_failed=True)
     base_models = ordered({c["model"] for c in cells}, requested_order(dirs, "models"))
     variants = {c["variant"]: c["model"] for c in cells}
-    keys = {c["variant"]: sweep_sort_key(sweep_values(c))
+    keys = {c["variant"]: sweep_sort_key(dict(sorted(sweep_values(c).items())))
             for c in sorted(cells, key=lambda c: c["config_hash"])}  # fmt: skip
     models = variant_order(variants, base_models, keys)
     datasets = ordered({c["dataset"] for c in cells}, requested_order(dirs, "datasets"))
@@ -402,7 +402,7 @@ def build_figures(
             points = {m: sweep_points(cells, rep.frame, ds, key, m, rep.base_models)
                       for m in sweep_metrics(rep, ds)}  # fmt: skip
             decls = {m: _declaration(rep, ds, m) for m in points}
-            draw(f"sweep-{stem}", F.sweep_lines(points, key, decls, colors,
+            draw(f"sweep-{stem}", F.sweep_lines(points, key, decls,
                                                 title=f"{ds}: {key} sweep"))  # fmt: skip
         try:
             made += list(interpolation_figures.draw(cells, ds, list(rep.base_models), colors,

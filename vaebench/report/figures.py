@@ -717,7 +717,8 @@ def sweep_lines(
 ) -> Figure | None:
     """A swept parameter against metrics: one panel per metric (``points[metric]``, a frame of
     :func:`vaebench.report.sweeps.sweep_points`), one line per model (and other swept
-    settings) at the mean over seeds with ± std error bars, single seeds as dots. Numeric
+    settings) at the mean over seeds with ± std error bars, single seeds as dots; ``colors``
+    maps line labels to colours (default: :func:`model_colors` of the lines). Numeric
     values on a linear axis (log when positive and spanning more than a decade), other values
     as categories. ``declarations[metric]``: ``unit`` and ``higher_is_better`` for the axis
     label. ``None`` when no panel has points."""
@@ -727,15 +728,8 @@ def sweep_lines(
     if not points:
         return None
     lines = list(dict.fromkeys(ln for p in points.values() for ln in p["line"]))
-    models = list(dict.fromkeys(m for p in points.values() for m in p["model"]))
-    base = _colors(colors, models)
-    palette = model_colors(lines)
-    line_color = {}
-    for ln in lines:
-        model = next(p[p["line"] == ln]["model"].iloc[0] for p in points.values()
-                     if (p["line"] == ln).any())  # fmt: skip
-        same = [x for x in lines if x.split(" (")[0] == model]
-        line_color[ln] = base.get(model) if len(same) == 1 else palette[ln]
+    line_color = model_colors(lines)  # distinct colours; built-in model names keep theirs
+    line_color.update({ln: c for ln, c in (colors or {}).items() if ln in line_color})
     values = value_order([v for p in points.values() for v in p["value"]])
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
     pos = {repr(v): (float(v) if numeric else float(i)) for i, v in enumerate(values)}

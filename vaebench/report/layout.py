@@ -166,8 +166,8 @@ def variant_order(
 
 
 def sweep_sort_key(values: dict[str, Any]) -> tuple:
-    """Sort key of a variant from its swept values (``{"beta": 4.0}``): numbers by value before
-    other values by text, in the order the parameters were swept."""
+    """Sort key of a variant from its swept values (``{"beta": 4.0}``, in the order given):
+    numbers by value before other values by text."""
     return tuple(
         (0, float(v), "")
         if isinstance(v, (int, float)) and not isinstance(v, bool)
