@@ -60,19 +60,6 @@ HEADLINES: dict[str, tuple[str, ...]] = {
 #: cells still declare a direction. See docs/interpolation.md.
 NOT_HEADLINE = frozenset({"path_step_ratio", "path_length_ratio"})
 
-#: Every headline metric in one sequence (group order), for callers that want a flat list.
-HEADLINE_METRICS = tuple(m for names in HEADLINES.values() for m in names)
-
-
-def headline_first(metrics: Sequence[str]) -> list[str]:
-    """``metrics`` with the :data:`HEADLINE_METRICS` first (in that order), others after;
-    values of :data:`NOT_HEADLINE` last."""
-    head = [m for m in HEADLINE_METRICS if m in metrics]
-    rest = [m for m in metrics if m not in head]
-    return (
-        head + [m for m in rest if m not in NOT_HEADLINE] + [m for m in rest if m in NOT_HEADLINE]
-    )
-
 
 def headline(group: str, scored: Sequence[str]) -> str | None:
     """The headline metric of ``group`` among the ``scored`` metrics (those with a direction,
