@@ -15,6 +15,7 @@ from vaebench.metrics.interpolation import (
     decode_paths,
     draw_pairs,
     mean_and_se,
+    midpoint_nn_ratios,
     mix_codes,
     nearest_distances,
     path_scores,
@@ -189,8 +190,48 @@ def test_interpolation_metric_straight_model_scores_one(digits) -> None:
     # exact up to float32 rounding of the mixed codes
     assert got["path_length_ratio"] == pytest.approx(1.0, abs=1e-5)
     assert got["path_step_ratio"] == pytest.approx(1.0, abs=1e-5)
-    # a cross-fade midpoint of two digits is farther from any digit than digits are to each other
-    assert got["midpoint_nn_ratio"] > 1.0
+    # its midpoint is the cross-fade of its endpoints: the normaliser itself
+    assert got["midpoint_nn_ratio"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_linear_decoders_win_no_interpolation_score_by_construction(digits, registry) -> None:
+    """Issue 13.8: PCA (a linear decoder) takes even steps along a straight code line, so
+    path_step_ratio would rank it first whatever its images look like: the value is
+    descriptive; midpoint_nn_ratio is normalised by the cross-fade of the model's own decoded
+    endpoints, which a linear decoder reproduces (1 up to clipping to [0, 1])."""
+    metric = PathInterpolation()
+    declared = metric.declared()
+    assert metric.version >= 3
+    assert declared["path_step_ratio"].higher_is_better is None
+    assert declared["path_length_ratio"].higher_is_better is None
+    assert declared["midpoint_nn_ratio"].higher_is_better is False
+    assert all(v.description and v.reference for v in declared.values())
+    model = registry.model("pca").spec.create(digits.shape, latent_dim=8)
+    model.fit(digits.x_train)
+    got = metric.evaluate(model, digits, ctx())
+    assert got["midpoint_nn_ratio"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_midpoint_nn_ratio_reads_against_the_cross_fade() -> None:
+    """A dot moving along a line: the true midpoint is a training image (ratio 0), the
+    cross-fade of the two endpoint dots is two half dots (ratio 1), a grey blur is worse."""
+    ref = torch.zeros(9, 1, 1, 9)
+    for i in range(9):
+        ref[i, 0, 0, i] = 1.0
+    a, b = ref[[0, 2]], ref[[8, 6]]
+    fade = 0.5 * (a + b)
+    true_mid = ref[[4, 4]]
+    blur = torch.full_like(a, 0.5)
+    assert np.allclose(midpoint_nn_ratios(true_mid, a, b, ref), 0.0)
+    assert np.allclose(midpoint_nn_ratios(fade, a, b, ref), 1.0)
+    assert (midpoint_nn_ratios(blur, a, b, ref) > 1.0).all()
+    # the normaliser is the distance of the cross-fade to its nearest reference: 1/sqrt(2)
+    d_fade = float(nearest_distances(fade[:1], ref)[0])
+    assert d_fade == pytest.approx(math.sqrt(0.5))
+    got = midpoint_nn_ratios(ref[[3]], a[:1], b[:1], ref)  # a training image: 0 as well
+    assert got[0] == pytest.approx(0.0)
+    # a cross-fade that is itself a training image leaves the ratio undefined
+    assert np.isnan(midpoint_nn_ratios(ref[[1]], ref[[3]], ref[[3]], ref))[0]
 
 
 def test_metrics_are_registered_and_declare_units(registry) -> None:

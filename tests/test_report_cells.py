@@ -27,6 +27,8 @@ INFO: dict[str, tuple[bool | None, str, int, str]] = {
     "smoothness_se": (None, "", 3, "acai"),
     "encode_samples_per_s": (True, "samples/s", 0, "throughput"),
     "n_params": (None, "", 0, "throughput"),
+    "path_step_ratio": (False, "", 3, "interpolation"),  # as declared before version 3
+    "midpoint_nn_ratio": (False, "", 3, "interpolation"),
 }
 
 ENV = {
@@ -56,8 +58,16 @@ def write_cell(
     reason: str = "",
     artifacts: dict[str, Any] | None = None,
     history: dict[str, list[float]] | None = None,
+    sweep: dict[str, Any] | None = None,
+    evaluations: dict[str, dict[str, Any]] | None = None,
+    warnings: list[dict[str, str]] | None = None,
 ) -> Path:
-    """Write one cell file into ``run/cells`` and return its path."""
+    """Write one cell file into ``run/cells`` and return its path.
+
+    ``metrics`` are written flat (schema 1, declared by :data:`INFO`) and migrated to schema 2;
+    ``evaluations`` adds schema-2 evaluations as they are (see :func:`evaluation`);
+    ``sweep`` is stored as ``config.sweep``; ``status="skipped"`` writes a skipped cell with
+    ``reason`` as its ``skip_reason``."""
     params = {"latent_dim": 2, **(params or {})}
     config = {
         "schema": SCHEMA,
@@ -70,6 +80,8 @@ def write_cell(
         "eval": {"n_pairs": 8},
         "metrics": None,
     }
+    if sweep:
+        config["sweep"] = dict(sweep)
     chash = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
     record: dict[str, Any] = {
         "schema": "vaebench.cell/1",  # written flat, stored as schema 2 (one evaluation a metric)
@@ -93,13 +105,70 @@ def write_cell(
         record["history"] = history if history is not None else {"loss": [3.0, 2.0, 1.5]}
         record["artifacts"] = artifacts or {}
         record["model_info"] = {"n_params": 10, "latent_dim": 2, "can_sample": False}
+    elif status == "skipped":
+        record["skip_reason"] = reason
+        record["dataset_info"] = {"shape": [1, 2, 2]}
+        del record["environment"], record["wall_seconds"]
     else:
         record["error"] = {"reason": reason, "type": "RuntimeError", "traceback": "..."}
     path = run / "cells" / f"{cell_stem(model, dataset, seed, chash)}.json"
     stored = migrate_v1(record)
     del stored["migrated_from"]
+    if status != "ok":
+        stored["evaluations"] = {}
+    stored["evaluations"].update(evaluations or {})
+    if warnings:
+        stored["warnings"] = list(warnings)
     atomic_write_json(path, stored)
     return path
+
+
+#: Declarations of the values :func:`evaluation` can write: name -> (higher_is_better, unit,
+#: decimals, group).
+DECLARED: dict[str, tuple[bool | None, str, int, str]] = {
+    "elbo": (True, "nats/image", 2, "likelihood"),
+    "elbo_kl": (None, "nats/image", 2, "likelihood"),
+    "iwae_nll": (False, "nats/image", 2, "likelihood"),
+    "probe_acc": (True, "%", 1, "representation"),
+    "active_fraction": (None, "fraction", 2, "representation"),
+    "fd": (False, "", 2, "samples"),
+    "prdc_density": (None, "", 3, "samples"),
+    "mse": (False, "per pixel", 4, "quality"),
+    "psnr": (True, "dB", 2, "quality"),
+    "midpoint_nn_ratio": (False, "", 3, "interpolation"),
+    "path_step_ratio": (None, "", 3, "interpolation"),
+}
+
+
+def evaluation(
+    metric: str,
+    values: dict[str, float | None],
+    *,
+    status: str = "ok",
+    reason: str = "",
+    details: dict[str, Any] | None = None,
+    nan: dict[str, str] | None = None,
+    plugin: str = "vaebench 0.1.0 (vaebench.metrics.test)",
+) -> dict[str, Any]:
+    """A schema-2 evaluation record as the runner stores it (values declared by
+    :data:`DECLARED`, with a description and a reference for the glossary)."""
+    ev: dict[str, Any] = {"status": status, "version": 1, "key": "k", "options": {},
+                          "plugin": plugin, "metric": metric}  # fmt: skip
+    if status != "ok":
+        ev["reason"] = reason
+        return ev
+    ev["values"] = dict(values)
+    ev["nan"] = dict(nan or {})
+    ev["details"] = dict(details or {})
+    ev["artifacts"] = {}
+    ev["info"] = {
+        name: {"name": name, "higher_is_better": DECLARED[name][0], "unit": DECLARED[name][1],
+               "decimals": DECLARED[name][2], "group": DECLARED[name][3], "metric": metric,
+               "order": i, "description": f"definition of {name}",
+               "reference": f"Paper about {name}, 2020"}
+        for i, name in enumerate(values)
+    }  # fmt: skip
+    return ev
 
 
 def write_manifest(run: Path, models: list[str], datasets: list[str]) -> None:

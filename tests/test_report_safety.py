@@ -399,38 +399,28 @@ def test_dollar_signs_in_names_never_reach_mathtext(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- figures
 
 
-def _capture(monkeypatch) -> list:
-    """Make the figure drawers hand over each figure (drawn) before it is saved."""
-    figs = []
-    original = F._save
-
-    def keep(fig, path):
-        fig.canvas.draw()
-        figs.append(
-            [
-                {
-                    "xlabel": ax.get_xlabel(),
-                    "ylabel": ax.get_ylabel(),
-                    "xticks": [
-                        (t.get_text(), t.get_window_extent())
-                        for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True)
-                        if t.get_visible()
-                        and t.get_text()
-                        and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]
-                    ],
-                }
-                for ax in fig.axes
-                if ax.get_visible()
-            ]
-        )
-        return original(fig, path)
-
-    monkeypatch.setattr(F, "_save", keep)
-    return figs
+def _axes(fig) -> list:
+    """Labels and visible tick labels (with their extents) of each visible axes of a figure."""
+    fig.canvas.draw()
+    return [
+        {
+            "xlabel": ax.get_xlabel(),
+            "ylabel": ax.get_ylabel(),
+            "xticks": [
+                (t.get_text(), t.get_window_extent())
+                for t in ax.get_xticklabels() + ax.get_xticklabels(minor=True)
+                if t.get_visible()
+                and t.get_text()
+                and ax.get_xlim()[0] <= t.get_position()[0] <= ax.get_xlim()[1]
+            ],
+        }
+        for ax in fig.axes
+        if ax.get_visible()
+    ]
 
 
 @pytest.mark.parametrize("throughputs", [(21000.0, 26000.0, 34000.0), (900.0, 31000.0, 5e5)])
-def test_pareto_tick_labels_never_overlap(tmp_path: Path, monkeypatch, throughputs) -> None:
+def test_pareto_tick_labels_never_overlap(tmp_path: Path, throughputs) -> None:
     from vaebench.report.build import collect
 
     run = tmp_path / "r"
@@ -439,17 +429,16 @@ def test_pareto_tick_labels_never_overlap(tmp_path: Path, monkeypatch, throughpu
             write_cell(run, model, "moons", seed, {"mse": 0.01 * (1 + len(model)) + 0.001 * seed,
                                                    "encode_samples_per_s": t + seed})  # fmt: skip
     rep = collect([run])
-    figs = _capture(monkeypatch)
-    F.pareto_scatter(rep.agg, "moons", "mse", "encode_samples_per_s", rep.models,
-                     F.model_colors(rep.models), tmp_path / "p")  # fmt: skip
-    ticks = figs[0][0]["xticks"]
+    fig = F.pareto_scatter(rep.agg, "moons", "mse", "encode_samples_per_s", rep.models,
+                           F.model_colors(rep.models))  # fmt: skip
+    ticks = _axes(fig)[0]["xticks"]
     assert len(ticks) >= 2, ticks
     for (_, a), (_, b) in zip(ticks, ticks[1:], strict=False):
         assert not a.overlaps(b), [t for t, _ in ticks]
     assert all("times" not in t and "$" not in t for t, _ in ticks), [t for t, _ in ticks]
 
 
-def test_one_dimensional_codes_get_no_invented_axis(tmp_path: Path, monkeypatch) -> None:
+def test_one_dimensional_codes_get_no_invented_axis(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     z = rng.normal(size=40)
     one_d = {"xy": [[round(float(v), 4), 0.0] for v in z], "labels": [i % 3 for i in range(40)],
@@ -464,14 +453,15 @@ def test_one_dimensional_codes_get_no_invented_axis(tmp_path: Path, monkeypatch)
         cells.append({"model": model, "variant": model, "dataset": "d", "seed": 0,
                       "status": "ok", "artifacts": {"latent_2d": art},
                       "model_info": {"latent_dim": dim}})  # fmt: skip
-    figs = _capture(monkeypatch)
-    paths = F.latent_scatter(cells, "d", ["ae", "vae", "noisy"], tmp_path / "latent")
+    fig = F.latent_scatter(cells, "d", ["ae", "vae", "noisy"])
+    paths = F.save(fig, tmp_path / "latent")
     assert [p.suffix for p in paths] == [".png", ".pdf"]
-    panels = [a for a in figs[0] if a["xlabel"]]
+    axes = _axes(fig)
+    panels = [a for a in axes if a["xlabel"]]
     assert len(panels) == 3
     assert all(a["xlabel"] == "z (1-D code)" for a in panels)
     assert [a["ylabel"] for a in panels] == ["label", "count", "label"]
-    assert not any("z 2" in (a["xlabel"] + a["ylabel"]) for a in figs[0])
+    assert not any("z 2" in (a["xlabel"] + a["ylabel"]) for a in axes)
 
 
 def test_different_seed_counts_raise_no_scipy_warning(tmp_path: Path) -> None:

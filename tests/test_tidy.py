@@ -94,8 +94,39 @@ def test_variant_labels_do_not_depend_on_order(tmp_path: Path) -> None:
     write_cell(run, "vae", "toy", 1, {"mse": 0.1}, params={"beta": 4.0, "epochs": 5})
     cells = vaebench.tidy.load_records([run])
     labels = variant_labels(cells)
-    assert sorted(labels.values()) == ["vae (beta=1.0)", "vae (beta=4.0)"]
+    assert sorted(labels.values()) == ["vae (beta=1)", "vae (beta=4)"]
     assert variant_labels(list(reversed(cells))) == labels
+
+
+def test_swept_values_label_variants_first_and_floats_read_short(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    for beta in (0.5, 4.0, 10.0):
+        for latent in (2, 8):
+            write_cell(run, "vae", "toy", 0, {"mse": 0.1},
+                       params={"beta": beta, "latent_dim": latent, "epochs": 5 + latent},
+                       sweep={"vae.beta": beta, "latent_dim": latent})  # fmt: skip
+    write_cell(run, "ae", "toy", 0, {"mse": 0.1}, params={"epochs": 5})
+    labels = set(variant_labels(vaebench.tidy.load_records([run])).values())
+    # swept parameters first (by name), then other settings that differ; short numbers
+    assert "vae (beta=0.5, latent_dim=2, epochs=7)" in labels
+    assert "vae (beta=4, latent_dim=8, epochs=13)" in labels
+    assert "vae (beta=10, latent_dim=2, epochs=7)" in labels
+    assert "ae" in labels and len(labels) == 7
+
+
+def test_labels_that_would_clash_keep_the_raw_values(tmp_path: Path) -> None:
+    run = tmp_path / "r"
+    write_cell(run, "vae", "toy", 0, {"mse": 0.1}, params={"beta": 4.0})
+    write_cell(run, "vae", "toy", 1, {"mse": 0.1}, params={"beta": 4})
+    labels = sorted(variant_labels(vaebench.tidy.load_records([run])).values())
+    assert labels == ["vae (beta=4)", "vae (beta=4.0)"]
+
+
+def test_format_setting() -> None:
+    from vaebench.tidy import format_setting
+
+    assert [format_setting(v) for v in (4.0, 0.5, 1e-05, 3, "mlp", [1.0, 2.5], True)] == [
+        "4", "0.5", "1e-05", "3", "mlp", "[1,2.5]", "True"]  # fmt: skip
 
 
 def test_corrupt_file_is_named(tmp_path: Path) -> None:

@@ -36,6 +36,9 @@ __all__ = [
     "variant_labels",
     "direction",
     "metric_group",
+    "format_setting",
+    "sweep_values",
+    "GROUPS",
 ]
 
 #: Columns of :func:`load_results` (``error`` is added with ``include_failed=True``).
@@ -44,13 +47,26 @@ COLUMNS = [
     "higher_is_better", "direction", "decimals", "source", "group", "order",
 ]  # fmt: skip
 
+#: The groups a value can belong to, in the order reports show them: the kind of question it
+#: answers (see docs/reports.md).
+GROUPS = ("quality", "interpolation", "likelihood", "representation", "samples", "cost")
+
 #: Kind of question a built-in metric plugin answers; others count as "quality" unless their
-#: stored declaration names a ``group``.
+#: stored declaration names a ``group`` (one of :data:`GROUPS`).
 SOURCE_GROUPS = {
     "reconstruction": "quality",
     "interpolation": "interpolation",
     "acai": "interpolation",
     "midpoint": "interpolation",
+    "elbo": "likelihood",
+    "iwae": "likelihood",
+    "probe": "representation",
+    "knn": "representation",
+    "cluster": "representation",
+    "active_units": "representation",
+    "fd": "samples",
+    "kid": "samples",
+    "prdc": "samples",
     "throughput": "cost",
 }
 
@@ -60,9 +76,10 @@ _NOT_SETUP = ("seed", "schema", "model", "dataset", "sweep")
 
 
 def metric_group(source: str, stored: str | None = None) -> str:
-    """``"quality"``, ``"interpolation"`` or ``"cost"`` (throughput, time, size) for a value
+    """The group (one of :data:`GROUPS`: ``"quality"``, ``"interpolation"``, ``"likelihood"``,
+    ``"representation"``, ``"samples"`` or ``"cost"`` -- throughput, time, size) of a value
     produced by metric plugin ``source``; a ``group`` stored with the value wins."""
-    if stored in ("quality", "interpolation", "cost"):
+    if stored in GROUPS:
         return stored
     return SOURCE_GROUPS.get(source or "", "quality")
 
@@ -100,16 +117,52 @@ def _short_key(key: str) -> str:
     return key[len("params.") :] if key.startswith("params.") else key
 
 
+def format_setting(value: Any) -> str:
+    """A setting's value as a label shows it: floats in their shortest form with integral
+    floats as integers (``4.0`` -> ``4``, ``0.5`` -> ``0.5``, ``1e-05`` stays), lists as
+    ``[a,b]``, everything else with ``str``."""
+    if isinstance(value, list):
+        return "[" + ",".join(format_setting(v) for v in value) + "]"
+    if (
+        isinstance(value, float)
+        and math.isfinite(value)
+        and value.is_integer()
+        and abs(value) < 1e15
+    ):
+        return str(int(value))
+    return str(value)
+
+
 def _fmt(value: Any) -> str:
+    """The raw form of a setting (``4.0`` stays ``4.0``), used when :func:`format_setting`
+    would make two set-ups look alike."""
     if isinstance(value, list):
         return "[" + ",".join(_fmt(v) for v in value) + "]"
     return str(value)
 
 
+def _sweep_keys(cells: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """``{flattened setup key: sweep label}`` for every parameter some cell swept
+    (``config.sweep`` = ``{"vae.beta": 4.0}`` -> ``{"params.beta": "vae.beta"}``), sorted by
+    the flattened key."""
+    out: dict[str, str] = {}
+    for cell in cells:
+        sweep = (cell.get("config") or {}).get("sweep") or {}
+        if isinstance(sweep, dict):
+            for label in sweep:
+                out.setdefault(f"params.{str(label).rsplit('.', 1)[-1]}", str(label))
+    return dict(sorted(out.items()))
+
+
 def variant_labels(cells: Iterable[dict[str, Any]]) -> dict[str, str]:
     """``config_hash -> label`` for every cell: the model name, or -- when that model ran on that
     dataset with more than one set-up -- the name plus the settings that differ, e.g.
-    ``"vae (beta=4.0)"``. Labels depend only on the cells, not on their order."""
+    ``"vae (beta=4)"``. Swept parameters (``config.sweep``) come first, then the other
+    differing settings, each part alphabetically by name; values are written by
+    :func:`format_setting` (the raw form where that would make two set-ups look alike). Labels
+    depend only on the cells, not on their order."""
+    cells = list(cells)
+    swept = _sweep_keys(cells)
     groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
     members: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for cell in cells:
@@ -129,12 +182,29 @@ def variant_labels(cells: Iterable[dict[str, Any]]) -> dict[str, str]:
             differing = [
                 k for k in all_keys if len({_fmt(s.get(k, "—")) for s in setups.values()}) > 1
             ]
-            for skey, s in setups.items():
-                parts = [f"{_short_key(k)}={_fmt(s.get(k, '—'))}" for k in differing]
-                names[skey] = f"{model} ({', '.join(parts) or skey})"
+            differing = [k for k in swept if k in differing] + [
+                k for k in differing if k not in swept
+            ]
+            for fmt in (format_setting, _fmt):
+                for skey, s in setups.items():
+                    parts = [f"{_short_key(k)}={fmt(s.get(k, '—'))}" for k in differing]
+                    names[skey] = f"{model} ({', '.join(parts) or skey})"
+                if len(set(names.values())) == len(names):
+                    break
+            else:
+                names = {skey: f"{name} [{skey[:6]}]" for skey, name in names.items()}
         for config_hash, skey in members[key]:
             labels[config_hash] = names[skey]
     return labels
+
+
+def sweep_values(cell: dict[str, Any]) -> dict[str, Any]:
+    """The swept values of a cell as ``{short key: value}`` (``{"beta": 4.0}``) from
+    ``config.sweep`` (empty when the cell was not part of a sweep)."""
+    sweep = (cell.get("config") or {}).get("sweep") or {}
+    if not isinstance(sweep, dict):
+        return {}
+    return {str(k).rsplit(".", 1)[-1]: v for k, v in sweep.items()}
 
 
 def load_records(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -221,7 +291,7 @@ def load_results(
     - ``unit``, ``higher_is_better`` (True / False / None), ``direction`` (``"higher"``,
       ``"lower"`` or ``"none"`` for descriptive values such as ``n_params``), ``decimals`` (table
       precision), ``source`` (the metric plugin that produced the value), ``group``
-      (``"quality"``, ``"interpolation"`` or ``"cost"``, see :func:`metric_group`) and ``order``
+      (one of :data:`GROUPS`, see :func:`metric_group`) and ``order``
       (the value's position in its metric's declaration when stored, else missing).
 
     ``models``, ``datasets`` and ``metrics`` keep only those names. With ``include_failed`` each

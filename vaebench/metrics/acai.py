@@ -83,6 +83,14 @@ SHORTLIST_MARGIN = 1e-5
 DISTANCE_SCALE = 1e3
 DISTANCE_UNIT = "×10⁻³"
 
+#: Sources of the values, shown in the report's glossary.
+REF_ACAI = (
+    "Berthelot, Raffel, Roy & Goodfellow, Understanding and Improving Interpolation in "
+    "Autoencoders via an Adversarial Regularizer, ICLR 2019 (Table 1; lib/eval.py)"
+)
+REF_EXTRA = "vaebench's extension of the ACAI protocol (docs/interpolation.md)"
+REF_LECTURE = "vaebench's moons midpoint experiment (docs/interpolation.md)"
+
 
 @dataclasses.dataclass(frozen=True)
 class FactorSpec:
@@ -319,22 +327,26 @@ class AcaiInterpolation(Metric):
     values = (
         Value("mean_distance", False, DISTANCE_UNIT, 2,
               "ACAI Mean Distance: cosine distance of decoded interpolants (endpoints included, "
-              "pixels mapped to [-1, 1]) to the nearest true image, x1e-3"),
+              "pixels mapped to [-1, 1]) to the nearest true image, x1e-3", REF_ACAI),
         Value("mean_distance_se", None, DISTANCE_UNIT, 2,
-              "standard error of mean_distance over interpolations"),
+              "standard error of mean_distance over interpolations", REF_ACAI),
         Value("smoothness", False, "", 3,
-              "ACAI Smoothness: max |factor step| / |factor change| - 1/(T-1); 0 = even"),
-        Value("smoothness_se", None, "", 3, "standard error of smoothness"),
+              "ACAI Smoothness: max |factor step| / |factor change| - 1/(T-1); 0 = even",
+              REF_ACAI),
+        Value("smoothness_se", None, "", 3, "standard error of smoothness", REF_ACAI),
         Value("smoothness_undefined", None, "fraction", 3,
-              "interpolations whose factor changes < 1e-4 (NaN, counted as 0 in the mean)"),
+              "interpolations whose factor changes < 1e-4 (NaN, counted as 0 in the mean)",
+              REF_ACAI),
         Value("factor_path_error", False, "factor units", 3,
-              "mean |estimated factor - straight path between the endpoints' true factors|"),
+              "mean |estimated factor - straight path between the endpoints' true factors|",
+              REF_EXTRA),
         Value("factor_path_error_se", None, "factor units", 3,
-              "standard error of factor_path_error"),
+              "standard error of factor_path_error", REF_EXTRA),
         Value("pairs_midpoint_mse", False, "per pixel", 5,
-              "MSE of the decoded code midpoint against the true image at the midpoint factor"),
+              "MSE of the decoded code midpoint against the true image at the midpoint factor",
+              REF_EXTRA),
         Value("pairs_midpoint_mse_se", None, "per pixel", 5,
-              "standard error of pairs_midpoint_mse"),
+              "standard error of pairs_midpoint_mse", REF_EXTRA),
     )  # fmt: skip
 
     def check_options(self, options: dict[str, Any]) -> None:
@@ -438,16 +450,20 @@ class LectureMidpoint(Metric):
     option_docs = {"interpolation": INTERPOLATION_OPTION_DOCS["interpolation"]}
     values = (
         Value("midpoint_mse", False, "per pixel", 5,
-              "MSE between the decoded code midpoint of full and half moon and the true 3/4 moon"),
+              "MSE between the decoded code midpoint of full and half moon and the true 3/4 moon",
+              REF_LECTURE),
         Value("midpoint_cosine", False, DISTANCE_UNIT, 2,
-              "cosine distance ([-1, 1] pixels) of that midpoint to the true 3/4 moon, x1e-3"),
+              "cosine distance ([-1, 1] pixels) of that midpoint to the true 3/4 moon, x1e-3",
+              REF_LECTURE),
         Value("midpoint_phase", None, "phase", 3,
-              "phase of the true moon nearest the decoded midpoint (ideal 0.75)"),
-        Value("midpoint_phase_error", False, "phase", 3, "|midpoint_phase - 0.75|"),
+              "phase of the true moon nearest the decoded midpoint (ideal 0.75)", REF_LECTURE),
+        Value("midpoint_phase_error", False, "phase", 3, "|midpoint_phase - 0.75|",
+              REF_LECTURE),
         Value("midpoint_realism", False, DISTANCE_UNIT, 2,
-              "cosine distance of the decoded midpoint to the nearest true moon of any phase"),
+              "cosine distance of the decoded midpoint to the nearest true moon of any phase",
+              REF_LECTURE),
         Value("midpoint_endpoint_mse", False, "per pixel", 5,
-              "mean reconstruction MSE of the full and the half moon"),
+              "mean reconstruction MSE of the full and the half moon", REF_LECTURE),
     )  # fmt: skip
 
     def check_options(self, options: dict[str, Any]) -> None:

@@ -5,13 +5,19 @@ datasets were asked for): nothing is retrained and no model is imported, and reg
 the same files gives the same bytes. Layout of what it writes (``OUT`` defaults to the first run
 folder)::
 
-    OUT/report.md                      the page to open first: setup, tables, figures, failures
-    OUT/tables/DATASET-METRIC.{md,tex,html}   one table per dataset and metric plugin
+    OUT/report.md                      the page to open first: setup, tables, figures, sweeps,
+                                       skipped cells, failures, NaN values, warnings, glossary
+    OUT/tables/DATASET-METRIC.{md,tex,html}   one table per dataset and metric plugin (the
+                                       likelihood, representation and samples groups: one
+                                       table per group, DATASET-GROUP)
+    OUT/tables/DATASET-ablation-PARAM-METRIC.{md,tex,html}   swept PARAM in columns, one table
+                                       per headline METRIC (runs with a sweep)
     OUT/tables/summary.{md,tex,html}   headline metrics across datasets (several datasets only)
     OUT/tables/tables.{tex,html}       every table in one document (compiles with pdflatex)
     OUT/tables/aggregate.csv           mean, std, CI, tests per (dataset, model, metric)
     OUT/tables/tidy.csv                every stored value, one row per (cell, metric)
-    OUT/figures/DATASET-*.{png,pdf}    bars, Pareto scatter, images, latent codes, curves
+    OUT/figures/DATASET-*.{png,pdf}    bars, Pareto scatter, images, samples, latent codes,
+                                       training curves, sweep lines
     OUT/report-index.json              what this report wrote (see below)
 
 Every file is written atomically (temp file in the same folder, then rename), so a kill or a full
@@ -66,13 +72,21 @@ class Report:
     interval: str  # "std" or "ci"
     conflicts: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     stems: dict[str, str] = dataclasses.field(default_factory=dict)  # dataset -> file stem
-    source_stems: dict[str, str] = dataclasses.field(default_factory=dict)  # metric plugin
+    source_stems: dict[str, str] = dataclasses.field(default_factory=dict)  # table key -> stem
+    nan: list[Any] = dataclasses.field(default_factory=list)  # notes.NanValue
+    samples: Any = None  # notes.SampleComparison
+    flags: dict[tuple[str, str, str], str] = dataclasses.field(default_factory=dict)
 
     def ok(self) -> list[dict[str, Any]]:
         return [c for c in self.cells if c["status"] == "ok"]
 
     def failed(self) -> list[dict[str, Any]]:
-        return [c for c in self.cells if c["status"] != "ok"]
+        """Cells whose training or model contract failed (not the skipped ones)."""
+        return [c for c in self.cells if c["status"] not in ("ok", "skipped")]
+
+    def skipped(self) -> list[dict[str, Any]]:
+        """Cells skipped because the model does not support the dataset (its tags)."""
+        return [c for c in self.cells if c["status"] == "skipped"]
 
 
 def collect(
@@ -82,9 +96,15 @@ def collect(
     confidence: float = 0.95,
     ci: bool = False,
 ) -> Report:
-    """Load, deduplicate, label and aggregate the cells of ``run_dirs``."""
-    from vaebench.report.layout import ordered, requested_order, variant_order
+    """Load, deduplicate, label and aggregate the cells of ``run_dirs``; see :class:`Report`.
+
+    Sample scores computed on other sample counts or another feature network than most of
+    their column are aggregated but not ranked (see
+    :func:`vaebench.report.notes.sample_comparison`)."""
+    from vaebench.report import notes
+    from vaebench.report.layout import ordered, requested_order, sweep_sort_key, variant_order
     from vaebench.report.stats import aggregate, conflicting_declarations
+    from vaebench.tidy import sweep_values
 
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
@@ -108,16 +128,28 @@ def collect(
     frame = tidy_frame(cells, include_failed=True)
     base_models = ordered({c["model"] for c in cells}, requested_order(dirs, "models"))
     variants = {c["variant"]: c["model"] for c in cells}
-    models = variant_order(variants, base_models)
+    keys = {c["variant"]: sweep_sort_key(dict(sorted(sweep_values(c).items())))
+            for c in sorted(cells, key=lambda c: c["config_hash"])}  # fmt: skip
+    models = variant_order(variants, base_models, keys)
     datasets = ordered({c["dataset"] for c in cells}, requested_order(dirs, "datasets"))
     if baseline is not None and baseline not in models and baseline not in base_models:
         raise ValueError(f"unknown baseline model {baseline!r}; valid: {', '.join(models)}")
+    samples = notes.sample_comparison(cells)
     agg = aggregate(frame, baseline=baseline, alpha=alpha, confidence=confidence,
-                    model_order=base_models)  # fmt: skip
-    sources = sorted({str(s or "other") for s in agg["source"]}) if not agg.empty else []
+                    model_order=base_models, unranked=samples.apart,
+                    variant_keys=keys)  # fmt: skip
+    nan = notes.nan_values(cells)
+    tkeys = sorted({_table_key(r) for r in agg.to_dict("records")}) if not agg.empty else []
     return Report(dirs, cells, duplicates, frame, agg, models, base_models, datasets, baseline,
                   alpha, confidence, "ci" if ci else "std", conflicting_declarations(frame),
-                  file_stems(datasets), file_stems(sources))  # fmt: skip
+                  file_stems(datasets), file_stems(tkeys), nan, samples,
+                  notes.flags(nan, samples))  # fmt: skip
+
+
+def _table_key(row: dict[str, Any]) -> str:
+    from vaebench.report.layout import table_key
+
+    return table_key(str(row.get("group") or ""), str(row.get("source") or "other"))
 
 
 def safe_name(name: str) -> str:
@@ -160,78 +192,109 @@ def _write(path: Path, text: str) -> Path:
 
 
 def table_sources(rep: Report, dataset: str) -> list[tuple[str, list[str]]]:
-    """``[(metric plugin, [metric columns])]`` of one dataset in table order; within-cell
+    """``[(table key, [metric columns])]`` of one dataset in table order: one table per metric
+    plugin, except the groups of :data:`vaebench.report.layout.GROUP_TABLES` (likelihood,
+    representation, samples), whose plugins share one table named after the group. Within-cell
     standard errors (``X_se``) are left to the CSV."""
     from vaebench.report.layout import is_companion
 
     sub = rep.agg[rep.agg["dataset"] == dataset]
     present = set(sub["metric"])
     out: dict[str, list[str]] = {}
-    for metric, source in zip(sub["metric"], sub["source"], strict=True):
+    for row in sub.to_dict("records"):
+        metric = row["metric"]
         if is_companion(metric, present):
             continue
-        names = out.setdefault(source or "other", [])
+        names = out.setdefault(_table_key(row), [])
         if metric not in names:
             names.append(metric)
     return list(out.items())
 
 
-def default_summary_metrics(rep: Report) -> list[str]:
-    """Headline metrics for the cross-dataset table: per group (quality, interpolation) the
-    first scored metric that every dataset has (see
-    :data:`vaebench.report.layout.HEADLINE_METRICS`, then column order)."""
-    from vaebench.report.layout import headline_first
+def headline_metrics(rep: Report, datasets: Sequence[str] | None = None) -> list[str]:
+    """Headline metrics, one per group (quality, interpolation, likelihood, representation,
+    samples) that has a scored metric on every dataset of ``datasets`` (default: all): see
+    :func:`vaebench.report.layout.headline`."""
+    from vaebench.report.layout import GROUPS, headline
 
     agg = rep.agg
-    if agg.empty:
+    datasets = list(rep.datasets if datasets is None else datasets)
+    if agg.empty or not datasets:
         return []
-    per_ds = [set(agg[agg["dataset"] == d]["metric"]) for d in rep.datasets]
-    common = set.intersection(*per_ds) if per_ds else set()
+    per_ds = [set(agg[agg["dataset"] == d]["metric"]) for d in datasets]
+    common = set.intersection(*per_ds)
     out = []
-    for group in ("quality", "interpolation"):
+    for group in GROUPS:
+        if group == "cost":
+            continue
         rows = _directional(agg[(agg["group"] == group) & agg["metric"].isin(common)])
-        if not rows.empty:
-            out.append(headline_first(list(dict.fromkeys(rows["metric"])))[0])
+        name = headline(group, list(dict.fromkeys(rows["metric"]))) if not rows.empty else None
+        if name:
+            out.append(name)
     return out
+
+
+def default_summary_metrics(rep: Report) -> list[str]:
+    """Headline metrics for the cross-dataset table: :func:`headline_metrics` of every
+    dataset."""
+    return headline_metrics(rep)
 
 
 def pareto_metrics(rep: Report, dataset: str) -> tuple[str | None, str | None]:
     """Default axes of the quality-vs-throughput scatter: the headline quality metric (see
-    :data:`vaebench.report.layout.HEADLINE_METRICS`) and ``encode_samples_per_s`` (else the
+    :data:`vaebench.report.layout.HEADLINES`) and ``encode_samples_per_s`` (else the
     first higher-is-better cost metric)."""
-    from vaebench.report.layout import headline_first
+    from vaebench.report.layout import headline
 
     scored = _directional(rep.agg[rep.agg["dataset"] == dataset])
     if scored.empty:
         return None, None
     quality = scored[scored["group"] == "quality"]["metric"]
     cost = scored[(scored["group"] == "cost") & scored["higher_is_better"].map(bool)]["metric"]
-    q = headline_first(list(dict.fromkeys(quality)))[0] if len(quality) else None
+    q = headline("quality", list(dict.fromkeys(quality))) if len(quality) else None
     if "encode_samples_per_s" in set(cost):
         return q, "encode_samples_per_s"
     return q, (str(cost.iloc[0]) if len(cost) else None)
 
 
+def _group_of(rep: Report, dataset: str, metrics: Sequence[str]) -> str:
+    sub = rep.agg[(rep.agg["dataset"] == dataset) & rep.agg["metric"].isin(metrics)]
+    return str(sub["group"].iloc[0]) if not sub.empty else ""
+
+
+def _plugins_of(rep: Report, dataset: str, metrics: Sequence[str]) -> list[str]:
+    sub = rep.agg[(rep.agg["dataset"] == dataset) & rep.agg["metric"].isin(metrics)]
+    return list(dict.fromkeys(str(s) for s in sub["source"] if s))
+
+
 def build_tables(rep: Report, summary_metrics: Sequence[str] | None = None) -> dict[str, list]:
     """``{dataset or "summary": [Table, ...]}`` in display order."""
+    from vaebench.report.notes import table_notes
     from vaebench.report.tables import build_table
 
     common = dict(interval=rep.interval, confidence=rep.confidence, alpha=rep.alpha,
-                  baseline=rep.baseline)  # fmt: skip
+                  baseline=rep.baseline, flags=rep.flags)  # fmt: skip
     out: dict[str, list] = {}
     for ds in rep.datasets:
-        out[ds] = [
-            build_table(
-                rep.agg,
-                [ds],
-                rep.models,
-                metrics,
-                name=f"{rep.stems[ds]}-{rep.source_stems[src]}",
-                title=f"{ds}: {src}",
-                **common,
-            )  # fmt: skip
-            for src, metrics in table_sources(rep, ds)
-        ]
+        tables = []
+        for key, metrics in table_sources(rep, ds):
+            rows = list(rep.agg[(rep.agg["dataset"] == ds) & rep.agg["metric"].isin(metrics)]
+                        ["model"].unique())  # fmt: skip
+            extra = table_notes(rep.cells, ds, _plugins_of(rep, ds, metrics),
+                                _group_of(rep, ds, metrics), rows, rep.samples)  # fmt: skip
+            tables.append(
+                build_table(
+                    rep.agg,
+                    [ds],
+                    rep.models,
+                    metrics,
+                    name=f"{rep.stems[ds]}-{rep.source_stems[key]}",
+                    title=f"{ds}: {key}",
+                    notes=extra,
+                    **common,
+                )  # fmt: skip
+            )
+        out[ds] = tables
     metrics = list(summary_metrics) if summary_metrics else default_summary_metrics(rep)
     if len(rep.datasets) > 1 and metrics:
         unknown = [m for m in metrics if m not in set(rep.agg["metric"])]
@@ -253,12 +316,57 @@ def build_tables(rep: Report, summary_metrics: Sequence[str] | None = None) -> d
     return out
 
 
+def _declaration(rep: Report, dataset: str, metric: str) -> dict[str, Any]:
+    rows = rep.agg[(rep.agg["dataset"] == dataset) & (rep.agg["metric"] == metric)]
+    if rows.empty:
+        return {}
+    r = rows.iloc[0]
+    hib = r["higher_is_better"]
+    return {"unit": str(r["unit"] or ""), "decimals": int(r["decimals"]),
+            "higher_is_better": None if hib is None or hib != hib else bool(hib)}  # fmt: skip
+
+
+def sweep_metrics(rep: Report, dataset: str) -> list[str]:
+    """The metrics a swept parameter is drawn against and pivoted on for ``dataset``: its
+    :func:`headline_metrics`."""
+    return headline_metrics(rep, [dataset])
+
+
+def build_ablations(rep: Report) -> dict[str, list]:
+    """``{dataset: [Table, ...]}``: for every parameter swept on the dataset and every
+    headline metric, the ablation table of :func:`vaebench.report.sweeps.ablation_table`."""
+    from vaebench.report.sweeps import ablation_table, sweep_points, swept_parameters
+
+    out: dict[str, list] = {}
+    for ds in rep.datasets:
+        tables = []
+        params = swept_parameters(rep.cells, ds)
+        stems = file_stems(params)
+        metric_stems = file_stems(sweep_metrics(rep, ds))
+        for key in params:
+            for metric in sweep_metrics(rep, ds):
+                pts = sweep_points(rep.cells, rep.frame, ds, key, metric, rep.base_models)
+                decl = _declaration(rep, ds, metric)
+                t = ablation_table(pts, dataset=ds, key=key, metric=metric, alpha=rep.alpha,
+                                   unit=decl.get("unit", ""), decimals=decl.get("decimals", 3),
+                                   higher_is_better=decl.get("higher_is_better"),
+                                   name=f"{rep.stems[ds]}-ablation-{stems[key]}-"
+                                        f"{metric_stems[metric]}")  # fmt: skip
+                if t is not None:
+                    tables.append(t)
+        if tables:
+            out[ds] = tables
+    return out
+
+
 def build_figures(
     rep: Report, fig_dir: Path, pareto: tuple[str, str] | None = None
 ) -> dict[str, list[Path]]:
-    """Draw every figure the stored results allow; ``{dataset: [paths]}``."""
+    """Draw every figure the stored results allow and save it (PNG and PDF);
+    ``{dataset: [paths]}``."""
     from vaebench.report import figures as F
     from vaebench.report import interpolation_figures
+    from vaebench.report.sweeps import sweep_points, swept_parameters
 
     colors = F.model_colors(rep.models)
     for cell in rep.cells:  # other drawers key colours by model name: its first variant's
@@ -268,25 +376,34 @@ def build_figures(
     for ds in rep.datasets:
         s = rep.stems[ds]
         made: list[Path] = []
-        for src, metrics in table_sources(rep, ds):
+
+        def draw(name: str, fig: Any) -> None:
+            made.extend(F.save(fig, fig_dir / f"{s}-{name}"))  # noqa: B023 - used at once
+
+        for key, metrics in table_sources(rep, ds):
             sub = rep.agg[(rep.agg["dataset"] == ds) & rep.agg["metric"].isin(metrics)]
             scored = [m for m in metrics
                       if sub[sub["metric"] == m]["higher_is_better"].map(
                           lambda v: v is not None and v == v).any()
                       and sub[sub["metric"] == m]["group"].iloc[0] != "cost"]  # fmt: skip
-            made += F.metric_bars(rep.agg, rep.frame, ds, scored, rep.models, colors,
-                                  fig_dir / f"{s}-bars-{rep.source_stems[src]}", rep.interval,
-                                  title=f"{ds}: {src}")  # fmt: skip
+            draw(f"bars-{rep.source_stems[key]}",
+                 F.metric_bars(rep.agg, rep.frame, ds, scored, rep.models, colors, rep.interval,
+                               title=f"{ds}: {key}"))  # fmt: skip
         q, t = pareto or pareto_metrics(rep, ds)
         if q and t:
-            made += F.pareto_scatter(rep.agg, ds, q, t, rep.models, colors,
-                                     fig_dir / f"{s}-pareto", rep.interval)  # fmt: skip
-        made += F.reconstruction_grid(cells, ds, rep.models, fig_dir / f"{s}-reconstructions",
-                                      colors)  # fmt: skip
-        made += F.interpolation_strips(cells, ds, rep.models, fig_dir / f"{s}-interpolation",
-                                       colors)  # fmt: skip
-        made += F.latent_scatter(cells, ds, rep.models, fig_dir / f"{s}-latent", colors)
-        made += F.training_curves(cells, ds, rep.models, colors, fig_dir / f"{s}-training")
+            draw("pareto", F.pareto_scatter(rep.agg, ds, q, t, rep.models, colors, rep.interval))
+        draw("reconstructions", F.reconstruction_grid(cells, ds, rep.models, colors))
+        draw("samples", F.sample_grid(cells, ds, rep.models, colors))
+        draw("interpolation", F.interpolation_strips(cells, ds, rep.models, colors))
+        draw("latent", F.latent_scatter(cells, ds, rep.models, colors))
+        draw("training", F.training_curves(cells, ds, rep.models, colors))
+        params = swept_parameters(cells, ds)
+        for key, stem in file_stems(params).items():
+            points = {m: sweep_points(cells, rep.frame, ds, key, m, rep.base_models)
+                      for m in sweep_metrics(rep, ds)}  # fmt: skip
+            decls = {m: _declaration(rep, ds, m) for m in points}
+            draw(f"sweep-{stem}", F.sweep_lines(points, key, decls,
+                                                title=f"{ds}: {key} sweep"))  # fmt: skip
         try:
             made += list(interpolation_figures.draw(cells, ds, list(rep.base_models), colors,
                                                     fig_dir, stem=s))  # fmt: skip
@@ -309,6 +426,7 @@ def build_report(
     confidence: float = 0.95,
     summary_metrics: Sequence[str] | None = None,
     pareto: tuple[str, str] | None = None,
+    ablation: bool | None = None,
 ) -> list[Path]:
     """Write tables, figures and ``report.md`` for the results in ``run_dirs``.
 
@@ -322,7 +440,9 @@ def build_report(
     confidence interval`` (``confidence``) instead of ``mean ± std``. ``alpha``: level of every
     test. ``summary_metrics``: columns of the cross-dataset summary table (default: see
     :func:`default_summary_metrics`). ``pareto``: ``(quality metric, throughput metric)`` of
-    the scatter (default: see :func:`pareto_metrics`). Returns the written paths.
+    the scatter (default: see :func:`pareto_metrics`). ``ablation``: write the ablation tables
+    of swept parameters (:func:`build_ablations`; ``None``, the default: when the cells hold a
+    sweep). Returns the written paths.
 
     Raises :class:`ValueError` for an unknown format, baseline or metric, or when the folders
     hold no cells; :class:`vaebench.results.ResultsError` for a corrupt cell file;
@@ -346,7 +466,8 @@ def build_report(
                      "formats to drop them)", ", ".join(kept), out)  # fmt: skip
     formats = [f for f in FORMATS if f in formats]
     tables = build_tables(rep, summary_metrics)
-    every = [t for ts in tables.values() for t in ts]
+    ablations = build_ablations(rep) if ablation is not False else {}
+    every = [t for ts in tables.values() for t in ts] + [t for ts in ablations.values() for t in ts]
     tdir = out / "tables"
     index.begin(formats, figures)
     written: list[Path] = []
@@ -368,7 +489,7 @@ def build_report(
     if figures:
         figs = build_figures(rep, out / "figures", pareto)
         written += [p for ps in figs.values() for p in ps]
-    text = page.render(rep, tables, figs, out, formats)
+    text = page.render(rep, tables, figs, out, formats, ablations)
     written.append(_write(out / "report.md", text))
     index.finish(formats, figures, written)
     return written

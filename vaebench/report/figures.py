@@ -1,11 +1,21 @@
-"""Figures from stored results (matplotlib, headless Agg): bars, Pareto scatter, image grids,
-interpolation strips, 2-D latent scatter and training curves.
+"""Figures from stored results: bars, Pareto scatter, image grids, interpolation strips, 2-D
+latent scatter, sample grids, training curves and sweep lines.
 
-Every figure is written as PNG and PDF, sized for a paper column (~3.3 in wide, 8 pt text),
-with fixed metadata so that regenerating from the same results gives the same bytes. One colour
-per model across all figures (:func:`model_colors`). Nothing here loads a model or a dataset:
-all inputs are cell records (:func:`vaebench.results.load_cells`) and aggregates
-(:func:`vaebench.report.stats.aggregate`).
+Every public drawing function returns a :class:`matplotlib.figure.Figure` (or ``None`` when the
+results hold nothing to draw), so a notebook can show it; saving is a separate step,
+:func:`save` (PNG and PDF, atomically, with fixed metadata so that regenerating from the same
+results gives the same bytes)::
+
+    from vaebench.report import build, figures
+    rep = build.collect(["results/my-run"])
+    fig = figures.metric_bars(rep.agg, rep.frame, "digits", ["mse", "psnr"], rep.models)
+    figures.save(fig, "digits-bars")          # digits-bars.png, digits-bars.pdf
+
+Figures are built with :class:`matplotlib.figure.Figure` directly, not through pyplot: drawing
+one never changes the pyplot state or backend of the caller. They are sized for a paper column
+(~3.3 in wide, 8 pt text). One colour per model across all figures (:func:`model_colors`;
+``colors`` defaults to it). Nothing here loads a model or a dataset: all inputs are cell records
+(:func:`vaebench.results.load_cells`) and aggregates (:func:`vaebench.report.stats.aggregate`).
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,8 +33,12 @@ from vaebench.report.escape import plot_text
 from vaebench.report.files import save_figure
 from vaebench.results import decode_images
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = [
     "COLUMN_WIDTH",
+    "save",
     "model_colors",
     "metric_bars",
     "pareto_scatter",
@@ -32,6 +46,8 @@ __all__ = [
     "interpolation_strips",
     "latent_scatter",
     "training_curves",
+    "sample_grid",
+    "sweep_lines",
     "latent_points",
 ]
 
@@ -62,14 +78,24 @@ _STYLE = {
 
 @contextlib.contextmanager
 def _style() -> Iterator[Any]:
-    """matplotlib (Agg backend) with the report's style, without touching global state."""
+    """The report's style for drawing and saving; yields :class:`matplotlib.figure.Figure`.
+    Global matplotlib state (backend, rcParams) is restored afterwards."""
     import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    with matplotlib.rc_context(_STYLE):
+        yield Figure
 
-    with plt.rc_context(_STYLE):
-        yield plt
+
+def save(fig: Any, path: str | Path) -> list[Path]:
+    """Write ``fig`` as ``path.png`` and ``path.pdf`` (a ``.png``/``.pdf`` suffix of ``path`` is
+    dropped first) through :func:`vaebench.report.files.save_figure`: atomically, never through a link, with
+    fixed metadata, in the report's style. ``None`` (nothing drawn) writes nothing. Returns the
+    written paths."""
+    if fig is None:
+        return []
+    with _style():
+        return save_figure(fig, Path(path))
 
 
 def model_colors(models: Sequence[str]) -> dict[str, Any]:
@@ -90,10 +116,10 @@ def model_colors(models: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def _save(fig: Any, path: Path) -> list[Path]:
-    """Write ``path`` as PNG and PDF atomically with fixed metadata; close the figure (see
-    :func:`vaebench.report.files.save_figure`)."""
-    return save_figure(fig, path)
+def _colors(colors: dict[str, Any] | None, models: Sequence[str]) -> dict[str, Any]:
+    out = model_colors(models)
+    out.update(colors or {})
+    return out
 
 
 def _label(metric: str, unit: str, higher_is_better: Any) -> str:
@@ -116,26 +142,27 @@ def metric_bars(
     dataset: str,
     metrics: Sequence[str],
     models: Sequence[str],
-    colors: dict[str, Any],
-    path: Path,
+    colors: dict[str, Any] | None = None,
     interval: str = "std",
     title: str = "",
-) -> list[Path]:
+) -> Figure | None:
     """One small panel per metric: a bar per model at its mean, an error bar (std or CI
     half-width) and the individual seeds as dots; bold-table winners are not marked here.
-    Metrics spanning more than two decades are drawn on a log axis."""
+    Metrics spanning more than two decades are drawn on a log axis. ``agg``: see
+    :func:`vaebench.report.stats.aggregate`; ``frame``: the tidy frame (seed dots). ``None``
+    when no metric has a value on ``dataset``."""
+    colors = _colors(colors, models)
     sub = agg[(agg["dataset"] == dataset) & agg["metric"].isin(metrics)]
     metrics = [m for m in metrics if m in set(sub["metric"])]
     if not metrics:
-        return []
+        return None
     seeds = frame[(frame["dataset"] == dataset) & frame["metric"].isin(metrics)]
     seeds = seeds.drop_duplicates(["config_hash", "metric"])
     ncols = 2 if len(metrics) > 1 else 1
     nrows = math.ceil(len(metrics) / ncols)
-    with _style() as plt:
-        fig, axes = plt.subplots(
-            nrows, ncols, figsize=(COLUMN_WIDTH, 1.45 * nrows + 0.3), squeeze=False
-        )
+    with _style() as Fig:
+        fig = Fig(figsize=(COLUMN_WIDTH, 1.45 * nrows + 0.3))
+        axes = fig.subplots(nrows, ncols, squeeze=False)
         for k, metric in enumerate(metrics):
             ax = axes[k // ncols, k % ncols]
             rows = sub[sub["metric"] == metric].set_index("model")
@@ -171,7 +198,7 @@ def metric_bars(
         what = "95 % CI" if interval == "ci" else "± std"
         fig.suptitle(f"{plot_text(title or dataset)} (mean {what}; dots: seeds)", y=1.0)
         fig.tight_layout(pad=0.3, h_pad=0.6, w_pad=0.8)
-        return _save(fig, path)
+        return fig
 
 
 # ----------------------------------------------------------------------------- Pareto
@@ -183,27 +210,29 @@ def pareto_scatter(
     quality: str,
     throughput: str,
     models: Sequence[str],
-    colors: dict[str, Any],
-    path: Path,
+    colors: dict[str, Any] | None = None,
     interval: str = "std",
-) -> list[Path]:
+) -> Figure | None:
     """Quality (y) against throughput (x, log axis) with error bars; models on the Pareto front
     (no other model is at least as good on both and better on one) are filled and joined by a
-    dashed line, dominated models are hollow."""
+    dashed line, dominated models are hollow. ``None`` with fewer than two models having
+    both."""
     from vaebench.report.stats import pareto_front
 
+    colors = _colors(colors, models)
     sub = agg[agg["dataset"] == dataset]
     q = sub[sub["metric"] == quality].set_index("model")
     t = sub[sub["metric"] == throughput].set_index("model")
     names = [m for m in models if m in q.index and m in t.index]
     if len(names) < 2 or q.empty or t.empty:
-        return []
+        return None
     q_hib = bool(q.iloc[0]["higher_is_better"])
     t_hib = bool(t.iloc[0]["higher_is_better"])
     points = {m: (float(t.loc[m, "mean"]), float(q.loc[m, "mean"])) for m in names}
     front = pareto_front(points, higher_x=t_hib, higher_y=q_hib)
-    with _style() as plt:
-        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.4))
+    with _style() as Fig:
+        fig = Fig(figsize=(COLUMN_WIDTH, 2.4))
+        ax = fig.subplots()
         for m in names:
             x, y = points[m]
             if not (math.isfinite(x) and math.isfinite(y)):
@@ -231,7 +260,7 @@ def pareto_scatter(
         ax.grid(lw=0.3, alpha=0.5)
         ax.margins(x=0.15, y=0.15)
         fig.tight_layout(pad=0.3)
-        return _save(fig, path)
+        return fig
 
 
 def _finite(v: float) -> float:
@@ -285,11 +314,10 @@ def _as_hw(img: np.ndarray) -> np.ndarray:
 
 def image_rows(
     rows: list[tuple[str, np.ndarray]],
-    path: Path,
     title: str,
     col_labels: list[str] | None = None,
     label_colors: dict[str, Any] | None = None,
-) -> list[Path]:
+) -> Figure:
     """One labelled row of images per entry ``(label, images (N, C, H, W) in [0, 1])``,
     scaled to a paper column."""
     n_cols = max(r[1].shape[0] for r in rows)
@@ -297,8 +325,9 @@ def image_rows(
     size = min(0.45, (COLUMN_WIDTH - label_w) / n_cols)
     top = 0.22 + (0.13 if col_labels else 0.0)  # inches for the title (and column labels)
     width, height = label_w + size * n_cols, size * len(rows) + top
-    with _style() as plt:
-        fig, axes = plt.subplots(len(rows), n_cols, figsize=(width, height), squeeze=False)
+    with _style() as Fig:
+        fig = Fig(figsize=(width, height))
+        axes = fig.subplots(len(rows), n_cols, squeeze=False)
         fig.subplots_adjust(left=label_w / width, right=1.0, bottom=0.0, top=1 - top / height,
                             wspace=0.04, hspace=0.04)  # fmt: skip
         for i, (label, imgs) in enumerate(rows):
@@ -318,7 +347,7 @@ def image_rows(
                 if i == 0 and col_labels and j < len(col_labels) and col_labels[j]:
                     ax.set_title(plot_text(col_labels[j]), fontsize=6, pad=2)
         fig.suptitle(title, y=1.0, va="top")  # callers escape names in it
-        return _save(fig, path)
+        return fig
 
 
 def _first_cell(
@@ -336,11 +365,11 @@ def reconstruction_grid(
     cells: Sequence[dict],
     dataset: str,
     models: Sequence[str],
-    path: Path,
     colors: dict[str, Any] | None = None,
-) -> list[Path]:
+) -> Figure | None:
     """Test images (top row) and each model's reconstructions of them (artifacts
-    ``recon_originals`` / ``recon_outputs`` of each model's lowest seed)."""
+    ``recon_originals`` / ``recon_outputs`` of each model's lowest seed); ``None`` when no
+    model stored them."""
     rows: list[tuple[str, np.ndarray]] = []
     seeds = set()
     for m in models:
@@ -352,22 +381,21 @@ def reconstruction_grid(
         rows.append((m, decode_images(c["artifacts"]["recon_outputs"])))
         seeds.add(c["seed"])
     if not rows:
-        return []
+        return None
     seed = f"seed {min(seeds)}" if len(seeds) == 1 else "lowest seed"
-    return image_rows(rows, path, f"{plot_text(dataset)}: test images and reconstructions ({seed})",
-                      label_colors=colors)  # fmt: skip
+    return image_rows(rows, f"{plot_text(dataset)}: test images and reconstructions ({seed})",
+                      label_colors=_colors(colors, models))  # fmt: skip
 
 
 def interpolation_strips(
     cells: Sequence[dict],
     dataset: str,
     models: Sequence[str],
-    path: Path,
     colors: dict[str, Any] | None = None,
-) -> list[Path]:
+) -> Figure | None:
     """Decoding along a straight line between the codes of the same two test images, one row
     per model (artifact ``interp_strip`` ``(T, C, H, W)``; first and last: the endpoints'
-    reconstructions)."""
+    reconstructions); ``None`` when no model stored it."""
     rows = []
     for m in models:
         c = _first_cell(cells, m, dataset)
@@ -375,12 +403,12 @@ def interpolation_strips(
             continue
         rows.append((m, decode_images(c["artifacts"]["interp_strip"])))
     if not rows:
-        return []
+        return None
     n = max(r[1].shape[0] for r in rows)
     labels = [""] * n
     labels[0], labels[-1] = "t=0", "t=1"
-    return image_rows(rows, path, f"{plot_text(dataset)}: decoding along the line between two codes",
-                      col_labels=labels, label_colors=colors)  # fmt: skip
+    return image_rows(rows, f"{plot_text(dataset)}: decoding along the line between two codes",
+                      col_labels=labels, label_colors=_colors(colors, models))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- latent
@@ -444,10 +472,9 @@ def latent_scatter(
     cells: Sequence[dict],
     dataset: str,
     models: Sequence[str],
-    path: Path,
     colors: dict[str, Any] | None = None,
-) -> list[Path]:
-    """Test codes, one panel per model (needs the ``latent_2d`` artifact).
+) -> Figure | None:
+    """Test codes, one panel per model (needs the ``latent_2d`` artifact; ``None`` without).
 
     2-D codes (or their first two principal components): a scatter coloured by label (class:
     qualitative colours; continuous factor: viridis with a colour bar). 1-D codes: the code on
@@ -461,7 +488,8 @@ def latent_scatter(
             continue
         panels.append((m, *latent_points(c["artifacts"]["latent_2d"], _latent_dim(c))))
     if not panels:
-        return []
+        return None
+    colors = _colors(colors, models)
     labels_all = [p[2] for p in panels if p[2] is not None]
     discrete = bool(labels_all) and all(
         np.issubdtype(lab.dtype, np.integer) or np.all(np.mod(lab, 1) == 0) for lab in labels_all
@@ -471,11 +499,11 @@ def latent_scatter(
     ncols = min(len(panels), 2 if len(panels) <= 4 else 3)
     nrows = math.ceil(len(panels) / ncols)
     side = COLUMN_WIDTH / ncols
-    with _style() as plt:
+    with _style() as Fig:
         import matplotlib
 
-        fig, axes = plt.subplots(nrows, ncols, figsize=(COLUMN_WIDTH, side * nrows + 0.5),
-                                 squeeze=False)  # fmt: skip
+        fig = Fig(figsize=(COLUMN_WIDTH, side * nrows + 0.5))
+        axes = fig.subplots(nrows, ncols, squeeze=False)
         cmap = matplotlib.colormaps["tab20" if len(classes) > 10 else "tab10"]
         sc = None
         for k, (m, pts, lab, names) in enumerate(panels):
@@ -518,7 +546,7 @@ def latent_scatter(
             else ""
         )
         fig.suptitle(f"{plot_text(dataset)}: test codes{proj}", y=1.0)
-        return _save(fig, path)
+        return fig
 
 
 def _one_dim_panel(
@@ -552,62 +580,211 @@ def _one_dim_panel(
     return sc
 
 
+# ----------------------------------------------------------------------------- samples
+
+
+def sample_grid(
+    cells: Sequence[dict],
+    dataset: str,
+    models: Sequence[str],
+    colors: dict[str, Any] | None = None,
+    per_row: int = 8,
+) -> Figure | None:
+    """Images drawn from each model's prior (artifact ``samples`` ``(N, C, H, W)`` of its
+    lowest seed, stored by the ``reconstruction`` metric for models that can sample), in rows
+    of ``per_row``; ``None`` when no model stored samples."""
+    rows: list[tuple[str, np.ndarray]] = []
+    seeds = set()
+    for m in models:
+        c = _first_cell(cells, m, dataset)
+        if c is None or "samples" not in c.get("artifacts", {}):
+            continue
+        imgs = decode_images(c["artifacts"]["samples"])
+        for k in range(0, imgs.shape[0], per_row):
+            rows.append((m if k == 0 else "", imgs[k : k + per_row]))
+        seeds.add(c["seed"])
+    if not rows:
+        return None
+    seed = f"seed {min(seeds)}" if len(seeds) == 1 else "lowest seed"
+    return image_rows(rows, f"{plot_text(dataset)}: samples from each model's prior ({seed})",
+                      label_colors=_colors(colors, models))  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- training
 
 
 def _loss_unit(cells: Sequence[dict]) -> str:
     losses = {c.get("config", {}).get("params", {}).get("recon_loss") for c in cells}
-    return "nats/image" if losses == {"bce"} else "per image"
+    if losses == {"bce"}:
+        return "nats/image"
+    if losses == {"mse"}:
+        return "squared error/image"
+    return "per image"
+
+
+#: Panels of :func:`training_curves`: (title, history keys tried in order, unit or None for
+#: the reconstruction loss's unit). ``recon`` falls back to ``loss`` for models that log no
+#: separate reconstruction term (their loss is the reconstruction loss).
+CURVE_PANELS = (
+    ("reconstruction term", ("recon", "loss"), None),
+    ("KL term", ("kl",), "nats/image"),
+    ("validation MSE", ("val_mse",), "per pixel"),
+)
+
+
+def _curves(cells: Sequence[dict], dataset: str, model: str, keys: Sequence[str]):
+    """``(history key used, (n_seeds, epochs) array, cells)`` for one model, or None."""
+    mine = [c for c in cells
+            if c.get("variant", c["model"]) == model and c["dataset"] == dataset
+            and c["status"] == "ok"]  # fmt: skip
+    for key in keys:
+        have = [c for c in mine if len((c.get("history") or {}).get(key) or []) > 1]
+        if have:
+            curves = [[v if isinstance(v, (int, float)) else np.nan for v in c["history"][key]]
+                      for c in have]  # fmt: skip
+            length = min(len(c) for c in curves)
+            return key, np.array([c[:length] for c in curves], dtype=float), have
+    return None
 
 
 def training_curves(
     cells: Sequence[dict],
     dataset: str,
     models: Sequence[str],
-    colors: dict[str, Any],
-    path: Path,
-) -> list[Path]:
-    """Training loss per epoch (mean over seeds, band = min..max over seeds) for every model
-    with more than one epoch of history. Losses of different models are different objectives
-    (a VAE's includes its KL term), so compare shapes, not levels, across models."""
-    series = []
-    used = []
-    for m in models:
-        mine = [c for c in cells
-                if c.get("variant", c["model"]) == m and c["dataset"] == dataset
-                and c["status"] == "ok" and len(c.get("history", {}).get("loss", [])) > 1]  # fmt: skip
-        if not mine:
-            continue
-        curves = [c["history"]["loss"] for c in mine]
-        length = min(len(c) for c in curves)
-        arr = np.array([c[:length] for c in curves], dtype=float)
-        series.append((m, arr))
-        used += mine
-    if not series:
-        return []
-    with _style() as plt:
+    colors: dict[str, Any] | None = None,
+) -> Figure | None:
+    """Per-epoch training curves, one panel per quantity so that no two objectives share an
+    axis: the reconstruction term (``history["recon"]``; models that log no separate term: their
+    loss, marked "(loss)" in the legend), the KL term (``history["kl"]``, models with one) and,
+    when a validation split was held out (``--val-fraction``), the validation MSE
+    (``history["val_mse"]``). Lines are means over seeds, bands min..max; only models with more
+    than one epoch. ``None`` when no model has a curve."""
+    colors = _colors(colors, models)
+    panels = []
+    for title, keys, unit in CURVE_PANELS:
+        series = []
+        used: list[dict] = []
+        for m in models:
+            got = _curves(cells, dataset, m, keys)
+            if got is not None:
+                key, arr, have = got
+                series.append((m, key, arr))
+                used += have
+        if series:
+            panels.append((title, keys[0], unit or _loss_unit(used), series))
+    if not panels:
+        return None
+    with _style() as Fig:
         from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
-        fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.2))
-        for m, arr in series:
-            x = np.arange(1, arr.shape[1] + 1)
-            ax.plot(x, np.nanmean(arr, 0), color=colors[m],
-                    label=f"{plot_text(m)} (n={arr.shape[0]})",
-                    lw=1.1)  # fmt: skip
-            if arr.shape[0] > 1:
-                ax.fill_between(x, np.nanmin(arr, 0), np.nanmax(arr, 0), color=colors[m],
-                                alpha=0.2, lw=0)  # fmt: skip
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(f"training loss [{_loss_unit(used)}]")
-        finite = np.concatenate([a[np.isfinite(a)] for _, a in series])
-        if len(finite) and (finite > 0).all() and finite.max() / finite.min() > 3:
-            ax.set_yscale("log")
-            ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            ax.yaxis.set_major_formatter(ScalarFormatter())
-            ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.set_title(f"{plot_text(dataset)}: training loss (mean, band: min–max)", pad=3)
-        ax.legend(frameon=False)
-        ax.grid(lw=0.3, alpha=0.5)
-        fig.tight_layout(pad=0.3)
-        return _save(fig, path)
+        fig = Fig(figsize=(COLUMN_WIDTH, 1.55 * len(panels) + 0.45))
+        axes = fig.subplots(len(panels), 1, squeeze=False, sharex=True)[:, 0]
+        for ax, (title, main_key, unit, series) in zip(axes, panels, strict=True):
+            for m, key, arr in series:
+                x = np.arange(1, arr.shape[1] + 1)
+                note = " (loss)" if key != main_key else ""
+                ax.plot(x, np.nanmean(arr, 0), color=colors[m], lw=1.1,
+                        label=f"{plot_text(m)}{note} (n={arr.shape[0]})")  # fmt: skip
+                if arr.shape[0] > 1:
+                    ax.fill_between(x, np.nanmin(arr, 0), np.nanmax(arr, 0), color=colors[m],
+                                    alpha=0.2, lw=0)  # fmt: skip
+            ax.set_ylabel(f"{title}\n[{unit}]", fontsize=7)
+            finite = np.concatenate([a[np.isfinite(a)] for _, _, a in series])
+            if len(finite) and (finite > 0).all() and finite.max() / finite.min() > 3:
+                ax.set_yscale("log")
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                ax.yaxis.set_major_formatter(ScalarFormatter())
+                ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.legend(frameon=False, fontsize=6)
+            ax.grid(lw=0.3, alpha=0.5)
+        axes[-1].set_xlabel("epoch")
+        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
+        fig.suptitle(f"{plot_text(dataset)}: training curves (mean over seeds, band: min–max)",
+                     y=1.0)  # fmt: skip
+        fig.tight_layout(pad=0.3, h_pad=0.5)
+        return fig
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def sweep_lines(
+    points: dict[str, pd.DataFrame],
+    key: str,
+    declarations: dict[str, dict[str, Any]],
+    colors: dict[str, Any] | None = None,
+    title: str = "",
+) -> Figure | None:
+    """A swept parameter against metrics: one panel per metric (``points[metric]``, a frame of
+    :func:`vaebench.report.sweeps.sweep_points`), one line per model (and other swept
+    settings) at the mean over seeds with ± std error bars, single seeds as dots; ``colors``
+    maps line labels to colours (default: :func:`model_colors` of the lines). Numeric
+    values on a linear axis (log when positive and spanning more than a decade), other values
+    as categories. ``declarations[metric]``: ``unit`` and ``higher_is_better`` for the axis
+    label. ``None`` when no panel has points."""
+    from vaebench.report.sweeps import value_order
+
+    points = {m: p for m, p in points.items() if not p.empty}
+    if not points:
+        return None
+    lines = list(dict.fromkeys(ln for p in points.values() for ln in p["line"]))
+    line_color = model_colors(lines)  # distinct colours; built-in model names keep theirs
+    line_color.update({ln: c for ln, c in (colors or {}).items() if ln in line_color})
+    values = value_order([v for p in points.values() for v in p["value"]])
+    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    pos = {repr(v): (float(v) if numeric else float(i)) for i, v in enumerate(values)}
+    metrics = list(points)
+    ncols = 2 if len(metrics) > 1 else 1
+    nrows = math.ceil(len(metrics) / ncols)
+    legend_h = 0.14 * math.ceil(len(lines) / 3) + 0.08
+    height = 1.5 * nrows + 0.35 + legend_h
+    with _style() as Fig:
+        fig = Fig(figsize=(COLUMN_WIDTH, height))
+        axes = fig.subplots(nrows, ncols, squeeze=False)
+        for k, metric in enumerate(metrics):
+            ax = axes[k // ncols, k % ncols]
+            p = points[metric]
+            for ln in lines:
+                mine = p[p["line"] == ln]
+                if mine.empty:
+                    continue
+                xs, means, stds = [], [], []
+                for v in values:
+                    ys = mine[mine["value"].map(repr) == repr(v)]["y"].to_numpy(dtype=float)
+                    if len(ys):
+                        xs.append(pos[repr(v)])
+                        means.append(float(ys.mean()))
+                        stds.append(float(ys.std(ddof=1)) if len(ys) > 1 else 0.0)
+                        ax.scatter([pos[repr(v)]] * len(ys), ys, s=4, color=line_color[ln],
+                                   alpha=0.6, linewidths=0, zorder=3)  # fmt: skip
+                ax.errorbar(xs, means, yerr=stds, color=line_color[ln], lw=1.0, ms=3, fmt="-o",
+                            capsize=2, elinewidth=0.8, label=plot_text(ln), zorder=2)  # fmt: skip
+            decl = declarations.get(metric, {})
+            ax.set_title(_label(metric, str(decl.get("unit") or ""), decl.get("higher_is_better")),
+                         pad=3, fontsize=7)  # fmt: skip
+            xv = np.array([pos[repr(v)] for v in values])
+            if numeric and len(xv) and (xv > 0).all() and xv.max() / xv.min() > 10:
+                ax.set_xscale("log")
+            ax.set_xticks(xv)
+            ax.set_xticklabels([plot_text(_tick_label(v)) for v in values], fontsize=6)
+            ax.minorticks_off()
+            ax.set_xlabel(plot_text(key), fontsize=7)
+            ax.grid(lw=0.3, alpha=0.5)
+        for k in range(len(metrics), nrows * ncols):
+            axes[k // ncols, k % ncols].set_visible(False)
+        legend: dict[str, Any] = {}
+        for ax in axes.ravel():
+            for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+                legend.setdefault(label, handle)
+        fig.legend(list(legend.values()), list(legend), loc="lower center", frameon=False,
+                   ncol=min(len(legend), 3), bbox_to_anchor=(0.5, 0.0))  # fmt: skip
+        head = title or f"{key} sweep"
+        fig.suptitle(f"{plot_text(head)} (mean ± std over seeds; dots: seeds)", y=1.0)
+        fig.tight_layout(pad=0.3, h_pad=0.6, w_pad=0.8, rect=(0, legend_h / height, 1, 1))
+        return fig
+
+
+def _tick_label(value: Any) -> str:
+    from vaebench.tidy import format_setting
+
+    return format_setting(value)

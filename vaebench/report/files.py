@@ -47,22 +47,28 @@ FIXED_METADATA = {
 def save_figure(
     fig: Any, path: str | os.PathLike, suffixes: Iterable[str] = (".png", ".pdf")
 ) -> list[Path]:
-    """Write ``fig`` as ``path`` with each suffix (PNG and PDF by default) through
-    :func:`atomic_write_bytes`, with :data:`FIXED_METADATA`; close the figure. Returns the
+    """Write ``fig`` as ``path`` plus each suffix (PNG and PDF by default; a ``.png`` or
+    ``.pdf`` already on ``path`` is dropped first, any other dot stays part of the name) through
+    :func:`atomic_write_bytes`, with :data:`FIXED_METADATA`. A figure made through pyplot is
+    closed afterwards (even when writing fails); one made as a plain
+    :class:`matplotlib.figure.Figure` is left as it is (the caller may show it). Returns the
     paths written."""
-    import matplotlib.pyplot as plt
-
     path = Path(path)
+    if path.suffix.lower() in FIXED_METADATA:
+        path = path.with_suffix("")
     out = []
     try:
         for ext in suffixes:
             buf = io.BytesIO()
             fig.savefig(buf, format=ext[1:], metadata=FIXED_METADATA.get(ext))
-            p = path.with_suffix(ext)
+            p = path.with_name(path.name + ext)  # a stem may hold dots ("a.npz-bars")
             atomic_write_bytes(p, buf.getvalue())
             out.append(p)
     finally:
-        plt.close(fig)
+        if getattr(fig.canvas, "manager", None) is not None:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
     return out
 
 

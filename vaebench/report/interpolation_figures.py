@@ -10,7 +10,7 @@ labelled with its seed and that cell's estimated midpoint phase (ideal 0.75).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,26 +18,28 @@ from vaebench.report.escape import plot_text
 from vaebench.report.files import save_figure
 from vaebench.results import decode_images
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = ["draw", "midpoint_strips"]
 
 COLUMNS = ("full (decoded)", "code midpoint", "half (decoded)", "true ¾")
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "figure.dpi": 150,
-                         "savefig.bbox": "tight", "pdf.fonttype": 42})  # fmt: skip
-    return plt
+#: Style of these figures (applied while drawing and saving; global state is untouched).
+STYLE = {"font.size": 8, "axes.titlesize": 8, "figure.dpi": 150, "savefig.dpi": 150,
+         "savefig.bbox": "tight", "pdf.fonttype": 42}  # fmt: skip
 
 
 def _save(fig: Any, path: Path) -> list[Path]:
     """Write ``path`` as PNG and PDF atomically with fixed metadata (stable across
     regenerations); see :func:`vaebench.report.files.save_figure`."""
-    return save_figure(fig, path)
+    import matplotlib
+
+    if fig is None:
+        return []
+    with matplotlib.rc_context(STYLE):
+        return save_figure(fig, path)
 
 
 def _hw(img: np.ndarray) -> np.ndarray:
@@ -53,10 +55,12 @@ def _first_ok(cells: list[dict], model: str, dataset: str, artifact: str) -> dic
 
 
 def midpoint_strips(
-    cells: list[dict], dataset: str, models: list[str], colors: dict, path: Path
-) -> list[Path]:
-    """The lecture's strip figure for one moons dataset (see module docstring); ``[]`` when no
-    cell of ``dataset`` stored a ``midpoint_strip``."""
+    cells: list[dict], dataset: str, models: list[str], colors: dict | None = None
+) -> Figure | None:
+    """The lecture's strip figure for one moons dataset (see module docstring), as a
+    :class:`matplotlib.figure.Figure`; ``None`` when no cell of ``dataset`` stored a
+    ``midpoint_strip``."""
+    colors = colors or {}
     rows: list[tuple[str, np.ndarray, dict]] = []
     truth = None
     for m in models:
@@ -68,12 +72,18 @@ def midpoint_strips(
             truth = decode_images(c["artifacts"]["midpoint_truth"])  # (3, C, H, W)
         rows.append((m, strip, c))
     if not rows:
-        return []
-    plt = _plt()
+        return None
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(STYLE):
+        return _draw_strips(Figure, rows, truth, colors, dataset)
+
+
+def _draw_strips(Fig: Any, rows: list, truth: Any, colors: dict, dataset: str) -> Figure:
     n_rows = len(rows) + (truth is not None)
-    fig, axes = plt.subplots(
-        n_rows, 4, figsize=(4 * 0.75 + 1.6, 0.78 * n_rows + 0.45), squeeze=False
-    )
+    fig = Fig(figsize=(4 * 0.75 + 1.6, 0.78 * n_rows + 0.45))
+    axes = fig.subplots(n_rows, 4, squeeze=False)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
@@ -107,7 +117,7 @@ def midpoint_strips(
         y=1.02,
     )
     fig.subplots_adjust(wspace=0.08, hspace=0.12)
-    return _save(fig, path)
+    return fig
 
 
 def draw(
@@ -124,4 +134,5 @@ def draw(
         from vaebench.report.build import file_stems
 
         stem = file_stems([dataset])[dataset]
-    return midpoint_strips(cells, dataset, models, colors, Path(fig_dir) / f"{stem}-midpoint")
+    fig = midpoint_strips(cells, dataset, models, colors)
+    return _save(fig, Path(fig_dir) / f"{stem}-midpoint")

@@ -117,13 +117,17 @@ def _setup(rep: Report) -> list[str]:
     lines += ["| model | hyperparameters | cells (failed) | wall time |", "|:--|:--|--:|--:|"]
     for m in rep.models:
         mine = [c for c in cells if c["variant"] == m]
+        ran = [c for c in mine if c["status"] != "skipped"] or mine
         by_params: dict[str, list[str]] = {}
-        for c in sorted(mine, key=lambda c: c["dataset"]):
+        for c in sorted(ran, key=lambda c: c["dataset"]):
             ds = by_params.setdefault(_params(c), [])
             if c["dataset"] not in ds:
                 ds.append(c["dataset"])
-        n_failed = sum(c["status"] != "ok" for c in mine)
+        n_failed = sum(c["status"] == "failed" for c in mine)
+        n_skipped = sum(c["status"] == "skipped" for c in mine)
         count = f"{len(mine)} ({n_failed})" if n_failed else str(len(mine))
+        if n_skipped:
+            count += f", {n_skipped} skipped"
         wall = _seconds(sum(float(c.get("wall_seconds") or 0) for c in mine))
         for i, (params, dss) in enumerate(by_params.items()):
             where = f" ({', '.join(dss)})" if len(by_params) > 1 else ""
@@ -136,7 +140,8 @@ def _setup(rep: Report) -> list[str]:
     lines += ["| dataset | image shape | train / test | subset (per split) | source |",
               "|:--|:--|--:|--:|:--|"]  # fmt: skip
     for ds in rep.datasets:
-        first = next(c for c in cells if c["dataset"] == ds)
+        mine = [c for c in cells if c["dataset"] == ds]
+        first = next((c for c in mine if c["status"] == "ok"), mine[0])
         info = first.get("dataset_info") or {}
         shape = info.get("shape")
         shape = "×".join(map(str, shape)) if isinstance(shape, list) and shape else "?"
@@ -160,10 +165,12 @@ def _setup(rep: Report) -> list[str]:
             lines.append(f"Evaluation options: {_md(text)}.")
     seeds = sorted({c["seed"] for c in cells})
     wall = sum(float(c.get("wall_seconds") or 0) for c in cells)
+    n_skipped = len(rep.skipped())
+    skipped = f", {n_skipped} skipped: model does not support the dataset" if n_skipped else ""
     lines += [
         "",
         f"Seeds: {_md(', '.join(map(str, seeds)))}. Compute: {_seconds(wall)} of wall time over "
-        f"{len(cells)} cells ({len(ok)} finished, {len(cells) - len(ok)} failed).",
+        f"{len(cells)} cells ({len(ok)} finished, {len(rep.failed())} failed{skipped}).",
         "",
     ]
     if rep.duplicates:
@@ -175,7 +182,8 @@ def _setup(rep: Report) -> list[str]:
     if len({m for m in rep.models}) != len(rep.base_models):
         lines += [
             "Some models ran with different settings; each setting is its own row, labelled "
-            "with the settings that differ. They are never averaged together.",
+            "with the settings that differ (swept parameters first). They are never averaged "
+            "together.",
             "",
         ]
     return lines
@@ -215,60 +223,204 @@ def _figure(path: Path, out: Path, alt: str) -> str:
     return f"![{_md(alt)}]({quote(rel.as_posix(), safe='/-_.~')})"
 
 
+def _seeds(seeds: Sequence[int]) -> str:
+    return ", ".join(map(str, seeds))
+
+
+def _first_line(text: str) -> str:
+    lines = str(text or "?").strip().splitlines()
+    return lines[0] if lines else "?"
+
+
+def _skipped(rep: Report) -> list[str]:
+    from vaebench.report.notes import skipped
+
+    rows = skipped(rep.cells)
+    if not rows:
+        return []
+    lines = ["## Skipped", "",
+             "Model and dataset combinations the model does not support (its tags); nothing was "
+             "trained.", "", "| model | dataset | seeds | reason |", "|:--|:--|:--|:--|"]  # fmt: skip
+    for r in rows:
+        lines.append(f"| {_md(r.variant)} | {_md(r.dataset)} | {_seeds(r.seeds)} | "
+                     f"{_md(_first_line(r.reason))} |")  # fmt: skip
+    return lines + [""]
+
+
+def _failed_cells(rep: Report) -> list[str]:
+    failed = rep.failed()
+    if not failed:
+        return []
+    lines = ["## Failed cells", "", "| model | dataset | seed | reason |", "|:--|:--|--:|:--|"]
+    for c in sorted(failed, key=lambda c: (c["dataset"], c["variant"], c["seed"])):
+        reason = _first_line((c.get("error") or {}).get("reason") or "?")
+        lines.append(f"| {_md(c['variant'])} | {_md(c['dataset'])} | {c['seed']} | "
+                     f"{_md(reason)} |")  # fmt: skip
+    return lines + ["", "Full tracebacks are in the cell files (`cells/*.json`, field `error`).",
+                    ""]  # fmt: skip
+
+
+def _failed_metrics(rep: Report) -> list[str]:
+    from vaebench.report.notes import failed_metrics
+
+    rows = failed_metrics(rep.cells)
+    if not rows:
+        return []
+    lines = ["## Failed metrics", "",
+             "Metrics that raised: only their own values are missing; the model and the other "
+             "metrics of those cells were kept. Tracebacks are in the cell files "
+             "(`evaluations.METRIC.traceback`).", "",
+             "| model | dataset | seeds | metric | plugin | reason |",
+             "|:--|:--|:--|:--|:--|:--|"]  # fmt: skip
+    for r in rows:
+        lines.append(f"| {_md(r.variant)} | {_md(r.dataset)} | {_seeds(r.seeds)} | "
+                     f"{_md(r.metric)} | {_md(r.plugin or '?')} | {_md(r.reason)} |")  # fmt: skip
+    return lines + [""]
+
+
+def _nan_values(rep: Report) -> list[str]:
+    if not rep.nan:
+        return []
+    lines = ["## NaN values", "",
+             "Values that came back NaN or infinite, stored as null with the metric's reason; "
+             "in the tables their entries carry ‡ and average the finite seeds only.", "",
+             "| model | dataset | seed | value | metric | reason |",
+             "|:--|:--|--:|:--|:--|:--|"]  # fmt: skip
+    for n in rep.nan:
+        lines.append(f"| {_md(n.variant)} | {_md(n.dataset)} | {n.seed} | {_md(n.value)} | "
+                     f"{_md(n.metric)} | {_md(_first_line(n.reason))} |")  # fmt: skip
+    return lines + [""]
+
+
+def _warnings(rep: Report) -> list[str]:
+    from vaebench.report.notes import WARNING_KINDS, cell_warnings
+
+    rows = cell_warnings(rep.cells)
+    if not rows:
+        return []
+    lines = ["## Warnings", "", "| model | dataset | seed | warning | message |",
+             "|:--|:--|--:|:--|:--|"]  # fmt: skip
+    for w in rows:
+        kind = WARNING_KINDS.get(w.kind, w.kind)
+        lines.append(f"| {_md(w.variant)} | {_md(w.dataset)} | {w.seed} | {_md(kind)} | "
+                     f"{_md(_first_line(w.message))} |")  # fmt: skip
+    return lines + [""]
+
+
+def _not_applicable(rep: Report) -> list[str]:
+    from vaebench.report.notes import not_applicable
+
+    rows = not_applicable(rep.cells)
+    if not rows:
+        return []
+    lines = ["## Metrics that do not apply", "",
+             "| metric | model | datasets | reason |", "|:--|:--|:--|:--|"]  # fmt: skip
+    for r in rows:
+        lines.append(f"| {_md(r.metric)} | {_md(r.variant)} | {_md(', '.join(r.datasets))} | "
+                     f"{_md(_first_line(r.reason))} |")  # fmt: skip
+    return lines + [""]
+
+
+def _glossary(rep: Report, shown: Sequence[str]) -> list[str]:
+    from vaebench.report.glossary import terms
+
+    found = terms(rep.cells, shown)
+    if not found:
+        return []
+    lines = ["## Glossary", "",
+             "Every value shown above, as the metric declared it (stored with the results).",
+             ""]  # fmt: skip
+    for t in found:
+        unit = f"unit: {t.unit}" if t.unit else "no unit"
+        definition = (t.description.rstrip(".") + ".") if t.description else (
+            "(no definition stored).")  # fmt: skip
+        source = f" Source: {t.reference.rstrip('.')}." if t.reference else (
+            " Source: not stated by the metric.")  # fmt: skip
+        lines.append(f"- **{_md(t.name)}** ({_md(t.metric)}; {t.direction}; {_md(unit)}): "
+                     f"{_md(definition)}{_md(source)}")  # fmt: skip
+    return lines + [""]
+
+
+def _sweeps(
+    rep: Report, ds: str, ablations: dict[str, list[Table]], pngs: list[Path], stem: str, out: Path
+) -> list[str]:
+    tables = ablations.get(ds, [])
+    sweep_figs = [p for p in pngs if p.stem.startswith(f"{stem}-sweep-")]
+    if not tables and not sweep_figs:
+        return []
+    lines = ["#### Sweeps", "",
+             "Each swept parameter against the headline metrics (one line per model and other "
+             "swept settings), then ablation tables: the parameter's values as columns.", ""]  # fmt: skip
+    for p in sweep_figs:
+        lines += [_figure(p, out, p.stem), ""]
+    for t in tables:
+        head = t.title[len(ds) + 2 :] if t.title.startswith(f"{ds}: ") else t.title
+        lines += [f"##### {_md(head)}", "", to_markdown(t)]
+    return lines
+
+
 def render(
     rep: Report,
     tables: dict[str, list[Table]],
     figs: dict[str, list[Path]],
     out: Path,
     formats: Sequence[str],
+    ablations: dict[str, list[Table]] | None = None,
 ) -> str:
-    """The Markdown text of ``report.md``."""
+    """The Markdown text of ``report.md``: setup, results per dataset (tables, figures,
+    sweeps), the summary across datasets, then skipped cells, failed cells, failed metrics,
+    NaN values, warnings, metrics that do not apply, the files written and, last, the glossary
+    of every value shown."""
+    ablations = ablations or {}
     ok, failed = rep.ok(), rep.failed()
+    n_skipped = len(rep.skipped())
     runs = ", ".join(md_code(Path(d).name) for d in rep.run_dirs)
+    skipped = f", {n_skipped} skipped" if n_skipped else ""
     lines = [
         "# vaebench report",
         "",
         f"Results of {runs}: models {', '.join(_md(m) for m in rep.models)} on "
         f"{', '.join(_md(d) for d in rep.datasets)}; {len(ok)} cells finished, {len(failed)} "
-        "failed. Generated by `vaebench report` from the stored cell files; nothing was "
-        "retrained.",
+        f"failed{skipped}. Generated by `vaebench report` from the stored cell files; nothing "
+        "was retrained.",
         "",
     ]
     lines += _setup(rep)
     lines += ["## Results", ""]
     lines += _statistics(rep)
+    shown: list[str] = []
     for ds in rep.datasets:
         lines += [f"### {_md(ds)}", ""]
         stem = rep.stems.get(ds, ds)
         if not any(c["dataset"] == ds for c in ok):
-            lines += ["No cell of this dataset finished: no tables or figures (see Failed "
-                      "cells below).", ""]  # fmt: skip
+            lines += ["No cell of this dataset finished: no tables or figures (see Skipped and "
+                      "Failed cells below).", ""]  # fmt: skip
         pngs = [p for p in figs.get(ds, []) if p.suffix == ".png"]
         for t in tables.get(ds, []):
+            shown += [c.metric for c in t.columns]
             head = t.title[len(ds) + 2 :] if t.title.startswith(f"{ds}: ") else t.title
             lines += [f"#### {_md(head)}", "", to_markdown(t)]
             src = t.name[len(stem) + 1 :] if t.name.startswith(f"{stem}-") else t.name
             for p in pngs:
                 if p.stem == f"{stem}-bars-{src}":
                     lines += [_figure(p, out, p.stem), ""]
-        other = [p for p in pngs if not p.stem.startswith(f"{stem}-bars-")]
+        other = [p for p in pngs if not p.stem.startswith((f"{stem}-bars-", f"{stem}-sweep-"))]
         if other:
             lines += ["#### Figures", ""]
             for p in other:
                 lines += [_figure(p, out, p.stem), ""]
+        lines += _sweeps(rep, ds, ablations, pngs, stem, out)
     if "summary" in tables:
         lines += ["### All datasets", ""]
         for t in tables["summary"]:
+            shown += [c.metric for c in t.columns]
             lines += [to_markdown(t)]
-    if failed:
-        lines += ["## Failed cells", "", "| model | dataset | seed | reason |",
-                  "|:--|:--|--:|:--|"]  # fmt: skip
-        for c in sorted(failed, key=lambda c: (c["dataset"], c["variant"], c["seed"])):
-            reason = ((c.get("error") or {}).get("reason") or "?").strip().splitlines()
-            lines.append(f"| {_md(c['variant'])} | {_md(c['dataset'])} | {c['seed']} | "
-                         f"{_md(reason[0] if reason else '?')} |")  # fmt: skip
-        lines += ["", "Full tracebacks are in the cell files (`cells/*.json`, field `error`).",
-                  ""]  # fmt: skip
+    lines += _skipped(rep)
+    lines += _failed_cells(rep)
+    lines += _failed_metrics(rep)
+    lines += _nan_values(rep)
+    lines += _warnings(rep)
+    lines += _not_applicable(rep)
     lines += ["## Files", ""]
     files = []
     if "csv" in formats:
@@ -285,4 +437,5 @@ def render(
     if any(figs.values()):
         files.append("`figures/*.png`, `figures/*.pdf` -- the figures above (PDF for papers)")
     lines += [f"- {f}" for f in files] + [""]
+    lines += _glossary(rep, shown)
     return "\n".join(lines)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -70,6 +70,10 @@ class Comparison:
     def possible(self) -> bool:
         return self.test != "none"
 
+
+#: Pseudo-metrics of a tidy frame with ``include_failed=True`` (a row per failed or skipped
+#: cell): never aggregated.
+NOT_VALUES = ("failed", "skipped")
 
 #: Values that differ by less than this fraction of their magnitude are equal (float noise).
 REL_TOL = 1e-12
@@ -187,7 +191,7 @@ def declarations(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
     seen: dict[str, Counter] = {}
     first: dict[str, dict[tuple, dict[str, Any]]] = {}
-    for r in frame[frame["metric"] != "failed"].to_dict("records"):
+    for r in frame[~frame["metric"].isin(NOT_VALUES)].to_dict("records"):
         d = _declaration(r)
         key = tuple(sorted(d.items(), key=lambda kv: kv[0]))
         seen.setdefault(r["metric"], Counter())[key] += 1
@@ -204,7 +208,7 @@ def conflicting_declarations(frame: pd.DataFrame) -> dict[str, list[str]]:
     """``{metric: ["lower is better, unit '' (40 values)", ...]}`` for every metric whose stored
     direction or unit differs between cells (e.g. results of two vaebench versions)."""
     out: dict[str, list[str]] = {}
-    sub = frame[frame["metric"] != "failed"]
+    sub = frame[~frame["metric"].isin(NOT_VALUES)]
     for metric, part in sub.groupby("metric", sort=True):
         kinds = part.assign(d=part["direction"].astype(str), u=part["unit"].astype(str))
         counts = kinds.groupby(["d", "u"], sort=True).size()
@@ -222,6 +226,8 @@ def aggregate(
     alpha: float = 0.05,
     confidence: float = 0.95,
     model_order: Sequence[str] | None = None,
+    unranked: Collection[tuple[str, str, str]] = (),
+    variant_keys: Mapping[str, tuple] | None = None,
 ) -> pd.DataFrame:
     """Tidy frame (see :func:`vaebench.tidy.load_results`) -> one row per (dataset, model
     variant, metric) with the statistics tables and figures need.
@@ -235,19 +241,25 @@ def aggregate(
     not significantly different from the best at level ``alpha``); ``test_vs_best``,
     ``p_vs_best``; ``baseline``, ``test_vs_baseline``, ``p_vs_baseline`` and
     ``significant_vs_baseline`` (when a ``baseline`` model is given and present in the dataset).
-    Descriptive metrics (no direction) get no rank, bold or tests.
+    Descriptive metrics (no direction) get no rank, bold or tests; neither do the
+    ``(dataset, variant, metric)`` entries in ``unranked`` (values that cannot be compared with
+    the others of their column, e.g. sample scores from other sample counts): they are left out
+    when the best is chosen, and get no rank, bold or test. ``variant_keys`` orders the
+    variants of one model (see :func:`vaebench.report.layout.variant_order`).
     """
     from vaebench.report.layout import order_metrics, variant_order
 
     if frame.empty:
         return pd.DataFrame(columns=AGG_COLUMNS)
-    frame = frame[frame["metric"] != "failed"]
+    frame = frame[~frame["metric"].isin(NOT_VALUES)]
     frame = frame.drop_duplicates(["config_hash", "metric"], keep="first")
     if "variant" not in frame.columns:
         frame = frame.assign(variant=frame["model"])
     meta = declarations(frame)
     variants = dict(zip(frame["variant"], frame["model"], strict=False))
-    models = variant_order(variants, model_order or sorted(set(variants.values())))
+    models = variant_order(variants, model_order or sorted(set(variants.values())),
+                           dict(variant_keys or {}))  # fmt: skip
+    unranked_set = set(unranked)
     rows: list[dict[str, Any]] = []
     for dataset in sorted(frame["dataset"].unique()):
         sub = frame[frame["dataset"] == dataset]
@@ -260,8 +272,9 @@ def aggregate(
                     values[variant] = dict(
                         zip(part["seed"].astype(int), part["value"], strict=True)
                     )
+            apart = {v for v in values if (dataset, v, metric) in unranked_set}
             rows.extend(_metric_rows(dataset, metric, m, values, variants, baseline, alpha,
-                                     confidence))  # fmt: skip
+                                     confidence, apart))  # fmt: skip
     out = pd.DataFrame(rows, columns=AGG_COLUMNS)
     out["higher_is_better"] = pd.Series(
         [None if v is None else bool(v) for v in out["higher_is_better"]], dtype=object
@@ -278,6 +291,7 @@ def _metric_rows(
     baseline: str | None,
     alpha: float,
     confidence: float,
+    apart: set[str] | frozenset[str] = frozenset(),
 ) -> list[dict[str, Any]]:
     hib = meta["higher_is_better"]
     decimals = meta["decimals"]
@@ -299,7 +313,11 @@ def _metric_rows(
             "ci_high": hi,
         }
     directional = hib is not None
-    ranked = [v for v in stats_ if math.isfinite(stats_[v]["mean"])] if directional else []
+    ranked = (
+        [v for v in stats_ if math.isfinite(stats_[v]["mean"]) and v not in apart]
+        if directional
+        else []
+    )
     best_variant = None
     if ranked:
         best_variant = ranked[0]
@@ -338,7 +356,7 @@ def _metric_rows(
             "p_vs_baseline": math.nan,
             "significant_vs_baseline": False,
         }
-        if directional and math.isfinite(s["mean"]):
+        if directional and variant in ranked:
             better = sum(1 for o in ranked if _better(stats_[o]["mean"], s["mean"], bool(hib)))
             row["rank"] = better + 1
             row["best"] = format_number(s["mean"], decimals) == shown_best
@@ -350,7 +368,13 @@ def _metric_rows(
                 row["test_vs_best"] = cmp_.test
                 row["p_vs_best"] = cmp_.p
                 row["bold"] = row["best"] or (cmp_.possible and cmp_.p >= alpha)
-        if base is not None and variant != base and math.isfinite(s["mean"]):
+        if (
+            base is not None
+            and base not in apart
+            and variant != base
+            and variant not in apart
+            and math.isfinite(s["mean"])
+        ):
             cmp_ = compare(values[variant], values[base])
             row["test_vs_baseline"] = cmp_.test
             row["p_vs_baseline"] = cmp_.p

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -100,6 +100,7 @@ class Entry:
     bold: bool = False
     mark: bool = False
     note: str = ""  # e.g. "n=2" when fewer seeds than the rest of the table
+    flags: str = ""  # marks explained in the caption (see vaebench.report.notes.MARK_LEGEND)
 
 
 @dataclasses.dataclass
@@ -146,6 +147,8 @@ def build_table(
     confidence: float = 0.95,
     alpha: float = 0.05,
     baseline: str | None = None,
+    flags: Mapping[tuple[str, str, str], str] | None = None,
+    notes: Sequence[str] = (),
 ) -> Table:
     """Build a :class:`Table` from :func:`vaebench.report.stats.aggregate` output.
 
@@ -153,8 +156,16 @@ def build_table(
     aggregate's order per dataset); ``models`` the rows (those without any value are dropped).
     ``group_by="metric"`` groups columns by metric group, ``"dataset"`` by dataset.
     ``interval`` is ``"std"`` (sample standard deviation) or ``"ci"`` (half-width of the
-    t-based ``confidence`` interval).
+    t-based ``confidence`` interval). ``flags`` maps ``(dataset, model, metric)`` to marks
+    written after an entry and explained in the caption
+    (:data:`vaebench.report.notes.MARK_LEGEND`); an entry whose every seed is NaN reads
+    ``NaN`` when it carries the NaN mark. ``notes`` are sentences appended to the caption
+    (what the numbers were computed on). A ``–`` (no value: not evaluated, not applicable or
+    failed) is explained in the caption whenever the table has one.
     """
+    from vaebench.report.notes import MARK_LEGEND, NAN_MARK
+
+    flags = flags or {}
     if interval not in ("std", "ci"):
         raise ValueError(f"unknown interval {interval!r}; valid: std, ci")
     columns: list[Column] = []
@@ -186,8 +197,9 @@ def build_table(
     short = False
     for j, (col, rows) in enumerate(zip(columns, col_rows, strict=True)):
         for model in row_names:
+            mark_text = flags.get((col.dataset, model, col.metric), "")
             if model not in rows.index:
-                entries[(model, j)] = Entry(MISSING)
+                entries[(model, j)] = Entry(MISSING, flags=mark_text)
                 continue
             r = rows.loc[model]
             n = int(r["n"])
@@ -199,6 +211,8 @@ def build_table(
             else:
                 spread = float(r["std"])
             text = format_mean_std(float(r["mean"]), spread, n, int(r["decimals"]), descriptive)
+            if text == MISSING and NAN_MARK in mark_text:
+                text = "NaN"
             note = f"n={n}" if 0 < n < max_n[col.dataset] else ""
             short = short or bool(note)
             if col.arrow:
@@ -210,7 +224,11 @@ def build_table(
                 if r["test_vs_baseline"]:
                     tests_base.add(str(r["test_vs_baseline"]))
             entries[(model, j)] = Entry(
-                text, bold=bool(r["bold"]), mark=bool(r["significant_vs_baseline"]), note=note
+                text,
+                bold=bool(r["bold"]),
+                mark=bool(r["significant_vs_baseline"]),
+                note=note,
+                flags=mark_text,
             )
     caption = _caption(
         title=title,
@@ -226,7 +244,16 @@ def build_table(
         baseline=baseline,
         tests_base=tests_base,
         baseline_present=bool(baseline) and any(m == baseline for m in row_names),
+        single_row=len(row_names) == 1,
     )
+    used = "".join(e.flags for e in entries.values())
+    extra = [legend for mark, legend in MARK_LEGEND.items() if mark in used]
+    if any(e.text == MISSING for e in entries.values()):
+        extra.append(f"{MISSING}: no value (not evaluated, not applicable or failed; see "
+                     "report.md).")  # fmt: skip
+    extra += [n for n in notes if n]
+    if extra:
+        caption = " ".join([caption, *extra])
     return Table(name, title, row_names, columns, entries, caption)
 
 
@@ -249,6 +276,7 @@ def _caption(
     baseline: str | None,
     tests_base: set[str],
     baseline_present: bool,
+    single_row: bool = False,
 ) -> str:
     ns = sorted(set(max_n.values()))
     seeds = f"{ns[0]} seed{'s' if ns[0] != 1 else ''}" if len(ns) == 1 else (
@@ -265,7 +293,9 @@ def _caption(
     parts.append("↑ higher is better, ↓ lower is better.")
     level = f"α = {alpha:g}"
     if has_bold_col:
-        if all_single or not (tests_best - {"none"}):
+        if single_row:
+            parts.append("Bold: the best mean per column (one model: nothing to compare).")
+        elif all_single or not (tests_best - {"none"}):
             parts.append(
                 "Bold: the best mean per column only. With fewer than 2 seeds per model no "
                 "significance test is possible, so the others are not shown to be worse."
@@ -301,6 +331,7 @@ def _md_entry(e: Entry) -> str:
         text = f"**{text}**"
     if e.mark:
         text += DAGGER
+    text += escape_markdown(e.flags)
     if e.note:
         text += f" ({e.note})"
     return text
@@ -334,12 +365,13 @@ def to_markdown(table: Table, caption: bool = True) -> str:
 
 def _tex_entry(e: Entry) -> str:
     if e.text == MISSING:
-        return "--"
+        return "--" + escape_latex(e.flags)
     text = escape_latex(e.text)
     if e.bold:
         text = r"\textbf{\boldmath " + text + "}"
     if e.mark:
         text += r"$^\dagger$"
+    text += escape_latex(e.flags)
     if e.note:
         text += r" {\scriptsize (" + escape_latex(e.note) + ")}"
     return text
@@ -420,6 +452,8 @@ def _html_entry(e: Entry) -> str:
         text = f"<b>{text}</b>"
     if e.mark:
         text += f"<sup>{DAGGER}</sup>"
+    if e.flags:
+        text += f"<sup>{escape_html(e.flags)}</sup>"
     if e.note:
         text += f" <small>({escape_html(e.note)})</small>"
     return text

@@ -1,0 +1,186 @@
+"""Sweeps in reports: each swept parameter against each headline metric, and ablation tables.
+
+A cell that ran as part of a sweep (``vaebench run --sweep vae.beta=0.5,1,4``) stores its swept
+values in ``config.sweep`` (``{"vae.beta": 4.0}``). For one dataset and one swept parameter
+(``beta``), every cell that swept it is placed on a **line**: its model plus the values of the
+other parameters swept with it (``vae``, or ``vae (latent_dim=8)`` when ``latent_dim`` was swept
+too), at the position of its value of the parameter.
+
+- :func:`sweep_points` gives the per-seed values of a metric on those lines;
+- :func:`ablation_table` pivots the parameter into columns: rows are the lines, columns the
+  swept values, one table per headline metric; entries are mean ± std over seeds; bold marks,
+  per row, the best value and every value not significantly different from it (the same tests
+  as the other tables: paired t-test over seeds where the seeds match, Welch otherwise);
+- :func:`vaebench.report.figures.sweep_lines` draws the parameter against the metrics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from vaebench.report.stats import compare, format_number
+from vaebench.report.tables import ARROWS, Column, Entry, Table, format_mean_std
+from vaebench.tidy import format_setting, sweep_values
+
+__all__ = [
+    "swept_parameters",
+    "sweep_points",
+    "value_order",
+    "ablation_table",
+    "line_label",
+]
+
+
+def swept_parameters(cells: Sequence[dict[str, Any]], dataset: str) -> list[str]:
+    """Short names of the parameters swept on ``dataset`` with at least two values among the
+    finished cells (``["beta", "latent_dim"]``), in the order they were swept."""
+    seen: dict[str, set[str]] = {}
+    for cell in sorted(cells, key=lambda c: str(c.get("config_hash"))):
+        if cell.get("dataset") != dataset or cell.get("status") != "ok":
+            continue
+        for key, value in sweep_values(cell).items():
+            seen.setdefault(key, set()).add(repr(value))
+    return [k for k, vals in seen.items() if len(vals) > 1]
+
+
+def line_label(cell: dict[str, Any], key: str) -> str:
+    """The line a swept cell belongs to for parameter ``key``: its model, plus the values of
+    the other parameters swept with it (``"vae (latent_dim=8)"``)."""
+    others = {k: v for k, v in sweep_values(cell).items() if k != key}
+    if not others:
+        return cell["model"]
+    inner = ", ".join(f"{k}={format_setting(v)}" for k, v in others.items())
+    return f"{cell['model']} ({inner})"
+
+
+def _sort_value(v: Any) -> tuple:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (0, float(v), "")
+    return (1, 0.0, str(v))
+
+
+def value_order(values: Sequence[Any]) -> list[Any]:
+    """Distinct swept values, numbers ascending first, then the others by their text."""
+    distinct: dict[str, Any] = {}
+    for v in values:
+        distinct.setdefault(repr(v), v)
+    return sorted(distinct.values(), key=_sort_value)
+
+
+def sweep_points(
+    cells: Sequence[dict[str, Any]],
+    frame: pd.DataFrame,
+    dataset: str,
+    key: str,
+    metric: str,
+    model_order: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Per-seed values of ``metric`` on ``dataset`` for the cells that swept ``key``: columns
+    ``line``, ``model``, ``value`` (the swept value, as stored), ``label`` (its text),
+    ``seed``, ``y`` (the metric; NaN rows dropped). Lines in ``model_order``, then by name;
+    points by swept value, then seed."""
+    where: dict[str, tuple[str, str, Any]] = {}
+    for cell in cells:
+        if cell.get("dataset") != dataset or cell.get("status") != "ok":
+            continue
+        sweep = sweep_values(cell)
+        if key in sweep:
+            where[cell["config_hash"]] = (line_label(cell, key), cell["model"], sweep[key])
+    sub = frame[(frame["dataset"] == dataset) & (frame["metric"] == metric)]
+    sub = sub.drop_duplicates(["config_hash", "metric"])
+    rows = []
+    for r in sub.itertuples(index=False):
+        if r.config_hash in where and math.isfinite(float(r.value)):
+            line, model, value = where[r.config_hash]
+            rows.append({"line": line, "model": model, "value": value,
+                         "label": format_setting(value), "seed": int(r.seed),
+                         "y": float(r.value)})  # fmt: skip
+    out = pd.DataFrame(rows, columns=["line", "model", "value", "label", "seed", "y"])
+    if out.empty:
+        return out
+    rank = {m: i for i, m in enumerate(model_order)}
+    out["_m"] = out["model"].map(lambda m: rank.get(m, len(rank)))
+    out["_v"] = out["value"].map(_sort_value)
+    out = out.sort_values(["_m", "line", "_v", "seed"], kind="stable")
+    return out.drop(columns=["_m", "_v"]).reset_index(drop=True)
+
+
+def ablation_table(
+    points: pd.DataFrame,
+    *,
+    dataset: str,
+    key: str,
+    metric: str,
+    unit: str,
+    higher_is_better: bool | None,
+    decimals: int,
+    name: str,
+    alpha: float = 0.05,
+) -> Table | None:
+    """Rows: lines (models); columns: the values of ``key``; entries: mean ± std over seeds of
+    ``metric`` (from :func:`sweep_points`). ``None`` when there are no points."""
+    if points.empty:
+        return None
+    values = value_order(list(points["value"]))
+    labels = [format_setting(v) for v in values]
+    lines = list(dict.fromkeys(points["line"]))
+    arrow = ARROWS[bool(higher_is_better)] if higher_is_better is not None else ""
+    columns = [Column(dataset, f"{key}={lab}", "", "", metric) for lab in labels]
+    by: dict[tuple[str, str], dict[int, float]] = {}
+    for r in points.itertuples(index=False):
+        by.setdefault((r.line, r.label), {})[int(r.seed)] = float(r.y)
+    entries: dict[tuple[str, int], Entry] = {}
+    tests: set[str] = set()
+    seeds_n: set[int] = set()
+    for line in lines:
+        stats_ = {}
+        for lab in labels:
+            vals = list(by.get((line, lab), {}).values())
+            if vals:
+                s = pd.Series(vals, dtype=float)
+                std = float(s.std(ddof=1)) if len(s) > 1 else math.nan
+                stats_[lab] = (float(s.mean()), std, len(s))
+                seeds_n.add(len(s))
+        best = None
+        if higher_is_better is not None and stats_:
+            pick = max if higher_is_better else min
+            best = pick(stats_, key=lambda lab: stats_[lab][0])
+        shown_best = format_number(stats_[best][0], decimals) if best else None
+        for j, lab in enumerate(labels):
+            if lab not in stats_:
+                entries[(line, j)] = Entry("–")
+                continue
+            mean, std, n = stats_[lab]
+            bold = False
+            if best is not None:
+                bold = lab == best or format_number(mean, decimals) == shown_best
+                if not bold:
+                    cmp_ = compare(by[(line, lab)], by[(line, best)])
+                    tests.add(cmp_.test)
+                    bold = cmp_.possible and cmp_.p >= alpha
+            text = format_mean_std(mean, std, n, decimals, descriptive=higher_is_better is None)
+            entries[(line, j)] = Entry(text, bold=bold)
+    title = f"{dataset}: {metric} by {key}"
+    head = f"{metric} {arrow}".strip() + (f" [{unit}]" if unit else "")
+    seeds = "/".join(map(str, sorted(seeds_n)))
+    parts = [
+        f"{title}. Ablation: rows are models (with the other swept settings), columns the "
+        f"values of {key}; entries are {head}, mean ± standard deviation (ddof = 1) over "
+        f"{seeds} seed{'s' if seeds != '1' else ''}."
+    ]
+    if higher_is_better is None:
+        parts.append("Descriptive value: no best.")
+    elif tests - {"none"}:
+        kinds = {"paired": "paired t-test over seeds", "welch": "Welch's t-test"}
+        used = " or ".join(kinds[t] for t in sorted(tests - {"none"}))
+        parts.append(f"Bold: per row, the best value of {key} and every value not "
+                     f"significantly different from it (two-sided {used}, α = {alpha:g}).")  # fmt: skip
+    else:
+        parts.append("Bold: per row, the best mean only (fewer than 2 seeds: no test).")
+    if any(e.text == "–" for e in entries.values()):
+        parts.append("–: not run or no finite value.")
+    return Table(name, title, lines, columns, entries, " ".join(parts))
