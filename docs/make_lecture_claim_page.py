@@ -172,14 +172,14 @@ def main() -> None:
                 table(agg64, refs, "lines", AGGREGATE), ""]  # fmt: skip
     (HERE / "tables.md").write_text("\n".join(out) + "\n", encoding="utf-8")
 
-    from vaebench.report.figures import interpolation_strips, model_colors
+    from vaebench.report.figures import interpolation_strips, model_colors, save
     from vaebench.report.interpolation_figures import draw
 
     colors = model_colors(MODELS)
     figs = HERE / "figures"
     for ds in datasets:
         made = draw(cells, ds, MODELS, colors, figs)
-        made += interpolation_strips(cells, ds, MODELS, figs / f"{ds}-interpolation")
+        made += save(interpolation_strips(cells, ds, MODELS), figs / f"{ds}-interpolation")
         for p in made:
             if p.suffix != ".png":
                 p.unlink()  # PNG only in the repository

@@ -369,7 +369,7 @@ def evaluate(run_dir: str, **opts: Any) -> None:
             metrics=opts["metrics"],
             sets=opts["sets"],
             data_dir=opts["data_dir"],
-            **{k: opts[k] for k in _EXECUTION_OPTIONS},
+            **{k: opts[k] for k in _EXECUTION_OPTIONS if k in opts},
         )
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
