@@ -457,3 +457,111 @@ def test_ctrl_c_while_the_report_is_written_exits_130_with_a_hint(reg, tmp_path,
     assert f"Write it again with: vaebench report {out}" in result.stderr
     assert "Aborted!" not in result.output and "Traceback" not in result.stderr
     assert [r["status"] for r in cells(out).values()] == ["ok"]
+
+
+# ----------------------------------------------------------------------------- datasets declare
+
+
+def _factor_dataset(decl: dict, names=("angle",)) -> Dataset:
+    x = torch.rand(6, 1, SIDE, SIDE, generator=torch.Generator().manual_seed(0))
+    f = torch.linspace(0.0, 6.0, 6).reshape(-1, 1).repeat(1, len(names))
+    return Dataset("rings", x, x, factors_train=f, factors_test=f, factor_names=tuple(names),
+                   render=lambda v: x[: len(v)], info={"factors": decl})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("decl", "message"),
+    [
+        ({"angle": {"range": [0, 6.28]}},
+         "info['factors']['angle'] has unknown key(s) 'range'; valid: bank_size, high, low, "
+         "periodic, unit"),
+        ({"angle": {"low": 0, "high": 6.28, "min": 0}}, "unknown key(s) 'min'"),
+        ({"angel": {"low": 0, "high": 1}}, "declares 'angel', which is not one of the dataset's "
+                                           "factor_names ('angle')"),
+        ({"angle": {"low": 0}}, "lacks 'high': a factor's range is required"),
+        ({"angle": {"low": 1, "high": 0}}, "low 1 is above high 0"),
+        ({"angle": {"low": 0, "high": float("inf")}}, "['high'] must be a finite number"),
+        ({"angle": {"low": 0, "high": 1, "periodic": "yes"}}, "must be true or false"),
+        ({"angle": {"low": 0, "high": 1, "bank_size": 1}}, "must be an integer >= 2"),
+        ({"angle": [0, 1]}, "must be a dict with keys bank_size, high, low, periodic, unit"),
+    ],
+)  # fmt: skip
+def test_factor_declarations_with_unknown_keys_or_bad_values_are_named(decl, message):
+    from vaebench.errors import DatasetError
+
+    with pytest.raises(DatasetError) as err:
+        _factor_dataset(decl)
+    assert message in str(err.value) and "dataset 'rings'" in str(err.value)
+
+
+def test_a_declared_factor_reaches_the_ground_truth_metrics_and_a_typo_is_no_silent_skip():
+    from types import SimpleNamespace
+
+    from vaebench.errors import DatasetError
+    from vaebench.metrics.acai import FactorSpec, factor_spec
+
+    ds = _factor_dataset({"angle": {"low": 0.0, "high": 6.0, "periodic": True, "bank_size": 50,
+                                    "unit": "rad"}})  # fmt: skip
+    assert factor_spec(ds) == FactorSpec("angle", 0.0, 6.0, True, 50, "rad")
+    ds = _factor_dataset({}, names=("size",))  # unknown factor without a range: not applicable
+    assert factor_spec(ds) is None
+    # a dataset-like object that skipped Dataset's checks is held to the same keys
+    fake = SimpleNamespace(
+        name="fake",
+        has_factors=True,
+        factors_test=torch.zeros(4, 1),
+        factor_names=("angle",),
+        info={"factors": {"angle": {"range": 1}}},
+    )
+    with pytest.raises(DatasetError, match="unknown key\\(s\\) 'range'"):
+        factor_spec(fake)
+
+
+def test_built_in_synthetic_datasets_declare_known_factor_keys_only(reg):
+    from vaebench.dataset import FACTOR_KEYS
+
+    for name in ("lines", "moons"):
+        ds = reg.dataset(name).spec.load(n_train=20, n_test=10)
+        for decl in ds.info["factors"].values():
+            assert set(decl) <= set(FACTOR_KEYS)
+
+
+def _overlap(ds: Dataset):
+    from vaebench.testing import run_dataset_checks
+
+    spec = DatasetSpec("copies", lambda: ds, "test images copied from training")
+    return next(run_dataset_checks(spec, checks=["check_dataset_overlap"]))
+
+
+def _copies(k: int, info: dict) -> Dataset:
+    x = torch.rand(40, 1, SIDE, SIDE, generator=torch.Generator().manual_seed(0))
+    return Dataset("copies", x[:20], torch.cat([x[:k], x[20 : 40 - k]]), info=info)
+
+
+def test_declared_test_overlap_is_reported_with_its_reason_and_bounded():
+    reason = "a coarse renderer draws nearby factor values alike"
+    ok = _overlap(_copies(8, {"test_overlap": {"max_fraction": 0.5, "reason": reason}}))
+    assert ok.passed
+    assert ok.message == (f"8 of 20 test images (40.0%) are exact copies of training images; "
+                          f"declared up to 50%: {reason}")  # fmt: skip
+    over = _overlap(_copies(12, {"test_overlap": {"max_fraction": 0.5, "reason": reason}}))
+    assert not over.passed and "expected at most 50%" in over.message
+    assert "12 of 20 test images (60.0%)" in over.message and reason in over.message
+    undeclared = _overlap(_copies(8, {}))
+    assert not undeclared.passed and "declared with info['test_overlap']" in undeclared.message
+    for bad in ({"max_fraction": 0.5}, {"max_fraction": 2, "reason": "x"},
+                {"max_fraction": 0.5, "reason": " "}, "50%"):  # fmt: skip
+        result = _overlap(_copies(8, {"test_overlap": bad}))
+        assert not result.passed and "info['test_overlap']" in result.message
+
+
+@pytest.mark.parametrize(("name", "copies"), [("moons", "369 of 1000"),
+                                              ("moons-lecture", "160 of 1000")])  # fmt: skip
+def test_moons_declares_its_inherent_copies_and_the_check_says_so(reg, name, copies):
+    """The phase is continuous but renders to about 14000 distinct images: test images equal to
+    training images are part of the data, declared and reported -- the stored images are the
+    ones the committed results used."""
+    result = _overlap(reg.dataset(name).spec.load())
+    assert result.passed
+    assert result.message.startswith(f"{copies} test images")
+    assert "declared up to 50%: the phase is continuous" in result.message

@@ -19,8 +19,9 @@ A TOML config file mirrors the CLI::
     n_pairs = 256
 
 Values given on the command line override the file. Every value is checked against the type of
-its default; errors raise :class:`ConfigError` with a message naming the bad value and the valid
-choices.
+its default and the documented bounds (:data:`PARAM_LIMITS`); errors raise :class:`ConfigError`
+with a message naming the bad value and the valid choices. docs/config.md documents every key,
+the precedence and the bounds.
 """
 
 from __future__ import annotations
