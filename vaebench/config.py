@@ -1010,9 +1010,7 @@ def _check_param(key: str, value: Any) -> None:
         )
     if isinstance(value, tuple):
         if len(value) > MAX_LAYERS:
-            raise ConfigError(
-                f"invalid value for {key}: {len(value)} layers, at most {MAX_LAYERS}"
-            )
+            raise ConfigError(f"invalid value for {key}: {len(value)} layers, at most {MAX_LAYERS}")
         big = [v for v in value if isinstance(v, int) and not isinstance(v, bool) and v > limit]
         if big:
             raise ConfigError(
