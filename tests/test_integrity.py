@@ -386,7 +386,7 @@ def test_links_at_lock_state_and_report_paths_are_never_written_through(reg, tmp
 # ----------------------------------------------------------------------------- 12: modes
 
 
-@pytest.mark.parametrize("umask", [0o022, 0o027])
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["umask022", "umask027"])
 def test_result_files_honour_the_umask(reg, tmp_path, umask):
     out = tmp_path / "run"
     old = os.umask(umask)
