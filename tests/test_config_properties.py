@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import string
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -374,3 +375,101 @@ def test_any_stored_config_loads_or_raises_config_error(data):
         assert str(exc)
         return
     assert cfg.models and cfg.seeds
+
+
+# ----------------------------------------------------------------------------- docs/config.md
+
+
+def _doc_examples() -> list[str]:
+    """The ```toml blocks of docs/config.md, in order."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
+    return re.findall(r"```toml\n(.*?)```", text, flags=re.S)
+
+
+def test_the_documented_config_example_builds_and_sets_every_key(tmp_path) -> None:
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
+
+    from vaebench.config import FILE_KEYS
+
+    full, dask = _doc_examples()[:2]
+    data = tomllib.loads(full)
+    assert set(FILE_KEYS) - set(data) == {"scheduler"}  # shown in the Dask example
+    assert set(tomllib.loads(dask)) == {"executor", "scheduler"}
+    path = tmp_path / "grid.toml"
+    path.write_text(full)
+    reg = get_registry()
+    cfg = RunConfig.build(reg, config_file=str(path))
+    assert (cfg.models, cfg.datasets, cfg.seeds) == (["pca", "ae", "vae"], ["digits", "moons"],
+                                                     [0, 1, 2])  # fmt: skip
+    assert cfg.metrics == ["reconstruction", "interpolation", "acai", "throughput"]
+    assert cfg.common == {"epochs": 20, "latent_dim": 8, "batch_size": 128, "lr": 0.001,
+                          "arch": "mlp"}  # fmt: skip
+    assert (cfg.subset, cfg.val_fraction, cfg.data_dir, cfg.out) == (
+        1000, 0.1, "data", "results/grid")  # fmt: skip
+    assert cfg.execution() == {"device": "cpu", "workers": 2, "threads": 1,
+                               "executor": "local", "scheduler": None, "shard": "1/1"}  # fmt: skip
+    assert cfg.model_params == {"vae": {"beta": 4.0, "kl_warmup_epochs": 5},
+                                "ae": {"hidden": (256, 128), "batch_norm": True}}  # fmt: skip
+    assert cfg.dataset_options == {"moons": {"n_train": 1000, "n_test": 200}}
+    assert (cfg.eval["n_pairs"], cfg.eval["throughput_seconds"]) == (64, 0.5)
+    variants = {m: len(cfg.variants(reg, m)) for m in cfg.models}
+    assert variants == {"pca": 2, "ae": 2, "vae": 6}
+    assert sum(variants.values()) * len(cfg.datasets) * len(cfg.seeds) == 60  # as the doc says
+    # the Dask settings replace the local ones
+    path.write_text(full.replace('executor = "local"', dask))
+    cfg = RunConfig.build(reg, config_file=str(path))
+    assert (cfg.executor, cfg.scheduler) == ("dask", "tcp://scheduler.example.org:8786")
+
+
+def test_precedence_is_defaults_then_file_then_command_line(tmp_path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('models = ["ae", "vae"]\nepochs = 20\n[model.vae]\nepochs = 50\nbeta = 2.0\n')
+    reg = get_registry()
+    cfg = RunConfig.build(reg, config_file=str(path))
+    assert cfg.resolved_params(reg, "ae")["epochs"] == 20  # file shorthand over the default
+    assert cfg.resolved_params(reg, "vae")["epochs"] == 50  # [model.vae] over the shorthand
+    cfg = RunConfig.build(reg, config_file=str(path), epochs="5", sets=["vae.beta=3"])
+    assert cfg.resolved_params(reg, "ae")["epochs"] == 5  # command line over the file
+    assert cfg.resolved_params(reg, "vae")["beta"] == 3.0
+    assert RunConfig.build(reg, config_file=str(path), models="pca").models == ["pca"]
+    with pytest.raises(ConfigError, match="swept twice"):
+        path.write_text('[sweep]\n"vae.beta" = [1.0, 2.0]\n')
+        RunConfig.build(reg, config_file=str(path), sweeps=["vae.beta=3,4"])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"epochs": "100001"}, "100001 for epochs: at most 100000"),
+        ({"latent_dim": "100001"}, "100001 for latent_dim: at most 100000"),
+        ({"batch_size": "1000001"}, "1000001 for batch_size: at most 1000000"),
+        ({"sets": ["ae.hidden=512,100001"]}, "100001 in ae.hidden: each entry is at most 100000"),
+        ({"sets": ["ae.hidden=" + ",".join(["8"] * 101)]}, "101 layers, at most 100"),
+        ({"sets": ["vae.kl_warmup_epochs=100001"]}, "for vae.kl_warmup_epochs: at most 100000"),
+        ({"sweeps": ["epochs=10,1000000"]}, "1000000 for epochs: at most 100000"),
+        ({"threads": "1025"}, "from 1 to 1024"),
+    ],
+)
+def test_documented_bounds_are_refused_naming_the_bound(options, message) -> None:
+    with pytest.raises(ConfigError) as err:
+        RunConfig.build(get_registry(), models="ae,vae", **options)
+    assert message in str(err.value)
+
+
+def test_the_bounds_themselves_are_accepted() -> None:
+    cfg = RunConfig.build(get_registry(), models="ae", epochs="100000", latent_dim="100000",
+                          batch_size="1000000", sets=["ae.hidden=100000"], threads="1024")  # fmt: skip
+    assert cfg.common["epochs"] == 100_000 and cfg.model_params["ae"]["hidden"] == (100_000,)
+
+
+@pytest.mark.parametrize("depth", [5, 200, 5000])
+def test_deeply_nested_config_files_are_one_config_error(tmp_path, depth) -> None:
+    for text in ("models = " + "[" * depth + "]" * depth,
+                 "models = " + "{a = " * depth + "1" + "}" * depth):  # fmt: skip
+        path = tmp_path / "deep.toml"
+        path.write_text(text + "\n")
+        with pytest.raises(ConfigError, match=r"deep\.toml (nests|:)"):
+            RunConfig.build(get_registry(), config_file=str(path))

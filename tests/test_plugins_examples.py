@@ -16,7 +16,7 @@ from vaebench import plugins
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = {
     "vaebench-convae": {"plugin": "convae", "models": ["conv-ae"], "metrics": []},
-    "vaebench-betavae": {"plugin": "betavae", "models": ["beta-vae"], "metrics": ["active-units"]},
+    "vaebench-betavae": {"plugin": "betavae", "models": ["beta-vae"], "metrics": ["kl-per-unit"]},
 }
 
 
@@ -106,13 +106,14 @@ def test_installed_example_runs_next_to_a_builtin(with_example, dist, tmp_path):
     reg = with_example(dist)
     model = EXAMPLES[dist]["models"][0]
     metrics = ["reconstruction", *EXAMPLES[dist]["metrics"]]
+    models = [model, "vae", "pca"] if dist == "vaebench-betavae" else [model, "vae"]
     cfg = RunConfig.build(
-        reg, models=[model, "vae"], datasets="digits", subset=150, epochs="2",
+        reg, models=models, datasets="digits", subset=150, epochs="2",
         metrics=metrics, device="cpu",
     )  # fmt: skip
     summary = run(cfg, tmp_path / "run", registry=reg, show_progress=False, save_states=False)
-    assert summary.failed == []
-    assert sorted(c.model for c in summary.ran) == sorted([model, "vae"])
+    assert summary.failed == [] and summary.metric_failures == []
+    assert sorted(c.model for c in summary.ran) == sorted(models)
     from vaebench.results import read_cell
 
     records = [read_cell(p) for p in (tmp_path / "run" / "cells").glob("*.json")]
@@ -120,6 +121,13 @@ def test_installed_example_runs_next_to_a_builtin(with_example, dist, tmp_path):
     assert mine["plugins"]["model"] == f"{dist} 0.1.0 (plugin {EXAMPLES[dist]['plugin']})"
     assert "mse" in mine["metrics"]
     if dist == "vaebench-betavae":
-        for rec in records:  # the plugin's metric runs on every model, built-ins included
-            assert 0 <= rec["metrics"]["active_units"] <= 10
+        for rec in records:  # the plugin's metric runs on every model that has a posterior
+            ev = rec["evaluations"]["kl-per-unit"]
+            if rec["model"] == "pca":
+                assert ev["status"] == "not_applicable" and "tags.has_posterior" in ev["reason"]
+                continue
+            assert ev["status"] == "ok" and ev["plugin"].startswith("vaebench-betavae 0.1.0")
+            assert 0 <= rec["metrics"]["collapsed_units"] <= 10
+            assert rec["metrics"]["max_unit_kl"] > 0
+            assert len(ev["details"]["unit_kl_nats"]) == 10
         assert mine["history"]["kl_weight"] == pytest.approx([0.4, 0.8])

@@ -378,6 +378,32 @@ def test_folder_of_another_schema_is_refused_before_training(reg, tmp_path):
     assert not (tmp_path / "manifests").exists()
 
 
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["ae.hidden=512,-3"], "model 'ae' with its parameters: hidden must be a sequence of "
+                               "positive integers, got (512, -3)"),
+        (["ae.recon_loss=foo"], "model 'ae' with its parameters: unknown recon_loss 'foo'; "
+                                "valid: bce, mse"),
+        (["vae.beta=-1"], "model 'vae' with its parameters: beta must be a finite number >= 0"),
+        (["eval.n_pairs=1000000000000"], "metric 'acai': invalid value 1000000000000 for "
+                                         "eval.n_pairs"),
+    ],
+)  # fmt: skip
+def test_bad_model_or_metric_options_stop_the_grid_before_any_cell_trains(
+    reg, tmp_path, sets, message
+):
+    """The grid starts with pca, which is fine: had the options been checked per cell, pca
+    would have trained first. Model parameters are checked by building each model on the
+    ``meta`` device, metric options by each metric, before the first cell."""
+    from vaebench.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        run(build(reg, "pca,ae,vae", sets=sets), tmp_path, registry=reg, show_progress=False)
+    assert message in str(err.value)
+    assert not list(tmp_path.rglob("*.json")) and not list(tmp_path.rglob("*.pt"))
+
+
 def test_unreadable_dataset_stops_the_run_before_any_training(reg, tmp_path):
     bad = tmp_path / "broken.npz"
     bad.write_bytes(b"PK\x03\x04 this is not really a zip archive")

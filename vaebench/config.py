@@ -19,8 +19,9 @@ A TOML config file mirrors the CLI::
     n_pairs = 256
 
 Values given on the command line override the file. Every value is checked against the type of
-its default; errors raise :class:`ConfigError` with a message naming the bad value and the valid
-choices.
+its default and the documented bounds (:data:`PARAM_LIMITS`); errors raise :class:`ConfigError`
+with a message naming the bad value and the valid choices. docs/config.md documents every key,
+the precedence and the bounds.
 """
 
 from __future__ import annotations
@@ -338,6 +339,18 @@ def _check_file_keys(data: Mapping[str, Any], origin: str) -> None:
             raise ConfigError(f"{origin}: [{section}] must be a table")
 
 
+#: Nesting a config file needs at most (``[model.vae]`` tables, lists of values).
+MAX_TOML_DEPTH = 4
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of lists and tables in ``value`` (counted up to ``limit + 1``)."""
+    if limit < 0 or not isinstance(value, (list, dict)):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(v, limit - 1) for v in items), default=0)
+
+
 def load_toml(path: str) -> dict[str, Any]:
     """Read a TOML config file; a missing or malformed file raises :class:`ConfigError`."""
     if sys.version_info >= (3, 11):
@@ -353,9 +366,19 @@ def load_toml(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is a directory") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except RecursionError:  # the reader recurses once per level of arrays or inline tables
+        raise ConfigError(
+            f"config file {path} nests arrays or inline tables too deeply to read (a config "
+            f"needs at most {MAX_TOML_DEPTH} levels)"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     _check_file_keys(data, f"config file {path}")
+    if _depth(data, MAX_TOML_DEPTH) > MAX_TOML_DEPTH:
+        raise ConfigError(
+            f"config file {path} nests arrays or tables more than {MAX_TOML_DEPTH} levels deep; "
+            "values are names, numbers or lists of them (see docs/config.md)"
+        )
     return data
 
 
@@ -668,7 +691,7 @@ class RunConfig:
             ref = model_defaults[holders[0]][key] if holders else _COMMON_TYPES[key]
             with blame(key):
                 value = parse_value(key, raw, ref)
-                _check_common(key, value)
+                _check_param(key, value)
             common_values[key] = value
 
         model_params: dict[str, dict[str, Any]] = {n: {} for n in model_names}
@@ -711,8 +734,7 @@ class RunConfig:
                     f"valid: {', '.join(sorted(defaults)) or '(none)'}"
                 )
             value = parse_value(f"{scope}.{key}", raw, defaults[key])
-            if key in COMMON_KEYS:
-                _check_common(f"{scope}.{key}", value)
+            _check_param(f"{scope}.{key}", value)
             table[key] = value
 
         for section, known_names, known in (
@@ -853,8 +875,32 @@ class RunConfig:
         ]
 
 
-#: Upper bound of --workers and --threads.
+#: Upper bound of --workers and --threads: the largest single machines have a few hundred
+#: hardware threads; far above, torch's thread pool fails to start (``--threads 100000`` made a
+#: shared-library load fail and then hung).
 _MAX_WORKERS_THREADS = 1024
+
+#: Upper bounds of model hyperparameters, by parameter name, for every model that has the
+#: parameter (built-ins and plugins alike): above them a run would never end or never fit in
+#: memory, and the value is almost certainly a typo. Documented in docs/config.md.
+PARAM_LIMITS: dict[str, int] = {
+    "epochs": 100_000,
+    "kl_warmup_epochs": 100_000,
+    "latent_dim": 100_000,
+    "batch_size": 1_000_000,
+    "hidden": 100_000,
+    "conv_channels": 100_000,
+}
+PARAM_LIMIT_WHY = {
+    "epochs": "training time grows with it",
+    "kl_warmup_epochs": "an epoch count",
+    "latent_dim": "code size: the networks grow with it",
+    "batch_size": "images per step; a batch larger than the data is the whole data",
+    "hidden": "layer width: the weights grow with its square",
+    "conv_channels": "channels per stage: the weights grow with its square",
+}
+#: At most this many entries in a list of layer sizes (``hidden``, ``conv_channels``).
+MAX_LAYERS = 100
 #: Types of the shorthand options when no selected model has them.
 _COMMON_TYPES: dict[str, Any] = {
     "latent_dim": 1, "epochs": 1, "batch_size": 1, "lr": 1.0, "arch": "",
@@ -906,8 +952,7 @@ def _build_sweeps(
         values = []
         for raw in raw_values:
             value = parse_value(label, raw, ref)
-            if key in COMMON_KEYS:
-                _check_common(label, value)
+            _check_param(label, value)
             if value in values:
                 raise ConfigError(f"{shown}: value {value!r} given twice")
             values.append(value)
@@ -942,15 +987,36 @@ def _is_path_dataset(name: str) -> bool:
     return name.endswith(".npz") or "/" in name or name.startswith(".")
 
 
-def _check_common(key: str, value: Any) -> None:
+def _check_param(key: str, value: Any) -> None:
+    """Bounds of a model hyperparameter by its name (``key`` may be ``MODEL.NAME``): the
+    shorthand options are positive, and :data:`PARAM_LIMITS` caps the parameters whose size is
+    work or memory. Every other check is the model's own (it is built on the ``meta`` device
+    before any training)."""
     base = key.rsplit(".", 1)[-1]
     if base == "arch":
         return  # each model validates its architectures (built on the meta device)
     if base == "lr":
         if not value > 0:
             raise ConfigError(f"invalid value {value!r} for {key}: must be > 0")
-    elif not value >= 1:
+        return
+    limit = PARAM_LIMITS.get(base)
+    if base in COMMON_KEYS and not value >= 1:
         raise ConfigError(f"invalid value {value!r} for {key}: must be a positive integer")
+    if limit is None or isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)) and value > limit:
+        raise ConfigError(
+            f"invalid value {value!r} for {key}: at most {limit} ({PARAM_LIMIT_WHY[base]})"
+        )
+    if isinstance(value, tuple):
+        if len(value) > MAX_LAYERS:
+            raise ConfigError(f"invalid value for {key}: {len(value)} layers, at most {MAX_LAYERS}")
+        big = [v for v in value if isinstance(v, int) and not isinstance(v, bool) and v > limit]
+        if big:
+            raise ConfigError(
+                f"invalid value {big[0]!r} in {key}: each entry is at most {limit} "
+                f"({PARAM_LIMIT_WHY[base]})"
+            )
 
 
 def _user_dataset_defaults() -> dict[str, Any]:

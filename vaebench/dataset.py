@@ -20,7 +20,26 @@ from torch import Tensor
 
 from vaebench.errors import DatasetError
 
-__all__ = ["Dataset", "DatasetSpec", "DatasetError", "check_images"]
+__all__ = [
+    "Dataset",
+    "DatasetSpec",
+    "DatasetError",
+    "FACTOR_KEYS",
+    "check_factor_info",
+    "check_images",
+]
+
+#: The keys of one factor's declaration in ``Dataset.info["factors"][NAME]`` (documented in
+#: docs/datasets.md). ``low`` and ``high`` are required; any other key is an error, so that a
+#: typo (``range``, ``min``) is named instead of the ground-truth metrics being skipped.
+FACTOR_KEYS: dict[str, str] = {
+    "low": "smallest value of the factor (a number)",
+    "high": "largest value (a number >= low); for a periodic factor, low + the period",
+    "periodic": "true for an angle-like factor whose high end equals its low end (default false)",
+    "unit": "unit shown in reports, e.g. 'rad' or 'px' (default none)",
+    "bank_size": "factor values in the reference bank of the ACAI metrics (an integer >= 2)",
+}
+_REQUIRED_FACTOR_KEYS = ("low", "high")
 
 
 def check_images(x: Any, what: str) -> Tensor:
@@ -41,6 +60,64 @@ def check_images(x: Any, what: str) -> Tensor:
     return t.contiguous()
 
 
+def check_factor_info(factors: Any, factor_names: Any, where: str) -> None:
+    """Validate ``info["factors"]``: a dict from factor names (each one of ``factor_names``) to
+    declarations whose keys are :data:`FACTOR_KEYS` (``low`` and ``high`` required, finite,
+    ``low <= high``; ``periodic`` a bool; ``unit`` a string; ``bank_size`` an integer >= 2).
+
+    Raises :class:`DatasetError` naming ``where``, the factor, the bad key or value and the valid
+    choices.
+    """
+    if factors is None:
+        return
+    if not isinstance(factors, dict):
+        raise DatasetError(
+            f"{where}: info['factors'] must map factor names to their declaration, got "
+            f"{type(factors).__name__}"
+        )
+    names = tuple(factor_names or ())
+    valid_keys = ", ".join(sorted(FACTOR_KEYS))
+    for name, decl in factors.items():
+        if name not in names:
+            raise DatasetError(
+                f"{where}: info['factors'] declares {name!r}, which is not one of the dataset's "
+                f"factor_names ({', '.join(map(repr, names)) or 'none'})"
+            )
+        here = f"{where}: info['factors'][{name!r}]"
+        if not isinstance(decl, dict):
+            raise DatasetError(
+                f"{here} must be a dict with keys {valid_keys}, got {type(decl).__name__}"
+            )
+        unknown = sorted(map(str, set(decl) - set(FACTOR_KEYS)))
+        if unknown:
+            raise DatasetError(
+                f"{here} has unknown key(s) {', '.join(map(repr, unknown))}; valid: {valid_keys} "
+                "(see docs/datasets.md)"
+            )
+        missing = [k for k in _REQUIRED_FACTOR_KEYS if k not in decl]
+        if missing:
+            raise DatasetError(
+                f"{here} lacks {' and '.join(map(repr, missing))}: a factor's range is "
+                "required (low, high)"
+            )
+        for key in _REQUIRED_FACTOR_KEYS:
+            v = decl[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+                raise DatasetError(f"{here}[{key!r}] must be a finite number, got {v!r}")
+        if decl["low"] > decl["high"]:
+            raise DatasetError(f"{here}: low {decl['low']!r} is above high {decl['high']!r}")
+        if "periodic" in decl and not isinstance(decl["periodic"], bool):
+            raise DatasetError(
+                f"{here}['periodic'] must be true or false, got {decl['periodic']!r}"
+            )
+        if "unit" in decl and not isinstance(decl["unit"], str):
+            raise DatasetError(f"{here}['unit'] must be a string, got {decl['unit']!r}")
+        if "bank_size" in decl:
+            b = decl["bank_size"]
+            if isinstance(b, bool) or not isinstance(b, int) or b < 2:
+                raise DatasetError(f"{here}['bank_size'] must be an integer >= 2, got {b!r}")
+
+
 @dataclasses.dataclass
 class Dataset:
     """Train and test images plus optional labels and ground-truth factors.
@@ -48,7 +125,9 @@ class Dataset:
     ``factors_*`` are float tensors ``(N, K)`` naming each image's true factor values (e.g. the
     moon's phase, the line's angle); ``render(factors (M, K)) -> images (M, C, H, W)`` draws the
     noise-free image for any factor values. ``info`` holds anything else worth recording in
-    results (regime, generator options, file checksums).
+    results (regime, generator options, file checksums); ``info["factors"]`` declares each
+    factor's range (keys :data:`FACTOR_KEYS`, checked here: an unknown key is a
+    :class:`DatasetError`).
     """
 
     name: str
@@ -85,6 +164,9 @@ class Dataset:
                     )
                 v = v.long() if kind == "y" else v.float().reshape(n, -1)
                 setattr(self, f"{kind}_{split}", v)
+        check_factor_info(
+            (self.info or {}).get("factors"), self.factor_names, f"dataset {self.name!r}"
+        )
 
     @property
     def shape(self) -> tuple[int, int, int]:

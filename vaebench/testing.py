@@ -1499,13 +1499,45 @@ def _row_digests(x: Tensor) -> list[bytes]:
     return [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in flat.numpy()]
 
 
+#: The ``info`` key by which a dataset declares that some test images are bound to equal
+#: training images, and why (:func:`check_dataset_overlap`; docs/datasets.md).
+OVERLAP_INFO_KEY = "test_overlap"
+
+
+def _declared_overlap(ds: Dataset) -> tuple[float, str] | None:
+    """``(max_fraction, reason)`` of ``info["test_overlap"]``, or ``None`` when not declared;
+    a malformed declaration fails the check naming what is wrong."""
+    decl = (ds.info or {}).get(OVERLAP_INFO_KEY)
+    if decl is None:
+        return None
+    valid = "{'max_fraction': a number in (0, 1], 'reason': a sentence saying why}"
+    _expect(
+        isinstance(decl, dict) and set(decl) == {"max_fraction", "reason"},
+        f"expected info[{OVERLAP_INFO_KEY!r}] to be {valid}, got {decl!r}",
+    )
+    frac, reason = decl["max_fraction"], decl["reason"]
+    _expect(
+        isinstance(frac, (int, float)) and not isinstance(frac, bool) and 0 < frac <= 1,
+        f"expected info[{OVERLAP_INFO_KEY!r}]['max_fraction'] in (0, 1], got {frac!r}",
+    )
+    _expect(
+        isinstance(reason, str) and reason.strip() != "",
+        f"expected info[{OVERLAP_INFO_KEY!r}]['reason'] to say why, got {reason!r}",
+    )
+    return float(frac), reason.strip()
+
+
 @_check("dataset", f"at most {MAX_TEST_OVERLAP:.0%} of the test images copy a training image")
 def _check_dataset_overlap(s: _DatasetSubject) -> str:
     """Hash every image of both splits (exact float32 values) and count the test images that
     are identical to some training image. Above :data:`MAX_TEST_OVERLAP` (1 %) of the test
     split, test scores partly measure memorisation of the training set -- typical of a split
     drawn from the same images, or of a renderer too coarse to tell nearby factor values apart.
-    Notes the count."""
+
+    A dataset whose copies are inherent (a continuous factor drawn into finitely many distinct
+    images) declares them: ``info["test_overlap"] = {"max_fraction": F, "reason": "..."}``.
+    The check then allows up to ``F`` and its note states the count and the reason -- declared
+    copies are reported, never passed in silence. Notes the count."""
     ds = s.load()
     train = set(_row_digests(ds.x_train))
     test = _row_digests(ds.x_test)
@@ -1514,12 +1546,22 @@ def _check_dataset_overlap(s: _DatasetSubject) -> str:
     found = (
         f"{copies} of {len(test)} test images ({fraction:.1%}) are exact copies of training images"
     )
+    declared = _declared_overlap(ds)
+    if declared is not None and fraction > MAX_TEST_OVERLAP:
+        limit, reason = declared
+        _expect(
+            fraction <= limit,
+            f"expected at most {limit:.0%} of the test images to be copies of training images "
+            f"(declared in info[{OVERLAP_INFO_KEY!r}]: {reason}), but {found}",
+        )
+        return f"{found}; declared up to {limit:.0%}: {reason}"
     _expect(
         fraction <= MAX_TEST_OVERLAP,
         f"expected at most {MAX_TEST_OVERLAP:.0%} of the test images to be copies of training "
         f"images, but {found}: test scores would measure memorisation. Draw the test split "
         "independently of the training split, and render finely enough (or add noise) that "
-        "nearby factor values give different images",
+        "nearby factor values give different images; copies that are inherent to the data are "
+        f"declared with info[{OVERLAP_INFO_KEY!r}] (docs/datasets.md)",
     )
     return found
 

@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaebench.dataset import check_factor_info
 from vaebench.metric import EvalContext, Metric, Value
 from vaebench.metrics.interpolation import (
     INTERPOLATION_OPTION_DOCS,
@@ -131,34 +132,43 @@ DEFAULT_BANK_SIZE = 2_001
 
 def factor_spec(dataset: Any) -> FactorSpec | None:
     """The dataset's single ground-truth factor, or ``None`` when the ground-truth metrics do not
-    apply (no renderer, or not exactly one factor, or a factor with unknown range).
+    apply (no renderer, not exactly one factor, an empty range, or a factor vaebench does not
+    know that declares no range).
 
-    The range comes from ``dataset.info["factors"][name]`` (``low``, ``high``, optional
-    ``periodic``, ``unit``, ``bank_size``) when the dataset declares it, else from
-    :data:`KNOWN_FACTORS`; the bank size from the declaration, else the known factor's, else
-    :data:`DEFAULT_BANK_SIZE`.
+    The range comes from ``dataset.info["factors"][name]`` (keys
+    :data:`vaebench.dataset.FACTOR_KEYS`: ``low``, ``high``, optional ``periodic``, ``unit``,
+    ``bank_size``) when the dataset declares it, else from :data:`KNOWN_FACTORS`; the bank size
+    from the declaration, else the known factor's, else :data:`DEFAULT_BANK_SIZE`. A declaration
+    with an unknown key (``range``, ``min``...) raises :class:`vaebench.errors.DatasetError`
+    naming it and the valid keys -- never a silent skip.
     """
     if not getattr(dataset, "has_factors", False):
         return None
+    names = tuple(getattr(dataset, "factor_names", ()) or ())
+    declared_all = (getattr(dataset, "info", None) or {}).get("factors")
+    check_factor_info(declared_all, names, f"dataset {getattr(dataset, 'name', '?')!r}")
     if dataset.factors_test.ndim != 2 or dataset.factors_test.shape[1] != 1:
         return None
-    names = tuple(getattr(dataset, "factor_names", ()) or ())
     if len(names) != 1:
         return None
     name = names[0]
     known = KNOWN_FACTORS.get(name)
-    declared = ((getattr(dataset, "info", None) or {}).get("factors") or {}).get(name)
-    if isinstance(declared, dict) and "low" in declared and "high" in declared:
-        periodic = bool(declared.get("periodic", False))
-        default_size = known.bank_size if known else DEFAULT_BANK_SIZE
-        unit = declared.get("unit", known.unit if known else "")
-        low, high = float(declared["low"]), float(declared["high"])
-        if not high > low:
-            return None
-        return FactorSpec(
-            name, low, high, periodic, int(declared.get("bank_size", default_size)), str(unit)
-        )
-    return known
+    declared = (declared_all or {}).get(name)
+    if declared is None:
+        return known
+    low, high = float(declared["low"]), float(declared["high"])
+    if not high > low:
+        return None
+    default_size = known.bank_size if known else DEFAULT_BANK_SIZE
+    unit = declared.get("unit", known.unit if known else "")
+    return FactorSpec(
+        name,
+        low,
+        high,
+        bool(declared.get("periodic", False)),
+        int(declared.get("bank_size", default_size)),
+        str(unit),
+    )
 
 
 def to_signed(images: Tensor) -> Tensor:

@@ -6,16 +6,18 @@ from importlib import metadata
 
 import pytest
 import torch
-from vaebench_betavae.metrics import ActiveUnits
+from torch.distributions import Normal, kl_divergence
+from vaebench_betavae.metrics import KlPerUnit, unit_kl
 from vaebench_betavae.model import BetaVAE
 from vaebench_betavae.plugin import SPEC
 
 from vaebench.metric import EvalContext
+from vaebench.model import Tags
 from vaebench.models.vae import VAE
 from vaebench.testing import parametrize_with_checks, tiny_dataset, tiny_images
 
 
-@parametrize_with_checks([SPEC, ActiveUnits()])
+@parametrize_with_checks([SPEC, KlPerUnit()])
 def test_vaebench_conformance(subject, check):
     check(subject)
 
@@ -72,13 +74,13 @@ def test_larger_beta_trades_reconstruction_for_kl_and_switches_units_off():
             lr=3e-3,
         )
         history = model.fit(ds.x_train).history
-        units = ActiveUnits().evaluate(model, ds, ctx)["active_units"]
+        units = KlPerUnit().evaluate(model, ds, ctx)["collapsed_units"]
         out[beta] = (history["kl"][-1], history["recon"][-1], units)
-    (kl_small, recon_small, au_small), (kl_big, recon_big, au_big) = out[0.5], out[8.0]
+    (kl_small, recon_small, cu_small), (kl_big, recon_big, cu_big) = out[0.5], out[8.0]
     assert kl_small > 1.0, out  # with a small beta the code carries information
     assert kl_big < 0.25 * kl_small, out
     assert recon_big > recon_small, out
-    assert au_big < au_small, out
+    assert cu_big > cu_small, out  # a large beta switches units off
 
 
 def test_rejects_bad_parameters():
@@ -86,36 +88,67 @@ def test_rejects_bad_parameters():
         BetaVAE((1, 8, 8), beta=-1.0)
     with pytest.raises(ValueError, match="kl_warmup_epochs must be an integer >= 0"):
         BetaVAE((1, 8, 8), kl_warmup_epochs=-2)
-    with pytest.raises(ValueError, match="threshold"):
-        ActiveUnits(threshold=0)
+    with pytest.raises(ValueError, match="eval.kl_collapse_nats: expected a number > 0"):
+        KlPerUnit().check_options({"kl_collapse_nats": 0})
 
 
-class _FixedCodes:
-    """Just enough of a model for the metric: encode returns known codes."""
+class _FixedPosterior:
+    """Just enough of a model for the metric: a known posterior for the test images in order
+    (batch after batch), and its tags."""
 
     latent_dim = 3
 
-    def __init__(self, codes: torch.Tensor) -> None:
-        self.codes = codes
+    def __init__(self, mean: torch.Tensor, logvar: torch.Tensor, has_posterior=True) -> None:
+        self.mean, self.logvar, self.seen = mean, logvar, 0
+        self.tags = Tags(has_posterior=has_posterior)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.codes[: x.shape[0]]
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = slice(self.seen, self.seen + x.shape[0])
+        self.seen += x.shape[0]
+        return self.mean[rows], self.logvar[rows]
 
 
-def test_active_units_counts_units_whose_code_varies():
+def test_unit_kl_is_the_kl_of_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    mean, logvar = torch.randn(50, 4, generator=g), torch.randn(50, 4, generator=g)
+    q = Normal(mean.double(), (0.5 * logvar.double()).exp())
+    expected = kl_divergence(q, Normal(torch.zeros(()), torch.ones(()))).double()
+    torch.testing.assert_close(unit_kl(mean, logvar), expected)
+
+
+def test_kl_per_unit_counts_collapsed_units_and_the_most_informative_one():
     ds = tiny_dataset(n_test=64)
     g = torch.Generator().manual_seed(0)
-    codes = torch.stack(
+    mean = torch.stack(
         [
-            torch.randn(64, generator=g),  # variance ~1: active
-            0.01 * torch.randn(64, generator=g),  # variance ~1e-4: inactive
-            torch.full((64,), 3.0),  # constant: inactive
+            2.0 * torch.randn(64, generator=g),  # informative: KL ~ 2 nats
+            0.01 * torch.randn(64, generator=g),  # the prior, nearly: collapsed
+            torch.zeros(64),  # exactly the prior: collapsed
         ],
         dim=1,
     )
-    ctx = EvalContext(seed=0, device=torch.device("cpu"), eval_batch_size=1000)
-    got = ActiveUnits().evaluate(_FixedCodes(codes), ds, ctx)
-    assert got == {"active_units": 1.0, "active_fraction": pytest.approx(1 / 3)}
+    logvar = torch.stack([torch.full((64,), -2.0), torch.zeros(64), torch.zeros(64)], dim=1)
+    ctx = EvalContext(seed=0, device=torch.device("cpu"), eval_batch_size=10)  # several batches
+    got = KlPerUnit().evaluate(_FixedPosterior(mean, logvar), ds, ctx)
+    per_unit = unit_kl(mean, logvar).mean(0)
+    assert got == {
+        "collapsed_units": 2.0,
+        "collapsed_fraction": pytest.approx(2 / 3),
+        "max_unit_kl": pytest.approx(float(per_unit[0])),
+    }
+    assert ctx.details["unit_kl_nats"][2] == 0.0 and ctx.details["threshold_nats"] == 0.01
+    # the threshold is an evaluation option
+    ctx = EvalContext(seed=0, device=torch.device("cpu"), options={"kl_collapse_nats": 1e-9})
+    assert KlPerUnit().evaluate(_FixedPosterior(mean, logvar), ds, ctx)["collapsed_units"] == 1
+
+
+def test_models_without_a_posterior_get_a_reason_not_a_number():
+    model = _FixedPosterior(torch.zeros(4, 3), torch.zeros(4, 3), has_posterior=False)
+    reason = KlPerUnit().applies_to(model, tiny_dataset())
+    assert reason == (
+        "needs a posterior q(z|x) (tags.has_posterior), which _FixedPosterior does not state"
+    )
+    assert KlPerUnit().applies_to(SPEC.create((1, 8, 8)), tiny_dataset()) is True
 
 
 def test_registered_through_the_entry_point():
@@ -131,5 +164,5 @@ def test_registered_through_the_entry_point():
         "vaebench-betavae",
         dist.version,
     )
-    assert reg.metric("active-units").dist == "vaebench-betavae"
+    assert reg.metric("kl-per-unit").dist == "vaebench-betavae"
     assert not [p for p in reg.problems if "betavae" in p]

@@ -1,4 +1,4 @@
-"""vaebench-betavae: a beta-VAE with KL warm-up (model ``beta-vae``) and the active-units
-metric (``active-units``) as a vaebench plugin."""
+"""vaebench-betavae: a beta-VAE with KL warm-up (model ``beta-vae``) and the per-unit KL metric
+(``kl-per-unit``: collapsed latent units, read from the posterior) as a vaebench plugin."""
 
 __version__ = "0.1.0"

@@ -4,7 +4,7 @@ The loss per example is ``reconstruction + w(epoch) * KL(q(z|x) || N(0, I))`` wi
 rising linearly from ``beta / kl_warmup_epochs`` in the first epoch to ``beta`` from epoch
 ``kl_warmup_epochs`` on. A large ``beta`` pushes towards disentangled but blurrier codes; the
 warm-up lets the decoder learn to use the code before the KL term can switch latent units off
-(posterior collapse) -- the ``active-units`` metric of this plugin counts how many survive.
+(posterior collapse) -- the ``kl-per-unit`` metric of this plugin counts the collapsed units.
 
 Everything -- loss, posterior, likelihood, sampling and the warm-up (``on_epoch_start``) -- is
 vaebench's VAE; this model only changes the defaults (``beta=4``, a 10-epoch warm-up) and gives

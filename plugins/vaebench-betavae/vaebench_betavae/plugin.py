@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
-from vaebench_betavae.metrics import ActiveUnits
+from vaebench_betavae.metrics import KlPerUnit
 from vaebench_betavae.model import BetaVAE
 
 #: The vaebench plugin API this plugin is written against (see vaebench.PLUGIN_API_VERSION).
@@ -26,4 +26,4 @@ def vaebench_models():
 
 @hookimpl
 def vaebench_metrics():
-    return [ActiveUnits()]
+    return [KlPerUnit()]
