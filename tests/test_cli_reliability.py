@@ -154,13 +154,13 @@ BAD_INPUTS: list[tuple[str, list[str], Files, str]] = [
     # issue 11.1: model and metric options are checked before the first cell trains (each
     # model is built on the meta device; each metric checks its options)
     ("hidden layer width negative", ["run", "--models", "ae", "--set", "ae.hidden=512,-3"], {},
-     "model 'ae' with its parameters: hidden must be a sequence of positive integers"),
+     "model 'ae' with hidden=(512, -3): hidden must be a sequence of positive integers"),
     ("hidden layer width 0", ["run", "--models", "ae", "--set", "ae.hidden=0"], {},
-     "model 'ae' with its parameters: hidden must be"),
+     "model 'ae' with hidden=(0,): hidden must be"),
     ("unknown reconstruction loss", ["run", "--models", "ae", "--set", "ae.recon_loss=foo"], {},
      "unknown recon_loss 'foo'; valid: bce, mse"),
     ("negative beta", ["run", "--models", "vae", "--set", "vae.beta=-1"], {},
-     "model 'vae' with its parameters: beta must be"),
+     "model 'vae' with beta=-1.0: beta must be"),
     ("10^12 interpolation pairs", ["run", "--set", "eval.n_pairs=1000000000000"], {},
      "1000000000000 for eval.n_pairs"),
     ("latent size 10^12", ["run", "--latent-dim", "1000000000000"], {},

@@ -242,12 +242,6 @@ def test_nan_metric_values_are_stored_null_with_the_reason_and_counted(reg, tmp_
     assert "pixels / darkfirst / seed 0: undefined:" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="report.md lists failed cells only: failed metrics (metric, plugin, reason) and NaN "
-    "values (with their reason) are in the cells and the run summary but not on the page; "
-    "needs report/page.py (see the w2c report)",
-)
 def test_report_lists_failed_metrics_with_their_plugin_and_nan_values(reg, tmp_path):
     out = tmp_path / "run"
     result = invoke(*run_args(out, "pixels", "--metrics", "reconstruction,brittle,halfnan",
@@ -260,11 +254,6 @@ def test_report_lists_failed_metrics_with_their_plugin_and_nan_values(reg, tmp_p
     assert "undefined" in page and "returned nan" in page.lower()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the run summary names the failed metric but not its plugin (evaluations.<metric>."
-    "plugin is recorded): needs cli._execute to print it (see the w2c report)",
-)
 def test_the_failed_metric_line_names_the_plugin(reg, tmp_path):
     out = tmp_path / "run"
     result = invoke(*run_args(out, "pixels", "--metrics", "brittle", "--no-report"))

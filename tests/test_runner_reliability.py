@@ -381,11 +381,11 @@ def test_folder_of_another_schema_is_refused_before_training(reg, tmp_path):
 @pytest.mark.parametrize(
     ("sets", "message"),
     [
-        (["ae.hidden=512,-3"], "model 'ae' with its parameters: hidden must be a sequence of "
+        (["ae.hidden=512,-3"], "model 'ae' with epochs=1, hidden=(512, -3): hidden must be a sequence of "
                                "positive integers, got (512, -3)"),
-        (["ae.recon_loss=foo"], "model 'ae' with its parameters: unknown recon_loss 'foo'; "
+        (["ae.recon_loss=foo"], "model 'ae' with epochs=1, recon_loss='foo': unknown recon_loss 'foo'; "
                                 "valid: bce, mse"),
-        (["vae.beta=-1"], "model 'vae' with its parameters: beta must be a finite number >= 0"),
+        (["vae.beta=-1"], "model 'vae' with beta=-1.0, epochs=1: beta must be a finite number >= 0"),
         (["eval.n_pairs=1000000000000"], "metric 'acai': invalid value 1000000000000 for "
                                          "eval.n_pairs"),
     ],

@@ -84,6 +84,10 @@ __all__ = [
     "training_config",
 ]
 
+#: A model with more parameters than this is refused before the grid starts (it could only fail
+#: every cell by running out of memory).
+MAX_PARAMS = 2_000_000_000
+
 #: Version of what vaebench does to train a model (the shared loop, seeding, batching, data
 #: splits). Part of every training key: bump it when a change alters trained weights.
 TRAINING_VERSION = 2
@@ -185,7 +189,9 @@ class RunSummary:
         """Count a written record's metric failures, NaN values and warnings."""
         for name, ev in (record.get("evaluations") or {}).items():
             if ev.get("status") == "failed":
-                self.metric_failures.append((cell, name, ev.get("reason", "")))
+                plugin = ev.get("plugin") or ""
+                note = "" if not plugin or plugin.startswith("vaebench ") else f" [{plugin}]"
+                self.metric_failures.append((cell, name, ev.get("reason", "") + note))
             for value, reason in (ev.get("nan") or {}).items():
                 self.nan_values.append((cell, value, reason))
         for w in record.get("warnings") or []:
@@ -377,24 +383,34 @@ def check_models(
             try:
                 model = spec.create(ds.shape, device=torch.device("meta"), **cell.params)
                 tags = model.tags
+                n_params = int(model.n_params)
             except (ValueError, TypeError, NotImplementedError) as exc:
                 raise ConfigError(
-                    f"model {cell.model!r} with {_params_text(cell)}: {exc}"
+                    f"model {cell.model!r} with {_params_text(cell, spec)}: {exc}"
                 ) from None
             except Exception as exc:  # noqa: BLE001 - a factory that cannot build on meta
                 log.debug("model %s not checked on the meta device: %s", cell.model, exc)
                 seen[key] = None
                 continue
+            if n_params > MAX_PARAMS:
+                raise ConfigError(
+                    f"model {cell.model!r} with {_params_text(cell, spec)} has {n_params:,} "
+                    f"parameters, more than the limit of {MAX_PARAMS:,} (check hidden sizes and "
+                    "latent_dim)"
+                )
             seen[key] = tags.unsupported(ds.shape, has_labels=ds.y_train is not None)
         if seen[key]:
             unsupported[cell.stem] = f"model {cell.model!r} {seen[key]}"
     return unsupported
 
 
-def _params_text(cell: Cell) -> str:
-    if cell.sweep:
-        return ", ".join(f"{k}={v}" for k, v in cell.sweep.items())
-    return "its parameters"
+def _params_text(cell: Cell, spec: Any) -> str:
+    """The hyperparameters of ``cell`` that differ from the model's defaults (or a phrase)."""
+    defaults = spec.defaults()
+    changed = {k: v for k, v in cell.params.items() if defaults.get(k, object()) != v}
+    if not changed:
+        return "its default parameters"
+    return ", ".join(f"{k}={v!r}" for k, v in sorted(changed.items()))
 
 
 # ----------------------------------------------------------------------------- tasks
