@@ -82,7 +82,7 @@ def test_result_schema_and_flop_count():
     result = run_bench(BenchConfig(models=["pca", "ae"], **TINY))
     assert result["schema"] == bench.SCHEMA
     assert result["threads"] == 1 and result["repeats"] == 3 and result["clock"] == "wall"
-    assert result["image_shape"] == [1, 8, 8]
+    assert result["image_shape"] == [1, 8, 8] and result["complete"] is True
     pca, ae = result["models"]
     for rec in (pca, ae):
         assert rec["status"] == "ok" and rec["reference"]
@@ -187,4 +187,5 @@ def test_cli_prints_the_table_and_writes_json(capsys, tmp_path):
     assert row.startswith("ae ")
     saved = json.loads(path.read_text())
     assert saved["schema"] == bench.SCHEMA and saved["models"][0]["model"] == "ae"
+    assert saved["complete"] is True
     assert not list(tmp_path.glob("*.tmp"))

@@ -661,21 +661,23 @@ def run_bench(
     cfg: BenchConfig,
     registry: Any = None,
     echo: Callable[[str], None] | None = None,
+    on_update: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Measure every model of ``cfg``; return the JSON-ready result (schema :data:`SCHEMA`).
 
     Raises :class:`ConfigError` for bad settings, an unknown model or dataset, and
     :class:`vaebench.errors.DatasetError` when the dataset cannot be loaded. A model that fails
     while being measured gets ``status: "failed"`` and its ``error``; the others still run.
-    ``echo`` receives a line per finished model.
+    ``echo`` receives a table line per finished model; ``on_update`` the result so far (with
+    ``"complete": False`` until the last model), e.g. to save partial results.
     """
+    from vaebench.dataset import DatasetError
     from vaebench.plugins import get_registry
+    from vaebench.results import environment, now_iso
 
     registry = registry if registry is not None else get_registry()
     names, device = resolve(cfg, registry)
     threads = cfg.threads if cfg.threads is not None else default_threads(device)
-    from vaebench.dataset import DatasetError
-
     try:
         ds = registry.dataset(cfg.dataset).spec.load()
     except DatasetError:
@@ -684,30 +686,11 @@ def run_bench(
         raise DatasetError(
             f"cannot load dataset {cfg.dataset!r}: {type(exc).__name__}: {exc}"
         ) from exc
-    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
-    records = []
-    with _threads(threads):
-        for name in names:
-            try:
-                rec = bench_model(registry, name, ds, device, cfg, threads)
-            except Exception as exc:  # noqa: BLE001 - one broken model must not hide the others
-                reason = " ".join(f"{type(exc).__name__}: {exc}".split())
-                rec = {"model": name, "status": "failed", "error": reason}
-            records.append(rec)
-            if echo is not None:
-                echo(format_row(rec))
-    warnings = []
-    for rec in records:
-        if rec.get("busy"):
-            warnings.append(
-                f"{rec['model']}: spread above ±{BUSY_SPREAD:.0%} in {', '.join(rec['busy'])}: the "
-                "machine was busy (or the windows too short); measure again on a quiet machine"
-            )
-    from vaebench.results import environment, now_iso
-
-    return {
+    load = os.getloadavg if hasattr(os, "getloadavg") else lambda: None
+    result: dict[str, Any] = {
         "schema": SCHEMA,
         "created": now_iso(),
+        "complete": False,
         "dataset": cfg.dataset,
         "image_shape": list(ds.shape),
         "device": str(device),
@@ -717,14 +700,32 @@ def run_bench(
         "repeats": cfg.repeats,
         "window_s": cfg.window_s,
         "clock": cfg.clock,
-        "load_average": {
-            "before": list(load_before) if load_before else None,
-            "after": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        },
+        "load_average": {"before": load(), "after": None},
         "environment": environment(device),
-        "models": records,
-        "warnings": warnings,
+        "models": [],
+        "warnings": [],
     }
+    with _threads(threads):
+        for name in names:
+            try:
+                rec = bench_model(registry, name, ds, device, cfg, threads)
+            except Exception as exc:  # noqa: BLE001 - one broken model must not hide the others
+                reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+                rec = {"model": name, "status": "failed", "error": reason}
+            result["models"].append(rec)
+            if rec.get("busy"):
+                result["warnings"].append(
+                    f"{name}: spread above ±{BUSY_SPREAD:.0%} in {', '.join(rec['busy'])}: the "
+                    "machine was busy (or the windows too short); measure again on a quiet "
+                    "machine"
+                )
+            result["load_average"]["after"] = load()
+            result["complete"] = name == names[-1]
+            if echo is not None:
+                echo(format_row(rec))
+            if on_update is not None:
+                on_update(result)
+    return result
 
 
 # ------------------------------------------------------------------------------- printing

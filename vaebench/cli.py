@@ -608,8 +608,14 @@ def bench(
             header[0] = True
         click.echo(line)
 
+    def save(result: dict[str, Any]) -> None:  # after every model: a partial run is kept
+        if json_path is not None:
+            from vaebench.results import atomic_write_json
+
+            atomic_write_json(json_path, result)
+
     try:
-        result = run_bench(cfg, _registry(), echo=echo)
+        result = run_bench(cfg, _registry(), echo=echo, on_update=save)
     except (ConfigError, DatasetError) as exc:
         raise UsageError(str(exc)) from None
     for rec in result["models"]:
@@ -624,10 +630,6 @@ def bench(
     sys.stdout.flush()
     for w in result["warnings"]:
         click.echo(f"warning: {w}", err=True)
-    if json_path is not None:
-        from vaebench.results import atomic_write_json
-
-        atomic_write_json(json_path, result)
     if any(r["status"] != "ok" for r in result["models"]):
         sys.exit(EXIT_FAILED_CELLS)
 
