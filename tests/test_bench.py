@@ -142,7 +142,7 @@ def test_a_failing_model_is_one_line_and_the_others_run():
         "error": "RuntimeError: boom second line",
     }
     assert pca["status"] == "ok"
-    assert bench.format_row(broken) == "broken   FAILED: RuntimeError: boom second line"
+    assert bench.format_row(broken) == "broken     FAILED: RuntimeError: boom second line"
 
 
 def _cli(capsys, *args):

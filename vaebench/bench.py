@@ -744,7 +744,7 @@ def _ratio(s: dict[str, Any] | None) -> str:
 
 
 _COLUMNS = (
-    ("model", 8), ("train/s", 8), ("ref", 8), ("ratio", 9), ("encode/s", 8), ("ref", 8),
+    ("model", 10), ("train/s", 8), ("ref", 8), ("ratio", 9), ("encode/s", 8), ("ref", 8),
     ("ratio", 9), ("decode/s", 8), ("ref", 8), ("ratio", 9), ("GFLOP/s", 8), ("mm", 6),
     ("frac", 5), ("peakMiB", 7),
 )  # fmt: skip
@@ -757,7 +757,7 @@ def format_header() -> str:
 def format_row(rec: dict[str, Any]) -> str:
     """One table line for a model record (``FAILED: reason`` for a failed model)."""
     if rec["status"] != "ok":
-        return f"{rec['model']:<8} FAILED: {rec['error']}"
+        return f"{rec['model']:<10} FAILED: {rec['error']}"
     cells = [rec["model"]]
     for what in ("train", "encode", "decode"):
         cells += [
