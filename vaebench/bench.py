@@ -787,7 +787,8 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['dataset']} {tuple(result['image_shape'])} on {result['device']}, "
         f"{result['threads']} thread(s), batch {result['batch_size']}, "
         f"encode/decode batch {result['eval_batch_size']}, median of {result['repeats']} "
-        "interleaved repeats (ratio = harness / reference, ± = half-range)",
+        f"interleaved repeats, {result['clock']} clock (ratio = harness / reference, "
+        "± = half-range)",
         format_header(),
         *(format_row(r) for r in result["models"]),
     ]
