@@ -113,11 +113,20 @@ def test_plugin_models_get_the_harness_columns_only():
     class PlainPCA(PCA):
         """A plugin's model that is not an nn.Module and has no reference."""
 
+    def two_epochs(input_shape, device, **params):
+        """A factory without an ``epochs`` parameter: bench cannot set one epoch per fit."""
+        return AE(input_shape, device, epochs=2, batch_size=64)
+
     registry = _with_models(
-        louder=ModelSpec("louder", LouderAE, "test"), plainpca=ModelSpec("plainpca", PlainPCA)
+        louder=ModelSpec("louder", LouderAE, "test"),
+        plainpca=ModelSpec("plainpca", PlainPCA),
+        twice=ModelSpec("twice", two_epochs, params={}),
     )
-    result = run_bench(BenchConfig(models=["louder", "plainpca"], **TINY), registry)
-    louder, plain = result["models"]
+    result = run_bench(BenchConfig(models=["louder", "plainpca", "twice"], **TINY), registry)
+    louder, plain, twice = result["models"]
+    # training throughput counts the samples fit reports, whatever its epochs
+    assert louder["samples_per_fit"] == plain["samples_per_fit"] == 192
+    assert twice["samples_per_fit"] == 2 * 192 and twice["train"]["ratio"]["median"] > 0
     for rec in (louder, plain):
         assert rec["status"] == "ok" and rec["reference"] is None
         assert "harness columns only" in rec["reference_note"]

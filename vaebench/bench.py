@@ -505,9 +505,11 @@ def bench_model(
 
     def harness_train() -> None:
         if y_train is not None:
-            model.fit(x_train, y_train)
+            seen.append(model.fit(x_train, y_train).samples_seen)
         else:
-            model.fit(x_train)
+            seen.append(model.fit(x_train).samples_seen)
+
+    seen: list[int] = []  # samples per fit, as the model reports them (its epochs may be fixed)
 
     # warm-up on a slice, calibration on a whole epoch (which also fits encode/decode)
     ref = reference_for(model, threads)
@@ -517,6 +519,7 @@ def bench_model(
     else:
         model.fit(warm)
     train_calls = max(1, math.ceil(cfg.window_s / timed(harness_train, 1)))
+    per_fit = seen[-1]
     z_eval = model.encode(x_eval)
     enc_calls = timed.calls_for(lambda: model.encode(x_eval), cfg.window_s / 4)
     dec_calls = timed.calls_for(lambda: model.decode(z_eval), cfg.window_s / 4)
@@ -538,7 +541,7 @@ def bench_model(
     }
     replay_rates: list[float] = []
     jobs = {
-        "train": (harness_train, ref.train if has_ref else None, train_calls, n),
+        "train": (harness_train, ref.train if has_ref else None, train_calls, per_fit),
         "encode": (
             lambda: model.encode(x_eval),
             (lambda: ref.encode(x_eval)) if has_ref else None,
@@ -562,9 +565,10 @@ def bench_model(
                     continue
                 if what == "train" and who == "reference":
                     seconds = timed(lambda fn=fn: fn(x_train), calls)
+                    rates[what][who].append(calls * n / seconds)
                 else:
                     seconds = timed(fn, calls)
-                rates[what][who].append(calls * per_call / seconds)
+                    rates[what][who].append(calls * per_call / seconds)
         if products is not None:
             seconds = timed(products.replay, prod_calls)
             replay_rates.append(prod_calls * products.replay_flops / seconds / 1e9)
@@ -577,6 +581,7 @@ def bench_model(
         "reference": ref.description if has_ref else None,
         "reference_note": ref if not has_ref else None,
         "train_samples": n,
+        "samples_per_fit": per_fit,
         "calls_per_window": {"train": train_calls, "encode": enc_calls, "decode": dec_calls},
     }
     for what in ("train", "encode", "decode"):
