@@ -69,8 +69,9 @@ def covariance_pca(flat: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor, float]
     sum of squares ``trace(C) - sum(eigenvalues)`` of the rank-``k`` reconstruction.
 
     One pass: each chunk is shifted by ``s`` (the mean of the first rows), multiplied in float32
-    (the upper block triangle only: the matrix is symmetric) and added in float64; the shift is removed at the end with
-    ``C = S - N (mean - s)(mean - s)^T``, which does not cancel because ``mean - s`` is small.
+    (the upper block triangle only: the matrix is symmetric) and added in float64; the shift is
+    removed at the end with ``C = S - N (mean - s)(mean - s)^T``, which does not cancel because
+    ``mean - s`` is small.
     """
     n, d = flat.shape
     device = flat.device
