@@ -530,24 +530,47 @@ def check(models: tuple[str, ...], device: str) -> None:
 @click.option(
     "-m", "--models", metavar="NAMES", help="Comma-separated models (default: built-ins)."
 )
-@click.option("-d", "--dataset", default="digits", show_default=True, help="Dataset to time on.")
+@click.option(
+    "-d",
+    "--dataset",
+    default="digits",
+    metavar="NAME",
+    show_default=True,
+    help="Dataset to time on.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, mps.")
 @click.option(
     "--threads",
     metavar="N",
     help="Torch CPU threads (default: what `vaebench run` uses per worker: 1 on the CPU).",
 )
-@click.option("--batch-size", default="256", show_default=True, help="Training batch size.")
 @click.option(
-    "--eval-batch-size", default="1024", show_default=True, help="Batch of encode/decode calls."
+    "--batch-size", default="256", metavar="N", show_default=True, help="Training batch size."
+)
+@click.option(
+    "--eval-batch-size",
+    default="1024",
+    metavar="N",
+    show_default=True,
+    help="Batch of encode/decode calls.",
 )
 @click.option("--latent-dim", metavar="K", help="Code size of every model (default: its own).")
 @click.option(
     "--train-samples", metavar="N", help="Train on the first N images (default: all: one epoch)."
 )
-@click.option("--repeats", default="5", show_default=True, help="Interleaved repeats (at least 3).")
 @click.option(
-    "--window", default="1.0", show_default=True, help="Minimum seconds of one timed window."
+    "--repeats",
+    default="5",
+    metavar="N",
+    show_default=True,
+    help="Interleaved repeats (at least 3).",
+)
+@click.option(
+    "--window",
+    default="1.0",
+    metavar="SECONDS",
+    show_default=True,
+    help="Minimum seconds of one timed window.",
 )
 @click.option(
     "--clock",
