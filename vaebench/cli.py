@@ -843,56 +843,143 @@ def check(
 
 @cli.command()
 @click.option(
-    "-m", "--models", metavar="NAMES", help="Comma-separated models (default: pca,ae,noisy,vae)."
+    "-m", "--models", metavar="NAMES", help="Comma-separated models (default: built-ins)."
 )
-@click.option("-d", "--dataset", default="digits", show_default=True, help="Dataset to time on.")
-@click.option("--epochs", default="5", show_default=True, help="Training epochs per model.")
+@click.option(
+    "-d",
+    "--dataset",
+    default="digits",
+    metavar="NAME",
+    show_default=True,
+    help="Dataset to time on.",
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, mps.")
 @click.option(
-    "--seconds",
-    default="1.0",
-    show_default=True,
-    help="Minimum timed duration per encode/decode measurement.",
+    "--threads",
+    metavar="N",
+    help="Torch CPU threads (default: what `vaebench run` uses per worker: 1 on the CPU).",
 )
-def bench(models: str | None, dataset: str, epochs: str, device: str, seconds: str) -> None:
-    """Time training, encoding and decoding (samples/s) without writing results.
+@click.option(
+    "--batch-size", default="256", metavar="N", show_default=True, help="Training batch size."
+)
+@click.option(
+    "--eval-batch-size",
+    default="1024",
+    metavar="N",
+    show_default=True,
+    help="Batch of encode/decode calls.",
+)
+@click.option("--latent-dim", metavar="K", help="Code size of every model (default: its own).")
+@click.option(
+    "--train-samples", metavar="N", help="Train on the first N images (default: all: one epoch)."
+)
+@click.option(
+    "--repeats",
+    default="5",
+    metavar="N",
+    show_default=True,
+    help="Interleaved repeats (at least 3).",
+)
+@click.option(
+    "--window",
+    default="1.0",
+    metavar="SECONDS",
+    show_default=True,
+    help="Minimum seconds of one timed window.",
+)
+@click.option(
+    "--clock",
+    type=click.Choice(["wall", "cpu"]),
+    default="wall",
+    show_default=True,
+    help="wall: elapsed time; cpu: process CPU time (CPU device; less disturbed by other load).",
+)
+@click.option("--json", "json_path", metavar="FILE", help="Also write the full result as JSON.")
+@click.option("--seconds", hidden=True, help="Deprecated alias of --window.")
+@click.option("--epochs", hidden=True, help="Deprecated; ignored.")
+def bench(
+    models: str | None, dataset: str, device: str, threads: str | None, batch_size: str,
+    eval_batch_size: str, latent_dim: str | None, train_samples: str | None, repeats: str,
+    window: str, clock: str, json_path: str | None, seconds: str | None, epochs: str | None,
+) -> None:  # fmt: skip
+    """Throughput of each model through the harness and through a plain-torch reference of the
+    same network: train/encode/decode samples/s, their ratio, the matmul GFLOP/s of the
+    model's shapes and the fraction reached, peak memory. Medians of interleaved repeats.
 
-    A model that fails is reported on its row and the others still run (exit code 1).
-
-    For regression tracking across commits use the pytest-benchmark suite:
-    pytest tests/benchmarks --benchmark-only.
+    Writes no results folder. A model that fails is reported on its row and the others still
+    run (exit code 1). docs/performance.md explains the method; for regression tracking across
+    commits use the pytest-benchmark suite (pytest tests/benchmarks --benchmark-enable).
     """
-    from vaebench.config import ConfigError, RunConfig
-    from vaebench.metrics.throughput import Throughput
-    from vaebench.runner import load_dataset, plan, run_cell
-    from vaebench.train import select_device
+    from vaebench.bench import BenchConfig, format_header, run_bench
+    from vaebench.dataset import DatasetError
+    from vaebench.errors import ConfigError
 
-    reg = _registry()
-    try:
-        cfg = RunConfig.build(reg, models=models, datasets=dataset, seeds="0", epochs=epochs,
-                              device=device, sets=[f"eval.throughput_seconds={seconds}"])  # fmt: skip
-        dev = select_device(cfg.device)
-        ds = load_dataset(reg, dataset, cfg.dataset_options.get(dataset, {}), None, None)
-    except (ConfigError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
-    click.echo(f"{dataset}: {ds.x_train.shape[0]} train images of shape {ds.shape}, device {dev}")
-    click.echo(f"{'model':<10} {'train/s':>12} {'encode/s':>14} {'decode/s':>14} {'params':>10}")
-    failed = 0
-    for cell in plan(cfg, reg):
+    def number(name: str, raw: str | None, kind: type = int) -> Any:
+        if raw is None:
+            return None
         try:
-            rec = run_cell(cell, ds, reg, dev, [Throughput()], None)
-        except Exception as exc:  # noqa: BLE001 - one broken model must not hide the others
-            from vaebench.model import DivergenceError
-            from vaebench.runner import failure_reason
+            return kind(raw)
+        except ValueError:
+            what = "a positive integer" if kind is int else "a number of seconds"
+            raise UsageError(f"invalid value {raw!r} for {name}: expected {what}") from None
 
-            click.echo(f"{cell.model:<10} FAILED: {failure_reason(exc, DivergenceError)}")
-            failed += 1
-            continue
-        m = rec["metrics"]
-        click.echo(f"{cell.model:<10} {m['train_samples_per_s']:>12,.0f} "
-                   f"{m['encode_samples_per_s']:>14,.0f} {m['decode_samples_per_s']:>14,.0f} "
-                   f"{int(m['n_params']):>10,}")  # fmt: skip
-    if failed:
+    if seconds is not None:
+        click.echo("warning: bench --seconds is deprecated; use --window", err=True)
+        window = seconds
+    if epochs is not None:
+        click.echo(
+            "warning: bench --epochs is ignored: a train window is whole epochs lasting at "
+            "least --window seconds",
+            err=True,
+        )
+    cfg = BenchConfig(
+        models=[m.strip() for m in models.split(",") if m.strip()] if models is not None else None,
+        dataset=dataset,
+        device=device,
+        threads=number("--threads", threads),
+        batch_size=number("--batch-size", batch_size),
+        eval_batch_size=number("--eval-batch-size", eval_batch_size),
+        repeats=number("--repeats", repeats),
+        train_samples=number("--train-samples", train_samples),
+        latent_dim=number("--latent-dim", latent_dim),
+        window_s=number("--window", window, float),
+        clock=clock,
+    )
+    if json_path is not None:
+        folder = os.path.dirname(os.path.abspath(json_path))
+        if not os.path.isdir(folder):
+            raise UsageError(f"cannot write --json {json_path}: folder {folder} does not exist")
+    header = [False]
+
+    def echo(line: str) -> None:
+        if not header[0]:
+            click.echo(format_header())
+            header[0] = True
+        click.echo(line)
+
+    def save(result: dict[str, Any]) -> None:  # after every model: a partial run is kept
+        if json_path is not None:
+            from vaebench.results import atomic_write_json
+
+            atomic_write_json(json_path, result)
+
+    try:
+        result = run_bench(cfg, _registry(), echo=echo, on_update=save)
+    except (ConfigError, DatasetError) as exc:
+        raise UsageError(str(exc)) from None
+    for rec in result["models"]:
+        if rec["status"] == "ok" and rec.get("reference_note"):
+            click.echo(f"note: {rec['model']}: {rec['reference_note']}")
+    click.echo(
+        f"{result['dataset']} {tuple(result['image_shape'])} on {result['device']}, "
+        f"{result['threads']} thread(s), batch {result['batch_size']}; medians of "
+        f"{result['repeats']} interleaved repeats ({result['clock']} clock); "
+        "ratio = harness / reference (± half-range)"
+    )
+    sys.stdout.flush()
+    for w in result["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+    if any(r["status"] != "ok" for r in result["models"]):
         sys.exit(EXIT_FAILED_CELLS)
 
 

@@ -1,0 +1,200 @@
+"""``vaebench bench``: the result schema, the plain references, plugin models without one, and
+one-line errors for bad input. Tiny settings; nothing here asserts a speed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+from vaebench import bench
+from vaebench.bench import BenchConfig, reference_for, run_bench, summarize
+from vaebench.model import ModelSpec
+from vaebench.models.ae import AE
+from vaebench.plugins import Registered, get_registry
+
+TINY = dict(
+    dataset="digits",
+    device="cpu",
+    threads=1,
+    batch_size=64,
+    eval_batch_size=128,
+    repeats=3,
+    train_samples=192,
+    window_s=0.002,
+)
+
+
+class LouderAE(AE):
+    """A plugin-style subclass with its own loss: the built-in reference must not apply."""
+
+    def loss(self, x):
+        out = super().loss(x)
+        return {**out, "loss": 2 * out["loss"]}
+
+
+def _with_models(**specs) -> object:
+    reg = get_registry()
+    extra = {k: Registered(k, s, "test_plugin", "test-dist", "0") for k, s in specs.items()}
+    return dataclasses.replace(reg, models={**reg.models, **extra})
+
+
+def test_summarize():
+    s = summarize([2.0, 4.0, 3.0])
+    assert s["median"] == 3.0
+    assert s["spread"] == pytest.approx((4 - 2) / (2 * 3))
+    assert s["values"] == [2.0, 4.0, 3.0]
+    assert math.isnan(summarize([1.0])["spread"])
+
+
+@pytest.mark.parametrize("name", ["ae", "noisy", "dae", "vae"])
+def test_reference_loss_equals_the_harness_loss(digits, name):
+    """The plain reference computes the same loss with the same weights and the same noise."""
+    spec = get_registry().model(name).spec
+    torch.manual_seed(0)
+    model = spec.create(digits.shape, latent_dim=4, hidden=(32, 16))
+    ref = reference_for(model)
+    assert not isinstance(ref, str)
+    x = digits.x_train[:50]
+    torch.manual_seed(1)
+    ours = model.loss(x)["loss"]
+    torch.manual_seed(1)
+    theirs = ref.loss(ref.enc, ref.dec, x.reshape(50, -1), model)
+    torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-4)
+    with torch.inference_mode():
+        torch.testing.assert_close(ref.encode(x), model.encode(x))
+        z = model.encode(x)
+        torch.testing.assert_close(ref.decode(z), model.decode(z))
+
+
+def test_no_reference_for_subclasses_and_other_networks(digits):
+    model = LouderAE(digits.shape)
+    assert "no plain reference for LouderAE" in reference_for(model)
+    conv_like = AE(digits.shape)
+    conv_like.encoder = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3))
+    assert "not one of the reference architectures" in reference_for(conv_like)
+
+
+def test_result_schema_and_flop_count():
+    result = run_bench(BenchConfig(models=["pca", "ae"], **TINY))
+    assert result["schema"] == bench.SCHEMA
+    assert result["threads"] == 1 and result["repeats"] == 3 and result["clock"] == "wall"
+    assert result["image_shape"] == [1, 8, 8] and result["complete"] is True
+    pca, ae = result["models"]
+    for rec in (pca, ae):
+        assert rec["status"] == "ok" and rec["reference"]
+        for what in ("train", "encode", "decode"):
+            h, r, ratio = (rec[what][k] for k in ("harness", "reference", "ratio"))
+            assert len(h["values"]) == len(r["values"]) == 3
+            assert all(v > 0 for v in h["values"] + r["values"])
+            assert ratio["values"] == pytest.approx(
+                [a / b for a, b in zip(h["values"], r["values"], strict=True)]
+            )
+        assert rec["peak_memory_mib"] > 0
+    assert pca["flops"] is None  # PCA has no training step to trace
+    # a dense layer a -> b costs 2ab FLOPs forward, 2ab for its weight gradient and 2ab for
+    # its input gradient -- except the first, whose input (the data) needs no gradient
+    sizes = [(64, 512), (512, 256), (256, 10), (10, 256), (256, 512), (512, 64)]
+    expected = sum(6 * a * b for a, b in sizes) - 2 * 64 * 512
+    assert ae["flops"]["train_flops_per_sample"] == pytest.approx(expected, rel=0.01)
+    f = ae["flops"]
+    assert f["fraction"]["median"] == pytest.approx(
+        f["achieved_gflops"]["median"] / f["matmul_gflops"]["median"], rel=0.5
+    )
+    assert json.loads(json.dumps(result, default=str))  # JSON-ready
+
+
+def test_plugin_models_get_the_harness_columns_only():
+    from vaebench.models.pca import PCA
+
+    class PlainPCA(PCA):
+        """A plugin's model that is not an nn.Module and has no reference."""
+
+    def two_epochs(input_shape, device, **params):
+        """A factory without an ``epochs`` parameter: bench cannot set one epoch per fit."""
+        return AE(input_shape, device, epochs=2, batch_size=64)
+
+    registry = _with_models(
+        louder=ModelSpec("louder", LouderAE, "test"),
+        plainpca=ModelSpec("plainpca", PlainPCA),
+        twice=ModelSpec("twice", two_epochs, params={}),
+    )
+    result = run_bench(BenchConfig(models=["louder", "plainpca", "twice"], **TINY), registry)
+    louder, plain, twice = result["models"]
+    # training throughput counts the samples fit reports, whatever its epochs
+    assert louder["samples_per_fit"] == plain["samples_per_fit"] == 192
+    assert twice["samples_per_fit"] == 2 * 192 and twice["train"]["ratio"]["median"] > 0
+    for rec in (louder, plain):
+        assert rec["status"] == "ok" and rec["reference"] is None
+        assert "harness columns only" in rec["reference_note"]
+        assert rec["train"]["reference"] is None and rec["train"]["ratio"] is None
+        assert rec["encode"]["harness"]["median"] > 0
+    assert louder["flops"]["train_flops_per_sample"] > 0  # it has a loss(x): traced
+    assert plain["flops"] is None
+    assert "harness columns only" in bench.format_table(result)
+
+
+def test_a_failing_model_is_one_line_and_the_others_run():
+    class Broken(AE):
+        def fit(self, x, y=None, progress=None):
+            raise RuntimeError("boom\nsecond line")
+
+    registry = _with_models(broken=ModelSpec("broken", Broken))
+    result = run_bench(BenchConfig(models=["broken", "pca"], **TINY), registry)
+    broken, pca = result["models"]
+    assert broken == {
+        "model": "broken",
+        "status": "failed",
+        "error": "RuntimeError: boom second line",
+    }
+    assert pca["status"] == "ok"
+    assert bench.format_row(broken) == "broken     FAILED: RuntimeError: boom second line"
+
+
+def _cli(capsys, *args):
+    from vaebench.cli import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["bench", *args], prog_name="vaebench")
+    out, err = capsys.readouterr()
+    return exc.value.code, out, err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch-size", "0"], "batch_size must be a positive integer, got 0"),
+        (["--batch-size", "x"], "invalid value 'x' for --batch-size: expected a positive integer"),
+        (["--repeats", "2"], "repeats must be at least 3"),
+        (["--threads", "-1"], "threads must be a positive integer, got -1"),
+        (["-m", "ae,nope"], "nope"),
+        (["-d", "nope"], "nope"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--window", "0"], "window_s must be in (0, 60]"),
+        (["--clock", "sun"], "'sun' is not one of 'wall', 'cpu'"),
+        (["--json", "/nonexistent-folder/b.json"], "folder /nonexistent-folder does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(capsys, args, message):
+    code, out, err = _cli(capsys, *args)
+    assert code == 2
+    assert err.count("\n") == 1 and message in err, err
+    assert out == ""
+
+
+def test_cli_prints_the_table_and_writes_json(capsys, tmp_path):
+    path = tmp_path / "bench.json"
+    args = ["-m", "ae", "--threads", "1", "--batch-size", "64", "--train-samples", "128"]
+    args += ["--repeats", "3", "--window", "0.002", "--device", "cpu", "--json", str(path)]
+    code, out, _ = _cli(capsys, *args)
+    assert code == 0
+    header, row = out.splitlines()[:2]
+    assert header.split()[:4] == ["model", "train/s", "ref", "ratio"]
+    assert row.startswith("ae ")
+    saved = json.loads(path.read_text())
+    assert saved["schema"] == bench.SCHEMA and saved["models"][0]["model"] == "ae"
+    assert saved["complete"] is True
+    assert not list(tmp_path.glob("*.tmp"))
