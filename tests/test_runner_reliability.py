@@ -463,7 +463,9 @@ def test_bench_reports_a_failing_model_and_times_the_others(reg):
     from vaebench.cli import cli
 
     result = CliRunner().invoke(
-        cli, ["bench", "--models", "pca,raises", "--epochs", "1", "--seconds", "0.01"]
+        cli,
+        ["bench", "--models", "pca,raises", "--train-samples", "64", "--repeats", "3",
+         "--window", "0.01"],  # fmt: skip
     )
     assert result.exit_code == 1, result.output
     assert "raises     FAILED: RuntimeError: boom: something broke inside fit" in result.output

@@ -81,13 +81,12 @@ _PRODUCT_OPS = ("mm", "addmm", "bmm", "baddbmm", "convolution", "convolution_bac
 
 
 def default_threads(device: torch.device) -> int:
-    """Threads per worker that ``vaebench run`` uses by default: it runs one worker per core on
-    the CPU and one per GPU on CUDA, each with ``cores // workers`` threads (architecture.md),
-    i.e. 1 on the CPU and ``cores // GPUs`` on CUDA."""
-    cores = os.cpu_count() or 1
-    if device.type == "cuda":
-        return max(1, cores // max(1, torch.cuda.device_count()))
-    return 1
+    """Threads per worker that ``vaebench run`` uses by default for a full grid (one worker per
+    core on the CPU, one per GPU on CUDA; :func:`vaebench.executors.plan_workers`)."""
+    from vaebench.executors import plan_workers
+
+    n_gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+    return plan_workers(10**6, device.type, n_gpus=n_gpus, busy=0).threads
 
 
 @dataclasses.dataclass

@@ -165,11 +165,15 @@ class GuardedModel(Model):
     def decode(self, z: Tensor) -> Tensor:
         out = self._call("decode", z)
         shape = (z.shape[0], *self.input_shape)
-        return check_outputs(out, "decode", shape, images=True, where=self._where)
+        bounded = self.tags.bounded_output
+        return check_outputs(out, "decode", shape, images=bounded, where=self._where)
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         out = self._call("sample", n, generator)
-        return check_outputs(out, "sample", (n, *self.input_shape), images=True, where=self._where)
+        bounded = self.tags.bounded_output
+        return check_outputs(
+            out, "sample", (n, *self.input_shape), images=bounded, where=self._where
+        )
 
     def posterior(self, x: Tensor) -> tuple[Tensor, Tensor]:
         out = self._call("posterior", x)

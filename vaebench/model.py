@@ -97,7 +97,11 @@ class Tags:
     - ``likelihood``: the observation model of ``log_likelihood(x, z)`` (one of
       :data:`LIKELIHOODS`), or ``""`` when the model has none;
     - ``deterministic``: the same seed gives the same fitted model (the conformance kit checks
-      it).
+      it);
+    - ``bounded_output``: ``decode``/``sample`` return images in ``[0, 1]``, as the contract
+      asks. ``False`` only for a model that deliberately returns unclipped real values (``pca``
+      with ``clip=false``, to compare with plain PCA): its outputs are then checked for
+      finiteness only, and the results record the tag.
 
     The defaults of ``can_sample``, ``has_posterior`` and ``likelihood`` are read from which
     optional methods a model overrides; see :attr:`Model.tags`.
@@ -111,6 +115,7 @@ class Tags:
     has_posterior: bool = False
     likelihood: str = ""
     deterministic: bool = True
+    bounded_output: bool = True
 
     @property
     def has_likelihood(self) -> bool:

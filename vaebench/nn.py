@@ -544,15 +544,19 @@ class TorchAutoencoder(nn.Module, Model):
         return {"loss": rec, "recon": rec}
 
     def configure_optimizer(self) -> torch.optim.Optimizer:
-        """The optimiser of :meth:`fit`, from ``optimizer``, ``lr`` and ``weight_decay``."""
+        """The optimiser of :meth:`fit`, from ``optimizer``, ``lr`` and ``weight_decay`` (Adam and
+        AdamW use their fused kernel where torch has one for the device)."""
+        from vaebench.train import fused_optimizer_ok
+
         params = [p for p in self.parameters() if p.requires_grad]
-        if self.optimizer == "adamw":
-            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         if self.optimizer == "sgd":
             return torch.optim.SGD(
                 params, lr=self.lr, momentum=SGD_MOMENTUM, weight_decay=self.weight_decay
             )
-        return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        adam = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
+        return adam(
+            params, lr=self.lr, weight_decay=self.weight_decay, fused=fused_optimizer_ok(params)
+        )
 
     def configure_scheduler(
         self, optimizer: torch.optim.Optimizer

@@ -18,6 +18,7 @@ Both run on the model's device (MPS, which has no float64, computes on the CPU).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,7 +27,7 @@ import torch
 from torch import Tensor
 
 from vaebench.hookspecs import hookimpl
-from vaebench.model import FitReport, Model, ModelSpec, ProgressCallback
+from vaebench.model import FitReport, Model, ModelSpec, ProgressCallback, Tags
 
 SOLVERS = ("auto", "covariance", "randomized")
 
@@ -138,9 +139,9 @@ class PCA(Model):
     **Clipping.** With ``clip=True`` (the default) ``decode`` clips its output to ``[0, 1]`` so
     that it is a valid image, as the model contract requires; clipping can only lower the
     squared error (by 0.3-10 % on the reference results), so a clipped PCA is slightly better
-    than plain PCA. ``clip=False`` returns the plain linear reconstruction, for checking against
-    textbook PCA from Python; ``vaebench run`` rejects such a model when an output leaves
-    ``[0, 1]``. The fitted ``history["loss"]`` is always the unclipped training MSE (the PCA
+    than plain PCA. ``clip=False`` returns the plain linear reconstruction, for comparisons with
+    textbook PCA (``--set pca.clip=false``); the model then tags ``bounded_output=False``, so
+    vaebench checks its outputs for finiteness only and the results record the setting. The fitted ``history["loss"]`` is always the unclipped training MSE (the PCA
     objective), whatever ``clip`` says.
 
     Solvers (``solver``): see the module docstring. ``auto`` takes ``covariance`` for input
@@ -197,6 +198,11 @@ class PCA(Model):
     @property
     def n_params(self) -> int:
         return self.mean.numel() + self.components.numel()
+
+    @property
+    def tags(self) -> Tags:
+        """``bounded_output`` follows ``clip``: unclipped reconstructions are real-valued."""
+        return dataclasses.replace(super().tags, bounded_output=self.clip)
 
     def chosen_solver(self, n: int) -> str:
         """The solver ``fit`` uses for ``n`` training images (resolves ``auto``)."""
