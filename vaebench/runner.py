@@ -578,7 +578,7 @@ def _train_task(task: CellTask, registry: Any, t0: float) -> dict[str, Any]:
         _sanity_check(model, x_train[:2])
         y_train = train.y_train.to(device) if train.y_train is not None else None
         val_curve: list[float] = []
-        progress = _epoch_callback(task, model, x_val, val_curve, hook_errors)
+        progress = _EpochCallback(task, model, x_val, val_curve, hook_errors)
         try:
             if model.tags.uses_labels:
                 fit = model.fit(x_train, y_train, progress=progress)
@@ -747,12 +747,6 @@ class _EpochCallback:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _epoch_callback(
-    task: CellTask, model: Any, x_val: Any, curve: list, errors: list[str]
-) -> _EpochCallback:
-    return _EpochCallback(task, model, x_val, curve, errors)
 
 
 def _fit_report(record: Mapping[str, Any]) -> Any:
@@ -1059,24 +1053,12 @@ class _Grid:
 
     def _write_skipped(self, cell: Cell) -> None:
         ds = self.datasets[cell.dataset]
-        record = {
-            "schema": SCHEMA,
-            "model": cell.model,
-            "dataset": cell.dataset,
-            "seed": cell.seed,
-            "config_hash": cell.hash,
-            "config": cell.config,
-            "run_id": self.run_id,
-            "status": "skipped",
-            "skip_reason": self.unsupported[cell.stem],
-            "dataset_info": {"shape": list(ds.shape)},
-            "evaluations": {},
-            "warnings": [],
-            "finished": now_iso(),
-        }
+        reason = self.unsupported[cell.stem]
+        record = _stub_record(cell, self.run_id, "skipped", skip_reason=reason,
+                              dataset_info={"shape": list(ds.shape)})  # fmt: skip
         write_cell(self.cells_dir / f"{cell.stem}.json", record)
-        self.summary.unsupported.append((cell, self.unsupported[cell.stem]))
-        log.info("skipped %s: %s", cell.label, self.unsupported[cell.stem])
+        self.summary.unsupported.append((cell, reason))
+        log.info("skipped %s: %s", cell.label, reason)
         self._cell_finished(cell, record)
 
     def _cell_finished(self, cell: Cell, record: dict[str, Any]) -> None:
@@ -1309,21 +1291,9 @@ class _Grid:
                 self._restart_executor()
             else:
                 reason = f"{type(exc).__name__}: {exc}"
-            record = {
-                "schema": SCHEMA,
-                "model": cell.model,
-                "dataset": cell.dataset,
-                "seed": cell.seed,
-                "config_hash": cell.hash,
-                "config": cell.config,
-                "run_id": self.run_id,
-                "evaluations": {},
-                "warnings": [],
-                "status": "failed",
-                "error": {"reason": reason, "type": type(exc).__name__,
-                          "traceback": traceback.format_exc()},
-                "finished": now_iso(),
-            }  # fmt: skip
+            error = {"reason": reason, "type": type(exc).__name__,
+                     "traceback": traceback.format_exc()}  # fmt: skip
+            record = _stub_record(cell, self.run_id, "failed", error=error)
             return {"record": record, "state": None}
 
     def _restart_executor(self) -> None:
@@ -1399,6 +1369,24 @@ class _Grid:
             for pending in (self.summary.busy, self.summary.skipped):
                 if cell in pending:
                     pending.remove(cell)
+
+
+def _stub_record(cell: Cell, run_id: str, status: str, **fields: Any) -> dict[str, Any]:
+    """A cell record written without a task's result (skipped, or its worker died)."""
+    return {
+        "schema": SCHEMA,
+        "model": cell.model,
+        "dataset": cell.dataset,
+        "seed": cell.seed,
+        "config_hash": cell.hash,
+        "config": cell.config,
+        "run_id": run_id,
+        "status": status,
+        "evaluations": {},
+        "warnings": [],
+        "finished": now_iso(),
+        **fields,
+    }
 
 
 def _no_state(cell: Cell, metrics: list[str], state: Path, run_id: str) -> dict[str, Any]:
