@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ distributed = pytest.importorskip("distributed")
 
 from test_executors import (  # noqa: E402 - after the importorskip
     FAST,
+    ROOT,
     KillerPlugin,
     _env,
     alive,
@@ -248,3 +250,47 @@ def test_dask_run_killed_midway_resumes_like_a_local_one(tmp_path, reference):  
     assert resumed_by == {"dask"}
     assert not list(out.rglob("*.lock"))
     assert not Path(out / "dask-worker-space").exists()
+
+
+# ----------------------------------------------------------------------------- docs/scale-out.md
+
+
+def doc_block(start: str, lang: str) -> str:
+    text = (ROOT / "docs" / "scale-out.md").read_text()
+    m = re.search(rf"```{lang}\n({re.escape(start)}.*?)```", text, re.S)
+    assert m, f"no {lang} block starting with {start!r} in docs/scale-out.md"
+    return m.group(1)
+
+
+def run_options() -> set[str]:
+    from vaebench.cli import cli
+
+    return {opt for param in cli.commands["run"].params for opt in param.opts}
+
+
+def test_slurm_example_builds_its_cluster_offline():
+    """The dask-jobqueue example of docs/scale-out.md, checked without Slurm: it imports,
+    builds its cluster (nothing is submitted), renders the job script we mean, and hands
+    vaebench only options `vaebench run` has."""
+    pytest.importorskip("dask_jobqueue")
+    namespace: dict = {"__name__": "slurm_grid"}
+    exec(compile(doc_block("# slurm_grid.py", "python"), "slurm_grid.py", "exec"), namespace)
+    cluster = namespace["make_cluster"]()
+    try:
+        script = cluster.job_script()
+        command = namespace["command"](cluster.scheduler_address)
+    finally:
+        cluster.close()
+    for line in ("#SBATCH -p gpu", "#SBATCH -t 04:00:00", "#SBATCH --cpus-per-task=4",
+                 "#SBATCH --gres=gpu:1"):  # fmt: skip
+        assert line in script, script
+    assert "--nthreads 1" in script and "--resources GPU=1" in script
+    assert "sbatch" not in script  # a job script, not a submission
+    assert command[command.index("--scheduler") + 1].startswith("tcp://")
+    assert {a for a in command if a.startswith("--")} <= run_options()
+
+
+def test_shard_array_example_uses_real_options():
+    script = doc_block("#!/bin/bash", "bash")
+    flags = set(re.findall(r"(?<![\w-])--[a-z][a-z-]+", script.split("vaebench run", 1)[1]))
+    assert flags and flags <= run_options(), flags - run_options()
