@@ -171,12 +171,13 @@ def test_local_gpu_cluster_gives_each_worker_its_own_gpu(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
     ex = DaskExecutor(2, threads=1, gpus=2)
     try:
+        assert ex._client is None  # nothing starts before the first task
+        futures = [ex.submit(time.sleep, 1.0) for _ in range(2)]
         envs = ex._client.run(worker_env)
         resources = [w["resources"] for w in ex._workers().values()]
         assert sorted(e["gpu"] for e in envs.values()) == ["4", "6"]
         assert resources == [{"GPU": 1}, {"GPU": 1}]
         assert ex.capacity == 2 and ex._resources == {"GPU": 1}
-        futures = [ex.submit(time.sleep, 1.0) for _ in range(2)]
         pending = set(futures)
         while pending:
             pending -= ex.wait_first(pending)
@@ -198,16 +199,28 @@ def test_cell_that_kills_its_dask_worker_fails_alone(fresh_plugins, tmp_path, cl
     client.wait_for_workers(2, timeout=120)  # the nanny restarts the worker
 
 
-def test_dask_executor_reports_an_unreachable_scheduler():
+def test_unreachable_scheduler_stops_the_grid_before_any_cell(registry, tmp_path):
     import dask
 
     from vaebench.errors import ConfigError
 
+    cfg = build(registry, executor="dask", scheduler="tcp://127.0.0.1:9")
     with (
         dask.config.set({"distributed.comm.timeouts.connect": "1s"}),
         pytest.raises(ConfigError, match="cannot reach the Dask scheduler 'tcp://127.0.0.1:9'"),
     ):
-        DaskExecutor(1, threads=1, scheduler="tcp://127.0.0.1:9")
+        run(cfg, tmp_path, registry=registry, show_progress=False)
+    assert not list(tmp_path.glob("cells/*.json")) and not list(tmp_path.rglob("*.lock"))
+
+
+def test_finished_grid_starts_no_cluster(registry, tmp_path, monkeypatch):
+    """Resuming a finished grid on Dask trains nothing, so it starts nothing."""
+    run(build(registry, models="pca", seeds="0", workers=1), tmp_path, registry=registry,
+        show_progress=False)  # fmt: skip
+    monkeypatch.setattr(DaskExecutor, "_start", lambda self: pytest.fail("cluster started"))
+    again = run(build(registry, models="pca", seeds="0", executor="dask"), tmp_path,
+                registry=registry, show_progress=False)  # fmt: skip
+    assert len(again.skipped) == 1
 
 
 # ----------------------------------------------------------------------------- a real process
@@ -268,6 +281,7 @@ def run_options() -> set[str]:
     return {opt for param in cli.commands["run"].params for opt in param.opts}
 
 
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")  # its dashboard, by design
 def test_slurm_example_builds_its_cluster_offline():
     """The dask-jobqueue example of docs/scale-out.md, checked without Slurm: it imports,
     builds its cluster (nothing is submitted), renders the job script we mean, and hands

@@ -489,7 +489,7 @@ def _local_cluster(distributed: Any, n: int, gpus: int) -> Any:
         }
         for i, device in enumerate(gpu_assignment(n, gpus))
     }
-    scheduler = {"cls": distributed.Scheduler, "options": {"dashboard": False}}
+    scheduler = {"cls": distributed.Scheduler, "options": {"dashboard_address": ":0"}}
     return distributed.SpecCluster(workers=workers, scheduler=scheduler, silence_logs=quiet)
 
 
@@ -511,8 +511,9 @@ class DaskExecutor(Executor):
     resource ``GPU=1`` when this machine has GPUs or when the workers of ``scheduler``
     advertise that resource (start them with ``--nthreads 1 --resources GPU=1``).
 
-    ``capacity`` follows the cluster (the threads, or the GPUs, of the workers connected now),
-    so workers that join later -- Slurm jobs leaving the queue -- are used as they arrive.
+    The cluster is started (or the scheduler joined) at the first task. ``capacity`` then
+    follows the cluster (the threads, or the GPUs, of the workers connected now), so workers
+    that join later -- Slurm jobs leaving the queue -- are used as they arrive.
     A cell whose workers keep dying fails with :class:`WorkerDied` (Dask's ``KilledWorker``:
     the scheduler retries a task on another worker a few times first).
     """
@@ -522,26 +523,37 @@ class DaskExecutor(Executor):
     POLL_SECONDS = 5.0
 
     def __init__(self, n: int, threads: int, gpus: int = 0, scheduler: str | None = None) -> None:
-        distributed = _import_distributed()
-        self._distributed = distributed
-        self._cluster = None
-        if scheduler is None:
-            self._cluster = _local_cluster(distributed, n, gpus)
+        self._distributed = _import_distributed()
+        self._n, self._gpus, self._scheduler = max(1, n), gpus, scheduler
+        self._cluster: Any = None
+        self._client: Any = None
+        self._gpu = bool(gpus)
+        self._resources: dict[str, int] | None = {"GPU": 1} if gpus else None
+        self._futures: dict[cf.Future, Any] = {}
+        self._capacity_at = 0.0
+        self._capacity = self._n
+
+    def _start(self) -> None:
+        """Start the local cluster or connect to the scheduler, at the first task: a grid
+        whose cells are all done starts nothing. Raises :class:`ConfigError` for a scheduler
+        that cannot be reached."""
+        if self._client is not None:
+            return
+        distributed = self._distributed
+        if self._scheduler is None:
+            self._cluster = _local_cluster(distributed, self._n, self._gpus)
             self._client = distributed.Client(self._cluster)
         else:
             try:
-                self._client = distributed.Client(scheduler)  # timeout: comm.timeouts.connect
+                self._client = distributed.Client(self._scheduler)  # comm.timeouts.connect
             except (OSError, TimeoutError, ValueError) as exc:
                 raise ConfigError(
-                    f"cannot reach the Dask scheduler {scheduler!r}: {exc} (start one with "
-                    "`dask scheduler`, or drop --scheduler to use a local cluster)"
+                    f"cannot reach the Dask scheduler {self._scheduler!r}: {exc} (start one "
+                    "with `dask scheduler`, or drop --scheduler to use a local cluster)"
                 ) from None
-        self._n = max(1, n)
-        self._gpu = bool(gpus) or self._workers_offer_gpus()
+        self._gpu = bool(self._gpus) or self._workers_offer_gpus()
         self._resources = {"GPU": 1} if self._gpu else None
-        self._futures: dict[cf.Future, Any] = {}
-        self._capacity_at = 0.0
-        self._capacity = self._measure_capacity()
+        self._capacity, self._capacity_at = self._measure_capacity(), time.monotonic()
 
     def _workers(self) -> dict[str, Any]:
         try:
@@ -565,6 +577,8 @@ class DaskExecutor(Executor):
 
     @property
     def capacity(self) -> int:  # type: ignore[override]
+        if self._client is None:  # not started yet: as planned
+            return self._capacity
         now = time.monotonic()
         if now - self._capacity_at > 2.0:
             self._capacity_at = now
@@ -579,6 +593,7 @@ class DaskExecutor(Executor):
         return getattr(self._client, "dashboard_link", None)
 
     def submit(self, fn: Callable[[Any], Any], task: Any) -> cf.Future:
+        self._start()
         dask_future = self._client.submit(
             fn, task, pure=False, resources=self._resources, key=_task_key(task)
         )
@@ -619,6 +634,8 @@ class DaskExecutor(Executor):
         return set(done)
 
     def shutdown(self, cancel: bool = False) -> None:
+        if self._client is None:
+            return
         try:
             if cancel and self._futures:
                 self._client.cancel(list(self._futures.values()), force=True)
