@@ -235,6 +235,13 @@ def cli(verbose: int, quiet: bool) -> None:
     "started with (grid options are not allowed with it; --threads, --workers, --device, "
     "--executor, --scheduler override the stored settings).",
 )
+@click.option(
+    "--mlflow",
+    metavar="URI",
+    help="Log every cell as an MLflow run to URI, e.g. sqlite:///mlflow.db or file:./mlruns "
+    "(pip install 'vaebench[mlflow]'; MLFLOW_TRACKING_URI does the same). Experiment: "
+    "MLFLOW_EXPERIMENT_NAME, else the results folder's name.",
+)
 @click.option("--no-report", is_flag=True, help="Do not write the report after the run.")
 @click.option(
     "--progress/--no-progress",
@@ -298,6 +305,7 @@ def run(**opts: Any) -> None:
             out = cfg.out or DEFAULT_OUT
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    _use_mlflow(opts["mlflow"], out)
     _execute("run", cfg, out, registry, force=opts["force"], progress=opts["progress"],
              report=not opts["no_report"])  # fmt: skip
 
@@ -337,6 +345,13 @@ _EXECUTION_OPTIONS = ("device", "workers", "threads", "executor", "scheduler", "
 @click.option("--executor", metavar="NAME", help="local or dask.")
 @click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler to use with --executor dask.")
 @click.option("--force", is_flag=True, help="Re-evaluate the selected metrics even where stored.")
+@click.option(
+    "--mlflow",
+    metavar="URI",
+    help="Log every cell as an MLflow run to URI, e.g. sqlite:///mlflow.db or file:./mlruns "
+    "(pip install 'vaebench[mlflow]'; MLFLOW_TRACKING_URI does the same). Experiment: "
+    "MLFLOW_EXPERIMENT_NAME, else the results folder's name.",
+)
 @click.option("--no-report", is_flag=True, help="Do not rewrite the report afterwards.")
 @click.option(
     "--progress/--no-progress",
@@ -373,8 +388,22 @@ def evaluate(run_dir: str, **opts: Any) -> None:
         )
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    _use_mlflow(opts["mlflow"], run_dir)
     _execute("evaluate", cfg, run_dir, registry, force=opts["force"],
              progress=opts["progress"], report=not opts["no_report"])  # fmt: skip
+
+
+def _use_mlflow(uri: str | None, out: str) -> None:
+    """``--mlflow URI`` (or MLFLOW_TRACKING_URI): the built-in plugin vaebench.tracking.mlflow
+    logs each cell; it reads the URI from the environment and names the experiment after
+    ``out``."""
+    from vaebench.config import ConfigError
+    from vaebench.tracking.mlflow import configure
+
+    try:
+        configure(uri, out)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _int_opt(name: str, raw: str | None) -> int | None:

@@ -65,6 +65,7 @@ DEFAULT_PLUGINS = (
     "vaebench.metrics.likelihood",
     "vaebench.metrics.representation",
     "vaebench.metrics.samples",
+    "vaebench.tracking.mlflow",
 )
 
 ENTRY_POINT_GROUP = "vaebench"
