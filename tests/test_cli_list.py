@@ -55,7 +55,10 @@ def test_list_models_shows_every_hyperparameter_with_type_and_default(registry):
     assert noisy["noise_std"][:2] == ["float", "1.0"]
     pca = rows["pca"]
     assert pca[0].split()[1:3] == ["vaebench", "0.1.0"]
-    assert [ln.split() for ln in pca[1:]] == [["latent_dim", "int", "10"]]
+    pca_params = {ln.split()[0]: ln.split()[1:] for ln in pca[1:]}
+    assert pca_params["latent_dim"][:2] == ["int", "10"]
+    assert pca_params["clip"][:2] == ["bool", "true"] and "clips" in " ".join(pca_params["clip"])
+    assert pca_params["solver"][:2] == ["str", "auto"]
 
 
 def test_plain_list_stays_one_line_per_entry():

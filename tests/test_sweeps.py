@@ -101,11 +101,6 @@ def test_toml_sweep_table(registry, tmp_path):
     assert len(variants(registry, more)["ae"]) == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py: [sweep] does not flatten TOML dotted keys (vae.beta = [...] is the "
-    "nested table {vae: {beta: [...]}}) -- fix in the w2b report",
-)
 def test_toml_sweep_table_takes_dotted_keys(registry, tmp_path):
     path = tmp_path / "grid.toml"
     path.write_text('models = ["vae"]\n[sweep]\nvae.beta = [0.5, 1, 4]\n')
@@ -113,11 +108,6 @@ def test_toml_sweep_table_takes_dotted_keys(registry, tmp_path):
     assert [v["vae.beta"] for v in cfg.variants(registry, "vae")] == [0.5, 1.0, 4.0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py: a [sweep] value must be a list; the range syntax the command line "
-    'takes (lr = "1e-4:1e-2:log5") is refused -- fix in the w2b report',
-)
 def test_toml_sweep_table_takes_ranges(registry, tmp_path):
     path = tmp_path / "grid.toml"
     path.write_text('models = ["vae"]\n[sweep]\n"vae.lr" = "1e-4:1e-2:log3"\n')
@@ -197,12 +187,6 @@ def test_too_many_cells_is_refused_before_anything_loads(registry):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.py: latent_dim=... and vae.latent_dim=... both set vae's latent_dim; the "
-    "grid trains duplicates under misleading labels instead of refusing -- fix in the w2b "
-    "report",
-)
 def test_one_parameter_swept_by_two_axes_is_refused(registry):
     with pytest.raises(ConfigError, match="latent_dim"):
         build(registry, models="vae", sweeps=["latent_dim=2,8", "vae.latent_dim=4,16"])

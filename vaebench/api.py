@@ -140,6 +140,7 @@ def run(
     metrics: str | Sequence[str] | None = None,
     force: bool = False,
     progress: bool | None = False,
+    mlflow: str | None = None,
     registry: Registry | None = None,
     **options: Any,
 ) -> RunSummary:
@@ -147,12 +148,15 @@ def run(
 
     ``options`` take every other ``run`` option by its Python name: ``epochs``, ``latent_dim``,
     ``batch_size``, ``lr``, ``arch``, ``config_file``, ``device``, ``data_dir``, ``subset``,
-    ``val_fraction``, ``workers``, ``threads``, ``executor``, ``scheduler``. Raises
+    ``val_fraction``, ``workers``, ``threads``, ``executor``, ``scheduler``, ``shard``.
+    ``mlflow``: a tracking URI (as ``--mlflow``; the experiment is named after ``out``). Raises
     :class:`vaebench.errors.ConfigError` for bad input before anything trains.
     """
     from vaebench.config import RunConfig
     from vaebench.runner import run as run_grid
+    from vaebench.tracking.mlflow import configure
 
+    configure(mlflow, out)
     reg = _registry(registry)
     cfg = RunConfig.build(reg, models=models, datasets=datasets, seeds=seeds, sets=sets,
                           sweeps=sweeps, metrics=metrics, **options)  # fmt: skip
@@ -166,15 +170,20 @@ def evaluate(
     sets: Sequence[str] = (),
     force: bool = False,
     progress: bool | None = False,
+    mlflow: str | None = None,
     registry: Registry | None = None,
     **execution: Any,
 ) -> RunSummary:
     """Evaluate the stored models of ``results_dir`` without training, as ``vaebench
     evaluate`` does (``sets``: ``eval.KEY=VALUE`` options; ``execution``: ``device``,
-    ``workers``, ``threads``, ``executor``, ``scheduler``, ``data_dir``)."""
+    ``workers``, ``threads``, ``executor``, ``scheduler``, ``data_dir``; ``mlflow``: a
+    tracking URI whose runs of these cells are updated)."""
     from vaebench.config import RunConfig
     from vaebench.results import iter_cells, latest_manifest_config
     from vaebench.runner import evaluate as evaluate_grid
+    from vaebench.tracking.mlflow import configure
+
+    configure(mlflow, results_dir)
 
     reg = _registry(registry)
     cells = list(iter_cells(results_dir))

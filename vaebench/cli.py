@@ -924,12 +924,10 @@ def check(
     help="wall: elapsed time; cpu: process CPU time (CPU device; less disturbed by other load).",
 )
 @click.option("--json", "json_path", metavar="FILE", help="Also write the full result as JSON.")
-@click.option("--seconds", hidden=True, help="Deprecated alias of --window.")
-@click.option("--epochs", hidden=True, help="Deprecated; ignored.")
 def bench(
     models: str | None, dataset: str, device: str, threads: str | None, batch_size: str,
     eval_batch_size: str, latent_dim: str | None, train_samples: str | None, repeats: str,
-    window: str, clock: str, json_path: str | None, seconds: str | None, epochs: str | None,
+    window: str, clock: str, json_path: str | None,
 ) -> None:  # fmt: skip
     """Throughput of each model through the harness and through a plain-torch reference of the
     same network: train/encode/decode samples/s, their ratio, the matmul GFLOP/s of the
@@ -952,15 +950,6 @@ def bench(
             what = "a positive integer" if kind is int else "a number of seconds"
             raise UsageError(f"invalid value {raw!r} for {name}: expected {what}") from None
 
-    if seconds is not None:
-        click.echo("warning: bench --seconds is deprecated; use --window", err=True)
-        window = seconds
-    if epochs is not None:
-        click.echo(
-            "warning: bench --epochs is ignored: a train window is whole epochs lasting at "
-            "least --window seconds",
-            err=True,
-        )
     cfg = BenchConfig(
         models=[m.strip() for m in models.split(",") if m.strip()] if models is not None else None,
         dataset=dataset,

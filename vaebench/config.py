@@ -760,7 +760,7 @@ class RunConfig:
             assign(scope, key, raw, f"--set {text}")
 
         sweep_specs: list[tuple[str, str, Any]] = [
-            (f"{origin} [sweep]", k, v) for k, v in file.get("sweep", {}).items()
+            (f"{origin} [sweep]", k, v) for k, v in _sweep_table_items(file.get("sweep", {}))
         ]
         sweep_specs += [("--sweep", t, None) for t in sweep_texts]
         sweeps = _build_sweeps(sweep_specs, model_names, model_defaults)
@@ -907,6 +907,16 @@ _COMMON_TYPES: dict[str, Any] = {
 }  # fmt: skip
 
 
+def _sweep_table_items(table: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """The ``[sweep]`` table as ``(label, values)`` pairs: TOML reads ``vae.beta = [...]`` as
+    the nested table ``{"vae": {"beta": [...]}}``, and a quoted ``"vae.beta"`` as one key."""
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _sweep_table_items(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def _build_sweeps(
     specs: Sequence[tuple[str, Any, Any]],
     model_names: Sequence[str],
@@ -918,11 +928,17 @@ def _build_sweeps(
         if file_values is None:
             scope, key, raw_values = parse_sweep(text)
             shown = f"--sweep {text}"
+        elif isinstance(file_values, str):  # the command line's syntax: "1e-4:1e-2:log5"
+            scope, key, raw_values = parse_sweep(f"{text}={file_values}")
+            shown = f"{where} {text}"
         else:
             scope, _, key = str(text).rpartition(".")
             scope = scope or None
             if not isinstance(file_values, list) or not file_values:
-                raise ConfigError(f"{where}: {text} must be a non-empty list of values")
+                raise ConfigError(
+                    f"{where}: {text} must be a non-empty list of values or a range string "
+                    '(e.g. "1e-4:1e-2:log5")'
+                )
             raw_values = file_values
             shown = f"{where} {text}"
         if scope is None:
@@ -958,6 +974,15 @@ def _build_sweeps(
             values.append(value)
         if any(sw.scope == scope and sw.key == key for sw in sweeps):
             raise ConfigError(f"{shown}: {label} is swept twice")
+        for sw in sweeps:  # a shorthand axis and a model's own axis on one parameter
+            if sw.key == key and None in (sw.scope, scope):
+                both = [m for m in model_names if key in model_defaults[m]
+                        and sw.scope in (None, m) and scope in (None, m)]  # fmt: skip
+                if both:
+                    raise ConfigError(
+                        f"{shown}: {label} and {sw.label} both sweep {key!r} of model "
+                        f"{both[0]!r}; sweep it once"
+                    )
         sweeps.append(Sweep(scope, key, tuple(values)))
     return sweeps
 

@@ -1014,7 +1014,8 @@ class _Grid:
             save_state=self.save_states,
             state=state,
             record=rec,
-            cache_dir=str(self.out / "features"),
+            # remote Dask workers would write the cache onto their own disk: no cache there
+            cache_dir=None if self.cfg.scheduler else str(self.out / "features"),
             progress=self.show_progress if in_process else False,
         )
 
@@ -1151,9 +1152,10 @@ class _Grid:
         from tqdm.auto import tqdm
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        from vaebench.executors import make_executor, plan_workers
+        from vaebench.executors import check_executor, make_executor, plan_workers
         from vaebench.train import select_device
 
+        check_executor(self.cfg.executor)  # a missing extra: stop before the folder is touched
         device = select_device(self.cfg.device)
         self._prepare_folder()
         if self.mode == "run":
@@ -1168,9 +1170,11 @@ class _Grid:
         import torch
 
         n_gpus = torch.cuda.device_count() if device.type == "cuda" else 0
-        self.plan = plan_workers(
-            len(cells), device.type, self.cfg.workers, self.cfg.threads, n_gpus
-        )
+        workers = self.cfg.workers
+        if device.type == "cuda" and device.index is not None:
+            n_gpus = 0  # --device cuda:N names one GPU: the cells share it, one at a time
+            workers = workers or 1
+        self.plan = plan_workers(len(cells), device.type, workers, self.cfg.threads, n_gpus)
         self.execution = {
             "executor": self.cfg.executor,
             "scheduler": self.cfg.scheduler,
@@ -1198,8 +1202,11 @@ class _Grid:
             "cells": [c.stem for c in cells],
         }
         self._write_manifest("running")
+        # cells finished before this run start the bar: its rate and ETA count work done now
+        self.done_before = {c.stem for c in cells if self._decide(c)[0] == "done"}
         bar = tqdm(
             total=len(cells),
+            initial=len(self.done_before),
             desc="evaluate" if self.mode == "evaluate" else "grid",
             unit="cell",
             disable=self.disable,
@@ -1257,6 +1264,7 @@ class _Grid:
                 cell = queue.pop(0)
                 self.bar.set_postfix_str(self._status_text(cell))
                 self._claim_and_submit(cell, wait)
+                self.bar.set_postfix_str(self._status_text())
             if not self.in_flight:
                 break
             for fut in self.executor.wait_first(list(self.in_flight)):
@@ -1267,13 +1275,16 @@ class _Grid:
                 finally:
                     lock.release()
                 self.bar.update(1)
+                self.bar.set_postfix_str(self._status_text())
                 self._write_manifest("running")
 
-    def _status_text(self, cell: Cell) -> str:
-        running = len(self.in_flight)
-        if self.executor.capacity <= 1:
-            return cell.label
-        return f"running {running}, failed {len(self.summary.failed)}"
+    def _status_text(self, starting: Cell | None = None) -> str:
+        """The grid bar's postfix (the bar itself shows cells done / total and the ETA): cells
+        running and failed; one at a time in this process, the cell being trained."""
+        failed = f"failed {len(self.summary.failed)}"
+        if self.executor.capacity <= 1 and self.cfg.executor == "local":
+            return f"{starting.label}, {failed}" if starting is not None else failed
+        return f"running {len(self.in_flight)}, {failed}"
 
     def _result(self, fut: Any, cell: Cell, action: str) -> dict[str, Any]:
         """A task's outcome; a worker that died becomes a failed cell."""
@@ -1286,14 +1297,19 @@ class _Grid:
                 raise
             from concurrent.futures.process import BrokenProcessPool
 
+            from vaebench.executors import WorkerDied
+
             if isinstance(exc, BrokenProcessPool):
                 reason = "the worker process died (killed, or out of memory?)"
                 self._restart_executor()
+            elif isinstance(exc, WorkerDied):  # its message says which worker and why
+                reason = f"WorkerDied: {exc}"
             else:
                 reason = f"{type(exc).__name__}: {exc}"
             error = {"reason": reason, "type": type(exc).__name__,
                      "traceback": traceback.format_exc()}  # fmt: skip
-            record = _stub_record(cell, self.run_id, "failed", error=error)
+            record = _stub_record(cell, self.run_id, "failed", error=error,
+                                  execution={**self.execution, "threads": self.plan.threads})  # fmt: skip
             return {"record": record, "state": None}
 
     def _restart_executor(self) -> None:
@@ -1308,7 +1324,8 @@ class _Grid:
         action, rec, metrics = self._decide(cell)
         if action in ("done", "failed-elsewhere"):
             self._record_existing(cell, action, rec, waited=wait)
-            self.bar.update(1)
+            if cell.stem not in self.done_before:
+                self.bar.update(1)
             return
         lock = CellLock(self.cells_dir / f"{cell.stem}.lock")
         if not lock.acquire(blocking=wait):
