@@ -317,3 +317,36 @@ def test_folder_check_lists_corrupt_cells_and_refuses_a_file(tmp_path):
     afile.write_text("x")
     with pytest.raises(ResultsError, match="is not a folder"):
         check_results_folder(afile)
+
+
+# ----------------------------------------------------------------------------- image artifacts
+
+
+@pytest.mark.parametrize("shape", [(5, 1, 28, 28), (3, 3, 16, 16), (2, 2, 4, 4), (1, 1, 1, 7)])
+def test_image_artifacts_round_trip_exactly_at_8_bits(shape):
+    import numpy as np
+
+    from vaebench.results import decode_images, encode_images
+
+    x = np.random.default_rng(0).random(shape)
+    encoded = encode_images(x)
+    assert ("png_b64" in encoded) == (shape[1] in (1, 3))  # PNG for grey and colour images
+    expected = np.clip(np.rint(x * 255.0), 0, 255) / 255.0
+    assert np.array_equal(decode_images(encoded), expected.astype(np.float32))
+
+
+def test_png_artifacts_compress_simple_images_and_refuse_a_wrong_size():
+    import base64
+
+    import numpy as np
+
+    from vaebench.results import decode_images, encode_images
+
+    moons_like = np.zeros((16, 1, 32, 32))
+    moons_like[:, :, 8:24, 8:24] = 1.0
+    encoded = encode_images(moons_like)
+    assert len(base64.b64decode(encoded["png_b64"])) < 16 * 32 * 32 / 10  # > 10x smaller
+    with pytest.raises(ResultsError, match="PNG of 512x32 L, shape"):
+        decode_images({**encoded, "shape": [8, 1, 32, 32]})
+    with pytest.raises(ResultsError, match="not a valid PNG"):
+        decode_images({**encoded, "png_b64": base64.b64encode(b"GIF89a...").decode()})

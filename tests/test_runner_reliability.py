@@ -464,8 +464,17 @@ def test_bench_reports_a_failing_model_and_times_the_others(reg):
 
     result = CliRunner().invoke(
         cli,
-        ["bench", "--models", "pca,raises", "--train-samples", "64", "--repeats", "3",
-         "--window", "0.01"],  # fmt: skip
+        [
+            "bench",
+            "--models",
+            "pca,raises",
+            "--train-samples",
+            "64",
+            "--repeats",
+            "3",
+            "--window",
+            "0.01",
+        ],  # fmt: skip
     )
     assert result.exit_code == 1, result.output
     assert "raises     FAILED: RuntimeError: boom: something broke inside fit" in result.output
@@ -531,7 +540,8 @@ DAMAGE = [
     ((*RECON, "info", "mse"), "decimals", None),
     ((*RECON, "info", "mse"), "higher_is_better", "yes"),
     ((*RECON, "info", "mse"), "metric", [1]),
-    ((*RECON, "artifacts", "recon_outputs"), "uint8_b64", "!!not base64!!"),
+    ((*RECON, "artifacts", "recon_outputs"), "png_b64", "!!not base64!!"),
+    ((*RECON, "artifacts", "recon_outputs"), "png_b64", "aGVsbG8="),  # base64, not a PNG
     ((*RECON, "artifacts", "recon_outputs"), "shape", [99, 1, 8, 8]),
     ((*RECON, "values"), "psnr", "high"),
     (RECON, "status", "great"),
