@@ -194,7 +194,10 @@ class GuardedModel(Model):
 
 def metric_options(metric: Metric, eval_options: Mapping[str, Any]) -> dict[str, Any]:
     """The options ``metric`` declares, resolved from ``eval_options`` (else its defaults)."""
-    declared = getattr(metric, "options", None) or {}
+    resolve = getattr(metric, "resolve_options", None)
+    if resolve is not None:
+        return resolve(dict(eval_options))
+    declared = getattr(metric, "options", None) or {}  # a metric not derived from Metric
     return {k: eval_options.get(k, v) for k, v in declared.items()}
 
 

@@ -154,6 +154,12 @@ class Metric(abc.ABC):
         (a string, recorded in the results) if not."""
         return True
 
+    def resolve_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The options this metric declares, taken from ``options`` where given, else their
+        declared defaults (the one place options are resolved: the runner keys evaluations by
+        the result, and metrics read their settings from it)."""
+        return {k: options.get(k, v) for k, v in (self.options or {}).items()}
+
     def check_options(self, options: dict[str, Any]) -> None:
         """Validate the resolved options before any training; raise ``ValueError`` naming the
         bad key, its value and what is valid (e.g. ``eval.n_pairs=0: must be >= 1``). The
