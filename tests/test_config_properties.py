@@ -405,13 +405,12 @@ def test_the_documented_config_example_builds_and_sets_every_key(tmp_path) -> No
     assert (cfg.models, cfg.datasets, cfg.seeds) == (["pca", "ae", "vae"], ["digits", "moons"],
                                                      [0, 1, 2])  # fmt: skip
     assert cfg.metrics == ["reconstruction", "interpolation", "acai", "throughput"]
-    assert cfg.common == {"epochs": 20, "latent_dim": 8, "batch_size": 128, "lr": 0.001,
-                          "arch": "mlp"}  # fmt: skip
+    assert cfg.common == {"epochs": 20, "batch_size": 128, "lr": 0.001, "arch": "mlp"}
     assert (cfg.subset, cfg.val_fraction, cfg.data_dir, cfg.out) == (
         1000, 0.1, "data", "results/grid")  # fmt: skip
     assert cfg.execution() == {"device": "cpu", "workers": 2, "threads": 1,
                                "executor": "local", "scheduler": None, "shard": "1/1"}  # fmt: skip
-    assert cfg.model_params == {"vae": {"beta": 4.0, "kl_warmup_epochs": 5},
+    assert cfg.model_params == {"vae": {"kl_warmup_epochs": 5},
                                 "ae": {"hidden": (256, 128), "batch_norm": True}}  # fmt: skip
     assert cfg.dataset_options == {"moons": {"n_train": 1000, "n_test": 200}}
     assert (cfg.eval["n_pairs"], cfg.eval["throughput_seconds"]) == (64, 0.5)

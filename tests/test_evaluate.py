@@ -89,21 +89,96 @@ def test_a_metric_alone_gives_the_numbers_it_gives_among_all(registry, tmp_path)
     )
 
 
-def test_missing_state_retrains_for_run_and_fails_evaluations_for_evaluate(registry, tmp_path):
+def test_missing_states_never_cost_a_stored_evaluation(registry, tmp_path):
+    """A fresh clone of committed results has no weights (states/ is not in git): evaluate must
+    keep every stored evaluation, refuse at once when no cell has its weights, and record a
+    failure only for metrics a weightless cell was never evaluated with."""
+    from vaebench.errors import ResultsError
+
     out = tmp_path / "r"
-    run(build(registry, models="pca", metrics="reconstruction"), out, registry=registry)
-    for p in (out / "states").glob("*.pt"):
+    run(build(registry, models="pca", seeds="0,1", metrics="reconstruction,knn"), out,
+        registry=registry)  # fmt: skip
+    before = records(out)
+
+    def cfg(metrics):
+        return RunConfig.for_evaluation(registry, models=["pca"], datasets=["digits"],
+                                        metrics=metrics, sets=["eval.knn_k=7"], workers=1,
+                                        threads=1)  # fmt: skip
+
+    states = sorted((out / "states").glob("*.pt"))
+    for p in states:
         p.unlink()
-    cfg = RunConfig.for_evaluation(
-        registry, models=["pca"], datasets=["digits"], metrics="reconstruction,knn",
-        workers=1, threads=1,
-    )  # fmt: skip
-    summary = evaluate(out, cfg, registry=registry)
-    assert [m for _, m, _ in summary.metric_failures] == ["knn"]
-    assert "no stored state" in summary.metric_failures[0][2]
-    summary = run(build(registry, models="pca", metrics="reconstruction,knn"), out,
+    with pytest.raises(ResultsError, match="none of the 2 cell.* trained weights"):
+        evaluate(out, cfg("knn"), registry=registry)
+    assert records(out) == before  # nothing written
+
+    # one cell has its weights again: it is evaluated, the other keeps what it had
+    run(build(registry, models="pca", seeds="0", metrics="reconstruction,knn"), out,
+        registry=registry, force=True)  # fmt: skip
+    summary = evaluate(out, cfg("knn,active_units"), registry=registry)
+    assert [c.seed for c in summary.evaluated] == [0]
+    assert [c.seed for c in summary.no_state] == [1]
+    assert [(c.seed, m) for c, m, _ in summary.metric_failures] == [(1, "active_units")]
+    after = records(out)
+    weightless = next(s for s in after if "seed1" in s)
+    assert after[weightless]["evaluations"]["knn"] == before[weightless]["evaluations"]["knn"]
+    assert after[weightless]["evaluations"]["active_units"]["status"] == "failed"
+    # run retrains what it cannot evaluate
+    summary = run(build(registry, models="pca", seeds="0,1", metrics="reconstruction,knn",
+                        sets=["eval.knn_k=7"]), out, registry=registry)  # fmt: skip
+    assert [c.seed for c in summary.ran] == [1]
+
+
+def test_a_metric_that_changes_the_model_fails_and_the_model_is_restored(fresh_plugins,
+                                                                         tmp_path):  # fmt: skip
+    """The weights are stored before any metric runs, and a metric that changes the model
+    loses its own values only: the others see the trained model."""
+    from vaebench.metric import Metric, Value
+
+    class Vandal(Metric):
+        name = "vandal"
+        values = (Value("zero", None),)
+
+        def evaluate(self, model, dataset, ctx):
+            for p in model.parameters():
+                p.data.zero_()
+            return {"zero": 0.0}
+
+    class Plugin:
+        @hookimpl
+        def vaebench_metrics(self):
+            return [Vandal()]
+
+    fresh_plugins.get_plugin_manager().register(Plugin(), name="vandal-plugin")
+    reg = fresh_plugins.get_registry()
+    clean = run(build(reg, models="ae", metrics="reconstruction"), tmp_path / "a", registry=reg)
+    dirty = run(build(reg, models="ae", metrics="vandal,reconstruction"), tmp_path / "b",
+                registry=reg)  # fmt: skip
+    (ra,), (rb,) = records(tmp_path / "a").values(), records(tmp_path / "b").values()
+    assert rb["evaluations"]["vandal"]["status"] == "failed"
+    assert "changed the model" in rb["evaluations"]["vandal"]["reason"]
+    assert rb["metrics"]["mse"] == ra["metrics"]["mse"]  # reconstruction saw the trained model
+    assert [m for _, m, _ in dirty.metric_failures] == ["vandal"] and not clean.metric_failures
+    a = torch.load(tmp_path / "a" / "states" / f"{clean.ran[0].stem}.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "states" / f"{dirty.ran[0].stem}.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the stored weights are the trained ones
+    assert rb["state_sha256"] == ra["state_sha256"]
+
+
+def test_swapped_weights_are_refused(registry, tmp_path):
+    """(pca's closed form gives every seed the same weights: an AE's seeds differ.)"""
+    out = tmp_path / "r"
+    summary = run(build(registry, models="ae", seeds="0,1", metrics="reconstruction"), out,
                   registry=registry)  # fmt: skip
-    assert len(summary.ran) == 1  # run retrains what it cannot evaluate
+    s0, s1 = (out / "states" / f"{c.stem}.pt" for c in summary.ran)
+    s0.write_bytes(s1.read_bytes())
+    cfg = RunConfig.for_evaluation(registry, models=["ae"], datasets=["digits"], metrics="knn",
+                                   workers=1, threads=1)  # fmt: skip
+    result = evaluate(out, cfg, registry=registry)
+    ((cell, metric, reason),) = result.metric_failures
+    assert cell.stem == summary.ran[0].stem and "does not hold the weights" in reason
+    with pytest.raises(Exception, match="does not hold the weights"):
+        vaebench.load_model(out, summary.ran[0].stem)
 
 
 class BigImagesPCA(PCA):
@@ -199,7 +274,7 @@ def test_sweep_cells_carry_their_values_and_labels(registry, tmp_path):
     summary = run(cfg, tmp_path / "r", registry=registry)
     assert len(summary.ran) == 2 + 4  # pca sweeps latent_dim only
     labels = sorted(c.label for c in summary.ran)
-    assert "vae (beta=4.0, latent_dim=3) / digits / seed 0" in labels
+    assert "vae (beta=4, latent_dim=3) / digits / seed 0" in labels
     rec = next(r for r in records(tmp_path / "r").values() if r["model"] == "vae")
     assert set(rec["config"]["sweep"]) == {"vae.beta", "latent_dim"}
     assert rec["config"]["params"]["beta"] == rec["config"]["sweep"]["vae.beta"]

@@ -28,14 +28,15 @@ __all__ = [
     "list_datasets",
     "list_metrics",
     "create_model",
+    "load_dataset",
     "load_model",
     "run",
     "evaluate",
     "load_results",
 ]
 
-_API = ("list_models", "list_datasets", "list_metrics", "create_model", "load_model", "run",
-        "evaluate")  # fmt: skip
+_API = ("list_models", "list_datasets", "list_metrics", "create_model", "load_dataset",
+        "load_model", "run", "evaluate")  # fmt: skip
 
 
 def load_results(*run_dirs, **kwargs):

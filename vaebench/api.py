@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+    from vaebench.dataset import Dataset
     from vaebench.model import Model
     from vaebench.plugins import Registry
     from vaebench.runner import RunSummary
@@ -30,6 +31,7 @@ __all__ = [
     "list_datasets",
     "list_metrics",
     "create_model",
+    "load_dataset",
     "load_model",
     "run",
     "evaluate",
@@ -74,12 +76,36 @@ def create_model(
 
     ``params`` override its hyperparameters (``vaebench list models`` shows them). Raises
     :class:`vaebench.plugins.UnknownNameError` (``unknown model 'x'; valid: ...``) for an
-    unknown name and ``ValueError`` for an unknown or invalid parameter.
+    unknown name and :class:`vaebench.errors.ConfigError` for an unknown or invalid parameter
+    (both are :class:`vaebench.errors.VaebenchError`).
     """
     import torch
 
+    from vaebench.errors import ConfigError
+
     spec = _registry(registry).model(name).spec
-    return spec.create(tuple(input_shape), device=torch.device(device), **params)
+    try:
+        return spec.create(tuple(input_shape), device=torch.device(device), **params)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"model {name!r}: {exc}") from exc
+
+
+def load_dataset(
+    name: str,
+    subset: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    registry: Registry | None = None,
+    **options: Any,
+) -> Dataset:
+    """A dataset as ``vaebench run`` loads it: a registered name (``"fashion-mnist"``) or the
+    path of a user ``.npz`` file or image folder, with ``options`` (``binarize="fixed"``) and at
+    most ``subset`` images per split (the same images a run with ``--subset`` uses). Raises
+    :class:`vaebench.errors.DatasetError` naming the dataset when it cannot be loaded."""
+    from vaebench.runner import load_dataset as _load
+
+    return _load(_registry(registry), name, options, None if data_dir is None else str(data_dir),
+                 subset)  # fmt: skip
 
 
 def load_model(
@@ -124,6 +150,9 @@ def load_model(
     shape = (record.get("dataset_info") or {}).get("shape")
     if not shape:
         raise ResultsError(f"cell {stem} does not record its image shape")
+    from vaebench.runner import check_state
+
+    check_state(state.read_bytes(), record, stem)  # the weights this cell was trained to
     model = create_model(record["model"], shape, device, registry=registry, **params)
     model.load(state)
     return model

@@ -101,13 +101,18 @@ class OneLineErrors(click.Group):
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 def cli(verbose: int, quiet: bool) -> None:
     """Benchmark autoencoder variants -- PCA, deep AE, noisy AE, VAE and plugins -- on
-    reconstruction, interpolation smoothness and throughput.
+    reconstruction, interpolation, likelihood, representation, sample quality and throughput.
 
     \b
     Quick start:
-      vaebench run                       # all built-in models on digits, short budget
+      vaebench run                       # the lecture's models on digits, short budget
+      vaebench evaluate results/vaebench-run --metrics iwae,fd   # add metrics, no training
       vaebench report results/vaebench-run
       vaebench list                      # models, datasets, metrics and their plugins
+
+    More commands come from plugins and are listed here only when a command runs (so that this
+    help stays fast): the built-in `vaebench mlflow RUN_DIR` logs a stored folder to MLflow;
+    `vaebench plugins --all` lists every plugin and its hooks.
     """
     _setup_logging(verbose, quiet)
 
@@ -367,11 +372,16 @@ def evaluate(run_dir: str, **opts: Any) -> None:
     1 some metric or cell failed, 2 bad input, 74 disk full, 130 interrupted.
     """
     from vaebench.config import ConfigError, RunConfig
-    from vaebench.results import ResultsError, iter_cells
+    from vaebench.results import ResultsError, iter_cell_paths, read_cell
 
     registry = _registry()
+    cells = []
     try:
-        cells = list(iter_cells(run_dir))
+        for path in iter_cell_paths(run_dir):
+            try:
+                cells.append(read_cell(path))
+            except ResultsError:  # damaged or foreign files are reported by the evaluation
+                continue
     except ResultsError as exc:
         raise UsageError(str(exc)) from None
     stored = _stored_config(run_dir, "evaluate", required=False)
@@ -485,8 +495,8 @@ def _execute(
                 click.echo(f"  {cell.label}: {_line(reason)}", err=True)
         if summary.metric_failures:
             click.echo(f"{len(summary.metric_failures)} failed metric(s):", err=True)
-            for cell, metric, reason in summary.metric_failures:
-                click.echo(f"  {cell.label}: {metric}: {_line(reason)}", err=True)
+            for line in _grouped_failures(summary.metric_failures):
+                click.echo(f"  {line}", err=True)
         click.echo(
             f"(tracebacks in {os.path.join(out, 'cells')}; run the same command again to retry)",
             err=True,
@@ -494,9 +504,26 @@ def _execute(
         sys.exit(EXIT_FAILED_CELLS)
 
 
-def _line(text: str) -> str:
+def _grouped_failures(failures: list) -> list[str]:
+    """One line per failed metric; when many cells share a metric and reason, one line for
+    them all (``knn: reason (48 cells: ae / digits / seed 0, ...)``)."""
+    if len(failures) <= 10:
+        return [f"{cell.label}: {metric}: {_line(reason)}" for cell, metric, reason in failures]
+    groups: dict[tuple[str, str], list[str]] = {}
+    for cell, metric, reason in failures:
+        groups.setdefault((metric, reason), []).append(cell.label)
+    lines = []
+    for (metric, reason), labels in groups.items():
+        shown = ", ".join(labels[:2]) + (", ..." if len(labels) > 2 else "")
+        lines.append(f"{metric}: {_line(reason)} ({len(labels)} cell(s): {shown})")
+    return lines
+
+
+def _line(text: Any) -> str:
     """One printable line: control characters (a plugin's message) shown escaped."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+    from vaebench.plugins import printable
+
+    return printable(text)
 
 
 def _print_summary(summary: Any, out: str, mode: str) -> None:
@@ -515,7 +542,18 @@ def _print_summary(summary: Any, out: str, mode: str) -> None:
     how = f"{ex.get('concurrent', 1)} worker(s) x {ex.get('threads', '?')} thread(s)"
     click.echo(f"{', '.join(parts)} (of {summary.n_cells}; {how}); results in {out}", err=True)
     if mode == "evaluate":
-        click.echo("nothing was trained: the stored models were evaluated", err=True)
+        if summary.evaluated:
+            click.echo("nothing was trained: the stored models were evaluated", err=True)
+        elif not summary.no_state:
+            click.echo("nothing to evaluate: every selected metric is stored for every "
+                       "finished cell", err=True)  # fmt: skip
+    if summary.no_state:
+        click.echo(
+            f"{len(summary.no_state)} cell(s) have no stored weights in "
+            f"{os.path.join(out, 'states')}: their stored evaluations were kept; a metric never "
+            "evaluated on them is listed as failed (vaebench run retrains them)",
+            err=True,
+        )
     for cell, reason in summary.unsupported:
         click.echo(f"  skipped {cell.label}: {_line(reason)}", err=True)
     if summary.nan_values:

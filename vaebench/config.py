@@ -32,6 +32,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -351,6 +352,10 @@ def _depth(value: Any, limit: int) -> int:
     return 1 + max((_depth(v, limit - 1) for v in items), default=0)
 
 
+#: A config file larger than this is refused (it is a list of settings, not data).
+MAX_CONFIG_BYTES = 1_000_000
+
+
 def load_toml(path: str) -> dict[str, Any]:
     """Read a TOML config file; a missing or malformed file raises :class:`ConfigError`."""
     if sys.version_info >= (3, 11):
@@ -358,8 +363,21 @@ def load_toml(path: str) -> dict[str, Any]:
     else:  # pragma: no cover
         import tomli as tomllib
     try:
+        import stat
+
+        mode = os.stat(path).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise ConfigError(
+                f"config file {path} is not a regular file (a FIFO, device or socket would "
+                "block or never end)"
+            )
         with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES} bytes")
+        if raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark some editors write
+            raw = raw[3:]
+        data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
     except IsADirectoryError:
@@ -745,8 +763,9 @@ class RunConfig:
                 if not isinstance(values, dict):
                     raise ConfigError(f"{origin}: [{section}.{scope}] must be a table")
                 if scope not in known_names:
-                    if scope in known:
-                        continue  # settings for a registered name this run does not use
+                    if scope in known:  # settings for a registered name this run does not use:
+                        _check_unused_keys(known[scope].spec, section, scope, values, origin)
+                        continue
                     raise ConfigError(
                         f"{origin}: [{section}.{scope}]: unknown {section} {scope!r}; "
                         f"valid: {', '.join(sorted(known)) or '(none)'}"
@@ -764,6 +783,19 @@ class RunConfig:
         ]
         sweep_specs += [("--sweep", t, None) for t in sweep_texts]
         sweeps = _build_sweeps(sweep_specs, model_names, model_defaults)
+        for sw in sweeps:  # a value both set and swept: the sweep would silently win
+            if sw.scope is None and sw.key in common_values:
+                raise ConfigError(
+                    f"{sw.key} is both set ({sw.key}={common_values[sw.key]!r}) and swept "
+                    f"(--sweep {sw.key}=...): give it one way"
+                )
+            holders = [sw.scope] if sw.scope is not None else model_names
+            for m in holders:
+                if sw.key in model_params.get(m, {}):
+                    raise ConfigError(
+                        f"{m}.{sw.key} is both set ({m}.{sw.key}={model_params[m][sw.key]!r}) "
+                        f"and swept ({sw.label}): give it one way"
+                    )
 
         selected = metric_names if metric_names is not None else default_metrics(registry)
         _check_metric_options(registry, selected, eval_opts, eval_origin)
@@ -915,6 +947,23 @@ def _sweep_table_items(table: Mapping[str, Any], prefix: str = "") -> Iterator[t
             yield from _sweep_table_items(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
+
+
+def _check_unused_keys(
+    spec: Any, section: str, scope: str, values: Mapping[str, Any], origin: str
+) -> None:
+    """Keys of a config table for a model or dataset this run does not use must still exist
+    (a typo there would go unnoticed until the day the name is used)."""
+    try:
+        defaults = spec.defaults()
+    except Exception:  # noqa: BLE001 - a plugin's spec that cannot list its options
+        return
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        raise ConfigError(
+            f"{origin} [{section}.{scope}]: unknown key(s) {', '.join(unknown)} for {section} "
+            f"{scope!r}; valid: {', '.join(sorted(defaults)) or '(none)'}"
+        )
 
 
 def _build_sweeps(

@@ -37,6 +37,7 @@ __all__ = [
     "metric_options",
     "check_outputs",
     "cell_warnings",
+    "ModelSnapshot",
     "NOT_CONVERGED_FRACTION",
     "FEW_ACTIVE_UNITS_FRACTION",
 ]
@@ -265,6 +266,7 @@ def evaluate_metrics(
 
     origins = origins or {}
     out: dict[str, dict[str, Any]] = {}
+    snapshot = ModelSnapshot(model)
     for metric in metrics:
         options = metric_options(metric, ctx.options)
         ev: dict[str, Any] = {
@@ -298,17 +300,66 @@ def evaluate_metrics(
             raise
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - only this metric's values fail
             ev.update(_failure(exc, "evaluate"))
-            _free_memory(ctx.device)
+            free_memory(ctx.device)
             continue
         finally:
             ev["seconds"] = round(time.perf_counter() - t0, 4)
+            changed = snapshot.restore_if_changed()
+            if changed:
+                ev.update(
+                    status="failed",
+                    reason=f"the metric changed the model ({changed}); metrics must leave it as "
+                    "they found it (its values are dropped, the model was restored for the next "
+                    "metric)",
+                )
+                for key in ("values", "nan", "info"):
+                    ev.pop(key, None)
+        if ev.get("status") == "failed":
+            continue
         ev["artifacts"] = _jsonable_artifacts(mctx.artifacts)
         ev["details"] = dict(mctx.details)
     return out
 
 
+class ModelSnapshot:
+    """The model's state (every ``state_dict`` tensor, cloned) and the training flags of its
+    modules, taken once before the metrics run; :meth:`restore_if_changed` puts the model back
+    after a metric that changed it and says what changed (a metric that calls ``train()`` and a
+    forward pass updates BatchNorm statistics; one that writes into a parameter corrupts every
+    later number and the stored weights)."""
+
+    def __init__(self, model: Model) -> None:
+        self.model = model
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        modules = list(model.modules()) if hasattr(model, "modules") else []
+        self.modes = [(m, m.training) for m in modules]
+
+    def restore_if_changed(self) -> str:
+        """``""`` when the model is as it was, else a description (and the model restored)."""
+        what = ""
+        now = self.model.state_dict()
+        for k, v in self.state.items():
+            current = now.get(k)
+            if current is None or current.shape != v.shape or not torch.equal(current, v):
+                what = f"state tensor {k!r}"
+                break
+        if what:
+            self.model.load_state_dict({k: v.clone() for k, v in self.state.items()})
+        for module, mode in self.modes:
+            if module.training != mode:
+                what = what or "its training/evaluation mode"
+                module.train(mode)
+        return what
+
+
+def one_line(exc: BaseException, limit: int = 400) -> str:
+    """An exception's message on one line (newlines folded), at most ``limit`` characters."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _failure(exc: BaseException, where: str) -> dict[str, Any]:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = one_line(exc)
     return {
         "status": "failed",
         "reason": f"{where} raised {type(exc).__name__}: {text}".rstrip(": "),
@@ -352,7 +403,8 @@ def _values(metric: Metric, got: Any) -> dict[str, Any]:
     return {"status": "ok", "values": values, "nan": nan, "info": info}
 
 
-def _free_memory(device: Any) -> None:
+def free_memory(device: Any) -> None:
+    """Give memory back after a failure (an out-of-memory error must not starve what runs next)."""
     gc.collect()
     if getattr(device, "type", None) == "cuda":
         torch.cuda.empty_cache()
@@ -381,7 +433,7 @@ def cell_warnings(record: Mapping[str, Any]) -> list[dict[str, str]]:
         drop = (before - last) / max(abs(before), 1e-12)
         if drop > NOT_CONVERGED_FRACTION:
             message = (
-                f"{monitored} fell by {drop:.1%} over the last {k} of {len(curve)} epochs "
+                f"{monitored} fell by {drop * 100:.3g}% over the last {k} of {len(curve)} epochs "
                 f"(more than {NOT_CONVERGED_FRACTION:.0%}): not converged"
             )
             out.append({"kind": "not_converged", "message": message})

@@ -34,7 +34,7 @@ from typing import Any
 import pluggy
 
 from vaebench import __version__, hookspecs
-from vaebench.errors import PluginError
+from vaebench.errors import PluginError, VaebenchError
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -108,7 +108,7 @@ def valid_name(name: object) -> bool:
     )
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(VaebenchError, KeyError):
     """A model, dataset or metric name that no plugin registers."""
 
     def __init__(self, kind: str, name: str, valid: list[str]) -> None:

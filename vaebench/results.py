@@ -258,7 +258,9 @@ def cell_stem(model: str, dataset: str, seed: int, config_hash: str) -> str:
     """File name (without extension) of a cell: ``MODEL--DATASET--seedS--HASH``."""
 
     def safe(name: str) -> str:
-        return name.replace("/", "_").replace("\\", "_")
+        # letters, digits and ._+=@- stay (every built-in name); anything else -- a path's
+        # slashes, shell or markup characters, control characters -- becomes "_"
+        return "".join(ch if ch.isalnum() or ch in "._+=@-" else "_" for ch in name)
 
     return f"{safe(model)}--{safe(dataset)}--seed{seed}--{config_hash}"
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
+import hashlib
 import io
 import logging
 import os
@@ -50,6 +50,7 @@ from typing import Any
 
 from vaebench.config import ConfigError, RunConfig, config_hash
 from vaebench.errors import DatasetError, DiskFullError, ModelContractError
+from vaebench.evaluation import free_memory as _free_memory
 from vaebench.results import (
     MANIFEST_SCHEMA,
     SCHEMA,
@@ -123,9 +124,23 @@ class Cell:
 
     @property
     def label(self) -> str:
-        swept = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.sweep.items())
-        name = f"{self.model} ({swept})" if swept else self.model
-        return f"{name} / {self.dataset} / seed {self.seed}"
+        """``"vae (beta=4) / digits / seed 0"``, printable whatever the names hold (control
+        characters of a path or a plugin's name are shown escaped)."""
+        return cell_label(self.model, self.dataset, self.seed, self.sweep)
+
+
+def cell_label(model: str, dataset: str, seed: int, sweep: Mapping[str, Any]) -> str:
+    """``"vae (beta=4) / digits / seed 0"``: how logs, summaries and trackers name a cell."""
+    from vaebench.plugins import printable
+
+    swept = ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in sweep.items())
+    name = f"{model} ({swept})" if swept else model
+    return printable(f"{name} / {dataset} / seed {seed}")
+
+
+def _short(value: Any) -> str:
+    """A swept value as labels show it: ``4.0`` -> ``4``, ``0.001`` -> ``0.001``."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 @dataclasses.dataclass
@@ -137,7 +152,9 @@ class RunSummary:
     do not support the dataset; ``elsewhere``: finished by another process while this one
     waited; ``busy``: still claimed by another process (only while the grid is in progress);
     ``failed``: ``(cell, reason)``; ``metric_failures``: ``(cell, metric, reason)``;
-    ``nan_values``: ``(cell, value, reason)``; ``warnings``: ``(cell, message)``.
+    ``nan_values``: ``(cell, value, reason)``; ``warnings``: ``(cell, message)``;
+    ``no_state``: cells that could not be evaluated because their weights are not stored (their
+    stored evaluations are kept).
     """
 
     out_dir: Path
@@ -149,6 +166,7 @@ class RunSummary:
     failed: list[tuple[Cell, str]] = dataclasses.field(default_factory=list)
     elsewhere: list[Cell] = dataclasses.field(default_factory=list)
     metric_failures: list[tuple[Cell, str, str]] = dataclasses.field(default_factory=list)
+    no_state: list[Cell] = dataclasses.field(default_factory=list)
     nan_values: list[tuple[Cell, str, str]] = dataclasses.field(default_factory=list)
     warnings: list[tuple[Cell, str]] = dataclasses.field(default_factory=list)
     run_id: str = ""
@@ -183,6 +201,7 @@ class RunSummary:
             "metric_failures": [[c.stem, m, r] for c, m, r in self.metric_failures],
             "nan_values": [[c.stem, v, r] for c, v, r in self.nan_values],
             "warnings": [[c.stem, m] for c, m in self.warnings],
+            "no_state": [c.stem for c in self.no_state],
         }
 
     def book(self, cell: Cell, record: Mapping[str, Any]) -> None:
@@ -333,6 +352,13 @@ def training_config(
     }
 
 
+def training_key(config: Mapping[str, Any]) -> str:
+    """The training key of a cell's config: its hash without ``sweep``, which only repeats
+    values ``params`` holds (a swept and a plainly set latent size of 5 train the same
+    weights: one cell)."""
+    return config_hash({k: v for k, v in config.items() if k != "sweep"})
+
+
 def plan(cfg: RunConfig, registry: Any, datasets: Mapping[str, Any] | None = None) -> list[Cell]:
     """The grid's cells in run order (dataset-major, then model, sweep values, seed).
     ``datasets`` maps each dataset name of ``cfg`` to its loaded :class:`Dataset` (loaded here
@@ -351,9 +377,7 @@ def plan(cfg: RunConfig, registry: Any, datasets: Mapping[str, Any] | None = Non
             for sweep in cfg.variants(registry, model):
                 for seed in cfg.seeds:
                     config = training_config(cfg, registry, model, dataset, ds, seed, sweep)
-                    cells.append(
-                        Cell(model, dataset, seed, config, config_hash(config), dict(sweep))
-                    )
+                    cells.append(Cell(model, dataset, seed, config, training_key(config), sweep))
     return cells
 
 
@@ -611,9 +635,10 @@ def _train_task(task: CellTask, registry: Any, t0: float) -> dict[str, Any]:
             options=dict(task.eval_options),
             cache_dir=Path(task.cache_dir) if task.cache_dir else None,
         )
-        record["evaluations"] = _evaluate(model, train, task, registry, ctx)
-        if task.save_state:
+        if task.save_state:  # before any metric runs: what training produced, nothing else
             state = _state_bytes(model)
+            record["state_sha256"] = hashlib.sha256(state).hexdigest()
+        record["evaluations"] = _evaluate(model, train, task, registry, ctx)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - a cell's failure is recorded
         if is_enospc(exc):
             raise
@@ -652,6 +677,18 @@ def _state_bytes(model: Any) -> bytes:
         path = Path(tmp) / "state.pt"
         model.save(path)
         return path.read_bytes()
+
+
+def check_state(state: bytes, record: Mapping[str, Any], stem: str) -> None:
+    """Raise :class:`~vaebench.errors.ResultsError` when stored weights are not the ones the
+    cell's record says training produced (``state_sha256``; older records have none)."""
+    expected = record.get("state_sha256")
+    if expected and hashlib.sha256(state).hexdigest() != expected:
+        raise ResultsError(
+            f"states/{stem}.pt does not hold the weights cell {stem} was trained to (sha256 "
+            f"{hashlib.sha256(state).hexdigest()[:12]}, the cell records {expected[:12]}): it "
+            "was replaced or damaged; train the cell again with vaebench run --force"
+        )
 
 
 def _load_state(model: Any, state: bytes) -> None:
@@ -775,6 +812,7 @@ def _evaluate_task(task: CellTask, registry: Any, t0: float) -> dict[str, Any]:
         spec = registry.model(cell.model).spec
         model = spec.create(ds.shape, device=device, **cell.params)
         assert task.state is not None
+        check_state(task.state, record, cell.stem)
         _load_state(model, task.state)
         ctx = EvalContext(
             seed=cell.seed,
@@ -791,7 +829,9 @@ def _evaluate_task(task: CellTask, registry: Any, t0: float) -> dict[str, Any]:
         _free_memory(device)
         if isinstance(exc, ModelContractError):
             return {"record": _failed(record, exc, registry, t0), "state": None}
-        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        from vaebench.evaluation import one_line
+
+        reason = f"{type(exc).__name__}: {one_line(exc)}"
         evaluations = {
             name: {"metric": name, "status": "failed", "reason": f"cannot evaluate: {reason}",
                    "traceback": traceback.format_exc(), "run_id": task.run_id,
@@ -1130,6 +1170,18 @@ class _Grid:
             cells.append(cell)
         return cells
 
+    def _check_states(self, cells: list[Cell]) -> None:
+        """``evaluate`` needs trained weights: a folder none of whose finished cells has its
+        state stored (a fresh clone of committed results: states are not kept in git) is bad
+        input, said once, before anything is written."""
+        finished = [c for c in cells if self._decide(c)[0] == "evaluate"]
+        if finished and not any((self.states_dir / f"{c.stem}.pt").is_file() for c in finished):
+            raise ResultsError(
+                f"{self.out}: none of the {len(finished)} cell(s) to evaluate has its trained "
+                f"weights in {self.states_dir} (weights are not kept in git): nothing can be "
+                "evaluated without training again -- run the grid with vaebench run to retrain"
+            )
+
     def _check_evaluate_cells(self, cells: list[Cell]) -> list[Cell]:
         """Cells of an old folder may name models or datasets no longer installed."""
         keep = []
@@ -1167,6 +1219,7 @@ class _Grid:
                 cells = shard_cells(cells, *shard)
         else:
             cells = self._check_evaluate_cells(self._stored_cells())
+            self._check_states(cells)
         import torch
 
         n_gpus = torch.cuda.device_count() if device.type == "cuda" else 0
@@ -1345,7 +1398,14 @@ class _Grid:
                 return
             state = self.states_dir / f"{cell.stem}.pt"
             if action == "evaluate" and not state.is_file():
-                self._store(cell, action, rec, _no_state(cell, metrics, state, self.run_id))
+                # never replace a stored evaluation by a failure: keep it, and record a failure
+                # only for metrics this cell has no evaluation of at all
+                self.summary.no_state.append(cell)
+                stored = (rec or {}).get("evaluations") or {}
+                new = [m for m in metrics if m not in stored]
+                if new:
+                    self._store(cell, action, rec, _no_state(cell, new, state, self.run_id))
+                    self.summary.evaluated.remove(cell)
                 lock.release()
                 self.bar.update(1)
                 return
@@ -1409,8 +1469,8 @@ def _stub_record(cell: Cell, run_id: str, status: str, **fields: Any) -> dict[st
 def _no_state(cell: Cell, metrics: list[str], state: Path, run_id: str) -> dict[str, Any]:
     """The outcome of evaluating a cell whose trained state is missing: failed evaluations."""
     reason = (
-        f"no stored state ({state}): the model cannot be evaluated without training it again "
-        "(vaebench run with the same grid retrains it)"
+        "the trained weights are not stored (states/ has no file for this cell): the model "
+        "cannot be evaluated without training it again (vaebench run with the same grid does)"
     )
     evaluations = {
         name: {"metric": name, "status": "failed", "reason": reason, "run_id": run_id,
@@ -1429,7 +1489,9 @@ def call_hookimpl(impl: Any, **kwargs: Any) -> Any:
 def failure_reason(exc: BaseException, divergence: type) -> str:
     """One line saying why a cell failed: ``diverged: ...``, ``out of memory: ...``,
     ``model contract: ...`` or ``ExceptionType: message``."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    from vaebench.evaluation import one_line
+
+    text = one_line(exc)
     lowered = str(exc).lower()
     if isinstance(exc, divergence):
         return f"diverged: {text}"
@@ -1443,15 +1505,6 @@ def failure_reason(exc: BaseException, divergence: type) -> str:
     ):
         return f"out of memory: {type(exc).__name__}: {text}"
     return f"{type(exc).__name__}: {text}"
-
-
-def _free_memory(device: Any) -> None:
-    """Give memory back after a cell (an out-of-memory error must not starve the next)."""
-    gc.collect()
-    if getattr(device, "type", None) == "cuda":
-        import torch
-
-        torch.cuda.empty_cache()
 
 
 def _plugin_note(registry: Any, record: Mapping[str, Any]) -> str:

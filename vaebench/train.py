@@ -214,6 +214,11 @@ def train_loop(
                 optimizer.step()
                 if keys is None:
                     keys = list(losses)
+                elif len(losses) != len(keys) or any(k not in losses for k in keys):
+                    raise ValueError(
+                        f"loss() must return the same entries every batch (they are logged per "
+                        f"epoch): first {keys}, now {list(losses)} at epoch {epoch}"
+                    )
                 stacked = torch.stack([losses[k].detach().float() for k in keys]) * (hi - lo)
                 sums = stacked if sums is None else sums + stacked
             means = (sums / n).tolist()  # one host sync per epoch

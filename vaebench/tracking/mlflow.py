@@ -92,14 +92,25 @@ def configure(uri: str | None, out_dir: str | os.PathLike | None = None) -> None
     """Apply ``--mlflow URI`` for this process: set ``MLFLOW_TRACKING_URI`` (checking that
     MLflow is installed) and remember the results folder, whose name is the default
     experiment. ``uri=None`` keeps whatever the environment says. Raises
-    :class:`ConfigError` for an empty URI or when MLflow is not installed."""
+    :class:`ConfigError` for an empty URI, a store MLflow cannot open or reach, or when MLflow
+    is not installed."""
     global _folder_experiment
     if uri is not None:
         if not isinstance(uri, str) or not uri.strip():
             raise ConfigError(f"invalid --mlflow {uri!r}: expected a tracking URI, e.g. "
                               "sqlite:///mlflow.db or file:./mlruns")  # fmt: skip
-        _import_mlflow("--mlflow")
-        os.environ["MLFLOW_TRACKING_URI"] = uri.strip()
+        mlflow = _import_mlflow("--mlflow")
+        uri = uri.strip()
+        _prepare_environment(uri)
+        try:  # reach the store now: a typo must stop the run before anything trains
+            mlflow.tracking.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad store
+            text = " ".join(str(exc).split())[:300]
+            raise ConfigError(
+                f"cannot use the MLflow tracking store {uri!r}: {type(exc).__name__}: {text} "
+                "(e.g. sqlite:///mlflow.db, file:./mlruns or http://host:5000)"
+            ) from None
+        os.environ["MLFLOW_TRACKING_URI"] = uri
     _folder_experiment = Path(out_dir).resolve().name if out_dir is not None else None
 
 
@@ -149,10 +160,10 @@ def _stem(record: Mapping[str, Any]) -> str:
 
 
 def _label(record: Mapping[str, Any]) -> str:
+    from vaebench.runner import cell_label
+
     sweep = (record.get("config") or {}).get("sweep") or {}
-    swept = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in sweep.items())
-    name = f"{record['model']} ({swept})" if swept else record["model"]
-    return f"{name} / {record['dataset']} / seed {record['seed']}"
+    return cell_label(record["model"], record["dataset"], record["seed"], sweep)
 
 
 def _text(value: Any, limit: int) -> str:
