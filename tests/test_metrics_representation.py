@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
 import torch
 from torch import Tensor
 
+from vaebench.config import RunConfig
 from vaebench.dataset import Dataset
+from vaebench.errors import ConfigError, MetricError
+from vaebench.evaluation import evaluate_metrics
 from vaebench.metric import EvalContext
 from vaebench.metrics import codes as codes_mod
 from vaebench.metrics.representation import (
+    BOUNDS,
     ActiveUnits,
     ClusterAccuracy,
     KnnAccuracy,
@@ -201,13 +206,140 @@ def test_conformance_checks_pass(metric):
 @pytest.mark.parametrize(
     "metric, options, message",
     [
-        (LinearProbe(), {"probe_c": 0}, "eval.probe_c=0: must be a finite number > 0"),
-        (KnnAccuracy(), {"knn_k": 0}, "eval.knn_k=0: must be an integer >= 1"),
-        (KnnAccuracy(), {"rep_train_n": 1}, "eval.rep_train_n=1: must be an integer >= 2"),
-        (ClusterAccuracy(), {"cluster_whiten": "yes"}, "eval.cluster_whiten='yes': valid"),
-        (ActiveUnits(), {"au_threshold": -1.0}, "eval.au_threshold=-1.0: must be a finite"),
+        (LinearProbe(), {"probe_c": 0}, "invalid value 0 for eval.probe_c: expected a number "
+                                        "from 1e-06 to 1e+06"),
+        (KnnAccuracy(), {"knn_k": 0}, "invalid value 0 for eval.knn_k: expected an integer "
+                                      "from 1 to 1000"),
+        (KnnAccuracy(), {"rep_train_n": 1}, "invalid value 1 for eval.rep_train_n: expected an "
+                                            "integer from 2 to 1000000"),
+        (ClusterAccuracy(), {"cluster_whiten": "yes"}, "invalid value 'yes' for "
+                                                       "eval.cluster_whiten; valid: true, false"),
+        (ClusterAccuracy(), {"cluster_whiten": 1}, "invalid value 1 for eval.cluster_whiten"),
+        (ActiveUnits(), {"au_threshold": -1.0}, "invalid value -1.0 for eval.au_threshold: "
+                                                "expected a number from 0 to 1e+06"),
+        (ActiveUnits(), {"au_threshold": float("nan")}, "invalid value nan for "
+                                                        "eval.au_threshold"),
     ],
-)
+)  # fmt: skip
 def test_bad_options_are_named(metric, options, message):
-    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         metric.check_options(options)
+
+
+@pytest.mark.parametrize(
+    "metric, key, value, message",
+    [
+        ("cluster", "cluster_n_init", "1000000000", "invalid value 1000000000 for "
+         "eval.cluster_n_init: expected an integer from 1 to 1000"),
+        ("cluster", "cluster_n_init", "0", "expected an integer from 1 to 1000"),
+        ("knn", "knn_k", "1001", "invalid value 1001 for eval.knn_k: expected an integer from 1 "
+         "to 1000"),
+        ("probe", "rep_train_n", "1000001", "invalid value 1000001 for eval.rep_train_n: "
+         "expected an integer from 2 to 1000000"),
+        ("probe", "probe_c", "1e7", "invalid value 10000000.0 for eval.probe_c: expected a "
+         "number from 1e-06 to 1e+06"),
+        ("probe", "probe_c", "1e-7", "expected a number from 1e-06 to 1e+06"),
+        ("active_units", "au_threshold", "1e9", "invalid value 1000000000.0 for "
+         "eval.au_threshold: expected a number from 0 to 1e+06"),
+    ],
+)  # fmt: skip
+def test_option_bounds_stop_the_configuration(registry, metric, key, value, message):
+    with pytest.raises(ConfigError) as err:
+        RunConfig.build(registry, models="vae", metrics=metric, sets=[f"eval.{key}={value}"])
+    assert str(err.value).startswith(f"metric {metric!r}: ") and message in str(err.value)
+
+
+@pytest.mark.parametrize("metric", [m for m, _ in ACCURACY] + [ActiveUnits()], ids=lambda m: m.name)
+def test_the_bounds_accept_their_ends_and_the_defaults(metric):
+    metric.check_options({})
+    for key in metric.options:
+        for end in BOUNDS[key]:
+            metric.check_options({key: end})
+        assert isinstance(BOUNDS[key][0], bool) or " to " in metric.option_docs[key]
+
+
+def test_hungarian_accuracy_does_not_size_by_the_largest_label():
+    """Labels 0, 10^12, 2 * 10^12 made a (2e12 + 1)-column count matrix (43.7 TiB)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 90)
+    pred = np.where(rng.random(90) < 0.7, (y + 1) % 3, rng.integers(0, 3, 90))
+    small = hungarian_accuracy(y, pred)
+    assert hungarian_accuracy(y * 10**12, pred) == small
+    assert hungarian_accuracy(y * 10**12, pred * 10**12 + 7) == small
+    assert hungarian_accuracy(np.array(["a", "b", "c"])[y], pred) == small
+
+
+@pytest.mark.parametrize("metric, value", ACCURACY, ids=lambda m: getattr(m, "name", ""))
+def test_huge_labels_give_the_numbers_of_small_ones(metric, value):
+    ds = labelled(shuffle=True, n_train=200, n_test=200)
+    huge = Dataset("blobs", ds.x_train, ds.x_test, y_train=ds.y_train * 10**12,
+                   y_test=ds.y_test * 10**12)  # fmt: skip
+    small = metric.evaluate(Flatten(), ds, ctx(metric=metric.name))
+    assert metric.evaluate(Flatten(), huge, ctx(metric=metric.name)) == small
+    assert 15.0 < small[value] < 40.0  # shuffled labels: about chance (25 %), not 100
+
+
+def tiny(n_train: int, n_test: int) -> Dataset:
+    """Like ``--subset``: a few images of a 4-class dataset."""
+    ds = labelled()
+    return Dataset("tiny", ds.x_train[:n_train], ds.x_test[:n_test],
+                   y_train=ds.y_train[:n_train], y_test=ds.y_test[:n_test])  # fmt: skip
+
+
+def test_too_few_training_images_for_the_classes_make_cluster_not_applicable():
+    """``--subset 2``: 2 training images, 3 classes between the splits -- k-means with 3
+    clusters used to fail with scikit-learn's ``n_samples=2 should be >= n_clusters=3``."""
+    model, ds = Flatten(), tiny(2, 3)
+    reason = ClusterAccuracy().applies_to(model, ds)
+    assert reason == (
+        "k-means with one cluster per class needs at least 3 training images (the classes of "
+        "'tiny'); it has 2"
+    )
+    assert ClusterAccuracy().applies_to(model, tiny(4, 4)) is True
+    got = evaluate_metrics(model, ds, [ClusterAccuracy(), LinearProbe()], ctx())
+    assert got["cluster"]["status"] == "not_applicable" and got["cluster"]["reason"] == reason
+    assert got["probe"]["status"] == "ok"  # two classes in two training images suffice
+    one_class = Dataset("one", ds.x_train[:1], ds.x_test, y_train=ds.y_train[:1], y_test=ds.y_test)
+    for metric, _ in ACCURACY:
+        assert "at least two classes" in metric.applies_to(model, one_class)
+
+
+def test_too_few_capped_training_codes_fail_with_the_option_named():
+    """The cap ``rep_train_n`` is an option, which ``applies_to`` does not see: fewer capped
+    codes than ``knn_k`` (which used to be lowered silently), than the classes (k-means) or of
+    one class only (the probe) fail the metric with a message naming the options."""
+    ds = tiny(2, 3)
+    with pytest.raises(MetricError, match=re.escape(
+        "eval.knn_k=5 needs at least 5 training codes; 2 were used (dataset 'tiny' has 2 "
+        "training images, eval.rep_train_n=10000)"
+    )):  # fmt: skip
+        KnnAccuracy().evaluate(Flatten(), ds, ctx(metric="knn"))
+    c = ctx({"knn_k": 2}, metric="knn")
+    KnnAccuracy().evaluate(Flatten(), ds, c)
+    assert c.details["k"] == 2
+    with pytest.raises(MetricError, match="k-means with 4 clusters needs at least 4 training"):
+        ClusterAccuracy().evaluate(Flatten(), labelled(), ctx({"rep_train_n": 3}, "cluster"))
+    six = tiny(6, 3)
+    y = torch.zeros(6, dtype=torch.long)
+    y[[i for i in range(6) if i not in codes_mod.subset_indices(6, 2).tolist()][0]] = 1
+    same = Dataset("same", six.x_train, six.x_test, y_train=y, y_test=six.y_test)
+    assert LinearProbe().applies_to(Flatten(), same) is True  # two classes before the cap
+    with pytest.raises(MetricError, match="at least two classes among the 2 training codes"):
+        LinearProbe().evaluate(Flatten(), same, ctx({"rep_train_n": 2}))
+
+
+def test_docs_table_states_every_bound():
+    """docs/metrics.md lists each option's bounds as the metrics enforce them."""
+    from pathlib import Path
+
+    from vaebench.metrics import likelihood, samples
+
+    text = (Path(__file__).parents[1] / "docs" / "metrics.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line for line in text.splitlines() if "| `" in line}
+    for bounds in (likelihood.BOUNDS, BOUNDS, samples.BOUNDS):
+        for key, spec in bounds.items():
+            if isinstance(spec[0], (bool, str)):
+                shown = ", ".join(str(c).lower() for c in spec)
+            else:
+                shown = " to ".join(str(b) if isinstance(b, int) else f"{b:g}" for b in spec)
+            assert f"| {shown} |" in rows[key], (key, shown, rows.get(key))

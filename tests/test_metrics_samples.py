@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 
 import numpy as np
 import pytest
@@ -17,11 +18,13 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-from vaebench.errors import MetricError
+from vaebench.config import RunConfig
+from vaebench.errors import ConfigError, MetricError
 from vaebench.metric import EvalContext
 from vaebench.metrics import features as features_mod
 from vaebench.metrics.features import FeatureNetConfig, feature_extractor, feature_labels
 from vaebench.metrics.samples import (
+    BOUNDS,
     FrechetDistance,
     KernelDistance,
     PrecisionRecall,
@@ -133,6 +136,19 @@ def test_prdc_blocks_give_the_same_numbers(monkeypatch):
     whole = prdc(x, y, 3)
     monkeypatch.setattr(samples, "_BLOCK", 700)  # blocks of 3-4 rows or columns
     assert prdc(x, y, 3) == whole
+
+
+def test_kid_kernel_sums_in_blocks_equal_the_unbiased_estimator(monkeypatch):
+    """The kernel matrices of a subset are summed in row blocks (memory bounded for any
+    ``kid_subset_size``); blocks of 2 rows give the same estimate as the loops."""
+    from vaebench.metrics import samples
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(13, 4, generator=g), torch.randn(13, 4, generator=g) + 0.3
+    ref = naive_mmd2(x.double().numpy(), y.double().numpy())
+    monkeypatch.setattr(samples, "_BLOCK", 26)  # 2 rows of 13 per block, 7 blocks
+    mean, _, m = kid(x, y, n_subsets=2, subset_size=13, generator=g)
+    assert m == 13 and mean == pytest.approx(ref, rel=1e-9)
 
 
 def test_expost_gaussian_reproduces_mean_and_covariance():
@@ -347,13 +363,64 @@ def test_conformance_checks_pass(metric, data):
 @pytest.mark.parametrize(
     "metric, options, message",
     [
-        (FrechetDistance(), {"sampler": "gan"}, "eval.sampler='gan': valid: auto, prior, expost"),
-        (FrechetDistance(), {"sample_n": 1}, "eval.sample_n=1: must be an integer >= 2"),
-        (KernelDistance(), {"kid_subset_size": 1}, "eval.kid_subset_size=1"),
-        (PrecisionRecall(), {"sample_n": 5}, "eval.sample_n=5: must exceed eval.prdc_k=5"),
-        (PrecisionRecall(), {"feature_steps": 0}, "eval.feature_steps=0"),
+        (FrechetDistance(), {"sampler": "gan"}, "invalid value 'gan' for eval.sampler; valid: "
+                                                "auto, prior, expost"),
+        (FrechetDistance(), {"sample_n": 1}, "invalid value 1 for eval.sample_n: expected an "
+                                             "integer from 2 to 100000"),
+        (KernelDistance(), {"kid_subset_size": 1}, "invalid value 1 for eval.kid_subset_size"),
+        (PrecisionRecall(), {"sample_n": 5}, "invalid value 5 for eval.sample_n: must exceed "
+                                             "eval.prdc_k=5"),
+        (PrecisionRecall(), {"feature_steps": 0}, "invalid value 0 for eval.feature_steps"),
+    ],
+)  # fmt: skip
+def test_bad_options_are_named(metric, options, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        metric.check_options(options)
+
+
+@pytest.mark.parametrize(
+    "metric, key, value, valid",
+    [
+        ("fd", "feature_steps", 10**12, "1 to 100000"),
+        ("fd", "feature_train_n", 9, "10 to 1000000"),
+        ("fd", "sample_n", 100_001, "2 to 100000"),
+        ("kid", "kid_subsets", 10**12, "1 to 10000"),
+        ("kid", "kid_subset_size", 10_001, "2 to 10000"),
+        ("prdc", "prdc_k", 1001, "1 to 1000"),
+        ("prdc", "prdc_k", 0, "1 to 1000"),
     ],
 )
-def test_bad_options_are_named(metric, options, message):
-    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
-        metric.check_options(options)
+def test_option_bounds_stop_the_configuration(registry, metric, key, value, valid):
+    with pytest.raises(ConfigError) as err:
+        RunConfig.build(registry, models="vae", metrics=metric, sets=[f"eval.{key}={value}"])
+    assert str(err.value) == (
+        f"metric {metric!r}: invalid value {value} for eval.{key}: expected an integer from {valid}"
+    )
+
+
+@pytest.mark.parametrize("metric", [FrechetDistance(), KernelDistance(), PrecisionRecall()])
+def test_the_bounds_accept_their_ends_and_the_defaults(metric):
+    metric.check_options({})
+    for key in metric.options:
+        if key == "sampler":
+            continue
+        low, high = BOUNDS[key]
+        metric.check_options({key: high})
+        if key != "sample_n":  # prdc needs sample_n > prdc_k
+            metric.check_options({key: low})
+        assert f"{low} to {high}" in metric.option_docs[key]
+
+
+def test_feature_classes_are_the_ranks_of_the_labels(data):
+    """Labels 0, 10^12, 2 * 10^12 once sized the net's output layer by the largest label."""
+    import dataclasses
+
+    y_train, y_test, _ = feature_labels(data)
+    assert torch.equal(y_train, data.y_train.long())  # labels 0..3 are unchanged
+    huge = dataclasses.replace(data, y_train=data.y_train * 10**12 + 5,
+                               y_test=data.y_test * 10**12 + 5)  # fmt: skip
+    got_train, got_test, source = feature_labels(huge)
+    assert source == "labels"
+    assert torch.equal(got_train, y_train) and torch.equal(got_test, y_test)
+    net = feature_extractor(huge, FeatureNetConfig(steps=2, train_n=100), None)
+    assert net.info["n_classes"] == 4 and net.net.head.out_features == 4

@@ -8,27 +8,29 @@ cell), so each split is encoded once however many metrics run. ``ctx.cache`` bel
 cell, hence to one model: the keys name the split and the number of images, not the model (the
 runner may hand each metric its own guarded view of it).
 
-They also resolve a metric's options (declared defaults overlaid by ``ctx.options``) and check
-them with messages naming the key, the value and what is valid.
+They also check a metric's resolved options (:meth:`vaebench.metric.Metric.resolve_options`)
+against their documented bounds, with messages naming ``eval.KEY``, the value and what is
+valid.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from vaebench.metric import EvalContext, Metric
+from vaebench.metric import EvalContext
 
 __all__ = [
     "SPLITS",
     "TRAIN_SUBSET_SEED",
-    "metric_options",
-    "check_int",
-    "check_float",
+    "Bounds",
+    "check_range",
     "check_choice",
+    "check_bounded",
+    "documented",
     "split_images",
     "split_labels",
     "subset_indices",
@@ -46,41 +48,75 @@ TRAIN_SUBSET_SEED = 0
 
 # ----------------------------------------------------------------------------- options
 
+#: A documented range of a numeric option: ``(lowest, highest)``, both included. Integers when
+#: both ends are ints, else finite floats.
+Bounds = tuple[int, int] | tuple[float, float]
 
-def metric_options(metric: Metric, ctx: EvalContext) -> dict[str, Any]:
-    """``metric``'s declared options with the values of ``ctx.options`` where set."""
-    return {k: ctx.options.get(k, default) for k, default in metric.options.items()}
+
+def _fmt(b: int | float) -> str:
+    return str(b) if isinstance(b, int) else f"{b:g}"
 
 
-def check_int(options: dict[str, Any], key: str, minimum: int) -> int:
-    """``options[key]`` as an int ``>= minimum``; ``ValueError`` naming ``eval.key`` if not."""
+def _is_range(spec: tuple[Any, ...]) -> bool:
+    return len(spec) == 2 and all(
+        isinstance(b, (int, float)) and not isinstance(b, bool) for b in spec
+    )
+
+
+def _range_text(bounds: Bounds) -> str:
+    low, high = bounds
+    kind = "an integer" if isinstance(low, int) and isinstance(high, int) else "a number"
+    return f"{kind} from {_fmt(low)} to {_fmt(high)}"
+
+
+def check_range(options: dict[str, Any], key: str, bounds: Bounds) -> int | float:
+    """``options[key]`` if it lies in ``bounds`` (an int for integer bounds, a finite number
+    otherwise); else ``ValueError`` naming ``eval.key``, the value and the range, e.g.
+    ``invalid value 0 for eval.iwae_k: expected an integer from 1 to 100000``."""
+    low, high = bounds
     value = options[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"eval.{key}={value!r}: must be an integer >= {minimum}")
+    integer = isinstance(low, int) and isinstance(high, int)
+    ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+    ok = ok and value == value and low <= value <= high  # NaN fails ``value == value``
+    if not ok:
+        raise ValueError(f"invalid value {value!r} for eval.{key}: expected {_range_text(bounds)}")
     return value
 
 
-def check_float(
-    options: dict[str, Any], key: str, minimum: float, *, strict: bool = False
-) -> float:
-    """``options[key]`` as a finite float ``>= minimum`` (``> minimum`` when ``strict``)."""
-    value = options[key]
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and value == value and abs(value) != float("inf")
-    ok = ok and (value > minimum if strict else value >= minimum)
-    if not ok:
-        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-        raise ValueError(f"eval.{key}={value!r}: must be a finite number {bound}")
-    return float(value)
-
-
-def check_choice(options: dict[str, Any], key: str, choices: Iterable[str]) -> str:
-    """``options[key]`` if it is one of ``choices``; ``ValueError`` naming them if not."""
+def check_choice(options: dict[str, Any], key: str, choices: Iterable[Any]) -> Any:
+    """``options[key]`` if it is one of ``choices``; ``ValueError`` naming them if not (a
+    boolean option's choices are ``(True, False)``, shown as ``true, false``)."""
     choices = tuple(choices)
     value = options[key]
-    if value not in choices:
-        raise ValueError(f"eval.{key}={value!r}: valid: {', '.join(choices)}")
-    return str(value)
+    if not any(value is c or (type(value) is type(c) and value == c) for c in choices):
+        shown = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices)
+        raise ValueError(f"invalid value {value!r} for eval.{key}; valid: {shown}")
+    return value
+
+
+def check_bounded(options: dict[str, Any], bounds: Mapping[str, Bounds | tuple[Any, ...]]) -> None:
+    """Check every key of ``bounds`` present in ``options``: a ``(low, high)`` pair of numbers
+    is a range (:func:`check_range`), any other tuple the valid choices (:func:`check_choice`).
+    Keys not in ``options`` are left alone (the caller resolves defaults first)."""
+    for key, spec in bounds.items():
+        if key not in options:
+            continue
+        if _is_range(spec):
+            check_range(options, key, spec)  # type: ignore[arg-type]
+        else:
+            check_choice(options, key, spec)
+
+
+def documented(
+    docs: Mapping[str, str], bounds: Mapping[str, Bounds | tuple[Any, ...]]
+) -> dict[str, str]:
+    """``docs`` with each bounded option's range appended (``"...; 1 to 100000"``), so that
+    ``vaebench list metrics`` shows the same bounds :func:`check_bounded` enforces."""
+    out = dict(docs)
+    for key, spec in bounds.items():
+        if key in out and _is_range(spec):
+            out[key] = f"{out[key]}; {_fmt(spec[0])} to {_fmt(spec[1])}"
+    return out
 
 
 # ----------------------------------------------------------------------------- splits

@@ -120,11 +120,16 @@ class FeatureNet(nn.Module):
 
 
 def feature_labels(dataset: Any) -> tuple[Tensor, Tensor, str] | None:
-    """``(y_train, y_test, source)`` the feature net learns: the labels, or else
+    """``(y_train, y_test, source)`` the feature net learns, class indices ``0 .. K-1`` of
+    shapes ``(N_train,)`` and ``(N_test,)``: the labels (their rank among the distinct labels of
+    both splits, so labels 0..9 are unchanged and any values work), or else
     :data:`FACTOR_BINS` bins of the first factor cut at the deciles of its training values;
     ``None`` when the dataset has neither."""
     if dataset.y_train is not None and dataset.y_test is not None:
-        return dataset.y_train.long(), dataset.y_test.long(), "labels"
+        # Class indices 0..K-1 of the distinct labels (0..9 stay 0..9; 10**12 costs nothing).
+        y_train, y_test = dataset.y_train.reshape(-1), dataset.y_test.reshape(-1)
+        _, idx = torch.unique(torch.cat([y_train, y_test]), return_inverse=True)
+        return idx[: len(y_train)].long(), idx[len(y_train) :].long(), "labels"
     if dataset.factors_train is not None and dataset.factors_test is not None:
         f_train = dataset.factors_train[:, 0].double().numpy()
         f_test = dataset.factors_test[:, 0].double().numpy()

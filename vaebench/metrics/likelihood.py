@@ -13,6 +13,10 @@ observation model ``p(x|z)`` (``log_likelihood``), with the standard-normal prio
   bits per dimension. The log-sum-exp is taken in float64; the ``K`` samples are drawn in
   chunks so that one decoder call sees at most ``eval_batch_size`` codes.
 
+The options are bounded (:data:`BOUNDS`: ``elbo_samples`` 1 to 10000, ``iwae_k`` 1 to 100000,
+``iwae_test_n`` 1 to 1000000), and the ELBO's draws are chunked like the IWAE's, so a cell's
+work and memory stay finite.
+
 Bits per dimension are ``nats / (D ln 2)`` with ``D = C * H * W``. A Bernoulli likelihood of
 grey-level pixels is not a normalised density (Loaiza-Ganem & Cunningham 2019): the details of
 every evaluation record whether the test images are binary, so a report can say when these
@@ -31,11 +35,11 @@ from torch import Tensor
 from vaebench.hookspecs import hookimpl
 from vaebench.metric import EvalContext, Metric, Value
 from vaebench.metrics import codes as codes_mod
+from vaebench.nn import gaussian_kl
 
 __all__ = [
     "Elbo",
     "Iwae",
-    "gaussian_kl",
     "elbo_terms",
     "iwae_log_likelihood",
     "bits_per_dim",
@@ -51,13 +55,6 @@ REF_CB = (
     "Loaiza-Ganem & Cunningham, The continuous Bernoulli: fixing a pervasive error in "
     "variational autoencoders, NeurIPS 2019"
 )
-
-
-def gaussian_kl(mean: Tensor, logvar: Tensor) -> Tensor:
-    """``KL(N(mean, exp(logvar)) || N(0, I))`` per row, summed over dimensions, in float64:
-    ``0.5 * sum(exp(logvar) + mean^2 - 1 - logvar)``. Shapes ``(N, d) -> (N,)``."""
-    m, lv = mean.double(), logvar.double()
-    return 0.5 * (lv.exp() + m.pow(2) - 1.0 - lv).sum(1)
 
 
 def bits_per_dim(nats: float, dims: int) -> float:
@@ -111,19 +108,27 @@ def elbo_terms(
 ) -> tuple[Tensor, Tensor]:
     """``(recon, kl)``, each ``(N,)`` float64 in nats: the Monte-Carlo estimate of
     ``E_q(z|x)[log p(x|z)]`` from ``samples`` draws per image, and the closed-form
-    ``KL(q(z|x) || N(0, I))``, for images ``x`` ``(N, C, H, W)`` with posterior
-    ``mean``/``logvar`` ``(N, d)``. ELBO = recon - kl. Draws come from ``generator`` (CPU);
-    one ``log_likelihood`` call sees at most ``max(batch_size, samples)`` codes."""
+    ``KL(q(z|x) || N(0, I))`` (:func:`vaebench.nn.gaussian_kl`, in float64), for images ``x``
+    ``(N, C, H, W)`` with posterior ``mean``/``logvar`` ``(N, d)``. ELBO = recon - kl.
+
+    Draws come from ``generator`` (CPU), in chunks of ``min(samples, batch_size)`` for
+    ``max(1, batch_size // chunk)`` images at a time, as in :func:`iwae_log_likelihood`: one
+    ``log_likelihood`` call sees at most ``batch_size`` codes and memory stays bounded for any
+    ``samples``."""
     _check_posterior(mean, logvar, x.shape[0])
-    per = max(1, batch_size // samples)
+    chunk = min(samples, batch_size)
+    per = max(1, batch_size // chunk)
     recon = []
     with torch.inference_mode():
         for i in range(0, x.shape[0], per):
-            llh, _ = _log_joint_terms(
-                model, x[i : i + per], mean[i : i + per], logvar[i : i + per], samples, generator
-            )
-            recon.append(llh.mean(1))
-    return torch.cat(recon), gaussian_kl(mean, logvar)
+            sl = slice(i, i + per)
+            total = torch.zeros(x[sl].shape[0], dtype=torch.float64)
+            for start in range(0, samples, chunk):
+                n = min(chunk, samples - start)
+                llh, _ = _log_joint_terms(model, x[sl], mean[sl], logvar[sl], n, generator)
+                total += llh.sum(1)
+            recon.append(total / samples)
+    return torch.cat(recon), gaussian_kl(mean.double(), logvar.double())
 
 
 def iwae_log_likelihood(
@@ -210,8 +215,13 @@ def _applies(model: Any) -> bool | str:
     return f"needs {' and '.join(lacking)}, which {type(model).__name__} does not state"
 
 
-def _options(metric: Metric, options: dict[str, Any]) -> dict[str, Any]:
-    return {k: options.get(k, d) for k, d in metric.options.items()}
+#: Documented bounds of the likelihood options (``--set eval.KEY=VALUE``), both ends included:
+#: the work of a cell grows with their product, so each is capped.
+BOUNDS: dict[str, codes_mod.Bounds] = {
+    "elbo_samples": (1, 10_000),
+    "iwae_k": (1, 100_000),
+    "iwae_test_n": (1, 1_000_000),
+}
 
 
 class Elbo(Metric):
@@ -223,9 +233,10 @@ class Elbo(Metric):
     default = True
     version = 1
     options = {"elbo_samples": 10}
-    option_docs = {
-        "elbo_samples": "draws of z per test image for E_q[log p(x|z)] (the KL is exact)",
-    }
+    option_docs = codes_mod.documented(
+        {"elbo_samples": "draws of z per test image for E_q[log p(x|z)] (the KL is exact)"},
+        BOUNDS,
+    )
     values = (
         Value(
             "elbo", True, "nats/image", 2,
@@ -250,10 +261,10 @@ class Elbo(Metric):
         return _applies(model)
 
     def check_options(self, options: dict[str, Any]) -> None:
-        codes_mod.check_int(_options(self, options), "elbo_samples", 1)
+        codes_mod.check_bounded(self.resolve_options(options), BOUNDS)
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = codes_mod.metric_options(self, ctx)
+        opts = self.resolve_options(ctx.options)
         self.check_options(opts)
         samples = opts["elbo_samples"]
         x = dataset.x_test
@@ -289,10 +300,14 @@ class Iwae(Metric):
     default = False
     version = 1
     options = {"iwae_k": 1000, "iwae_test_n": 10000}
-    option_docs = {
-        "iwae_k": "importance samples K per test image (Burda et al. 2016 use 5000)",
-        "iwae_test_n": "at most this many test images (a fixed choice, the same for every cell)",
-    }
+    option_docs = codes_mod.documented(
+        {
+            "iwae_k": "importance samples K per test image (Burda et al. 2016 use 5000)",
+            "iwae_test_n": "at most this many test images (a fixed choice, the same for every "
+            "cell)",
+        },
+        BOUNDS,
+    )
     values = (
         Value(
             "iwae_nll", False, "nats/image", 2,
@@ -309,12 +324,10 @@ class Iwae(Metric):
         return _applies(model)
 
     def check_options(self, options: dict[str, Any]) -> None:
-        opts = _options(self, options)
-        codes_mod.check_int(opts, "iwae_k", 1)
-        codes_mod.check_int(opts, "iwae_test_n", 1)
+        codes_mod.check_bounded(self.resolve_options(options), BOUNDS)
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = codes_mod.metric_options(self, ctx)
+        opts = self.resolve_options(ctx.options)
         self.check_options(opts)
         k = opts["iwae_k"]
         mean, logvar, idx = codes_mod.posterior(model, dataset, "test", ctx, opts["iwae_test_n"])

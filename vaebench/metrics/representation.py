@@ -24,6 +24,11 @@ of the whole test split:
   threshold is in the code's own units, so only for a prior N(0, I) does 0.01 mean "1 % of the
   prior's variance".
 
+Labels may take any values (they are compared, never used as indices). ``cluster`` does not
+apply to a dataset with fewer training images than classes; ``probe``, ``knn`` and ``cluster``
+fail with a message naming the option when the capped training codes are too few (fewer than
+``knn_k``, than the classes, or of one class only). Option bounds: :data:`BOUNDS`.
+
 Every random choice (the probe's and k-means' ``random_state``) is drawn from the metric's own
 generator, so the numbers are deterministic given the cell's seed.
 """
@@ -37,6 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaebench.errors import MetricError
 from vaebench.hookspecs import hookimpl
 from vaebench.metric import EvalContext, Metric, Value
 from vaebench.metrics import codes as codes_mod
@@ -88,7 +94,8 @@ def probe_accuracy(
     random_state: int = 0,
 ) -> tuple[float, dict[str, Any]]:
     """Test accuracy (fraction in [0, 1]) of logistic regression on standardised codes, and
-    ``{"iterations", "converged"}``. ``z_*``: ``(N, d)``; ``y_*``: ``(N,)`` integer labels."""
+    ``{"iterations", "converged"}``. ``z_*``: ``(N, d)``; ``y_*``: ``(N,)`` labels of any values
+    (scikit-learn keeps the distinct ones); ``y_train`` needs at least two classes."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -110,10 +117,15 @@ def knn_accuracy(
     z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, k: int = 5
 ) -> float:
     """Test accuracy (fraction) of the ``k``-nearest-neighbour classifier (Euclidean distance,
-    uniform vote; scikit-learn breaks vote ties towards the smaller label)."""
+    uniform vote; scikit-learn breaks vote ties towards the smaller label). Labels may take any
+    values. Raises ``ValueError`` when there are fewer than ``k`` training codes."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    clf = KNeighborsClassifier(n_neighbors=min(k, len(z_train)), metric="euclidean", n_jobs=1)
+    if not 1 <= k <= len(z_train):
+        raise ValueError(
+            f"k={k} nearest neighbours need at least k training codes, got {len(z_train)}"
+        )
+    clf = KNeighborsClassifier(n_neighbors=k, metric="euclidean", n_jobs=1)
     clf.fit(z_train, y_train)
     return float(np.mean(clf.predict(z_test) == y_test))
 
@@ -121,13 +133,21 @@ def knn_accuracy(
 def hungarian_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     """Clustering accuracy: the fraction of items whose cluster, mapped one-to-one to a class
     so as to maximise the matches (Hungarian algorithm, ``scipy.optimize.linear_sum_assignment``),
-    is their class. ``y_true``, ``y_pred``: ``(N,)`` non-negative integers."""
+    is their class. ``y_true``, ``y_pred``: ``(N,)`` labels of any values (integers, strings):
+    the count matrix is ``(distinct clusters, distinct classes)``, so labels such as ``10**12``
+    cost nothing. Raises ``ValueError`` for empty or unequal lengths."""
     from scipy.optimize import linear_sum_assignment
 
-    y_true = np.asarray(y_true, dtype=np.int64)
-    y_pred = np.asarray(y_pred, dtype=np.int64)
-    counts = np.zeros((y_pred.max() + 1, y_true.max() + 1), dtype=np.int64)
-    np.add.at(counts, (y_pred, y_true), 1)
+    if len(y_true) != len(y_pred) or len(y_true) == 0:
+        raise ValueError(
+            f"need as many (at least one) true labels as cluster labels, got {len(y_true)} and "
+            f"{len(y_pred)}"
+        )
+    # Indices into the distinct values: the matrix is (clusters, classes) whatever the values.
+    _, true_idx = np.unique(np.asarray(y_true), return_inverse=True)
+    _, pred_idx = np.unique(np.asarray(y_pred), return_inverse=True)
+    counts = np.zeros((pred_idx.max() + 1, true_idx.max() + 1), dtype=np.int64)
+    np.add.at(counts, (pred_idx.ravel(), true_idx.ravel()), 1)
     rows, cols = linear_sum_assignment(counts, maximize=True)
     return float(counts[rows, cols].sum() / len(y_true))
 
@@ -174,11 +194,30 @@ def active_units(z: Tensor, threshold: float = 0.01) -> tuple[int, Tensor]:
     return int((var > threshold).sum()), var
 
 
+#: Documented bounds of the representation options (``--set eval.KEY=VALUE``), both ends
+#: included; a tuple of other values lists the valid choices.
+BOUNDS: dict[str, Any] = {
+    "rep_train_n": (2, 1_000_000),
+    "probe_c": (1e-6, 1e6),
+    "knn_k": (1, 1000),
+    "cluster_n_init": (1, 1000),
+    "cluster_whiten": (True, False),
+    "au_threshold": (0.0, 1e6),
+}
+
+
+def _n_classes(dataset: Any) -> int:
+    """Distinct labels of the training and test splits together."""
+    return len(torch.unique(torch.cat([dataset.y_train.reshape(-1), dataset.y_test.reshape(-1)])))
+
+
 def _labels_reason(dataset: Any) -> bool | str:
     if dataset.y_train is None or dataset.y_test is None:
         return f"needs labels; dataset {dataset.name!r} has none"
     if len(torch.unique(dataset.y_train)) < 2:
         return f"needs at least two classes in the training labels of {dataset.name!r}"
+    if len(dataset.y_test) == 0:
+        return f"needs test images; dataset {dataset.name!r} has none"
     return True
 
 
@@ -193,11 +232,8 @@ class _LabelledCodes(Metric):
     def applies_to(self, model: Any, dataset: Any) -> bool | str:
         return _labels_reason(dataset)
 
-    def _opts(self, options: dict[str, Any]) -> dict[str, Any]:
-        return {k: options.get(k, d) for k, d in self.options.items()}
-
     def check_options(self, options: dict[str, Any]) -> None:
-        codes_mod.check_int(self._opts(options), "rep_train_n", 2)
+        codes_mod.check_bounded(self.resolve_options(options), BOUNDS)
 
     def _codes(self, model: Any, dataset: Any, ctx: EvalContext, opts: dict[str, Any]):
         z_train, idx, kind = codes_mod.representation_codes(
@@ -218,16 +254,27 @@ class _LabelledCodes(Metric):
         return _np(z_train), y_train, _np(z_test), y_test
 
 
+def _too_few(what: str, need: int, got: int, dataset: Any, opts: dict[str, Any]) -> MetricError:
+    return MetricError(
+        f"{what} needs at least {need} training codes; {got} were used (dataset "
+        f"{dataset.name!r} has {int(dataset.x_train.shape[0])} training images, "
+        f"eval.rep_train_n={opts['rep_train_n']})"
+    )
+
+
 class LinearProbe(_LabelledCodes):
     """Linear-probe accuracy (see the module docstring)."""
 
     name = "probe"
     options = {"rep_train_n": 10000, "probe_c": 1.0}
-    option_docs = {
-        "rep_train_n": "at most this many training codes fit the probe, k-NN and k-means "
-        "(a fixed choice, the same for every cell)",
-        "probe_c": "inverse L2 regularisation strength C of the logistic regression",
-    }
+    option_docs = codes_mod.documented(
+        {
+            "rep_train_n": "at most this many training codes fit the probe, k-NN and k-means "
+            "(a fixed choice, the same for every cell)",
+            "probe_c": "inverse L2 regularisation strength C of the logistic regression",
+        },
+        BOUNDS,
+    )
     values = (
         Value(
             "probe_acc", True, "%", 1,
@@ -236,14 +283,15 @@ class LinearProbe(_LabelledCodes):
         ),
     )  # fmt: skip
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        super().check_options(options)
-        codes_mod.check_float(self._opts(options), "probe_c", 0.0, strict=True)
-
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = codes_mod.metric_options(self, ctx)
+        opts = self.resolve_options(ctx.options)
         self.check_options(opts)
         z_train, y_train, z_test, y_test = self._codes(model, dataset, ctx, opts)
+        if len(np.unique(y_train)) < 2:
+            raise MetricError(
+                f"the probe needs at least two classes among the {len(y_train)} training codes "
+                f"used (eval.rep_train_n={opts['rep_train_n']}); they hold one"
+            )
         acc, info = probe_accuracy(
             z_train, y_train, z_test, y_test, opts["probe_c"], _random_state(ctx.generator)
         )
@@ -261,7 +309,9 @@ class KnnAccuracy(_LabelledCodes):
     options = {"rep_train_n": 10000, "knn_k": 5}
     option_docs = {
         "rep_train_n": LinearProbe.option_docs["rep_train_n"],
-        "knn_k": "neighbours k that vote (Euclidean distance between codes)",
+        **codes_mod.documented(
+            {"knn_k": "neighbours k that vote (Euclidean distance between codes)"}, BOUNDS
+        ),
     }
     values = (
         Value(
@@ -271,15 +321,13 @@ class KnnAccuracy(_LabelledCodes):
         ),
     )  # fmt: skip
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        super().check_options(options)
-        codes_mod.check_int(self._opts(options), "knn_k", 1)
-
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = codes_mod.metric_options(self, ctx)
+        opts = self.resolve_options(ctx.options)
         self.check_options(opts)
         z_train, y_train, z_test, y_test = self._codes(model, dataset, ctx, opts)
-        k = min(opts["knn_k"], len(z_train))
+        k = opts["knn_k"]
+        if len(z_train) < k:
+            raise _too_few(f"eval.knn_k={k}", k, len(z_train), dataset, opts)
         ctx.details.update({"k": k, "distance": "euclidean", "vote": "uniform"})
         return {"knn_acc": 100.0 * knn_accuracy(z_train, y_train, z_test, y_test, k)}
 
@@ -291,8 +339,15 @@ class ClusterAccuracy(_LabelledCodes):
     options = {"rep_train_n": 10000, "cluster_n_init": 10, "cluster_whiten": True}
     option_docs = {
         "rep_train_n": LinearProbe.option_docs["rep_train_n"],
-        "cluster_n_init": "k-means initialisations (k-means++), the best is kept (ACAI: 1000)",
-        "cluster_whiten": "whiten the codes with the SVD of the training codes first (ACAI)",
+        **codes_mod.documented(
+            {
+                "cluster_n_init": "k-means initialisations (k-means++), the best is kept "
+                "(ACAI: 1000)",
+                "cluster_whiten": "whiten the codes with the SVD of the training codes first "
+                "(ACAI); true or false",
+            },
+            BOUNDS,
+        ),
     }
     values = (
         Value(
@@ -303,18 +358,26 @@ class ClusterAccuracy(_LabelledCodes):
         ),
     )  # fmt: skip
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        super().check_options(options)
-        opts = self._opts(options)
-        codes_mod.check_int(opts, "cluster_n_init", 1)
-        if not isinstance(opts["cluster_whiten"], bool):
-            raise ValueError(f"eval.cluster_whiten={opts['cluster_whiten']!r}: valid: true, false")
+    def applies_to(self, model: Any, dataset: Any) -> bool | str:
+        reason = super().applies_to(model, dataset)
+        if reason is not True:
+            return reason
+        n_classes, n_train = _n_classes(dataset), int(dataset.x_train.shape[0])
+        if n_train < n_classes:
+            return (
+                f"k-means with one cluster per class needs at least {n_classes} training images "
+                f"(the classes of {dataset.name!r}); it has {n_train}"
+            )
+        return True
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = codes_mod.metric_options(self, ctx)
+        opts = self.resolve_options(ctx.options)
         self.check_options(opts)
         z_train, _, z_test, y_test = self._codes(model, dataset, ctx, opts)
         n_clusters = ctx.details["n_classes"]
+        if len(z_train) < n_clusters:
+            raise _too_few(f"k-means with {n_clusters} clusters", n_clusters, len(z_train),
+                           dataset, opts)  # fmt: skip
         acc, info = cluster_accuracy(
             z_train,
             z_test,
@@ -346,10 +409,13 @@ class ActiveUnits(Metric):
     default = True
     version = 1
     options = {"au_threshold": 0.01}
-    option_docs = {
-        "au_threshold": "a code dimension is active when its variance over the test set of "
-        "the posterior mean (or code) exceeds this (Burda et al. 2016: 0.01)",
-    }
+    option_docs = codes_mod.documented(
+        {
+            "au_threshold": "a code dimension is active when its variance over the test set of "
+            "the posterior mean (or code) exceeds this (Burda et al. 2016: 0.01)",
+        },
+        BOUNDS,
+    )
     values = (
         Value(
             "active_units", None, "dims", 0,
@@ -364,11 +430,10 @@ class ActiveUnits(Metric):
     )  # fmt: skip
 
     def check_options(self, options: dict[str, Any]) -> None:
-        opts = {k: options.get(k, d) for k, d in self.options.items()}
-        codes_mod.check_float(opts, "au_threshold", 0.0)
+        codes_mod.check_bounded(self.resolve_options(options), BOUNDS)
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = codes_mod.metric_options(self, ctx)
+        opts = self.resolve_options(ctx.options)
         self.check_options(opts)
         threshold = float(opts["au_threshold"])
         z, _, kind = codes_mod.representation_codes(model, dataset, "test", ctx)

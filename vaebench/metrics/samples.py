@@ -29,6 +29,9 @@ upwards for small sets): compare them at equal counts, which the details record.
   generated one, density the number of real balls a generated feature lies in divided by k
   (averaged), coverage the fraction of real features whose ball holds a generated one.
   Distances are Euclidean; "within" is strict, as in the reference package ``prdc``.
+
+Every option has documented bounds (:data:`BOUNDS`), and the distance and kernel matrices are
+handled in blocks of at most :data:`_BLOCK` elements, so a cell's work and memory stay finite.
 """
 
 from __future__ import annotations
@@ -84,14 +87,30 @@ SHARED_OPTIONS: dict[str, Any] = {
     "feature_steps": FeatureNetConfig.steps,
     "feature_train_n": FeatureNetConfig.train_n,
 }
-SHARED_DOCS = {
-    "sample_n": "real test images and generated images compared (at most the test split)",
-    "sampler": "auto: the prior if the model samples, else ex-post; prior; expost (a Gaussian "
-    "fitted to the training codes, Ghosh et al. 2020)",
-    "feature_steps": "mini-batch updates (of 128 images) that train the feature classifier, "
-    "once per dataset (cached)",
-    "feature_train_n": "at most this many training images train the feature classifier",
+#: Documented bounds of the sample-quality options (``--set eval.KEY=VALUE``), both ends
+#: included; a tuple of other values lists the valid choices. ``kid_subset_size`` and
+#: ``sample_n`` bound the distance and kernel blocks, ``feature_steps`` and ``kid_subsets`` the
+#: work.
+BOUNDS: dict[str, Any] = {
+    "sample_n": (2, 100_000),
+    "sampler": SAMPLERS,
+    "feature_steps": (1, 100_000),
+    "feature_train_n": (10, 1_000_000),
+    "kid_subsets": (1, 10_000),
+    "kid_subset_size": (2, 10_000),
+    "prdc_k": (1, 1000),
 }
+SHARED_DOCS = codes_mod.documented(
+    {
+        "sample_n": "real test images and generated images compared (at most the test split)",
+        "sampler": "auto: the prior if the model samples, else ex-post; prior; expost (a "
+        "Gaussian fitted to the training codes, Ghosh et al. 2020)",
+        "feature_steps": "mini-batch updates (of 128 images) that train the feature classifier, "
+        "once per dataset (cached)",
+        "feature_train_n": "at most this many training images train the feature classifier",
+    },
+    BOUNDS,
+)
 
 #: Elements of one distance block in :func:`prdc` (float64: 32 MiB).
 _BLOCK = 4_000_000
@@ -128,6 +147,19 @@ def _poly_kernel(a: Tensor, b: Tensor) -> Tensor:
     return (a @ b.T / a.shape[1] + 1.0) ** 3
 
 
+def _kernel_sum(a: Tensor, b: Tensor, *, off_diagonal: bool = False) -> float:
+    """``sum_ij k(a_i, b_j)`` of the cubic kernel, leaving out ``i == j`` when
+    ``off_diagonal`` (``a`` is ``b``); in row blocks of at most :data:`_BLOCK` elements."""
+    rows = max(1, _BLOCK // b.shape[0])
+    total = 0.0
+    for i in range(0, a.shape[0], rows):
+        k = _poly_kernel(a[i : i + rows], b)
+        total += float(k.sum())
+        if off_diagonal:
+            total -= float(k.diagonal(offset=i).sum())
+    return total
+
+
 def kid(
     real: Tensor,
     fake: Tensor,
@@ -137,7 +169,8 @@ def kid(
 ) -> tuple[float, float, int]:
     """``(mean, std, m)``: the unbiased MMD^2 estimate with kernel ``(a.b / d + 1)^3`` over
     ``n_subsets`` pairs of random subsets (without replacement within a subset) of
-    ``m = min(subset_size, len(real), len(fake))`` features each; features ``(N, d)``."""
+    ``m = min(subset_size, len(real), len(fake))`` features each; features ``(N, d)``. The
+    kernel sums are taken in row blocks, so memory stays bounded for any ``m``."""
     x, y = real.double(), fake.double()
     m = min(subset_size, x.shape[0], y.shape[0])
     if m < 2:
@@ -146,14 +179,13 @@ def kid(
     for _ in range(n_subsets):
         a = x[torch.randperm(x.shape[0], generator=generator)[:m]]
         b = y[torch.randperm(y.shape[0], generator=generator)[:m]]
-        kxx, kyy, kxy = _poly_kernel(a, a), _poly_kernel(b, b), _poly_kernel(a, b)
         off = m * (m - 1)
         mmd = (
-            (kxx.sum() - kxx.diagonal().sum()) / off
-            + (kyy.sum() - kyy.diagonal().sum()) / off
-            - 2.0 * kxy.mean()
+            _kernel_sum(a, a, off_diagonal=True) / off
+            + _kernel_sum(b, b, off_diagonal=True) / off
+            - 2.0 * _kernel_sum(a, b) / (m * m)
         )
-        scores.append(float(mmd))
+        scores.append(mmd)
     s = np.asarray(scores)
     return float(s.mean()), float(s.std()), m
 
@@ -288,8 +320,6 @@ class _SampleMetric(Metric):
     cost = "expensive"
     default = False
     version = 1
-    #: Fewest samples the metric can use.
-    min_samples = 2
 
     def applies_to(self, model: Any, dataset: Any) -> bool | str:
         if feature_labels(dataset) is None:
@@ -299,18 +329,11 @@ class _SampleMetric(Metric):
             )
         return True
 
-    def _opts(self, options: dict[str, Any]) -> dict[str, Any]:
-        return {k: options.get(k, d) for k, d in self.options.items()}
-
     def check_options(self, options: dict[str, Any]) -> None:
-        opts = self._opts(options)
-        codes_mod.check_int(opts, "sample_n", self.min_samples)
-        codes_mod.check_choice(opts, "sampler", SAMPLERS)
-        codes_mod.check_int(opts, "feature_steps", 1)
-        codes_mod.check_int(opts, "feature_train_n", 10)
+        codes_mod.check_bounded(self.resolve_options(options), BOUNDS)
 
     def _samples(self, model: Any, dataset: Any, ctx: EvalContext):
-        opts = codes_mod.metric_options(self, ctx)
+        opts = self.resolve_options(ctx.options)
         self.check_options(opts)
         real, fake, details = sample_features(model, dataset, ctx, opts)
         ctx.details.update(details)
@@ -343,8 +366,13 @@ class KernelDistance(_SampleMetric):
     options = {**SHARED_OPTIONS, "kid_subsets": 100, "kid_subset_size": 1000}
     option_docs = {
         **SHARED_DOCS,
-        "kid_subsets": "random subset pairs whose MMD^2 estimates are averaged",
-        "kid_subset_size": "features per subset (at most the sample count)",
+        **codes_mod.documented(
+            {
+                "kid_subsets": "random subset pairs whose MMD^2 estimates are averaged",
+                "kid_subset_size": "features per subset (at most the sample count)",
+            },
+            BOUNDS,
+        ),
     }
     values = (
         Value(
@@ -353,12 +381,6 @@ class KernelDistance(_SampleMetric):
             "and generated images, mean over subsets (vaebench's own classifier)", REF_KID,
         ),
     )  # fmt: skip
-
-    def check_options(self, options: dict[str, Any]) -> None:
-        super().check_options(options)
-        opts = self._opts(options)
-        codes_mod.check_int(opts, "kid_subsets", 1)
-        codes_mod.check_int(opts, "kid_subset_size", 2)
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
         real, fake, opts = self._samples(model, dataset, ctx)
@@ -375,7 +397,12 @@ class PrecisionRecall(_SampleMetric):
 
     name = "prdc"
     options = {**SHARED_OPTIONS, "prdc_k": 5}
-    option_docs = {**SHARED_DOCS, "prdc_k": "nearest neighbour k that sets each ball's radius"}
+    option_docs = {
+        **SHARED_DOCS,
+        **codes_mod.documented(
+            {"prdc_k": "nearest neighbour k that sets each ball's radius"}, BOUNDS
+        ),
+    }
     values = (
         Value(
             "prdc_precision", True, "fraction", 3,
@@ -400,10 +427,12 @@ class PrecisionRecall(_SampleMetric):
 
     def check_options(self, options: dict[str, Any]) -> None:
         super().check_options(options)
-        opts = self._opts(options)
-        k = codes_mod.check_int(opts, "prdc_k", 1)
+        opts = self.resolve_options(options)
+        k = opts["prdc_k"]
         if opts["sample_n"] <= k:
-            raise ValueError(f"eval.sample_n={opts['sample_n']!r}: must exceed eval.prdc_k={k}")
+            raise ValueError(
+                f"invalid value {opts['sample_n']!r} for eval.sample_n: must exceed eval.prdc_k={k}"
+            )
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
         real, fake, opts = self._samples(model, dataset, ctx)
