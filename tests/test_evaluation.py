@@ -162,6 +162,19 @@ def test_undeclared_or_missing_values_fail_the_metric():
     assert out["status"] == "failed" and "missing ['a'], undeclared ['b']" in out["reason"]
 
 
+def test_a_metric_finding_it_does_not_apply_is_not_applicable_not_failed():
+    from vaebench.errors import NotApplicableError
+
+    class Picky(MeanDecoded):
+        name = "picky"
+
+        def evaluate(self, model, dataset, ctx):
+            raise NotApplicableError("needs 1000 test images for its options, got 40")
+
+    out = evaluate_metrics(Linear(), _dataset(), [Picky()], _ctx())["picky"]
+    assert out["status"] == "not_applicable" and out["reason"].startswith("needs 1000")
+
+
 def test_not_applicable_is_recorded_with_the_reason():
     class NeedsLabels(MeanDecoded):
         name = "needs_labels"

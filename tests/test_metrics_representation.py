@@ -12,7 +12,7 @@ from torch import Tensor
 
 from vaebench.config import RunConfig
 from vaebench.dataset import Dataset
-from vaebench.errors import ConfigError, MetricError
+from vaebench.errors import ConfigError
 from vaebench.evaluation import evaluate_metrics
 from vaebench.metric import EvalContext
 from vaebench.metrics import codes as codes_mod
@@ -304,12 +304,15 @@ def test_too_few_training_images_for_the_classes_make_cluster_not_applicable():
         assert "at least two classes" in metric.applies_to(model, one_class)
 
 
-def test_too_few_capped_training_codes_fail_with_the_option_named():
+def test_too_few_capped_training_codes_are_not_applicable_with_the_option_named():
     """The cap ``rep_train_n`` is an option, which ``applies_to`` does not see: fewer capped
     codes than ``knn_k`` (which used to be lowered silently), than the classes (k-means) or of
-    one class only (the probe) fail the metric with a message naming the options."""
+    one class only (the probe) make the metric not applicable (NotApplicableError: stored as
+    not_applicable with the message, not as a failure), naming the options."""
+    from vaebench.errors import NotApplicableError
+
     ds = tiny(2, 3)
-    with pytest.raises(MetricError, match=re.escape(
+    with pytest.raises(NotApplicableError, match=re.escape(
         "eval.knn_k=5 needs at least 5 training codes; 2 were used (dataset 'tiny' has 2 "
         "training images, eval.rep_train_n=10000)"
     )):  # fmt: skip
@@ -317,14 +320,14 @@ def test_too_few_capped_training_codes_fail_with_the_option_named():
     c = ctx({"knn_k": 2}, metric="knn")
     KnnAccuracy().evaluate(Flatten(), ds, c)
     assert c.details["k"] == 2
-    with pytest.raises(MetricError, match="k-means with 4 clusters needs at least 4 training"):
+    with pytest.raises(NotApplicableError, match="k-means with 4 clusters needs at least 4"):
         ClusterAccuracy().evaluate(Flatten(), labelled(), ctx({"rep_train_n": 3}, "cluster"))
     six = tiny(6, 3)
     y = torch.zeros(6, dtype=torch.long)
     y[[i for i in range(6) if i not in codes_mod.subset_indices(6, 2).tolist()][0]] = 1
     same = Dataset("same", six.x_train, six.x_test, y_train=y, y_test=six.y_test)
     assert LinearProbe().applies_to(Flatten(), same) is True  # two classes before the cap
-    with pytest.raises(MetricError, match="at least two classes among the 2 training codes"):
+    with pytest.raises(NotApplicableError, match="at least two classes among the 2 training"):
         LinearProbe().evaluate(Flatten(), same, ctx({"rep_train_n": 2}))
 
 

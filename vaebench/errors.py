@@ -18,6 +18,7 @@ __all__ = [
     "DivergenceError",
     "ModelContractError",
     "MetricError",
+    "NotApplicableError",
     "PluginError",
     "DiskFullError",
 ]
@@ -54,6 +55,13 @@ class ModelContractError(VaebenchError, RuntimeError):
 
 class MetricError(VaebenchError, RuntimeError):
     """A metric failed or returned values it did not declare; only its own values are lost."""
+
+
+class NotApplicableError(VaebenchError):
+    """Raised by a metric's ``evaluate`` when it finds it cannot apply to this model and data
+    (too few images for its options, say) -- something ``applies_to`` could not see. The
+    evaluation is stored as ``not_applicable`` with the message as its reason, not as a
+    failure."""
 
 
 class PluginError(VaebenchError, RuntimeError):

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vaebench.errors import ModelContractError
+from vaebench.errors import ModelContractError, NotApplicableError
 from vaebench.metric import EvalContext, Metric
 from vaebench.model import FitReport, Model, Tags
 
@@ -298,6 +298,8 @@ def evaluate_metrics(
             ev.update(_values(metric, got))
         except ModelContractError:
             raise
+        except NotApplicableError as exc:
+            ev.update(status="not_applicable", reason=one_line(exc))
         except (Exception, SystemExit) as exc:  # noqa: BLE001 - only this metric's values fail
             ev.update(_failure(exc, "evaluate"))
             free_memory(ctx.device)

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaebench.errors import MetricError
+from vaebench.errors import NotApplicableError
 from vaebench.hookspecs import hookimpl
 from vaebench.metric import EvalContext, Metric, Value
 from vaebench.metrics import codes as codes_mod
@@ -254,8 +254,10 @@ class _LabelledCodes(Metric):
         return _np(z_train), y_train, _np(z_test), y_test
 
 
-def _too_few(what: str, need: int, got: int, dataset: Any, opts: dict[str, Any]) -> MetricError:
-    return MetricError(
+def _too_few(
+    what: str, need: int, got: int, dataset: Any, opts: dict[str, Any]
+) -> NotApplicableError:
+    return NotApplicableError(
         f"{what} needs at least {need} training codes; {got} were used (dataset "
         f"{dataset.name!r} has {int(dataset.x_train.shape[0])} training images, "
         f"eval.rep_train_n={opts['rep_train_n']})"
@@ -288,7 +290,7 @@ class LinearProbe(_LabelledCodes):
         self.check_options(opts)
         z_train, y_train, z_test, y_test = self._codes(model, dataset, ctx, opts)
         if len(np.unique(y_train)) < 2:
-            raise MetricError(
+            raise NotApplicableError(
                 f"the probe needs at least two classes among the {len(y_train)} training codes "
                 f"used (eval.rep_train_n={opts['rep_train_n']}); they hold one"
             )
