@@ -35,6 +35,7 @@ import pandas as pd
 from vaebench.tidy import metric_group
 
 __all__ = [
+    "NO_TEST_REASON",
     "TESTS",
     "Comparison",
     "compare",
@@ -44,11 +45,15 @@ __all__ = [
     "format_number",
 ]
 
+#: Why :func:`compare` returns ``test == "none"``: one of the two has fewer than two values
+#: (seeds whose value is finite; a seed with a NaN value does not count).
+NO_TEST_REASON = "fewer than 2 seeds with a finite value"
+
 #: How each test is named in captions.
 TESTS = {
     "paired": "paired t-test over seeds",
     "welch": "Welch's t-test",
-    "none": "no test (fewer than 2 seeds)",
+    "none": f"no test ({NO_TEST_REASON})",
 }
 
 #: Columns of :func:`aggregate`.

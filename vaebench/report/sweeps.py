@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from vaebench.report.stats import compare, format_number
+from vaebench.report.stats import NO_TEST_REASON, TESTS, compare, format_number
 from vaebench.report.tables import ARROWS, Column, Entry, Table, format_mean_std
 from vaebench.tidy import format_setting, sweep_values
 
@@ -157,11 +157,12 @@ def ablation_table(
             mean, std, n = stats_[lab]
             bold = False
             if best is not None:
-                bold = lab == best or format_number(mean, decimals) == shown_best
-                if not bold:
+                bold = lab == best
+                if not bold:  # tested even when tied as shown, so the caption names the test
                     cmp_ = compare(by[(line, lab)], by[(line, best)])
                     tests.add(cmp_.test)
-                    bold = cmp_.possible and cmp_.p >= alpha
+                    tied = format_number(mean, decimals) == shown_best
+                    bold = tied or (cmp_.possible and cmp_.p >= alpha)
             text = format_mean_std(mean, std, n, decimals, descriptive=higher_is_better is None)
             entries[(line, j)] = Entry(text, bold=bold)
     title = f"{dataset}: {metric} by {key}"
@@ -172,15 +173,34 @@ def ablation_table(
         f"values of {key}; entries are {head}, mean ± standard deviation (ddof = 1) over "
         f"{seeds} seed{'s' if seeds != '1' else ''}."
     ]
-    if higher_is_better is None:
-        parts.append("Descriptive value: no best.")
-    elif tests - {"none"}:
-        kinds = {"paired": "paired t-test over seeds", "welch": "Welch's t-test"}
-        used = " or ".join(kinds[t] for t in sorted(tests - {"none"}))
-        parts.append(f"Bold: per row, the best value of {key} and every value not "
-                     f"significantly different from it (two-sided {used}, α = {alpha:g}).")  # fmt: skip
-    else:
-        parts.append("Bold: per row, the best mean only (fewer than 2 seeds: no test).")
+    parts.append(_bold_sentence(key, tests, alpha, higher_is_better is None))
     if any(e.text == "–" for e in entries.values()):
         parts.append("–: not run or no finite value.")
     return Table(name, title, lines, columns, entries, " ".join(parts))
+
+
+def _bold_sentence(key: str, tests: set[str], alpha: float, descriptive: bool) -> str:
+    """What bold means in an ablation table, from the tests its comparisons used (``tests``:
+    :attr:`Comparison.test` of every value compared with its row's best; empty when no row
+    had a second value)."""
+    if descriptive:
+        return "Descriptive value: no best."
+    used = sorted(tests - {"none"})
+    if used:
+        sentence = (
+            f"Bold: per row, the best value of {key} and every value not significantly "
+            f"different from it (two-sided {' or '.join(TESTS[t] for t in used)}, "
+            f"α = {alpha:g})."
+        )
+        if "none" in tests:
+            sentence += (
+                f" Not tested where the value or the best has {NO_TEST_REASON}: such a value "
+                "is bold only when its mean equals the best's as shown."
+            )
+        return sentence
+    if tests:
+        return (
+            f"Bold: per row, the best mean and any mean equal to it as shown; no significance "
+            f"test is possible ({NO_TEST_REASON} in every comparison with the best)."
+        )
+    return f"Bold: per row, the best mean (each row has one value of {key}: nothing to compare)."

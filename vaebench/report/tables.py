@@ -26,7 +26,7 @@ from vaebench.report.escape import (
     latex_comment,
 )
 from vaebench.report.layout import GROUPS
-from vaebench.report.stats import TESTS, format_number
+from vaebench.report.stats import NO_TEST_REASON, TESTS, format_number
 
 __all__ = [
     "ARROWS",
@@ -295,10 +295,21 @@ def _caption(
     if has_bold_col:
         if single_row:
             parts.append("Bold: the best mean per column (one model: nothing to compare).")
-        elif all_single or not (tests_best - {"none"}):
+        elif all_single:
             parts.append(
                 "Bold: the best mean per column only. With fewer than 2 seeds per model no "
                 "significance test is possible, so the others are not shown to be worse."
+            )
+        elif not tests_best:
+            parts.append(
+                "Bold: the best mean per column (no other model in the same column has a value "
+                "that can be compared with it: nothing is tested)."
+            )
+        elif not (tests_best - {"none"}):
+            parts.append(
+                "Bold: the best mean per column and any mean equal to it as shown. No "
+                f"significance test is possible ({NO_TEST_REASON} in every comparison with "
+                "the best), so the others are not shown to be worse."
             )
         else:
             parts.append(
@@ -307,13 +318,18 @@ def _caption(
                 "multiple comparisons)."
             )
             if untestable_best:
-                parts.append("Models with fewer than 2 seeds cannot be tested and are not bold.")
+                parts.append(
+                    f"Not tested where the model or the best has {NO_TEST_REASON}: such a "
+                    "model is bold only when its mean equals the best's as shown."
+                )
     if baseline:
         if not baseline_present:
             parts.append(f"Baseline {baseline} is not in this table: no significance marks.")
+        elif not tests_base:
+            parts.append(f"No other model has a value to test against the baseline {baseline}.")
         elif not (tests_base - {"none"}):
-            parts.append(f"No test against the baseline {baseline} is possible with fewer than "
-                         "2 seeds.")  # fmt: skip
+            parts.append(f"No test against the baseline {baseline} is possible "
+                         f"({NO_TEST_REASON}).")  # fmt: skip
         else:
             parts.append(
                 f"{DAGGER} significantly different from the baseline {baseline} (two-sided "
