@@ -141,3 +141,31 @@ def test_corrupt_file_is_named(tmp_path: Path) -> None:
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(ResultsError, match="not found"):
         vaebench.load_results(tmp_path / "nope")
+
+
+def test_a_setup_has_one_label_on_every_dataset(tmp_path: Path) -> None:
+    """Two runs: ae with epochs=5 on two datasets, ae with epochs=30 on one of them. The
+    epochs=5 cells read ``ae (epochs=5)`` on both datasets, not plain ``ae`` where they ran
+    alone; a model with one set-up everywhere keeps its bare name."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    for dataset in ("toy", "toy2"):
+        write_cell(a, "ae", dataset, 0, {"mse": 0.1}, params={"epochs": 5})
+        write_cell(a, "pca", dataset, 0, {"mse": 0.3})
+    write_cell(b, "ae", "toy", 0, {"mse": 0.05}, params={"epochs": 30})
+    df = vaebench.load_results(a, b)
+    by_dataset = df.groupby("dataset")["variant"].apply(set).to_dict()
+    assert by_dataset == {"toy": {"ae (epochs=5)", "ae (epochs=30)", "pca"},
+                          "toy2": {"ae (epochs=5)", "pca"}}  # fmt: skip
+
+
+def test_a_sweep_of_a_dataset_option_labels_only_where_it_applies() -> None:
+    def cell(name: str, dataset: str, options: dict, sweep: dict) -> dict:
+        config = {"model": "ae", "params": {"latent_dim": 2}, "dataset": dataset,
+                  "dataset_options": options, "seed": 0, "sweep": sweep}  # fmt: skip
+        return {"model": "ae", "dataset": dataset, "config_hash": name, "config": config}
+
+    cells = [cell("a", "moons", {"noise": 0.1}, {"moons.noise": 0.1}),
+             cell("b", "moons", {"noise": 0.2}, {"moons.noise": 0.2}),
+             cell("c", "digits", {}, {})]  # fmt: skip
+    assert variant_labels(cells) == {"a": "ae (dataset_options.noise=0.1)",
+                                     "b": "ae (dataset_options.noise=0.2)", "c": "ae"}  # fmt: skip

@@ -155,12 +155,15 @@ def _sweep_keys(cells: Sequence[dict[str, Any]]) -> dict[str, str]:
 
 
 def variant_labels(cells: Iterable[dict[str, Any]]) -> dict[str, str]:
-    """``config_hash -> label`` for every cell: the model name, or -- when that model ran on that
+    """``config_hash -> label`` for every cell: the model name, or -- when that model ran on some
     dataset with more than one set-up -- the name plus the settings that differ, e.g.
-    ``"vae (beta=4)"``. Swept parameters (``config.sweep``) come first, then the other
-    differing settings, each part alphabetically by name; values are written by
-    :func:`format_setting` (the raw form where that would make two set-ups look alike). Labels
-    depend only on the cells, not on their order."""
+    ``"vae (beta=4)"``. The settings shown are those that differ between the model's set-ups on
+    any one dataset, and they are shown on every dataset the model ran on (where they apply),
+    so one set-up has one label throughout a report, even on a dataset where it ran alone.
+    Swept parameters (``config.sweep``) come first, then the other differing settings, each
+    part alphabetically by name; values are written by :func:`format_setting` (the raw form
+    where that would make two set-ups look alike). Labels depend only on the cells, not on
+    their order."""
     cells = list(cells)
     swept = _sweep_keys(cells)
     groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
@@ -171,30 +174,45 @@ def variant_labels(cells: Iterable[dict[str, Any]]) -> dict[str, str]:
         skey = _setup_key(setup)
         groups.setdefault(key, {})[skey] = setup
         members.setdefault(key, []).append((cell["config_hash"], skey))
-    labels: dict[str, str] = {}
-    for key, setups in groups.items():
-        model = key[0]
-        names: dict[str, str] = {}
-        if len(setups) == 1:
-            names = {skey: model for skey in setups}
-        else:
-            all_keys = sorted(set().union(*(s.keys() for s in setups.values())))
-            differing = [
+    # per model: the settings that tell its set-ups apart on some dataset
+    shown: dict[str, set[str]] = {}
+    for (model, _), setups in groups.items():
+        keys = shown.setdefault(model, set())
+        if len(setups) > 1:
+            all_keys = set().union(*(s.keys() for s in setups.values()))
+            keys.update(
                 k for k in all_keys if len({_fmt(s.get(k, "—")) for s in setups.values()}) > 1
-            ]
-            differing = [k for k in swept if k in differing] + [
-                k for k in differing if k not in swept
-            ]
-            for fmt in (format_setting, _fmt):
-                for skey, s in setups.items():
-                    parts = [f"{_short_key(k)}={fmt(s.get(k, '—'))}" for k in differing]
-                    names[skey] = f"{model} ({', '.join(parts) or skey})"
-                if len(set(names.values())) == len(names):
-                    break
-            else:
+            )
+
+    def names_of(model: str, setups: dict[str, dict[str, Any]], fmt: Any) -> dict[str, str]:
+        present = set().union(*(s.keys() for s in setups.values()))
+        keys = sorted(k for k in shown[model] if k in present)
+        keys = [k for k in swept if k in keys] + [k for k in keys if k not in swept]
+        if not keys:
+            return {skey: model for skey in setups}
+        names = {}
+        for skey, s in setups.items():
+            parts = [f"{_short_key(k)}={fmt(s.get(k, '—'))}" for k in keys]
+            names[skey] = f"{model} ({', '.join(parts)})"
+        return names
+
+    def unique(names: dict[str, str]) -> bool:
+        return len(set(names.values())) == len(names)
+
+    labels: dict[str, str] = {}
+    for model in shown:
+        model_groups = {k: v for k, v in groups.items() if k[0] == model}
+        # one way of writing values for the model on every dataset: the short form unless it
+        # makes two set-ups of one dataset look alike
+        fmt = format_setting
+        if not all(unique(names_of(model, g, format_setting)) for g in model_groups.values()):
+            fmt = _fmt
+        for key, setups in model_groups.items():
+            names = names_of(model, setups, fmt)
+            if not unique(names):
                 names = {skey: f"{name} [{skey[:6]}]" for skey, name in names.items()}
-        for config_hash, skey in members[key]:
-            labels[config_hash] = names[skey]
+            for config_hash, skey in members[key]:
+                labels[config_hash] = names[skey]
     return labels
 
 

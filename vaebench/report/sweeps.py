@@ -49,8 +49,9 @@ def swept_parameters(cells: Sequence[dict[str, Any]], dataset: str) -> list[str]
 
 def line_label(cell: dict[str, Any], key: str) -> str:
     """The line a swept cell belongs to for parameter ``key``: its model, plus the values of
-    the other parameters swept with it (``"vae (latent_dim=8)"``)."""
-    others = {k: v for k, v in sweep_values(cell).items() if k != key}
+    the other parameters swept with it (``"vae (latent_dim=8)"``), by name as in the variant
+    labels (:func:`vaebench.tidy.variant_labels`), whatever order the sweeps were given in."""
+    others = {k: v for k, v in sorted(sweep_values(cell).items()) if k != key}
     if not others:
         return cell["model"]
     inner = ", ".join(f"{k}={format_setting(v)}" for k, v in others.items())
