@@ -73,6 +73,10 @@ _STYLE = {
     "axes.spines.top": False,
     "axes.spines.right": False,
     "svg.hashsalt": "vaebench",
+    # tick labels carry the whole number: no offset ("+9.88e-2") and no "1e-5" multiplier at
+    # the axis end, which a reader of a paper figure cannot be expected to add back
+    "axes.formatter.useoffset": False,
+    "axes.formatter.limits": (-1000, 1000),
 }
 
 
