@@ -216,3 +216,35 @@ def test_control_characters_from_plugins_are_escaped(with_plugin):
 )
 def test_printable_escapes_only_what_could_corrupt_a_terminal(text, shown):
     assert printable(text) == shown
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def test_list_datasets_shows_every_option_with_type_default_and_meaning(registry):
+    result = CliRunner().invoke(cli, ["list", "datasets"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("datasets (options: --set DATASET.KEY=VALUE):\n")
+    rows = _rows(result.stdout, "datasets")
+    assert set(rows) == set(registry.datasets)
+    for name, reg in registry.datasets.items():
+        options = {ln.split()[0]: ln.split()[1:] for ln in rows[name][1:]}
+        assert set(options) == set(reg.spec.defaults()), name
+        assert all(len(v) > 2 for v in options.values()), f"{name}: an option has no meaning"
+    digits = {ln.split()[0]: ln.split()[1:] for ln in rows["digits"][1:]}
+    assert digits["test_fraction"][:2] == ["float", "0.2"]
+    assert digits["binarize"][:2] == ["str", "none"]
+    moons = {ln.split()[0]: ln.split()[1:] for ln in rows["moons-gap"][1:]}
+    assert moons["regime"][:2] == ["str", "gap"]  # the spec's own default, not the loader's
+    # the short listing stays one line per dataset
+    short = CliRunner().invoke(cli, ["list"]).stdout
+    assert "test_fraction" not in short
+
+
+def test_a_dataset_without_options_or_docs_is_listed(registry):
+    from vaebench.dataset import DatasetSpec
+
+    spec = DatasetSpec("plain", lambda: tiny_dataset(), "no options")
+    assert spec.defaults() == {} and spec.docs() == {}
+    documented = DatasetSpec("opt", lambda n=3: tiny_dataset(), option_docs={"n": "images"})
+    assert documented.docs() == {"n": "images"}

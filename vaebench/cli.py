@@ -691,6 +691,8 @@ def list_(what: str | None) -> None:
     vaebench list            one line each
     vaebench list models     also every hyperparameter: type, default and meaning
                              (set one with --set MODEL.KEY=VALUE)
+    vaebench list datasets   also every option: type, default and meaning
+                             (set one with --set DATASET.KEY=VALUE)
     vaebench list metrics    also whether it runs by default, its cost, its values
                              (↑ higher is better, ↓ lower is better) and its options
                              (set one with --set eval.KEY=VALUE)
@@ -753,13 +755,24 @@ def list_(what: str | None) -> None:
             else:
                 click.echo("      (no hyperparameters)")
     if what in (None, "datasets"):
-        click.echo("datasets:")
+        click.echo("datasets:" if not detailed else "datasets (options: --set DATASET.KEY=VALUE):")
         for name, r in sorted(reg.datasets.items()):
             shape = "x".join(map(str, r.spec.shape)) if r.spec.shape else "?"
             sizes = f"{r.spec.sizes[0]}/{r.spec.sizes[1]}" if r.spec.sizes else "?"
             click.echo(f"  {printable(name):<14} {printable(shape):<9} train/test "
                        f"{printable(sizes):<12} {printable(r.origin):<30} "
                        f"{printable(r.spec.description)}".rstrip())  # fmt: skip
+            if not detailed:
+                continue
+            try:
+                rows = params_of(r.spec, "")
+            except Exception as exc:  # noqa: BLE001 - a plugin's spec must not break the listing
+                click.echo(f"      (options unavailable: {printable(exc)})")
+                continue
+            if rows:
+                table(rows, "      ")
+            else:
+                click.echo("      (no options)")
     if what in (None, "metrics"):
         click.echo(
             "metrics:"

@@ -246,7 +246,8 @@ class DatasetSpec:
 
     ``loader(data_dir=None, **options) -> Dataset``; ``options`` are user-settable with
     ``--set NAME.key=value`` and default to ``loader``'s keyword defaults. ``shape`` and
-    ``sizes`` (train, test) are shown by ``vaebench list`` without loading anything.
+    ``sizes`` (train, test) are shown by ``vaebench list`` without loading anything, and so
+    are the options with ``option_docs`` (option -> one-line meaning).
     """
 
     name: str
@@ -256,6 +257,12 @@ class DatasetSpec:
     sizes: tuple[int, int] | None = None
     citation: str = ""
     options: dict[str, Any] | None = None
+    option_docs: dict[str, str] | None = None
+
+    def docs(self) -> dict[str, str]:
+        """One-line meaning of each option (empty string where none is given)."""
+        docs = self.option_docs or {}
+        return {k: str(docs.get(k, "") or "") for k in self.defaults()}
 
     def defaults(self) -> dict[str, Any]:
         if self.options is not None:

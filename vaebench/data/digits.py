@@ -95,6 +95,15 @@ def load_digits(
     return apply_binarization(ds, binarize, binarize_seed)
 
 
+#: Meaning of each option (``vaebench list datasets``).
+OPTION_DOCS = {
+    "test_fraction": "fraction of the 1797 images held out for test, in (0, 1)",
+    "split_seed": "seed of the train/test split",
+    "binarize": "none | fixed: binary pixels drawn once (likelihood papers)",
+    "binarize_seed": "seed of the fixed binarisation",
+}
+
+
 @hookimpl
 def vaebench_datasets():
     return [
@@ -105,5 +114,6 @@ def vaebench_datasets():
             shape=(1, 8, 8),
             sizes=(1438, 359),
             citation=CITATION,
+            option_docs=OPTION_DOCS,
         )
     ]

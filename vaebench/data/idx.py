@@ -570,6 +570,15 @@ def load_mnist(
     return apply_binarization(ds, binarize, binarize_seed)
 
 
+#: Meaning of each option (``vaebench list datasets``).
+OPTION_DOCS = {
+    "download": "fetch missing files into the user cache",
+    "verify": "check the MD5 checksums of the files",
+    "binarize": "none | fixed: binary pixels drawn once (likelihood papers)",
+    "binarize_seed": "seed of the fixed binarisation",
+}
+
+
 @hookimpl
 def vaebench_datasets():
     return [
@@ -580,6 +589,7 @@ def vaebench_datasets():
             shape=(1, 28, 28),
             sizes=(FASHION_MNIST.n_train, FASHION_MNIST.n_test),
             citation=FASHION_MNIST.citation,
+            option_docs=OPTION_DOCS,
         ),
         DatasetSpec(
             "mnist",
@@ -588,5 +598,6 @@ def vaebench_datasets():
             shape=(1, 28, 28),
             sizes=(MNIST.n_train, MNIST.n_test),
             citation=MNIST.citation,
+            option_docs=OPTION_DOCS,
         ),
     ]

@@ -191,6 +191,15 @@ def load_lines(n_train: int = 10000, n_test: int = 5000, seed: int = 0, size: in
     )
 
 
+#: Meaning of each option (``vaebench list datasets``).
+OPTION_DOCS = {
+    "n_train": "training images",
+    "n_test": "test images",
+    "seed": "seed of the generated images (not the run's --seeds)",
+    "size": "image side in pixels",
+}
+
+
 @hookimpl
 def vaebench_datasets():
     return [
@@ -201,5 +210,6 @@ def vaebench_datasets():
             shape=(1, 32, 32),
             sizes=(10000, 5000),
             citation=CITATION,
+            option_docs=OPTION_DOCS,
         )
     ]

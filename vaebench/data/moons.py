@@ -341,6 +341,24 @@ def load_moons(
     )
 
 
+#: Meaning of each option (``vaebench list datasets``).
+OPTION_DOCS = {
+    "regime": "dense | gap | lecture: which phases train (test is always uniform)",
+    "n_train": "training images",
+    "n_test": "test images",
+    "size": "image side in pixels",
+    "seed": "seed of the generated images (not the run's --seeds)",
+    "gap_center": "centre of the phase band that gap leaves out",
+    "gap_width": "width of the phase band that gap leaves out",
+    "lecture_width": "width of each phase band of lecture",
+    "unlit": "brightness of the dark part of the disc, in (0, 1)",
+    "radius": "disc radius as a fraction of size",
+    "supersample": "samples per pixel side",
+    "shift": "maximum position jitter in pixels (0: off)",
+    "rotation": "maximum rotation jitter in degrees (0: off)",
+}
+
+
 def _spec(name: str, regime: str, description: str) -> DatasetSpec:
     import inspect
 
@@ -357,6 +375,7 @@ def _spec(name: str, regime: str, description: str) -> DatasetSpec:
         sizes=(options["n_train"], options["n_test"]),
         citation=CITATION,
         options=options,
+        option_docs=OPTION_DOCS,
     )
 
 
