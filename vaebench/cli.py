@@ -64,7 +64,8 @@ class OneLineErrors(click.Group):
     """A click group whose every error is one line on stderr (click's own usage errors too,
     e.g. an unknown option or a missing value, which click prints with a usage block).
 
-    Exit codes: 2 for usage errors, 1 for other errors, 130 for Ctrl-C.
+    Exit codes: 2 for usage errors, 1 for other errors, 130 for Ctrl-C (the commands that
+    run cells add 74 disk full and 143 SIGTERM).
     """
 
     def main(  # type: ignore[override]
@@ -369,7 +370,8 @@ def evaluate(run_dir: str, **opts: Any) -> None:
     Every finished cell whose evaluation of a selected metric is missing, failed, or was made
     with another metric version or other options is evaluated from its stored state
     (OUT/states/); the cell's training record is left untouched. Exit code: 0 all evaluated,
-    1 some metric or cell failed, 2 bad input, 74 disk full, 130 interrupted.
+    1 some metric or cell failed, 2 bad input, 74 disk full, 130 interrupted
+    (Ctrl-C), 143 terminated (SIGTERM).
     """
     from vaebench.config import ConfigError, RunConfig
     from vaebench.results import ResultsError, iter_cell_paths, read_cell
