@@ -169,7 +169,12 @@ def _cli(capsys, *args):
         (["--batch-size", "0"], "batch_size must be a positive integer, got 0"),
         (["--batch-size", "x"], "invalid value 'x' for --batch-size: expected a positive integer"),
         (["--repeats", "2"], "repeats must be at least 3"),
-        (["--threads", "-1"], "threads must be a positive integer, got -1"),
+        (
+            ["--threads", "-1"],
+            "invalid value '-1' for --threads: expected an integer from 1 to 1024",
+        ),
+        (["--threads", "100000"], "for --threads: expected an integer from 1 to 1024"),
+        (["--threads", "two"], "invalid value 'two' for --threads: expected an integer"),
         (["-m", "ae,nope"], "nope"),
         (["-d", "nope"], "nope"),
         (["--device", "tpu"], "unknown device 'tpu'"),

@@ -44,3 +44,43 @@ def test_threads_are_applied_and_recorded(tmp_path):
         assert record["execution"]["threads"] == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        ("0", "expected an integer from 1 to 1024"),
+        ("100000", "expected an integer from 1 to 1024"),
+        ("two", "expected an integer"),
+    ],
+)
+@pytest.mark.parametrize("command", [["check", "pca"], ["bench", "-m", "pca"]])
+def test_check_and_bench_validate_threads_as_run_does(command, bad, expected):
+    res = CliRunner().invoke(cli, [*command, "--threads", bad])
+    assert res.exit_code == 2
+    assert res.output == f"Error: invalid value '{bad}' for --threads: {expected}\n"
+
+
+def test_check_applies_threads_to_every_check_and_says_so(monkeypatch):
+    from vaebench import testing
+
+    seen = []
+    real = testing._run_body
+
+    def body_spy(check_name, subject, expectation, body, arg):
+        def wrapped(a):
+            seen.append(torch.get_num_threads())
+            return body(a)
+
+        return real(check_name, subject, expectation, wrapped, arg)
+
+    monkeypatch.setattr(testing, "_run_body", body_spy)
+    before = torch.get_num_threads()
+    res = CliRunner().invoke(cli, ["check", "pca", "--threads", "2"])
+    assert res.exit_code == 0, res.output
+    assert seen and set(seen) == {2}
+    assert res.stderr.endswith("skipped (2 torch threads)\n")
+    assert torch.get_num_threads() == before  # restored after the kit
+    seen.clear()
+    res = CliRunner().invoke(cli, ["check", "pca"])
+    assert set(seen) == {1} and res.stderr.endswith("skipped (1 torch thread)\n")

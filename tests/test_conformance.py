@@ -746,7 +746,7 @@ def test_check_command_passes_for_builtins():
     assert result.stdout.count("  SKIP ") == 2 * 3
     assert "FAIL" not in result.stdout
     n = len(model_checks())
-    assert result.stderr == f"{2 * (n - 3)} passed, 0 failed, 6 skipped\n"
+    assert result.stderr == f"{2 * (n - 3)} passed, 0 failed, 6 skipped (1 torch thread)\n"
 
 
 def test_check_command_unknown_model_is_a_usage_error():
@@ -796,7 +796,7 @@ def test_check_command_checks_a_dataset_and_fails_on_overlap(kit_plugin):
         ["PASS", "check_dataset_deterministic"],
     ]
     assert "60 of 64 test images (93.8%) are exact copies of training images" in lines[5]
-    assert result.stderr == "6 passed, 1 failed, 0 skipped\n"
+    assert result.stderr == "6 passed, 1 failed, 0 skipped (1 torch thread)\n"
 
 
 def test_check_command_checks_datasets_and_metrics_together(kit_plugin):
@@ -815,7 +815,7 @@ def test_check_command_checks_datasets_and_metrics_together(kit_plugin):
         "model (VAE) and dataset (tiny-blobs): needs a factor named 'angle'" in out
     )
     assert "FAIL" not in out
-    assert result.stderr == "11 passed, 0 failed, 2 skipped\n"
+    assert result.stderr == "11 passed, 0 failed, 2 skipped (1 torch thread)\n"
 
 
 @pytest.mark.parametrize(

@@ -864,12 +864,18 @@ def plugins(show_all: bool) -> None:
 @click.option(
     "--data-dir", metavar="DIR", help="Where the dataset checks look for dataset files first."
 )
+@click.option(
+    "--threads",
+    metavar="N",
+    help="Torch CPU threads of each check, 1 to 1024 [default: 1]. Shown in the summary line.",
+)
 def check(
     models: tuple[str, ...],
     datasets: tuple[str, ...],
     metrics: tuple[str, ...],
     device: str,
     data_dir: str | None,
+    threads: str | None,
 ) -> None:
     """Run the conformance kit (vaebench.testing) on installed models, datasets and metrics.
 
@@ -886,8 +892,14 @@ def check(
     Exit code: 0 when no check fails, 1 when a check fails, 2 for an unknown name or when
     nothing is named.
     """
+    from vaebench.config import ConfigError, parse_count
     from vaebench.plugins import UnknownNameError, printable
     from vaebench.testing import run_dataset_checks, run_metric_checks, run_model_checks
+
+    try:
+        n_threads = 1 if threads is None else parse_count("--threads", threads)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
 
     def names(values: tuple[str, ...]) -> list[str]:
         return [n.strip() for v in values for n in v.split(",") if n.strip()]
@@ -905,9 +917,9 @@ def check(
         except UnknownNameError as exc:
             raise UsageError(str(exc)) from None
     runners = {
-        "model": lambda spec: run_model_checks(spec, device=device),
-        "dataset": lambda spec: run_dataset_checks(spec, data_dir=data_dir),
-        "metric": lambda spec: run_metric_checks(spec),
+        "model": lambda spec: run_model_checks(spec, device=device, threads=n_threads),
+        "dataset": lambda spec: run_dataset_checks(spec, data_dir=data_dir, threads=n_threads),
+        "metric": lambda spec: run_metric_checks(spec, threads=n_threads),
     }
     counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
     for kind, name, registered in subjects:
@@ -917,7 +929,10 @@ def check(
             counts[mark] += 1
             note = f": {printable(result.message)}" if result.message else ""
             click.echo(f"  {mark} {result.name}{note}")
-    summary = f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped"
+    summary = (
+        f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped "
+        f"({n_threads} torch thread{'s' if n_threads > 1 else ''})"
+    )
     click.echo(summary, err=True)
     if counts["FAIL"]:
         sys.exit(EXIT_FAILED_CELLS)
@@ -939,7 +954,8 @@ def check(
 @click.option(
     "--threads",
     metavar="N",
-    help="Torch CPU threads (default: what `vaebench run` uses per worker: 1 on the CPU).",
+    help="Torch CPU threads, 1 to 1024 (default: what `vaebench run` uses per worker: 1 on "
+    "the CPU).",
 )
 @click.option(
     "--batch-size", default="256", metavar="N", show_default=True, help="Training batch size."
@@ -991,6 +1007,7 @@ def bench(
     commits use the pytest-benchmark suite (pytest tests/benchmarks --benchmark-enable).
     """
     from vaebench.bench import BenchConfig, format_header, run_bench
+    from vaebench.config import parse_count
     from vaebench.dataset import DatasetError
     from vaebench.errors import ConfigError
 
@@ -1003,11 +1020,15 @@ def bench(
             what = "a positive integer" if kind is int else "a number of seconds"
             raise UsageError(f"invalid value {raw!r} for {name}: expected {what}") from None
 
+    try:  # the bounds and message of `run --threads`
+        n_threads = None if threads is None else parse_count("--threads", threads)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
     cfg = BenchConfig(
         models=[m.strip() for m in models.split(",") if m.strip()] if models is not None else None,
         dataset=dataset,
         device=device,
-        threads=number("--threads", threads),
+        threads=n_threads,
         batch_size=number("--batch-size", batch_size),
         eval_batch_size=number("--eval-batch-size", eval_batch_size),
         repeats=number("--repeats", repeats),

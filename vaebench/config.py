@@ -48,6 +48,7 @@ __all__ = [
     "parse_name_list",
     "parse_seeds",
     "parse_value",
+    "parse_count",
     "parse_assignment",
     "parse_sweep",
     "load_toml",
@@ -660,13 +661,7 @@ class RunConfig:
             raw = pick(key, None)
             with blame(key):
                 if raw is not None:
-                    value = parse_value(f"--{key}", raw, 1)
-                    if not 1 <= value <= _MAX_WORKERS_THREADS:
-                        raise ConfigError(
-                            f"invalid value {raw!r} for --{key}: expected an integer from 1 to "
-                            f"{_MAX_WORKERS_THREADS}"
-                        )
-                    raw = value
+                    raw = parse_count(f"--{key}", raw)
             execution[key] = raw
         with blame("executor"):
             ex = pick("executor", "local")
@@ -911,6 +906,20 @@ class RunConfig:
 #: hardware threads; far above, torch's thread pool fails to start (``--threads 100000`` made a
 #: shared-library load fail and then hung).
 _MAX_WORKERS_THREADS = 1024
+
+
+def parse_count(option: str, raw: Any) -> int:
+    """A ``--workers`` or ``--threads`` value (a string from the CLI or a TOML value) as an
+    integer from 1 to 1024; anything else raises :class:`ConfigError` naming ``option``, the
+    value and the valid range. Shared by ``run``, ``evaluate``, ``bench`` and ``check``."""
+    value = parse_value(option, raw, 1)
+    if not 1 <= value <= _MAX_WORKERS_THREADS:
+        raise ConfigError(
+            f"invalid value {raw!r} for {option}: expected an integer from 1 to "
+            f"{_MAX_WORKERS_THREADS}"
+        )
+    return value
+
 
 #: Upper bounds of model hyperparameters, by parameter name, for every model that has the
 #: parameter (built-ins and plugins alike): above them a run would never end or never fit in

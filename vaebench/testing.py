@@ -49,6 +49,7 @@ smaller network).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import hashlib
@@ -314,12 +315,17 @@ def _subject_name(obj: Any) -> str:
     return getattr(obj, "__name__", type(obj).__name__)
 
 
+#: Torch CPU threads of the check running now (the runners' ``threads``; 1 by default).
+_THREADS: contextvars.ContextVar[int] = contextvars.ContextVar("vaebench_check_threads", default=1)
+
+
 @contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one CPU thread inside a check. On tiny data, intra-op threads only add
-    synchronisation: on a busy machine a check is 10x faster single-threaded."""
+def _check_threads() -> Iterator[None]:
+    """Run torch on the kit's CPU threads inside a check: one unless a runner was given
+    ``threads``. On tiny data, intra-op threads only add synchronisation: on a busy machine a
+    check is 10x faster single-threaded."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(_THREADS.get())
     try:
         yield
     finally:
@@ -332,7 +338,7 @@ def _run_body(
     """Run a check body; return its note (``None``, what it measured, or ``"not applicable:
     why"``)."""
     try:
-        with _one_thread():
+        with _check_threads():
             note = body(arg)
     except _NotApplicable as exc:
         return f"{NOT_APPLICABLE}: {exc}"
@@ -405,13 +411,24 @@ def _select(kind: str, names: Iterable[str] | None) -> list[Callable[..., str | 
 
 
 def _run(
-    kind: str, obj: Any, names: Iterable[str] | None, options: dict[str, Any]
+    kind: str,
+    obj: Any,
+    names: Iterable[str] | None,
+    options: dict[str, Any],
+    threads: int | None = None,
 ) -> Iterator[CheckResult]:
     """Prepare the subject once and run the selected checks of ``kind`` on it, yielding a
-    :class:`CheckResult` each; a failing or crashing check is reported, never raised."""
+    :class:`CheckResult` each; a failing or crashing check is reported, never raised.
+    ``threads``: torch CPU threads of each check (default 1)."""
     selected = _select(kind, names)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
+        raise TypeError(f"threads must be a positive integer or None, got {threads!r}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    n = 1 if threads is None else threads
     try:
-        subject = _KINDS[kind].make(obj, **options)
+        with _kit_threads(n):
+            subject = _KINDS[kind].make(obj, **options)
     except Exception as exc:  # noqa: BLE001 - every check fails with the reason
         for check in selected:
             yield CheckResult(check.__name__, _subject_name(obj), False, str(exc))
@@ -419,7 +436,8 @@ def _run(
     for check in selected:
         start = time.perf_counter()
         try:
-            note = check(subject)
+            with _kit_threads(n):  # set and reset around the call: never across a yield
+                note = check(subject)
         except CheckFailed as exc:
             yield CheckResult(
                 check.__name__, subject.name, False, exc.detail, time.perf_counter() - start
@@ -436,6 +454,19 @@ def _run(
             skipped = bool(note) and note.startswith(NOT_APPLICABLE)
             elapsed = time.perf_counter() - start
             yield CheckResult(check.__name__, subject.name, True, note or "", elapsed, skipped)
+
+
+@contextlib.contextmanager
+def _kit_threads(n: int) -> Iterator[None]:
+    """Give the checks run inside ``n`` torch CPU threads, and the subject's preparation too."""
+    token = _THREADS.set(n)
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        _THREADS.reset(token)
 
 
 def _device(device: str | torch.device | None) -> torch.device:
@@ -1874,11 +1905,13 @@ def run_model_checks(
     *,
     params: Mapping[str, Any] | None = None,
     checks: Iterable[str] | None = None,
+    threads: int | None = None,
 ) -> Iterator[CheckResult]:
     """Run the model checks one by one, yielding a :class:`CheckResult` for each; a failing or
     crashing check is reported, never raised (``vaebench check MODEL`` uses this). ``checks``
-    names a selection; an unknown name raises ``ValueError`` listing the valid ones."""
-    yield from _run("model", model, checks, {"device": device, "params": params})
+    names a selection; an unknown name raises ``ValueError`` listing the valid ones.
+    ``threads``: torch CPU threads of each check (default 1)."""
+    yield from _run("model", model, checks, {"device": device, "params": params}, threads)
 
 
 def run_dataset_checks(
@@ -1887,10 +1920,13 @@ def run_dataset_checks(
     options: Mapping[str, Any] | None = None,
     data_dir: str | None = None,
     checks: Iterable[str] | None = None,
+    threads: int | None = None,
 ) -> Iterator[CheckResult]:
     """Run the dataset checks (loading with ``options`` and ``data_dir``), yielding a
-    :class:`CheckResult` for each; never raises (``vaebench check --dataset NAME``)."""
-    yield from _run("dataset", dataset, checks, {"options": options, "data_dir": data_dir})
+    :class:`CheckResult` for each; never raises (``vaebench check --dataset NAME``).
+    ``threads``: torch CPU threads of each check (default 1)."""
+    options_ = {"options": options, "data_dir": data_dir}
+    yield from _run("dataset", dataset, checks, options_, threads)
 
 
 def run_metric_checks(
@@ -1900,12 +1936,14 @@ def run_metric_checks(
     dataset: Dataset | None = None,
     nondeterministic: Iterable[str] = (),
     checks: Iterable[str] | None = None,
+    threads: int | None = None,
 ) -> Iterator[CheckResult]:
     """Run the metric checks (on ``model`` and ``dataset``, or a small VAE fitted on
     :func:`tiny_dataset`), yielding a :class:`CheckResult` for each; never raises
-    (``vaebench check --metric NAME``)."""
+    (``vaebench check --metric NAME``). ``threads``: torch CPU threads of each check
+    (default 1)."""
     options = {"model": model, "dataset": dataset, "nondeterministic": tuple(nondeterministic)}
-    yield from _run("metric", metric, checks, options)
+    yield from _run("metric", metric, checks, options, threads)
 
 
 def _raise_failures(name: str, results: Iterable[CheckResult]) -> list[CheckResult]:
