@@ -79,6 +79,31 @@ def test_atomic_write_keeps_old_content_when_interrupted(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cell.json"]  # temp file removed
 
 
+@pytest.mark.parametrize("where", ["open", "fchmod", "fsync", "replace"])
+def test_a_signal_anywhere_in_the_atomic_write_leaves_no_temp_file(tmp_path, monkeypatch, where):
+    """A signal arriving at any point of the write -- even the instant the temp file has been
+    created, before its descriptor is returned -- removes the temp file (it once stayed in
+    manifests/ after a Ctrl-C: the file was created by tempfile.mkstemp before the cleanup
+    block knew its name)."""
+    target = tmp_path / "manifests" / "m.json"
+    atomic_write_json(target, {"v": 1})
+    real = getattr(os, where)
+
+    def signal_at(*args: object, **kwargs: object) -> object:
+        if where == "open" and not str(args[0]).endswith(".tmp"):
+            return real(*args, **kwargs)  # not the temp file
+        if where != "replace":
+            real(*args, **kwargs)  # the call happened (the temp file exists) ...
+        raise KeyboardInterrupt  # ... and SIGINT arrived before it returned
+
+    monkeypatch.setattr(os, where, signal_at)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_json(target, {"v": 2})
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert sorted(p.name for p in target.parent.iterdir()) == ["m.json"]
+
+
 def test_temp_files_name_their_writer(tmp_path, monkeypatch):
     seen = []
     real_replace = os.replace

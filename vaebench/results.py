@@ -38,10 +38,10 @@ import math
 import os
 import platform
 import re
+import secrets
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,6 +136,10 @@ def current_umask() -> int:
     return mask
 
 
+#: ``os.O_BINARY`` where it exists (Windows), else 0.
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a
     part: write a temp file in the same folder, fsync it, then ``os.replace``.
@@ -151,22 +155,35 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.{HOST_TAG}.", suffix=".tmp"
-        )
     except OSError as exc:
         raise_if_disk_full(exc, path.parent)
         raise
+    prefix = f".{path.name}.{os.getpid()}.{HOST_TAG}."
+    tmp = ""
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())
+        # The name is chosen before the file exists, inside the block that removes it: a
+        # signal (KeyboardInterrupt, the runner's SIGTERM exception) raised at any point after
+        # the file is created -- even before ``os.open`` returns -- still unlinks it.
+        # (``tempfile.mkstemp`` created the file before this block could know its name.)
+        for _ in range(100):
+            tmp = str(path.parent / f"{prefix}{secrets.token_hex(6)}.tmp")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
+                break
+            except FileExistsError:
+                tmp = ""
+        else:
+            raise FileExistsError(errno.EEXIST, f"no free temp file name in {path.parent}")
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         if isinstance(exc, OSError):
             raise_if_disk_full(exc, path.parent)
         raise
