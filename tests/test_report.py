@@ -147,6 +147,23 @@ def test_several_datasets_give_a_summary_table(tmp_path: Path) -> None:
         build_report([run], formats=["md"], figures=False, summary_metrics=["nope"])
 
 
+@pytest.mark.parametrize("datasets", [["one"], ["one", "two"]])
+def test_unknown_summary_metric_is_refused_for_any_number_of_datasets(tmp_path, datasets):
+    from click.testing import CliRunner
+
+    from vaebench.cli import cli
+
+    run = tmp_path / "r"
+    for ds in datasets:
+        write_cell(run, "ae", ds, 0, {"mse": 0.1, "smoothness": 0.3})
+    res = CliRunner().invoke(cli, ["report", str(run), "--metrics", "nosuch", "--no-figures"])
+    assert res.exit_code == 2
+    assert res.output == "Error: unknown metric(s) nosuch; valid: mse, smoothness\n"
+    assert not (run / "report.md").exists()
+    ok = CliRunner().invoke(cli, ["report", str(run), "--metrics", "mse", "--no-figures"])
+    assert ok.exit_code == 0, ok.output
+
+
 def test_bad_arguments(tmp_path: Path) -> None:
     run = standard_run(tmp_path)
     with pytest.raises(ValueError, match="unknown baseline model 'nope'; valid: pca, ae"):

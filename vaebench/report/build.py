@@ -274,6 +274,13 @@ def build_tables(rep: Report, summary_metrics: Sequence[str] | None = None) -> d
 
     common = dict(interval=rep.interval, confidence=rep.confidence, alpha=rep.alpha,
                   baseline=rep.baseline, flags=rep.flags)  # fmt: skip
+    if summary_metrics:  # checked whatever the number of datasets: a typo is never silent
+        valid = set(rep.agg["metric"])
+        unknown = [m for m in summary_metrics if m not in valid]
+        if unknown:
+            raise ValueError(
+                f"unknown metric(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+            )
     out: dict[str, list] = {}
     for ds in rep.datasets:
         tables = []
@@ -297,10 +304,6 @@ def build_tables(rep: Report, summary_metrics: Sequence[str] | None = None) -> d
         out[ds] = tables
     metrics = list(summary_metrics) if summary_metrics else default_summary_metrics(rep)
     if len(rep.datasets) > 1 and metrics:
-        unknown = [m for m in metrics if m not in set(rep.agg["metric"])]
-        if unknown:
-            raise ValueError(f"unknown metric(s) {', '.join(unknown)}; valid: "
-                             f"{', '.join(sorted(set(rep.agg['metric'])))}")  # fmt: skip
         out["summary"] = [
             build_table(
                 rep.agg,
