@@ -351,7 +351,7 @@ FAULTS: list[tuple[str, list[str], str, Files, int, str]] = [
     ("metric value NaN",
      ["-q", "run", "--models", "pixels", "--datasets", "darkfirst",
       "--metrics", "reconstruction,halfnan", "--no-progress", "--no-report"], "plugin", {}, 0,
-     "1 metric value(s) are NaN"),
+     "1 metric value(s) are NaN or infinite"),
     ("BatchNorm AE, 129 training images, batch 128 (a last batch of one)",
      ["-q", "run", "--models", "ae", "--set", "ae.batch_norm=true", "--subset", "129",
       "--batch-size", "128", "--epochs", "1", "--metrics", "reconstruction", "--no-progress",

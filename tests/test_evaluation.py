@@ -3,6 +3,8 @@ evaluations keyed by metric name, version and options, independent random stream
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -148,6 +150,47 @@ def test_nan_values_are_stored_as_null_with_a_reason():
     assert set(out["nan"]) == {"undefined"} and "nan" in out["nan"]["undefined"]
     record = {"status": "ok", "evaluations": {"returns_nan": out}}
     assert [w["kind"] for w in cell_warnings(record)] == ["nan_value"]
+
+
+class ReturnsInf(Metric):
+    name = "returns_inf"
+    values = (Value("up", False), Value("down", False), Value("undefined", False))
+
+    def evaluate(self, model, dataset, ctx):
+        return {"up": float("inf"), "down": float("-inf"), "undefined": float("nan")}
+
+
+def test_infinite_values_are_recorded_and_reported_as_infinite_not_nan(tmp_path):
+    from test_report_cells import write_cell
+
+    from vaebench.report import build_report
+    from vaebench.results import atomic_write_json
+
+    out = evaluate_metrics(Linear(), _dataset(), [ReturnsInf()], _ctx())["returns_inf"]
+    assert out["values"] == {"up": None, "down": None, "undefined": None}
+    assert out["nonfinite"] == {"up": "inf", "down": "-inf", "undefined": "nan"}
+    assert "returned inf" in out["nan"]["up"]
+    record = {"status": "ok", "evaluations": {"returns_inf": out}}
+    messages = [w["message"] for w in cell_warnings(record)]
+    assert [m.split(":")[0] for m in messages] == [
+        "up (returns_inf) is inf",
+        "down (returns_inf) is -inf",
+        "undefined (returns_inf) is NaN",
+    ]
+    # stored, then reported: the table entry says inf, not NaN
+    run = tmp_path / "r"
+    path = write_cell(run, "ae", "toy", 0, {"mse": 0.1})
+    cell = json.loads(path.read_text())
+    cell["evaluations"]["returns_inf"] = {**out, "metric": "returns_inf", "key": "k",
+                                          "version": 1, "options": {},
+                                          "plugin": "vaebench 0.1.0 (test)"}  # fmt: skip
+    atomic_write_json(path, cell)
+    build_report([run], formats=["md"], figures=False)
+    tables = "".join(p.read_text() for p in (run / "tables").glob("*.md"))
+    assert "inf‡" in tables and "-inf‡" in tables and "NaN‡" in tables
+    page = (run / "report.md").read_text()
+    assert "## NaN and infinite values" in page and "the metric returned inf" in page
+    assert "‡ NaN or infinite for some seeds" in tables
 
 
 def test_undeclared_or_missing_values_fail_the_metric():

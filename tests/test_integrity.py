@@ -238,7 +238,7 @@ def test_nan_metric_values_are_stored_null_with_the_reason_and_counted(reg, tmp_
     assert ev["values"] == {"undefined": None, "defined": 1.0}
     assert "nan" in ev["nan"]["undefined"].lower()
     assert any(w["kind"] == "nan_value" for w in rec["warnings"])
-    assert "1 metric value(s) are NaN:" in result.stderr
+    assert "1 metric value(s) are NaN or infinite:" in result.stderr
     assert "pixels / darkfirst / seed 0: undefined:" in result.stderr
 
 

@@ -138,7 +138,7 @@ def test_failed_metrics_name_metric_plugin_reason_and_cells(rich) -> None:
 
 def test_nan_values_are_listed_and_marked_never_a_silent_dash(rich) -> None:
     run, page = rich
-    text = section(page, "NaN values")
+    text = section(page, "NaN and infinite values")
     assert "| pca | toy | 0 | probe\\_acc | probe | the metric returned nan \\<img" in text
     # a null stored without a reason (an older file) is listed too, and says so
     assert (
@@ -147,7 +147,7 @@ def test_nan_values_are_listed_and_marked_never_a_silent_dash(rich) -> None:
     assert "| vae | toy | 1 | psnr |" in text
     rep_md = (run / "tables" / "toy-representation.md").read_text(encoding="utf-8")
     assert re.search(r"\| pca \| [0-9.]+‡ \(n=1\) \|", rep_md), rep_md
-    assert "‡ NaN for some seeds" in rep_md
+    assert "‡ NaN or infinite for some seeds" in rep_md
     recon = (run / "tables" / "toy-reconstruction.md").read_text(encoding="utf-8")
     assert (
         "| vae | 0.0500 ± 0.0000 | NaN‡ |" in recon

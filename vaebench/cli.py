@@ -559,7 +559,7 @@ def _print_summary(summary: Any, out: str, mode: str) -> None:
     for cell, reason in summary.unsupported:
         click.echo(f"  skipped {cell.label}: {_line(reason)}", err=True)
     if summary.nan_values:
-        click.echo(f"{len(summary.nan_values)} metric value(s) are NaN:", err=True)
+        click.echo(f"{len(summary.nan_values)} metric value(s) are NaN or infinite:", err=True)
         for cell, value, reason in summary.nan_values[:20]:
             click.echo(f"  {cell.label}: {value}: {_line(reason)}", err=True)
         if len(summary.nan_values) > 20:

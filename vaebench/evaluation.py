@@ -314,7 +314,7 @@ def evaluate_metrics(
                     "they found it (its values are dropped, the model was restored for the next "
                     "metric)",
                 )
-                for key in ("values", "nan", "info"):
+                for key in ("values", "nan", "nonfinite", "info"):
                     ev.pop(key, None)
         if ev.get("status") == "failed":
             continue
@@ -381,8 +381,11 @@ def _values(metric: Metric, got: Any) -> dict[str, Any]:
             f"returned values {sorted(got)}; declared {sorted(declared)} (missing {missing}, "
             f"undeclared {extra})"
         )
+    from vaebench.results import nonfinite_kind
+
     values: dict[str, float | None] = {}
     nan: dict[str, str] = {}
+    nonfinite: dict[str, str] = {}
     for name in declared:
         try:
             v = _float(got[name])
@@ -392,6 +395,7 @@ def _values(metric: Metric, got: Any) -> dict[str, Any]:
             values[name] = v
         else:
             values[name] = None
+            nonfinite[name] = nonfinite_kind(v)
             nan[name] = f"the metric returned {v} (undefined for this model and data)"
     info = {
         name: {
@@ -402,7 +406,7 @@ def _values(metric: Metric, got: Any) -> dict[str, Any]:
         }
         for i, (name, value) in enumerate(declared.items())
     }
-    return {"status": "ok", "values": values, "nan": nan, "info": info}
+    return {"status": "ok", "values": values, "nan": nan, "nonfinite": nonfinite, "info": info}
 
 
 def free_memory(device: Any) -> None:
@@ -420,9 +424,12 @@ def cell_warnings(record: Mapping[str, Any]) -> list[dict[str, str]]:
       ``max(2, epochs // 10)`` epochs;
     - ``few_active_units``: a model with a posterior has fewer than
       :data:`FEW_ACTIVE_UNITS_FRACTION` of its code dimensions active;
-    - ``nan_value``: a metric value came back NaN/infinite (with the metric's reason);
+    - ``nan_value``: a metric value came back NaN/infinite (which of them, and the metric's
+      reason);
     - ``metric_failed``: a metric raised (its values are missing).
     """
+    from vaebench.results import NONFINITE_TEXT
+
     out: list[dict[str, str]] = []
     if record.get("status") != "ok":
         return out
@@ -457,6 +464,8 @@ def cell_warnings(record: Mapping[str, Any]) -> list[dict[str, str]]:
         if ev.get("status") == "failed":
             message = f"metric {name!r} failed: {ev.get('reason', '')}"
             out.append({"kind": "metric_failed", "message": message})
+        kinds = ev.get("nonfinite") or {}  # absent in files written before it was stored
         for value, reason in (ev.get("nan") or {}).items():
-            out.append({"kind": "nan_value", "message": f"{value} ({name}) is NaN: {reason}"})
+            what = NONFINITE_TEXT.get(kinds.get(value, "nan"), "NaN")
+            out.append({"kind": "nan_value", "message": f"{value} ({name}) is {what}: {reason}"})
     return out

@@ -82,6 +82,8 @@ __all__ = [
     "load_cells",
     "check_results_folder",
     "remove_stale_temp_files",
+    "nonfinite_kind",
+    "NONFINITE_TEXT",
     "remove_stale_locks",
 ]
 
@@ -237,6 +239,18 @@ def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
                     p.unlink()
                     removed.append(p)
     return removed
+
+
+def nonfinite_kind(v: float) -> str:
+    """``"nan"``, ``"inf"`` or ``"-inf"``: what a non-finite value was (stored in an
+    evaluation's ``nonfinite``, since JSON stores all three as null)."""
+    if math.isnan(v):
+        return "nan"
+    return "inf" if v > 0 else "-inf"
+
+
+#: How each :func:`nonfinite_kind` is written in tables and messages.
+NONFINITE_TEXT = {"nan": "NaN", "inf": "inf", "-inf": "-inf"}
 
 
 def _json_default(obj: Any) -> Any:
@@ -699,7 +713,7 @@ def _check_evaluations(data: dict[str, Any], path: Path) -> None:
                 f"{where}.status is {ev.get('status')!r}, expected one of "
                 f"{', '.join(EVALUATION_STATUSES)}"
             )
-        for key in ("values", "info", "nan", "artifacts", "options", "details"):
+        for key in ("values", "info", "nan", "nonfinite", "artifacts", "options", "details"):
             if key in ev and not isinstance(ev[key], dict):
                 raise bad(f"{where}.{key} must be an object")
         for key in ("reason", "key", "plugin", "evaluated", "run_id"):
@@ -712,6 +726,8 @@ def _check_evaluations(data: dict[str, Any], path: Path) -> None:
             raise bad(f"{where}.values must map names to numbers")
         if not all(isinstance(v, str) for v in ev.get("nan", {}).values()):
             raise bad(f"{where}.nan must map value names to reasons")
+        if not all(v in NONFINITE_TEXT for v in ev.get("nonfinite", {}).values()):
+            raise bad(f"{where}.nonfinite must map value names to {', '.join(NONFINITE_TEXT)}")
     warnings = data.get("warnings", [])
     if not isinstance(warnings, list) or not all(
         isinstance(w, dict) and isinstance(w.get("message"), str) for w in warnings

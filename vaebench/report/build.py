@@ -269,11 +269,13 @@ def _plugins_of(rep: Report, dataset: str, metrics: Sequence[str]) -> list[str]:
 
 def build_tables(rep: Report, summary_metrics: Sequence[str] | None = None) -> dict[str, list]:
     """``{dataset or "summary": [Table, ...]}`` in display order."""
+    from vaebench.report.notes import nonfinite_text as notes_nonfinite_text
     from vaebench.report.notes import table_notes
     from vaebench.report.tables import build_table
 
     common = dict(interval=rep.interval, confidence=rep.confidence, alpha=rep.alpha,
-                  baseline=rep.baseline, flags=rep.flags)  # fmt: skip
+                  baseline=rep.baseline, flags=rep.flags,
+                  nonfinite=notes_nonfinite_text(rep.nan))  # fmt: skip
     if summary_metrics:  # checked whatever the number of datasets: a typo is never silent
         valid = set(rep.agg["metric"])
         unknown = [m for m in summary_metrics if m not in valid]

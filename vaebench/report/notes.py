@@ -7,9 +7,10 @@ formatted here except the caption sentences of :func:`table_notes`.
 
 Marks in table entries (explained in the caption of every table that has them):
 
-- :data:`NAN_MARK` ``‡``: at least one seed gave NaN for this value (the NaN values section of
-  report.md lists each with its reason); the entry is the mean of the finite values, or
-  ``NaN`` when none is finite;
+- :data:`NAN_MARK` ``‡``: at least one seed gave NaN or an infinite value for this value (the
+  "NaN and infinite values" section of report.md lists each with its reason); the entry is the
+  mean of the finite values, or -- when none is finite -- what they were (``NaN``, ``inf``,
+  ``-inf``; ``not finite`` when the seeds disagree), see :func:`nonfinite_text`;
 - :data:`EXPOST_MARK` ``°``: sample scores of a model that cannot sample, from an ex-post
   Gaussian fitted to its training codes (Ghosh et al. 2020);
 - :data:`APART_MARK` ``§``: sample scores from another number of real/generated images or
@@ -24,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from vaebench.report.stats import format_number
+from vaebench.results import NONFINITE_TEXT
 from vaebench.tidy import metric_group
 
 __all__ = [
@@ -45,6 +47,7 @@ __all__ = [
     "sample_comparison",
     "table_notes",
     "flags",
+    "nonfinite_text",
     "evaluation_group",
 ]
 
@@ -54,8 +57,9 @@ APART_MARK = "§"
 
 #: Caption sentence for each mark (in the order marks are written after an entry).
 MARK_LEGEND = {
-    NAN_MARK: "‡ NaN for some seeds (each listed with its reason under NaN values in "
-    "report.md); the entry is the mean of the finite values, n gives their number.",
+    NAN_MARK: "‡ NaN or infinite for some seeds (each listed with its reason under NaN and "
+    "infinite values in report.md); the entry is the mean of the finite values, n gives their "
+    "number.",
     EXPOST_MARK: "° the model cannot sample: images drawn from a Gaussian fitted to its training "
     "codes and decoded (ex-post density estimation, Ghosh et al. 2020), not from a prior.",
     APART_MARK: "§ scored on other sample counts or another feature network than the rest of "
@@ -83,6 +87,7 @@ class NanValue:
     metric: str  # the metric plugin
     value: str
     reason: str
+    kind: str = "nan"  # "nan", "inf" or "-inf" (files written before it was stored: "nan")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,11 +151,25 @@ def nan_values(cells: Iterable[dict[str, Any]]) -> list[NanValue]:
             if ev.get("status") != "ok":
                 continue
             reasons = ev.get("nan") or {}
+            kinds = ev.get("nonfinite") or {}
             for value, number in (ev.get("values") or {}).items():
                 if number is None:
                     reason = str(reasons.get(value) or "no reason stored (older result file)")
-                    out.append(NanValue(*_key(cell)[:2], _key(cell)[2], name, value, reason))
+                    kind = str(kinds.get(value, "nan"))
+                    out.append(NanValue(*_key(cell), name, value, reason, kind))
     return out
+
+
+def nonfinite_text(nan: Sequence[NanValue]) -> dict[tuple[str, str, str], str]:
+    """``{(dataset, variant, value): text}``: what a table entry whose seeds are all non-finite
+    reads -- ``NaN``, ``inf`` or ``-inf`` when every seed gave the same, else ``not finite``."""
+    kinds: dict[tuple[str, str, str], set[str]] = {}
+    for n in nan:
+        kinds.setdefault((n.dataset, n.variant, n.value), set()).add(n.kind)
+    return {
+        key: NONFINITE_TEXT.get(next(iter(ks)), "NaN") if len(ks) == 1 else "not finite"
+        for key, ks in kinds.items()
+    }
 
 
 def _seeds_grouped(items: Iterable[tuple[tuple, int]]) -> dict[tuple, tuple[int, ...]]:

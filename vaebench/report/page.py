@@ -281,9 +281,10 @@ def _failed_metrics(rep: Report) -> list[str]:
 def _nan_values(rep: Report) -> list[str]:
     if not rep.nan:
         return []
-    lines = ["## NaN values", "",
-             "Values that came back NaN or infinite, stored as null with the metric's reason; "
-             "in the tables their entries carry ‡ and average the finite seeds only.", "",
+    lines = ["## NaN and infinite values", "",
+             "Values that came back NaN or infinite (the reason says which), stored as null with "
+             "the metric's reason; in the tables their entries carry ‡ and average the finite "
+             "seeds only (an entry with no finite seed reads NaN, inf or -inf).", "",
              "| model | dataset | seed | value | metric | reason |",
              "|:--|:--|--:|:--|:--|:--|"]  # fmt: skip
     for n in rep.nan:

@@ -148,6 +148,7 @@ def build_table(
     alpha: float = 0.05,
     baseline: str | None = None,
     flags: Mapping[tuple[str, str, str], str] | None = None,
+    nonfinite: Mapping[tuple[str, str, str], str] | None = None,
     notes: Sequence[str] = (),
 ) -> Table:
     """Build a :class:`Table` from :func:`vaebench.report.stats.aggregate` output.
@@ -158,8 +159,9 @@ def build_table(
     ``interval`` is ``"std"`` (sample standard deviation) or ``"ci"`` (half-width of the
     t-based ``confidence`` interval). ``flags`` maps ``(dataset, model, metric)`` to marks
     written after an entry and explained in the caption
-    (:data:`vaebench.report.notes.MARK_LEGEND`); an entry whose every seed is NaN reads
-    ``NaN`` when it carries the NaN mark. ``notes`` are sentences appended to the caption
+    (:data:`vaebench.report.notes.MARK_LEGEND`); an entry whose every seed is NaN or infinite
+    reads what ``nonfinite`` says for it (``NaN``, ``inf``, ``-inf``: see
+    :func:`vaebench.report.notes.nonfinite_text`; default ``NaN``) when it carries the NaN mark. ``notes`` are sentences appended to the caption
     (what the numbers were computed on). A ``–`` (no value: not evaluated, not applicable or
     failed) is explained in the caption whenever the table has one.
     """
@@ -212,7 +214,7 @@ def build_table(
                 spread = float(r["std"])
             text = format_mean_std(float(r["mean"]), spread, n, int(r["decimals"]), descriptive)
             if text == MISSING and NAN_MARK in mark_text:
-                text = "NaN"
+                text = (nonfinite or {}).get((col.dataset, model, col.metric), "NaN")
             note = f"n={n}" if 0 < n < max_n[col.dataset] else ""
             short = short or bool(note)
             if col.arrow:
