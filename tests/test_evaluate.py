@@ -58,6 +58,30 @@ def test_evaluate_adds_metrics_without_training(registry, tmp_path):
     assert again.evaluated == [] and len(again.skipped) == 2
 
 
+def test_evaluate_log_lists_only_the_metrics_it_evaluated(registry, tmp_path, caplog):
+    out = tmp_path / "r"
+    run(build(registry, models="pca", metrics="reconstruction"), out, registry=registry)
+    cfg = RunConfig.for_evaluation(
+        registry, models=["pca"], datasets=["digits"], metrics="knn,iwae", workers=1, threads=1
+    )
+    with caplog.at_level("INFO", logger="vaebench"):
+        summary = evaluate(out, cfg, registry=registry)
+    assert len(summary.evaluated) == 1
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("evaluated ")]
+    assert line == "evaluated pca / digits / seed 0 (knn; not applicable: iwae)"
+
+
+def test_evaluation_summary_groups_metrics_by_outcome():
+    from vaebench.runner import evaluation_summary
+
+    evs = {"fd": {"status": "ok"}, "iwae": {"status": "not_applicable"},
+           "knn": {"status": "failed"}, "kid": {"status": "ok"}}  # fmt: skip
+    assert evaluation_summary(evs) == "fd, kid; not applicable: iwae; failed: knn"
+    assert evaluation_summary({"iwae": {"status": "not_applicable"}}) == (
+        "no metric; not applicable: iwae"
+    )
+
+
 def test_run_with_a_new_metric_evaluates_instead_of_retraining(registry, tmp_path):
     out = tmp_path / "r"
     run(build(registry, metrics="reconstruction"), out, registry=registry)

@@ -238,6 +238,19 @@ class _Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+def evaluation_summary(evaluations: Mapping[str, Mapping[str, Any]]) -> str:
+    """What one evaluate step did, for its log line: the metrics evaluated, then those that did
+    not apply and those that failed (``"fd, kid; not applicable: iwae; failed: knn"``)."""
+    by_status: dict[str, list[str]] = {}
+    for name, ev in evaluations.items():
+        by_status.setdefault(str(ev.get("status", "ok")), []).append(name)
+    parts = [", ".join(by_status.get("ok", [])) or "no metric"]
+    for status, label in (("not_applicable", "not applicable"), ("failed", "failed")):
+        if by_status.get(status):
+            parts.append(f"{label}: {', '.join(by_status[status])}")
+    return "; ".join(parts)
+
+
 @contextlib.contextmanager
 def termination_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM and SIGHUP into a ``KeyboardInterrupt`` (with ``signum``) inside the block
@@ -1086,7 +1099,9 @@ class _Grid:
             return "failed"
         if action == "evaluate":
             self.summary.evaluated.append(cell)
-            log.info("evaluated %s (%s)", cell.label, ", ".join(outcome.get("evaluations", {})))
+            log.info(
+                "evaluated %s (%s)", cell.label, evaluation_summary(outcome.get("evaluations", {}))
+            )
             return "evaluated"
         self.summary.ran.append(cell)
         log.info("finished %s", cell.label)
