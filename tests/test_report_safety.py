@@ -485,3 +485,61 @@ def test_different_seed_counts_raise_no_scipy_warning(tmp_path: Path) -> None:
     assert near.p == 1.0
     page = (run / "report.md").read_text(encoding="utf-8")
     assert "Welch" in page
+
+
+# ----------------------------------------------------------------------------- report command
+
+
+def _small_run(tmp_path: Path) -> Path:
+    run = tmp_path / "r"
+    write_cell(run, "ae", "toy", 0, {"mse": 0.1})
+    return run
+
+
+def test_report_on_a_full_disk_says_so_once_and_how_to_write_it_again(tmp_path, monkeypatch):
+    import os
+
+    from click.testing import CliRunner
+
+    from vaebench.cli import cli
+
+    run = _small_run(tmp_path)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    res = CliRunner().invoke(cli, ["report", str(run), "--no-figures"])
+    assert res.exit_code == 74
+    assert res.output.count("\n") == 1 and res.output.count("no space left on device") == 1
+    pattern = (
+        rf"Error: no space left on device while writing to {re.escape(str(run))}[^ ;]*; the "
+        rf"stored results are intact\. Free space and write the report again with: vaebench "
+        rf"report {re.escape(str(run))}\n"
+    )
+    assert re.fullmatch(pattern, res.output), res.output
+    assert res.output.count(str(run)) == 2  # the folder once, then the command
+    assert "Errno" not in res.output
+
+
+def test_ctrl_c_during_report_says_results_are_intact_and_how_to_write_it_again(
+    tmp_path, monkeypatch
+):
+    from click.testing import CliRunner
+
+    import vaebench.report as report_module
+    from vaebench.cli import cli
+
+    run = _small_run(tmp_path)
+    other = tmp_path / "my report"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report_module, "build_report", interrupted)
+    res = CliRunner().invoke(cli, ["report", str(run), "--out", str(other)])
+    assert res.exit_code == 130
+    assert res.output == (
+        f"\ninterrupted while writing the report; the stored results in {run} are intact. "
+        f"Write it again with: vaebench report {run} --out '{other}'\n"
+    )

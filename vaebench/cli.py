@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import sys
 import warnings
@@ -645,8 +646,11 @@ def report(
     figures: bool,
 ) -> None:
     """Build tables, figures and report.md from stored results (nothing is retrained)."""
+    from vaebench.errors import DiskFullError
     from vaebench.report import FORMATS, build_report
     from vaebench.results import ResultsError
+
+    again = shlex.join(["vaebench", "report", *runs, *(["--out", out] if out else [])])
 
     fmts = None
     if formats is not None:
@@ -665,13 +669,26 @@ def report(
         written = build_report(list(runs), out_dir=out or runs[0], formats=fmts,
                                baseline=baseline, figures=figures, ci=ci, alpha=alpha,
                                summary_metrics=summary)  # fmt: skip
+    except KeyboardInterrupt:
+        click.echo(
+            f"\ninterrupted while writing the report; the stored results in "
+            f"{', '.join(runs)} are intact. Write it again with: {again}",
+            err=True,
+        )
+        sys.exit(128 + signal.SIGINT)
     except (ResultsError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         from vaebench.results import is_enospc
 
         if is_enospc(exc):
-            click.echo(f"Error: no space left on device while writing the report: {exc}", err=True)
+            if isinstance(exc, DiskFullError):  # its message names the folder
+                what = exc.strerror
+            else:
+                where = f" while writing to {exc.filename}" if exc.filename else ""
+                what = f"no space left on device{where}"
+            click.echo(f"Error: {what}; the stored results are intact. Free space and write "
+                       f"the report again with: {again}", err=True)  # fmt: skip
             sys.exit(EXIT_DISK_FULL)
         raise UsageError(f"cannot write the report: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - a bug, not bad input: one line, traceback with -vv
