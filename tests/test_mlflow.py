@@ -177,6 +177,38 @@ def test_cli_option_logs_to_sqlite_named_after_the_folder(tmp_path, monkeypatch)
     assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"]
 
 
+def test_config_file_mlflow_key_logs_like_the_option_and_is_kept_for_resume(tmp_path, monkeypatch):
+    import json
+
+    from vaebench.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    uri = "sqlite:///from-file.db"
+    (tmp_path / "c.toml").write_text(
+        f'models = "pca"\nseeds = "0"\nsubset = 100\nthreads = 1\nworkers = 1\n'
+        f'metrics = "reconstruction"\nout = "results/toml-run"\nmlflow = "{uri}"\n'
+    )
+    res = CliRunner().invoke(cli, ["-q", "run", "--config", "c.toml", "--no-report"])
+    assert res.exit_code == 0, res.output
+    _, runs = runs_of(uri, "toml-run")
+    assert [r.data.params["seed"] for r in runs] == ["0"]
+    (manifest,) = (tmp_path / "results" / "toml-run" / "manifests").glob("*.json")
+    assert json.loads(manifest.read_text())["config"]["mlflow"] == uri  # resume reuses it
+
+
+@pytest.mark.parametrize(("value", "shown"), [('""', "''"), ("3", "3")])
+def test_config_file_mlflow_must_be_a_uri(tmp_path, value, shown):
+    from vaebench.cli import cli
+
+    (tmp_path / "c.toml").write_text(f'models = "pca"\nmlflow = {value}\n')
+    res = CliRunner().invoke(cli, ["run", "--config", str(tmp_path / "c.toml")])
+    assert res.exit_code == 2
+    assert res.output == (
+        f"Error: config file {tmp_path / 'c.toml'}: invalid mlflow {shown}: expected a tracking "
+        "URI, e.g. sqlite:///mlflow.db or file:./mlruns\n"
+    )
+
+
 def test_cli_mlflow_without_the_extra_exits_2_naming_it(tmp_path, monkeypatch):
     from vaebench.cli import cli
 

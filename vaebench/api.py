@@ -185,10 +185,10 @@ def run(
     from vaebench.runner import run as run_grid
     from vaebench.tracking.mlflow import configure
 
-    configure(mlflow, out)
     reg = _registry(registry)
     cfg = RunConfig.build(reg, models=models, datasets=datasets, seeds=seeds, sets=sets,
-                          sweeps=sweeps, metrics=metrics, **options)  # fmt: skip
+                          sweeps=sweeps, metrics=metrics, mlflow=mlflow, **options)  # fmt: skip
+    configure(cfg.mlflow, out)
     return run_grid(cfg, out, registry=reg, force=force, show_progress=progress)
 
 

@@ -312,7 +312,7 @@ def run(**opts: Any) -> None:
             out = cfg.out or DEFAULT_OUT
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    _use_mlflow(opts["mlflow"], out)
+    _use_mlflow(cfg.mlflow, out)
     _execute("run", cfg, out, registry, force=opts["force"], progress=opts["progress"],
              report=not opts["no_report"])  # fmt: skip
 
@@ -326,7 +326,7 @@ _CONFIG_OPTIONS = (
     "sweeps", "config_file", "data_dir", "subset", "metrics", "val_fraction", "out",
 )  # fmt: skip
 #: Execution settings: given again, they override the stored ones (--resume, evaluate).
-_EXECUTION_OPTIONS = ("device", "workers", "threads", "executor", "scheduler", "shard")
+_EXECUTION_OPTIONS = ("device", "workers", "threads", "executor", "scheduler", "shard", "mlflow")
 
 
 @cli.command()

@@ -325,7 +325,7 @@ def parse_shard(text: Any) -> tuple[int, int]:
 #: Top-level keys of a TOML config file.
 FILE_KEYS = (
     "models", "datasets", "seeds", "device", "data_dir", "subset", "metrics", "val_fraction",
-    "workers", "threads", "executor", "scheduler", "shard", "out",
+    "workers", "threads", "executor", "scheduler", "shard", "out", "mlflow",
     "model", "dataset", "eval", "sweep", *COMMON_KEYS,
 )  # fmt: skip
 
@@ -440,7 +440,8 @@ class RunConfig:
     axes beyond models, datasets and seeds (:class:`Sweep` as dicts); ``val_fraction`` the
     share of training images held out for validation checks. ``device``, ``workers``,
     ``threads``, ``executor`` and ``scheduler`` say how the grid runs (see
-    :data:`EXECUTION_KEYS`). :meth:`to_dict` and :meth:`from_dict` round-trip (run manifests
+    :data:`EXECUTION_KEYS`); ``mlflow`` is the MLflow tracking URI every cell is logged to
+    (``--mlflow``; checked for reachability when the command applies it). :meth:`to_dict` and :meth:`from_dict` round-trip (run manifests
     store ``to_dict()`` so that ``vaebench run --resume`` rebuilds the same grid with the same
     execution settings).
     """
@@ -464,6 +465,7 @@ class RunConfig:
     scheduler: str | None = None
     shard: str | None = None
     out: str | None = None
+    mlflow: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (the ``config`` of a run manifest)."""
@@ -485,7 +487,8 @@ class RunConfig:
         """Rebuild and re-validate a config stored by :meth:`to_dict` (e.g. in a manifest).
 
         ``overrides``: execution settings given again on the command line (``threads``,
-        ``workers``, ``executor``, ``scheduler``, ``device``), which win over the stored ones.
+        ``workers``, ``executor``, ``scheduler``, ``device``, ``mlflow``), which win over the
+        stored ones.
         Raises :class:`ConfigError` when ``data`` is malformed or no longer valid (a model
         plugin was uninstalled, a parameter renamed).
         """
@@ -508,7 +511,7 @@ class RunConfig:
             key: data[key]
             for key in ("models", "datasets", "seeds", "device", "data_dir", "subset", "metrics",
                         "val_fraction", "workers", "threads", "executor", "scheduler", "shard",
-                        "out")
+                        "out", "mlflow")
             if data.get(key) is not None
         }  # fmt: skip
         file.update(common)
@@ -555,6 +558,7 @@ class RunConfig:
         scheduler: str | None = None,
         shard: str | None = None,
         out: str | None = None,
+        mlflow: str | None = None,
         **common: Any,
     ) -> RunConfig:
         """Merge defaults < config file < CLI values, and validate against the registry.
@@ -580,6 +584,7 @@ class RunConfig:
             "scheduler": scheduler,
             "shard": shard,
             "out": out,
+            "mlflow": mlflow,
         }
         extra = sorted(set(common) - set(COMMON_KEYS))
         if extra:
@@ -676,6 +681,13 @@ class RunConfig:
         with blame("out"):
             if out_dir is not None and (not isinstance(out_dir, str) or not out_dir.strip()):
                 raise ConfigError(f"invalid out {out_dir!r}: expected a folder path")
+        tracking = pick("mlflow", None)
+        with blame("mlflow"):
+            if tracking is not None and (not isinstance(tracking, str) or not tracking.strip()):
+                raise ConfigError(
+                    f"invalid mlflow {tracking!r}: expected a tracking URI, e.g. "
+                    "sqlite:///mlflow.db or file:./mlruns"
+                )
         sched = pick("scheduler", None)
         with blame("scheduler"):
             if sched is not None:
@@ -828,6 +840,7 @@ class RunConfig:
             scheduler=sched.strip() if isinstance(sched, str) else None,
             shard=shard,
             out=out_dir,
+            mlflow=tracking.strip() if isinstance(tracking, str) else None,
         )
 
     @classmethod
