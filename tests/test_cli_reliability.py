@@ -177,6 +177,8 @@ BAD_INPUTS: list[tuple[str, list[str], Files, str]] = [
     ("throughput timing of 1e300 s", ["run", "--set", "eval.throughput_seconds=1e300"], {},
      "eval.throughput_seconds: expected 0.001 to 60"),
     ("100000 threads", ["run", "--threads", "100000"], {}, "expected an integer from 1 to 1024"),
+    ("100000 threads (bench, check)", ["check", "pca", "--threads", "100000"], {},
+     "expected an integer from 1 to 1024"),
     ("a FIFO named x.npz", ["run", "--models", "pca", "--datasets", "./x.npz"],
      {"x.npz": Fifo()}, "is a FIFO (named pipe), not a regular file"),
     # issue 11.3, 11.4
