@@ -543,3 +543,22 @@ def test_ctrl_c_during_report_says_results_are_intact_and_how_to_write_it_again(
         f"\ninterrupted while writing the report; the stored results in {run} are intact. "
         f"Write it again with: vaebench report {run} --out '{other}'\n"
     )
+
+
+@pytest.mark.parametrize("name", ["-2+3.npz", "--help", ".hidden", "-.x", ".-", "-"])
+def test_file_stems_never_start_with_a_dash_or_a_dot(name):
+    from vaebench.report.build import file_stems
+
+    stems = file_stems([name, name.lstrip(".-") or "x"])
+    assert all(s and s[0] not in ".-" for s in stems.values()), stems
+    assert len(set(stems.values())) == 2  # never the stem of the name without the dash
+
+
+def test_a_dataset_named_with_a_leading_dash_gives_no_dash_file(tmp_path):
+    run = tmp_path / "r"
+    for seed in (0, 1):
+        write_cell(run, "ae", "-2+3.npz", seed, {"mse": 0.1 + seed * 0.01})
+    written = build_report([run], formats=["md", "csv"], figures=True)
+    names = [p.name for p in written if p.parent.name in ("tables", "figures")]
+    assert any("2_3.npz" in n for n in names), names
+    assert not [n for n in names if n[0] in ".-"], names

@@ -164,16 +164,17 @@ MAX_STEM = 60
 
 def file_stems(names: Sequence[str]) -> dict[str, str]:
     """``{name: stem}`` for file names: :func:`safe_name` of each name; a name whose safe form
-    is empty, starts with ``.``, is longer than :data:`MAX_STEM`, or equals that of another
-    name gets ``-`` and 8 hex digits of its SHA-1 appended (cut to length), so that two
-    datasets never share a file."""
+    is empty, starts with ``.`` (a hidden file) or ``-`` (read as an option by shell tools), is
+    longer than :data:`MAX_STEM`, or equals that of another name loses its leading dots and
+    dashes and gets ``-`` and 8 hex digits of its SHA-1 appended (cut to length), so that two
+    datasets never share a file and no stem starts with ``.`` or ``-``."""
     out: dict[str, str] = {}
     plain = [safe_name(n) for n in names]
     for name, stem in zip(names, plain, strict=True):
         clash = plain.count(stem) > 1
-        if clash or not stem or stem.startswith(".") or len(stem) > MAX_STEM:
+        if clash or not stem or stem[0] in ".-" or len(stem) > MAX_STEM:
             digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-            stem = f"{stem.lstrip('.')[: MAX_STEM - 9]}-{digest}".lstrip("-") or digest
+            stem = f"{stem.lstrip('.-')[: MAX_STEM - 9]}-{digest}".lstrip("-")
         out[name] = stem
     return out
 
