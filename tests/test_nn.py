@@ -326,3 +326,34 @@ def test_inference_outputs_carry_no_autograd_history():
     outs = [model.encode(x), *model.posterior(x), model.log_likelihood(x, torch.zeros(4, 3))]
     assert not any(t.requires_grad for t in outs)
     assert torch.is_grad_enabled()
+
+
+def test_unused_params_name_what_the_built_network_ignores():
+    shape = (1, 16, 16)
+    assert AE(shape, arch="mlp").unused_params == ("conv_channels",)
+    assert AE(shape, arch="conv").unused_params == ("hidden",)
+    one = AE(shape, encoder=nn.Sequential(nn.Flatten(), nn.Linear(256, 10)))
+    assert one.unused_params == ("conv_channels",)  # the decoder is still a built-in mlp
+    both = AE(shape, encoder=nn.Sequential(nn.Flatten(), nn.Linear(256, 10)),
+              decoder=nn.Sequential(nn.Linear(10, 256), nn.Unflatten(1, shape)))  # fmt: skip
+    assert both.unused_params == ("arch", "hidden", "conv_channels")
+
+
+def test_report_setup_shows_only_the_parameters_the_architecture_uses(registry, tmp_path):
+    import json
+
+    from vaebench.config import RunConfig
+    from vaebench.report import build_report
+    from vaebench.runner import run
+
+    cfg = RunConfig.build(registry, models="ae", datasets="digits", seeds="0", epochs="1",
+                          subset=64, workers=1, threads=1, metrics="reconstruction",
+                          sets=["ae.hidden=32"])  # fmt: skip
+    out = tmp_path / "r"
+    run(cfg, out, registry=registry)
+    (cell,) = (out / "cells").glob("*.json")
+    assert json.loads(cell.read_text())["model_info"]["unused_params"] == ["conv_channels"]
+    build_report([out], formats=["md"], figures=False)
+    setup = (out / "report.md").read_text().split("## Setup", 1)[1].split("\n## ", 1)[0]
+    (row,) = [line for line in setup.splitlines() if line.startswith("| ae |")]
+    assert r"hidden=\[32\]" in row and "arch=mlp" in row and "conv" not in row

@@ -229,6 +229,13 @@ class Model(abc.ABC):
         )
 
     @property
+    def unused_params(self) -> tuple[str, ...]:
+        """Hyperparameters this instance was given but does not use (e.g. ``hidden`` of a
+        convolutional network); stored with each result (``model_info.unused_params``) so that
+        reports leave them out. Default: none."""
+        return ()
+
+    @property
     @abc.abstractmethod
     def device(self) -> torch.device:
         """The device the model's tensors live on."""

@@ -412,6 +412,7 @@ class TorchAutoencoder(nn.Module, Model):
         # and moved; on the meta device nothing is allocated at all
         build = torch.device("meta") if self._device.type == "meta" else contextlib.nullcontext()
         self._composed = encoder is not None or decoder is not None
+        self._builds_default = encoder is None or decoder is None
         with build:
             self._builds_conv = self.arch == "conv" and (encoder is None or decoder is None)
             self.encoder = encoder if encoder is not None else self._default_encoder()
@@ -435,6 +436,15 @@ class TorchAutoencoder(nn.Module, Model):
         )
 
     # -- Model plumbing -------------------------------------------------------------------
+    @property
+    def unused_params(self) -> tuple[str, ...]:
+        """``hidden`` shapes only the built-in mlp, ``conv_channels`` only the built-in conv
+        network (``arch``); with both networks passed in code none of the three shapes
+        anything."""
+        if not self._builds_default:
+            return ("arch", "hidden", "conv_channels")
+        return ("conv_channels",) if self.arch == "mlp" else ("hidden",)
+
     @property
     def device(self) -> torch.device:
         return self._device

@@ -585,6 +585,10 @@ _FIELDS: dict[str, dict[str, tuple[Any, str]]] = {
         "n_params": (_is_int, "an integer"),
         "latent_dim": (_is_int, "an integer"),
         "can_sample": (lambda v: isinstance(v, bool), "true or false"),
+        "unused_params": (
+            lambda v: isinstance(v, list) and all(isinstance(p, str) for p in v),
+            "a list of parameter names",
+        ),
     },
     "metric_info.*": {
         "name": (lambda v: isinstance(v, str), "a string"),

@@ -639,6 +639,7 @@ def _train_task(task: CellTask, registry: Any, t0: float) -> dict[str, Any]:
             "latent_dim": int(model.latent_dim),
             "can_sample": bool(tags.can_sample),
             "tags": tags.to_dict(),
+            "unused_params": [str(p) for p in getattr(model, "unused_params", ())],
         }
         ctx = EvalContext(
             seed=cell.seed,

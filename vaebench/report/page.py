@@ -69,8 +69,12 @@ def _fmt_value(v: Any) -> str:
 
 
 def _params(cell: dict[str, Any]) -> str:
+    """The cell's hyperparameters, without those its model stated it does not use
+    (``model_info.unused_params``, e.g. ``hidden`` of a conv network)."""
     params = (cell.get("config") or {}).get("params") or {}
-    return ", ".join(f"{k}={_fmt_value(v)}" for k, v in sorted(params.items())) or "(none)"
+    unused = set((cell.get("model_info") or {}).get("unused_params") or ())
+    shown = sorted((k, v) for k, v in params.items() if k not in unused)
+    return ", ".join(f"{k}={_fmt_value(v)}" for k, v in shown) or "(none)"
 
 
 def _commands(run_dirs: Sequence[str]) -> list[str]:
