@@ -209,6 +209,24 @@ def test_config_file_mlflow_must_be_a_uri(tmp_path, value, shown):
     )
 
 
+@pytest.mark.parametrize("where", ["option", "file"])
+def test_mlflow_uri_with_a_password_is_refused_before_it_reaches_the_manifest(tmp_path, where):
+    from vaebench.cli import cli
+
+    uri = "postgresql://alice:s3cret@db.example/mlflow"
+    args = ["run", "--models", "pca", "--out", str(tmp_path / "r")]
+    if where == "option":
+        args += ["--mlflow", uri]
+    else:
+        (tmp_path / "c.toml").write_text(f'models = "pca"\nmlflow = "{uri}"\n')
+        args += ["--config", str(tmp_path / "c.toml")]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 2, res.output
+    assert "contains a password" in res.output and "MLFLOW_TRACKING_PASSWORD" in res.output
+    assert "s3cret" not in res.output  # not echoed either
+    assert not (tmp_path / "r").exists()
+
+
 def test_cli_mlflow_without_the_extra_exits_2_naming_it(tmp_path, monkeypatch):
     from vaebench.cli import cli
 

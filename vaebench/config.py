@@ -688,6 +688,13 @@ class RunConfig:
                     f"invalid mlflow {tracking!r}: expected a tracking URI, e.g. "
                     "sqlite:///mlflow.db or file:./mlruns"
                 )
+            if tracking is not None and _has_password(tracking):
+                # the URI is stored in the run manifest (and so in results/ and git): no secrets
+                raise ConfigError(
+                    "the mlflow URI contains a password; it would be stored in the run manifest. "
+                    "Give the URI without it and set MLFLOW_TRACKING_USERNAME / "
+                    "MLFLOW_TRACKING_PASSWORD (or a database's own credential file) instead"
+                )
         sched = pick("scheduler", None)
         with blame("scheduler"):
             if sched is not None:
@@ -919,6 +926,16 @@ class RunConfig:
 #: hardware threads; far above, torch's thread pool fails to start (``--threads 100000`` made a
 #: shared-library load fail and then hung).
 _MAX_WORKERS_THREADS = 1024
+
+
+def _has_password(uri: str) -> bool:
+    """Whether ``uri`` carries a password in its user-info part (``scheme://user:pw@host``)."""
+    import urllib.parse
+
+    try:
+        return urllib.parse.urlsplit(uri.strip()).password is not None
+    except ValueError:
+        return False
 
 
 def parse_count(option: str, raw: Any) -> int:
