@@ -282,11 +282,13 @@ class ProcessExecutor(Executor):
     When a worker dies the standard pool breaks and fails every task in flight; this executor
     finds out which worker died (each reports its pid when it starts a task), fails only that
     task with :class:`WorkerDied` (naming the signal, e.g. SIGKILL: out of memory), starts a
-    new pool and resubmits the others. A task in flight during two breaks fails too (it may be
-    the one killing its workers).
+    new pool and resubmits the others (a break caused by another task costs them nothing).
+    When the dead worker cannot be told, every task in flight is a suspect: one in flight
+    during two such breaks fails (it may be the one killing its workers).
     """
 
-    #: A task in flight during this many pool breaks fails (it may be killing the workers).
+    #: A task in flight during this many pool breaks of unknown cause fails (it may be the one
+    #: killing the workers).
     MAX_BREAKS = 2
 
     def __init__(self, n: int, threads: int, gpus: int = 0) -> None:
@@ -373,13 +375,21 @@ class ProcessExecutor(Executor):
             pending = [job for job in self._jobs.values() if not job.future.done()]
             pids = dict(self._pids)
         self._start_pool()
-        resubmit = []
-        for job in pending:
+
+        def exit_code(job: _Job) -> tuple[int | None, int | None]:
             pid = pids.get(job.id)
             proc = procs.get(pid) if pid is not None else None
-            code = proc.exitcode if proc is not None else None
-            job.breaks += 1
-            if proc is not None and code is not None and code != -signal.SIGTERM:
+            return pid, (proc.exitcode if proc is not None else None)
+
+        # the workers the pool itself terminated exit with SIGTERM; any other exit is the cause
+        culprits = {job.id for job in pending
+                    if exit_code(job)[1] not in (None, -signal.SIGTERM)}  # fmt: skip
+        resubmit = []
+        for job in pending:
+            pid, code = exit_code(job)
+            if not culprits:  # the dead worker is unknown: every task in flight is a suspect
+                job.breaks += 1
+            if job.id in culprits:
                 reason = (
                     f"the worker process (pid {pid}) running this cell died: {describe_exit(code)}"
                 )
