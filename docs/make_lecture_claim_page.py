@@ -4,8 +4,10 @@ Run from the repository root after the runs (see README.md):
 
     python docs/make_lecture_claim_page.py
 
-Reads results/lecture-claim/run (cells only; no model is loaded or trained) and writes, next to
-results/lecture-claim/: summary.csv (mean, std, n over seeds per dataset x model x metric), references.csv
+Reads the stored cells of results/lecture-claim/latent-sweep (moons regimes x latent sizes x
+seeds) and of the lines runs (lines/, lines-conv/); no model is loaded or trained.
+Writes, next to results/lecture-claim/: summary.csv (mean, std, n over seeds per dataset x model x
+latent size x metric), references.csv
 (the same metrics for two reference "models" scored by the same metric code: a pixel cross-fade
 and an oracle that decodes the true image at the interpolated factor), tables.md, and the
 figures in figures/ (PNG only).
@@ -29,8 +31,15 @@ from vaebench.results import load_cells
 from vaebench.tidy import load_results
 
 HERE = Path(__file__).resolve().parent.parent / "results" / "lecture-claim"
-RUN = HERE / "run"
-RUN64 = HERE / "lines-latent64"  # lines with --latent-dim 64 (the paper's code size)
+SWEEP = HERE / "latent-sweep"  # moons regimes x latent sizes x seeds
+MAIN_LATENT = 10  # the models' default latent size: the page's main tables
+#: The ACAI lines benchmark beside the paper's Table 1 (lines-vs-acai.md): run folder and the
+#: latent size of its cells shown in each table (64 is the paper's code size).
+LINES = {
+    "mlp, latent 10": (HERE / "lines", 10),
+    "mlp, latent 64": (HERE / "lines", 64),
+    "conv, latent 64": (HERE / "lines-conv", 64),
+}
 MODELS = ["pca", "ae", "noisy", "dae", "vae"]
 MOONS = ["moons", "moons-gap", "moons-lecture"]
 MIDPOINT = ["midpoint_phase", "midpoint_phase_error", "midpoint_mse", "midpoint_cosine",
@@ -83,8 +92,9 @@ def references(datasets: list[str], seeds: list[int], eval_opts: dict) -> pd.Dat
                 ctx = EvalContext(seed=seed, device=torch.device("cpu"), options=dict(eval_opts))
                 vals: dict[str, float] = {}
                 for metric in (AcaiInterpolation(), PathInterpolation(), LectureMidpoint()):
-                    if metric.applies_to(model, ds):
-                        vals.update(metric.evaluate(model, ds, ctx))
+                    if metric.applies_to(model, ds) is True:  # else a reason
+                        # the metric's own random stream, as in the runner: the same pairs
+                        vals.update(metric.evaluate(model, ds, ctx.for_metric(metric.name)))
                 for k, v in vals.items():
                     rows.append({"dataset": name, "model": label, "seed": seed, "metric": k,
                                  "value": v})  # fmt: skip
@@ -128,48 +138,139 @@ def table(agg: pd.DataFrame, refs: pd.DataFrame, dataset: str, metrics: list[str
     return "\n".join(lines)
 
 
-def _aggregate(frame: pd.DataFrame) -> pd.DataFrame:
-    """Tidy results -> mean, std (ddof=1), n and unit per dataset x model x metric."""
+def _aggregate(frame: pd.DataFrame, keys: tuple[str, ...] = ("dataset", "model")) -> pd.DataFrame:
+    """Tidy results -> mean, std (ddof=1), n and unit per ``keys`` x metric."""
     return (
-        frame.groupby(["dataset", "model", "metric"], sort=False)
+        frame.groupby([*keys, "metric"], sort=False)
         .agg(mean=("value", "mean"), std=("value", "std"), n=("value", "count"),
              unit=("unit", "first"))
         .reset_index()
     )  # fmt: skip
 
 
+def _latent(cells: list[dict]) -> dict[str, int]:
+    """config_hash -> latent_dim of each finished cell."""
+    return {c["config_hash"]: int(c["config"]["params"]["latent_dim"]) for c in cells
+            if c["status"] == "ok" and "latent_dim" in c["config"]["params"]}  # fmt: skip
+
+
+def _phase_vs_latent(frame: pd.DataFrame, refs: pd.DataFrame, path: Path) -> list[Path]:
+    """One panel per moons regime: estimated midpoint phase against latent size per model,
+    mean over seeds (line) and every seed (points); the true 3/4 moon and the pixel cross-fade
+    as horizontal references."""
+    from vaebench.report.figures import _style, model_colors, save
+
+    sub = frame[frame["metric"] == "midpoint_phase"]
+    sizes = sorted(sub["latent_dim"].unique())
+    pos = {d: i for i, d in enumerate(sizes)}
+    colors = model_colors(MODELS)
+    with _style() as Figure:
+        fig = Figure(figsize=(10.5, 3.4))
+        axes = fig.subplots(1, len(MOONS), sharey=True)
+        for ax, ds in zip(axes, MOONS, strict=True):
+            d = sub[sub["dataset"] == ds]
+            for k, m in enumerate(MODELS):
+                dm = d[d["model"] == m]
+                if dm.empty:
+                    continue
+                off = (k - (len(MODELS) - 1) / 2) * 0.07
+                x = dm["latent_dim"].map(pos) + off
+                ax.scatter(x, dm["value"], s=9, color=colors[m], alpha=0.55, linewidths=0)
+                mean = dm.groupby("latent_dim")["value"].mean()
+                ax.plot([pos[i] + off for i in mean.index], mean.values, "-o", ms=3.5,
+                        color=colors[m], label=m)  # fmt: skip
+            fade = refs[(refs["dataset"] == ds) & (refs["model"] == "pixel cross-fade")
+                        & (refs["metric"] == "midpoint_phase")]["mean"]  # fmt: skip
+            ax.axhline(0.75, color="black", lw=1, ls="--", label="true ¾ moon")
+            if not fade.empty:
+                ax.axhline(
+                    float(fade.iloc[0]), color="grey", lw=1, ls=":", label="pixel cross-fade"
+                )
+            ax.set_xticks(range(len(sizes)), [str(s) for s in sizes])
+            ax.set_xlabel("latent size")
+            ax.set_title(ds)
+            ax.set_ylim(-0.02, 1.02)
+        axes[0].set_ylabel("estimated phase of the\ndecoded code midpoint")
+        axes[-1].legend(loc="lower right", fontsize=7, frameon=False)
+        fig.tight_layout()
+    return save(fig, path)
+
+
+def _load(path: Path) -> tuple[list[dict], pd.DataFrame]:
+    """Finished cells of a run folder and its tidy results with a ``latent_dim`` column."""
+    cells = [c for c in load_cells(path) if c["status"] == "ok"]
+    latent = _latent(cells)
+    frame = load_results(path)
+    frame["latent_dim"] = frame["config_hash"].map(latent)
+    frame = frame[frame["latent_dim"].notna()].astype({"latent_dim": int})
+    return [c for c in cells if c["config_hash"] in latent], frame
+
+
 def main() -> None:
-    cells = load_cells(RUN)
-    frame = load_results(RUN)
+    sweep_cells, sweep = _load(SWEEP)
+    latent = _latent(sweep_cells)
+    frame = sweep[sweep["latent_dim"] == MAIN_LATENT]  # the page's main tables
+    cells = [c for c in sweep_cells if latent[c["config_hash"]] == MAIN_LATENT]
+    loaded = {path: _load(path) for path, _ in LINES.values() if path.is_dir()}
+    loaded = {path: got for path, got in loaded.items() if got[0]}  # runs with finished cells
+    lines = {name: _aggregate(loaded[path][1][loaded[path][1]["latent_dim"] == size])
+             for name, (path, size) in LINES.items() if path in loaded}  # fmt: skip
     agg = _aggregate(frame)
-    agg64 = _aggregate(load_results(RUN64)) if RUN64.is_dir() else None
-    both = [agg.assign(run=RUN.name)] + (
-        [agg64.assign(run=RUN64.name)] if agg64 is not None else []
-    )
-    pd.concat(both).to_csv(HERE / "summary.csv", index=False, float_format="%.6g")
-    datasets = [d for d in [*MOONS, "lines"] if d in set(agg["dataset"])]
-    seeds = sorted({int(c["seed"]) for c in cells if c["status"] == "ok"})
-    eval_opts = next(c["config"]["eval"] for c in cells if c["status"] == "ok")
-    refs = references(datasets, seeds, eval_opts)
-    refs.to_csv(HERE / "references.csv", index=False, float_format="%.6g")
+    by_size = _aggregate(sweep, ("dataset", "model", "latent_dim"))
+    pd.concat(
+        [by_size.assign(run=SWEEP.name)]
+        + [a.assign(run=LINES[n][0].name, latent_dim=LINES[n][1]) for n, a in lines.items()]
+    ).to_csv(HERE / "summary.csv", index=False, float_format="%.6g")
+    seeds = sorted({int(c["seed"]) for c in cells})
+    eval_opts = _eval_opts(cells)
+    moons = [d for d in MOONS if d in set(frame["dataset"])]  # those run
+    refs = references(moons, seeds, eval_opts)
+    line_refs = None
+    if loaded:
+        line_cells = next(iter(loaded.values()))[0]
+        line_seeds = sorted({int(c["seed"]) for c in line_cells})
+        line_refs = references(["lines"], line_seeds, _eval_opts(line_cells))
+    pd.concat([refs, line_refs]).to_csv(HERE / "references.csv", index=False,
+                                        float_format="%.6g")  # fmt: skip
 
     per_seed = frame[frame["metric"] == "midpoint_phase"].pivot_table(
         index=["dataset", "model"], columns="seed", values="value"
     )
-    out = []
-    for ds in datasets:
-        out += [f"## {ds}", ""]
-        if ds in MOONS:
-            out += ["Single pair (full -> half), mean ± std over seeds:", "",
-                    table(agg, refs, ds, MIDPOINT), "",
-                    "midpoint_phase per seed:", "",
-                    per_seed.loc[ds].round(3).to_markdown(), ""]  # fmt: skip
-        out += [f"Over {eval_opts['n_pairs']} random test pairs, mean ± std over seeds:", "",
+    n = len(seeds)
+    out = [f"Moons: latent size {MAIN_LATENT} (the models' default), seeds "
+           f"{', '.join(map(str, seeds))}; the other sizes in the last section.", ""]  # fmt: skip
+    for ds in moons:
+        out += [f"## {ds}", "",
+                f"Single pair (full -> half), mean ± std over {n} seeds:", "",
+                table(agg, refs, ds, MIDPOINT), "",
+                "midpoint_phase per seed:", "",
+                per_seed.loc[ds].round(3).to_markdown(), "",
+                f"Over {eval_opts['n_pairs']} random test pairs, mean ± std over {n} seeds:", "",
                 table(agg, refs, ds, AGGREGATE), ""]  # fmt: skip
-    if agg64 is not None:
-        out += ["## lines, --latent-dim 64", "",
+    out += ["## Midpoint phase against latent size", "",
+            f"Estimated phase of the decoded full/half-moon code midpoint (ideal 0.75), mean ± std "
+            f"over {n} seeds, then every seed.", ""]  # fmt: skip
+    sizes = sorted(by_size["latent_dim"].unique())
+    for ds in moons:
+        out += [f"### {ds}", "", "| model | " + " | ".join(f"latent {d}" for d in sizes) + " |",
+                "|---" * (len(sizes) + 1) + "|"]  # fmt: skip
+        ph = by_size[(by_size["dataset"] == ds) & (by_size["metric"] == "midpoint_phase")]
+        for m in MODELS:
+            row = []
+            for d in sizes:
+                r = ph[(ph["model"] == m) & (ph["latent_dim"] == d)]
+                row.append("–" if r.empty else fmt(r["mean"].iloc[0], r["std"].iloc[0],
+                                                    int(r["n"].iloc[0]), 3))  # fmt: skip
+            out.append(f"| {m} | " + " | ".join(row) + " |")
+        seeds_tab = sweep[(sweep["dataset"] == ds) & (sweep["metric"] == "midpoint_phase")]
+        seeds_tab = seeds_tab.pivot_table(index=["model", "latent_dim"], columns="seed",
+                                          values="value").reindex(MODELS, level=0)  # fmt: skip
+        seeds_tab.columns = [f"seed {c}" for c in seeds_tab.columns]
+        out += ["", seeds_tab.round(2).reset_index().to_markdown(index=False), ""]
+    for name, a in lines.items():
+        out += [f"## lines: {name}", "",
                 f"Over {eval_opts['n_pairs']} random test pairs, mean ± std over seeds:", "",
-                table(agg64, refs, "lines", AGGREGATE), ""]  # fmt: skip
+                table(a, line_refs, "lines", AGGREGATE), ""]  # fmt: skip
     (HERE / "tables.md").write_text("\n".join(out) + "\n", encoding="utf-8")
 
     from vaebench.report.figures import interpolation_strips, model_colors, save
@@ -177,13 +278,28 @@ def main() -> None:
 
     colors = model_colors(MODELS)
     figs = HERE / "figures"
-    for ds in datasets:
-        made = draw(cells, ds, MODELS, colors, figs)
+    made = _phase_vs_latent(sweep, refs, figs / "midpoint-phase-vs-latent")
+    for ds in moons:
+        made += draw(cells, ds, MODELS, colors, figs)
         made += save(interpolation_strips(cells, ds, MODELS), figs / f"{ds}-interpolation")
-        for p in made:
-            if p.suffix != ".png":
-                p.unlink()  # PNG only in the repository
+    if "mlp, latent 10" in lines:
+        path, size = LINES["mlp, latent 10"]
+        lc = [c for c in loaded[path][0] if c["config"]["params"]["latent_dim"] == size]
+        made += save(interpolation_strips(lc, "lines", MODELS), figs / "lines-interpolation")
+    for p in made:
+        if p.suffix != ".png":
+            p.unlink()  # PNG only in the repository
     print((HERE / "tables.md").read_text(encoding="utf-8"))
+
+
+def _eval_opts(cells: list[dict]) -> dict:
+    """The options the interpolation metrics ran with (n_pairs, n_steps, interpolation), as
+    stored with the first finished cell's evaluations; the reference rows use the same."""
+    cell = next(c for c in cells if c["status"] == "ok")
+    opts: dict = {}
+    for name in ("interpolation", "acai", "midpoint"):
+        opts.update((cell["evaluations"].get(name) or {}).get("options") or {})
+    return opts
 
 
 if __name__ == "__main__":
