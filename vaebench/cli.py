@@ -755,6 +755,18 @@ def list_(what: str | None) -> None:
             for k, v in defaults.items()
         ]
 
+    def details(spec: Any, kind: str) -> None:
+        """A spec's settings as an indented table ("(no options)" when none)."""
+        try:
+            rows = params_of(spec, "")
+        except Exception as exc:  # noqa: BLE001 - a plugin's spec must not break the listing
+            click.echo(f"      ({kind} unavailable: {printable(exc)})")
+            return
+        if rows:
+            table(rows, "      ")
+        else:
+            click.echo(f"      (no {kind})")
+
     if what in (None, "models"):
         click.echo(
             "models:" if not detailed else "models (hyperparameters: --set MODEL.KEY=VALUE):"
@@ -762,17 +774,8 @@ def list_(what: str | None) -> None:
         for name, r in sorted(reg.models.items()):
             desc = printable(r.spec.description)
             click.echo(f"  {printable(name):<12} {printable(r.origin):<36} {desc}".rstrip())
-            if not detailed:
-                continue
-            try:
-                rows = params_of(r.spec, "")
-            except Exception as exc:  # noqa: BLE001 - a plugin's spec must not break the listing
-                click.echo(f"      (hyperparameters unavailable: {printable(exc)})")
-                continue
-            if rows:
-                table(rows, "      ")
-            else:
-                click.echo("      (no hyperparameters)")
+            if detailed:
+                details(r.spec, "hyperparameters")
     if what in (None, "datasets"):
         click.echo("datasets:" if not detailed else "datasets (options: --set DATASET.KEY=VALUE):")
         for name, r in sorted(reg.datasets.items()):
@@ -781,17 +784,8 @@ def list_(what: str | None) -> None:
             click.echo(f"  {printable(name):<14} {printable(shape):<9} train/test "
                        f"{printable(sizes):<12} {printable(r.origin):<30} "
                        f"{printable(r.spec.description)}".rstrip())  # fmt: skip
-            if not detailed:
-                continue
-            try:
-                rows = params_of(r.spec, "")
-            except Exception as exc:  # noqa: BLE001 - a plugin's spec must not break the listing
-                click.echo(f"      (options unavailable: {printable(exc)})")
-                continue
-            if rows:
-                table(rows, "      ")
-            else:
-                click.echo("      (no options)")
+            if detailed:
+                details(r.spec, "options")
     if what in (None, "metrics"):
         click.echo(
             "metrics:"
