@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
 from vaebench.results import (
     HOST_TAG,
@@ -375,3 +376,31 @@ def test_png_artifacts_compress_simple_images_and_refuse_a_wrong_size():
         decode_images({**encoded, "shape": [8, 1, 32, 32]})
     with pytest.raises(ResultsError, match="not a valid PNG"):
         decode_images({**encoded, "png_b64": base64.b64encode(b"GIF89a...").decode()})
+
+
+@pytest.mark.parametrize("where", ["open", "fsync", "replace"])
+def test_a_signal_anywhere_in_model_save_leaves_no_temp_file(tmp_path, monkeypatch, where):
+    """Model.save writes weights the same way: old weights or the whole new ones, and no temp
+    file left by a signal at any point of the write."""
+    from vaebench.models.pca import PCA
+
+    model = PCA((1, 4, 4), torch.device("cpu"), latent_dim=2)
+    model.fit(torch.rand(16, 1, 4, 4))
+    target = tmp_path / "states" / "m.pt"
+    model.save(target)
+    before = target.read_bytes()
+    real = getattr(os, where)
+
+    def signal_at(*args: object, **kwargs: object) -> object:
+        if where == "open" and not str(args[0]).endswith(".tmp"):
+            return real(*args, **kwargs)
+        if where != "replace":
+            real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, where, signal_at)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(target)
+    monkeypatch.undo()
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["m.pt"]

@@ -36,12 +36,14 @@ import contextlib
 import dataclasses
 import inspect
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
+
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
 
 __all__ = [
     "Model",
@@ -264,16 +266,27 @@ class Model(abc.ABC):
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        tmp = ""
         try:
+            # the name is chosen before the file exists, inside the block that removes it: a
+            # signal right after the file is created still unlinks it (mkstemp created the file
+            # before this block could know its name)
+            while not tmp:
+                tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}."
+                                              f"{secrets.token_hex(6)}.tmp")  # fmt: skip
+                try:
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
+                except FileExistsError:
+                    tmp = ""
             with os.fdopen(fd, "wb") as fh:
                 torch.save(state, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if tmp:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
             raise
 
     def load(self, path: str | os.PathLike) -> Model:
