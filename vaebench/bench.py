@@ -44,7 +44,7 @@ import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -52,6 +52,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from vaebench.errors import ConfigError
+from vaebench.train import torch_threads
 
 __all__ = [
     "SCHEMA",
@@ -619,14 +620,6 @@ def _busy(record: dict[str, Any]) -> list[str]:
 
 
 # ------------------------------------------------------------------------------- the run
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def resolve(cfg: BenchConfig, registry: Any) -> tuple[list[str], torch.device]:
@@ -709,7 +702,7 @@ def run_bench(
         "models": [],
         "warnings": [],
     }
-    with _threads(threads):
+    with torch_threads(threads):
         for name in names:
             try:
                 rec = bench_model(registry, name, ds, device, cfg, threads)

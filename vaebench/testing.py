@@ -324,12 +324,10 @@ def _check_threads() -> Iterator[None]:
     """Run torch on the kit's CPU threads inside a check: one unless a runner was given
     ``threads``. On tiny data, intra-op threads only add synchronisation: on a busy machine a
     check is 10x faster single-threaded."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(_THREADS.get())
-    try:
+    from vaebench.train import torch_threads
+
+    with torch_threads(_THREADS.get()):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _run_body(
@@ -459,13 +457,13 @@ def _run(
 @contextlib.contextmanager
 def _kit_threads(n: int) -> Iterator[None]:
     """Give the checks run inside ``n`` torch CPU threads, and the subject's preparation too."""
+    from vaebench.train import torch_threads
+
     token = _THREADS.set(n)
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
     try:
-        yield
+        with torch_threads(n):
+            yield
     finally:
-        torch.set_num_threads(before)
         _THREADS.reset(token)
 
 

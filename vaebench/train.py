@@ -17,6 +17,7 @@ import contextlib
 import os
 import random
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -34,9 +35,21 @@ __all__ = [
     "batch_bounds",
     "check_training_data",
     "DEVICE_CHOICES",
+    "torch_threads",
 ]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch CPU (intra-op) threads; the previous count is restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def seed_everything(seed: int) -> None:
