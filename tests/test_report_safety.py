@@ -562,3 +562,13 @@ def test_a_dataset_named_with_a_leading_dash_gives_no_dash_file(tmp_path):
     names = [p.name for p in written if p.parent.name in ("tables", "figures")]
     assert any("2_3.npz" in n for n in names), names
     assert not [n for n in names if n[0] in ".-"], names
+
+
+def test_one_printable_for_terminal_and_reports() -> None:
+    """One name, one meaning: the terminal and every report format escape with the same function
+    (a format character such as U+200B is escaped everywhere, not only on the terminal)."""
+    from vaebench.plugins import printable as terminal_printable
+    from vaebench.text import printable as text_printable
+
+    assert printable is terminal_printable is text_printable
+    assert printable("a\u200bb c") == "a\\u200bb c"

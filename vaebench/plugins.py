@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
-import unicodedata
 import warnings
 from importlib import metadata
 from typing import Any
@@ -35,6 +34,7 @@ import pluggy
 
 from vaebench import __version__, hookspecs
 from vaebench.errors import PluginError, VaebenchError
+from vaebench.text import printable
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -74,26 +74,6 @@ BUILTIN_DIST = "vaebench"
 
 class PluginWarning(UserWarning):
     """A plugin could not be loaded or registered something invalid."""
-
-
-def printable(text: object) -> str:
-    """``text`` as one line that is safe to print on a terminal.
-
-    Control characters (C0 and C1, DEL, e.g. an ANSI escape ``\\x1b[2J``), line and paragraph
-    separators, bidirectional overrides and other invisible format characters are written as
-    Python escapes (``\\x1b``, ``\\n``, ``\\u202e``); every other character, non-ASCII letters and
-    symbols included, is kept. Used for every name, description and message that comes from a
-    plugin, so a plugin cannot corrupt the terminal or forge output lines.
-    """
-    s = str(text)
-    if s.isprintable():
-        return s
-    return "".join(
-        ch
-        if ch.isprintable() or unicodedata.category(ch) == "Zs"
-        else ch.encode("unicode_escape").decode("ascii")
-        for ch in s
-    )
 
 
 def valid_name(name: object) -> bool:

@@ -27,6 +27,8 @@ import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
+from vaebench.text import printable
+
 __all__ = [
     "printable",
     "escape_markdown",
@@ -41,25 +43,8 @@ __all__ = [
     "CSV_FORMULA_STARTS",
 ]
 
-#: Bidirectional formatting characters (they can make a name display as another one).
-_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
-
 #: First characters that make a spreadsheet read a cell as a formula (OWASP).
 CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _needs_escape(ch: str) -> bool:
-    return unicodedata.category(ch) in ("Cc", "Zl", "Zp") or ch in _BIDI
-
-
-def printable(text: Any) -> str:
-    """``str(text)`` with every control character, line or paragraph separator and
-    bidirectional override replaced by its visible Python escape (``"a\\nb"`` -> ``a\\nb``)."""
-    s = str(text)
-    if not any(_needs_escape(ch) for ch in s):
-        return s
-    return "".join(ch.encode("unicode_escape").decode("ascii") if _needs_escape(ch) else ch
-                   for ch in s)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- Markdown
