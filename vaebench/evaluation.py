@@ -50,10 +50,6 @@ NOT_CONVERGED_FRACTION = 0.01
 FEW_ACTIVE_UNITS_FRACTION = 0.1
 
 
-def _describe(t: Tensor) -> str:
-    return f"shape {tuple(t.shape)}, dtype {t.dtype}"
-
-
 def check_outputs(
     out: Any, method: str, shape: Sequence[int] | None, *, images: bool, where: str = ""
 ) -> Tensor:

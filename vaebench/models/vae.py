@@ -10,10 +10,10 @@ from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
 from vaebench.nn import TorchAutoencoder, gaussian_kl, log_likelihood, reparameterize, vae_loss
 
-__all__ = ["VAE", "gaussian_kl", "kl_weight"]
+__all__ = ["VAE", "gaussian_kl", "kl_schedule"]
 
 
-def kl_weight(epoch: int, beta: float, warmup_epochs: int) -> float:
+def kl_schedule(epoch: int, beta: float, warmup_epochs: int) -> float:
     """KL weight in 1-based ``epoch``: ``beta * min(1, epoch / warmup_epochs)`` (linear
     warm-up, Bowman et al. 2016), ``beta`` throughout when ``warmup_epochs`` is 0."""
     if warmup_epochs <= 0:
@@ -67,7 +67,7 @@ class VAE(TorchAutoencoder):
         return h[:, : self.latent_dim], h[:, self.latent_dim :]
 
     def on_epoch_start(self, epoch: int, epochs: int) -> None:
-        self.kl_weight = kl_weight(epoch, self.beta, self.kl_warmup_epochs)
+        self.kl_weight = kl_schedule(epoch, self.beta, self.kl_warmup_epochs)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         if self.kl_warmup_epochs:

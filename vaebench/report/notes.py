@@ -41,7 +41,7 @@ __all__ = [
     "nan_values",
     "failed_metrics",
     "not_applicable",
-    "cell_warnings",
+    "stored_warnings",
     "skipped",
     "SampleComparison",
     "sample_comparison",
@@ -206,7 +206,7 @@ def not_applicable(cells: Iterable[dict[str, Any]]) -> list[NotApplicable]:
             for (m, v, r), d in sorted(grouped.items())]  # fmt: skip
 
 
-def cell_warnings(cells: Iterable[dict[str, Any]]) -> list[CellWarning]:
+def stored_warnings(cells: Iterable[dict[str, Any]]) -> list[CellWarning]:
     """Stored warnings of finished cells, except failed metrics and NaN values (listed in
     their own sections)."""
     out = []

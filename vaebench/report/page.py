@@ -298,9 +298,9 @@ def _nan_values(rep: Report) -> list[str]:
 
 
 def _warnings(rep: Report) -> list[str]:
-    from vaebench.report.notes import WARNING_KINDS, cell_warnings
+    from vaebench.report.notes import WARNING_KINDS, stored_warnings
 
-    rows = cell_warnings(rep.cells)
+    rows = stored_warnings(rep.cells)
     if not rows:
         return []
     lines = ["## Warnings", "", "| model | dataset | seed | warning | message |",
