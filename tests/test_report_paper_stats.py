@@ -6,6 +6,7 @@ Every statistic is checked against SciPy / statsmodels / scikit-posthocs called 
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 
@@ -233,16 +234,38 @@ def _two_dataset_run(run: Path) -> None:
                 write_cell(run, model, ds, seed, {"mse": base + shift + rng.normal(0, 0.01)})
 
 
+def _build_in_process_with_hash_seed(run: Path, seed: int) -> list[Path]:
+    """build_report in a fresh Python with ``PYTHONHASHSEED=seed``: the order of sets of strings
+    differs between processes, and the report must not depend on it."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    code = ("import json, sys; from vaebench.report import build_report; "
+            "print(json.dumps([str(p) for p in build_report([sys.argv[1]], "
+            "formats=['md', 'csv', 'tex'], seeds_needed=True)]))")  # fmt: skip
+    env = {**os.environ, "PYTHONHASHSEED": str(seed),
+           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    res = subprocess.run([sys.executable, "-c", code, str(run)], env=env, capture_output=True,
+                         text=True, check=False, timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    return [Path(p) for p in json.loads(res.stdout.strip().splitlines()[-1])]
+
+
+@pytest.mark.slow  # two reports with figures, one in a fresh Python: ~10-20 s
 def test_report_writes_ranks_cd_figures_and_html_and_is_byte_identical(tmp_path: Path) -> None:
     run = tmp_path / "r"
     _two_dataset_run(run)
+    # this process, then a fresh one with another hash seed
     first = build_report([run], formats=["md", "csv", "tex"], seeds_needed=True)
     names = {p.relative_to(run).as_posix() for p in first}
     assert {"tables/ranks.md", "tables/ranks.tex", "tables/ranks.csv", "report.html",
             "tables/seeds-needed.md", "figures/ranks-cd-mse.png",
             "figures/ranks-cd-mse.pdf"} <= names  # fmt: skip
     before = {p: p.read_bytes() for p in first}
-    second = build_report([run], formats=["md", "csv", "tex"], seeds_needed=True)
+    seed = 1 if os.environ.get("PYTHONHASHSEED") != "1" else 2
+    second = _build_in_process_with_hash_seed(run, seed)
     assert sorted(second) == sorted(first)
     changed = [p.name for p in second if p.read_bytes() != before[p]]
     assert changed == []
@@ -278,3 +301,24 @@ def test_html_render_inlines_only_figures_inside_the_report_folder(tmp_path: Pat
     assert "data:image/png;base64,iVBORyBmYWtl" in page
     assert 'src="../outside.png"' in page and 'src="figures/link.png"' in page
     assert "<table>" in page and "data-sort-ready" in page
+
+
+def test_cli_options_reach_the_report_and_bad_values_exit_2(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from vaebench.cli import cli
+
+    run = tmp_path / "r"
+    _two_dataset_run(run)
+    res = CliRunner().invoke(cli, ["report", str(run), "--no-figures", "--correction", "none",
+                                   "--cd-test", "wilcoxon", "--seeds-needed"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    md = (run / "report.md").read_text()
+    assert "no correction for multiple comparisons" in md
+    assert "Wilcoxon signed-rank tests over datasets, Holm-corrected" in md
+    assert "### Seeds needed" in md and (run / "tables" / "seeds-needed.csv").is_file()
+    agg = pd.read_csv(run / "tables" / "aggregate.csv")
+    assert set(agg["correction"]) == {"none"}
+    for bad in (["--correction", "bonferroni"], ["--cd-test", "bayes"]):
+        res = CliRunner().invoke(cli, ["report", str(run), "--no-figures", *bad])
+        assert res.exit_code == 2 and bad[1] in res.output

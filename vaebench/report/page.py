@@ -453,6 +453,8 @@ def render(
         files.append("`tables/*.md` -- the tables above, one file each")
     if any(figs.values()):
         files.append("`figures/*.png`, `figures/*.pdf` -- the figures above (PDF for papers)")
+    files.append("`report.html` -- this page as one self-contained HTML file (figures inlined, "
+                 "tables sortable)")  # fmt: skip
     lines += [f"- {f}" for f in files] + [""]
     lines += _glossary(rep, shown)
     return "\n".join(lines)

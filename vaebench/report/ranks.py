@@ -176,28 +176,45 @@ def rank_table(results: Sequence[RankResult], models: Sequence[str]) -> Any:
 
 
 def _cd_figure(r: RankResult) -> Any:
+    """The critical-difference diagram of ``r`` (scikit-posthocs' drawing). Models are passed
+    to it as integer positions and named afterwards: it iterates over sets of its labels, and
+    the order of a set of strings changes from one Python process to the next (hash
+    randomisation), which would change the figure's bytes; integers hash the same in every
+    process."""
     import scikit_posthocs as sp
 
+    from vaebench.report.escape import plot_text
     from vaebench.report.figures import _style, model_colors
 
+    names = [str(m) for m in r.mean_ranks.index]
     with _style() as Figure:
-        k = len(r.mean_ranks)
+        k = len(names)
         fig = Figure(figsize=(7.0, 1.6 + 0.3 * k))
         ax = fig.subplots()
         fig.subplots_adjust(left=0.16, right=0.84, top=0.8, bottom=0.02)
-        colors = model_colors([str(m) for m in r.mean_ranks.index])
+        colors = model_colors(names)
+        sig = r.posthoc.loc[names, names].copy()
+        sig.index = sig.columns = range(k)
         sp.critical_difference_diagram(
-            {str(m): float(v) for m, v in r.mean_ranks.items()},
-            r.posthoc.rename(index=str, columns=str),
+            {i: float(r.mean_ranks.iloc[i]) for i in range(k)},
+            sig,
             cd=r.cd if math.isfinite(r.cd) else None,
             alpha=r.alpha,
             ax=ax,
-            label_fmt_left="{label} ({rank:.2f})",
-            label_fmt_right="({rank:.2f}) {label}",
-            color_palette=colors,
+            label_fmt_left="\x00{label}\x00L",
+            label_fmt_right="\x00{label}\x00R",
+            color_palette={i: colors[n] for i, n in enumerate(names)},
         )
-        fig.suptitle(f"{r.metric}: mean rank over {len(r.blocks)} datasets ({r.cd_test}; "
-                     "a bar joins models not separated)", fontsize="medium")  # fmt: skip
+        for t in ax.texts:
+            parts = t.get_text().split("\x00")
+            if len(parts) == 3 and parts[1].isdigit():
+                i = int(parts[1])
+                rank = f"{float(r.mean_ranks.iloc[i]):.2f}"
+                name = plot_text(names[i])
+                t.set_text(f"{name} ({rank})" if parts[2] == "L" else f"({rank}) {name}")
+        fig.suptitle(plot_text(f"{r.metric}: mean rank over {len(r.blocks)} datasets "
+                               f"({r.cd_test}; a bar joins models not separated)"),
+                     fontsize="medium")  # fmt: skip
     return fig
 
 
