@@ -624,6 +624,29 @@ def _write_report(out: str) -> None:
     help="Level of the tests behind bold entries and † marks.",
 )
 @click.option(
+    "--correction",
+    type=click.Choice(["holm", "bh", "none"]),
+    default="holm",
+    show_default=True,
+    help="Multiple-comparison correction of each column's tests against the best (bold) and "
+    "the baseline (†): Holm (family-wise error), Benjamini-Hochberg (false discovery rate) or "
+    "none.",
+)
+@click.option(
+    "--cd-test",
+    type=click.Choice(["nemenyi", "wilcoxon"]),
+    default="nemenyi",
+    show_default=True,
+    help="Post-hoc test of the ranks across datasets and their critical-difference diagrams: "
+    "Nemenyi on mean ranks, or pairwise Wilcoxon signed-rank tests with Holm's correction.",
+)
+@click.option(
+    "--seeds-needed",
+    is_flag=True,
+    help="Also say, per column, how many seeds a paired t-test needs to separate the two best "
+    "models at their observed difference (80 % power; tables/seeds-needed.*).",
+)
+@click.option(
     "--metrics",
     "summary_metrics",
     metavar="NAMES",
@@ -642,6 +665,9 @@ def report(
     baseline: str | None,
     ci: bool,
     alpha: float,
+    correction: str,
+    cd_test: str,
+    seeds_needed: bool,
     summary_metrics: str | None,
     figures: bool,
 ) -> None:
@@ -668,7 +694,8 @@ def report(
         )
         written = build_report(list(runs), out_dir=out or runs[0], formats=fmts,
                                baseline=baseline, figures=figures, ci=ci, alpha=alpha,
-                               summary_metrics=summary)  # fmt: skip
+                               summary_metrics=summary, correction=correction,
+                               cd_test=cd_test, seeds_needed=seeds_needed)  # fmt: skip
     except KeyboardInterrupt:
         click.echo(
             f"\ninterrupted while writing the report; the stored results in "

@@ -18,6 +18,9 @@ folder)::
     OUT/tables/tidy.csv                every stored value, one row per (cell, metric)
     OUT/figures/DATASET-*.{png,pdf}    bars, Pareto scatter, images, samples, latent codes,
                                        training curves, sweep lines
+    OUT/tables/ranks.*, OUT/figures/ranks-cd-METRIC.{png,pdf}   ranks across datasets
+                                       (vaebench.report.ranks)
+    OUT/report.html                    report.md as one self-contained page (report.html)
     OUT/report-index.json              what this report wrote (see below)
 
 Every file is written atomically (temp file in the same folder, then rename), so a kill or a full
@@ -76,6 +79,7 @@ class Report:
     nan: list[Any] = dataclasses.field(default_factory=list)  # notes.NanValue
     samples: Any = None  # notes.SampleComparison
     flags: dict[tuple[str, str, str], str] = dataclasses.field(default_factory=dict)
+    correction: str = "holm"  # see vaebench.report.stats.CORRECTIONS
 
     def ok(self) -> list[dict[str, Any]]:
         return [c for c in self.cells if c["status"] == "ok"]
@@ -95,6 +99,7 @@ def collect(
     alpha: float = 0.05,
     confidence: float = 0.95,
     ci: bool = False,
+    correction: str = "holm",
 ) -> Report:
     """Load, deduplicate, label and aggregate the cells of ``run_dirs``; see :class:`Report`.
 
@@ -137,13 +142,13 @@ def collect(
     samples = notes.sample_comparison(cells)
     agg = aggregate(frame, baseline=baseline, alpha=alpha, confidence=confidence,
                     model_order=base_models, unranked=samples.apart,
-                    variant_keys=keys)  # fmt: skip
+                    variant_keys=keys, correction=correction)  # fmt: skip
     nan = notes.nan_values(cells)
     tkeys = sorted({_table_key(r) for r in agg.to_dict("records")}) if not agg.empty else []
     return Report(dirs, cells, duplicates, frame, agg, models, base_models, datasets, baseline,
                   alpha, confidence, "ci" if ci else "std", conflicting_declarations(frame),
                   file_stems(datasets), file_stems(tkeys), nan, samples,
-                  notes.flags(nan, samples))  # fmt: skip
+                  notes.flags(nan, samples), correction)  # fmt: skip
 
 
 def _table_key(row: dict[str, Any]) -> str:
@@ -276,7 +281,8 @@ def build_tables(rep: Report, summary_metrics: Sequence[str] | None = None) -> d
 
     common = dict(interval=rep.interval, confidence=rep.confidence, alpha=rep.alpha,
                   baseline=rep.baseline, flags=rep.flags,
-                  nonfinite=notes_nonfinite_text(rep.nan))  # fmt: skip
+                  nonfinite=notes_nonfinite_text(rep.nan),
+                  correction=rep.correction)  # fmt: skip
     if summary_metrics:  # checked whatever the number of datasets: a typo is never silent
         valid = set(rep.agg["metric"])
         unknown = [m for m in summary_metrics if m not in valid]
@@ -354,6 +360,7 @@ def build_ablations(rep: Report) -> dict[str, list]:
                 pts = sweep_points(rep.cells, rep.frame, ds, key, metric, rep.base_models)
                 decl = _declaration(rep, ds, metric)
                 t = ablation_table(pts, dataset=ds, key=key, metric=metric, alpha=rep.alpha,
+                                   correction=rep.correction,
                                    unit=decl.get("unit", ""), decimals=decl.get("decimals", 3),
                                    higher_is_better=decl.get("higher_is_better"),
                                    name=f"{rep.stems[ds]}-ablation-{stems[key]}-"
@@ -433,6 +440,9 @@ def build_report(
     summary_metrics: Sequence[str] | None = None,
     pareto: tuple[str, str] | None = None,
     ablation: bool | None = None,
+    correction: str = "holm",
+    cd_test: str = "nemenyi",
+    seeds_needed: bool = False,
 ) -> list[Path]:
     """Write tables, figures and ``report.md`` for the results in ``run_dirs``.
 
@@ -448,7 +458,14 @@ def build_report(
     :func:`default_summary_metrics`). ``pareto``: ``(quality metric, throughput metric)`` of
     the scatter (default: see :func:`pareto_metrics`). ``ablation``: write the ablation tables
     of swept parameters (:func:`build_ablations`; ``None``, the default: when the cells hold a
-    sweep). Returns the written paths.
+    sweep). ``correction``: multiple-comparison correction of the bold sets and † marks
+    (``holm``, ``bh``, ``none``; :data:`vaebench.report.stats.CORRECTIONS`). ``cd_test``: the
+    post-hoc test of the critical-difference diagrams (``nemenyi`` or ``wilcoxon``; see
+    :mod:`vaebench.report.ranks`). ``seeds_needed``: also write the seeds-needed summary
+    (:func:`vaebench.report.ranks.seeds_needed_rows`). Besides the tables, every report
+    writes ``tables/ranks.*`` and ``figures/ranks-cd-METRIC.{png,pdf}`` when there are at least two
+    datasets and models, and ``report.html`` (:mod:`vaebench.report.html`). Returns the written
+    paths.
 
     Raises :class:`ValueError` for an unknown format, baseline or metric, or when the folders
     hold no cells; :class:`vaebench.results.ResultsError` for a corrupt cell file;
@@ -461,7 +478,11 @@ def build_report(
         bad = [f for f in formats if f not in FORMATS]
         if bad:
             raise ValueError(f"unknown format {', '.join(bad)}; valid: {', '.join(FORMATS)}")
-    rep = collect(run_dirs, baseline=baseline, alpha=alpha, confidence=confidence, ci=ci)
+    from vaebench.report import html, ranks
+
+    ranks.check_cd_test(cd_test)
+    rep = collect(run_dirs, baseline=baseline, alpha=alpha, confidence=confidence, ci=ci,
+                  correction=correction)  # fmt: skip
     out = Path(out_dir if out_dir is not None else rep.run_dirs[0])
     index = ReportIndex(out)
     if formats is None:
@@ -495,7 +516,9 @@ def build_report(
     if figures:
         figs = build_figures(rep, out / "figures", pareto)
         written += [p for ps in figs.values() for p in ps]
-    text = page.render(rep, tables, figs, out, formats, ablations)
+    across = ranks.write(rep, out, formats, figures, cd_test, seeds_needed, written)
+    text = page.render(rep, tables, figs, out, formats, ablations, across)
     written.append(_write(out / "report.md", text))
+    written.append(_write(out / "report.html", html.render(text, out)))
     index.finish(formats, figures, written)
     return written

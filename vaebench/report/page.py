@@ -193,6 +193,14 @@ def _setup(rep: Report) -> list[str]:
     return lines
 
 
+#: How the page's reading guide names each ``--correction``.
+_CORRECTED = {
+    "holm": "the p-values of each column's comparisons with the best Holm-corrected",
+    "bh": "the p-values of each column's comparisons with the best Benjamini-Hochberg-corrected",
+    "none": "without correction for multiple comparisons",
+}
+
+
 def _statistics(rep: Report) -> list[str]:
     what = (f"mean ± half-width of the {rep.confidence * 100:g} % t-based confidence interval"
             if rep.interval == "ci" else "mean ± sample standard deviation (ddof = 1)")  # fmt: skip
@@ -201,7 +209,7 @@ def _statistics(rep: Report) -> list[str]:
         "↓ lower is better; columns without an arrow are descriptive. Bold marks the best mean "
         "of a column and every model not significantly different from it: a two-sided paired "
         "t-test over seeds when both models ran the same seeds, Welch's t-test otherwise, at "
-        f"α = {rep.alpha:g} without correction for multiple comparisons. With fewer than two "
+        f"α = {rep.alpha:g}, {_CORRECTED[rep.correction]}. With fewer than two "
         "seeds no test is possible and only the best mean is bold -- with few seeds a single "
         "winner misleads, so read the bold set, not a ranking. Each caption states what was "
         "actually tested. Throughput and timing depend on the machine and its load (see the "
@@ -371,9 +379,11 @@ def render(
     out: Path,
     formats: Sequence[str],
     ablations: dict[str, list[Table]] | None = None,
+    across: str = "",
 ) -> str:
     """The Markdown text of ``report.md``: setup, results per dataset (tables, figures,
-    sweeps), the summary across datasets, then skipped cells, failed cells, failed metrics,
+    sweeps), the summary across datasets, ``across`` (Markdown: the ranks across datasets of
+    :func:`vaebench.report.ranks.write`), then skipped cells, failed cells, failed metrics,
     NaN values, warnings, metrics that do not apply, the files written and, last, the glossary
     of every value shown."""
     ablations = ablations or {}
@@ -420,6 +430,8 @@ def render(
         for t in tables["summary"]:
             shown += [c.metric for c in t.columns]
             lines += [to_markdown(t)]
+    if across:
+        lines += [across]
     lines += _skipped(rep)
     lines += _failed_cells(rep)
     lines += _failed_metrics(rep)
@@ -441,6 +453,8 @@ def render(
         files.append("`tables/*.md` -- the tables above, one file each")
     if any(figs.values()):
         files.append("`figures/*.png`, `figures/*.pdf` -- the figures above (PDF for papers)")
+    files.append("`report.html` -- this page as one self-contained HTML file (figures inlined, "
+                 "tables sortable)")  # fmt: skip
     lines += [f"- {f}" for f in files] + [""]
     lines += _glossary(rep, shown)
     return "\n".join(lines)

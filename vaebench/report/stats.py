@@ -20,6 +20,14 @@ noise: relative 1e-12) the t statistic is undefined, and the comparison is decid
 noise). One constant sample against a varying one (Welch) is the one-sample t-test of the
 varying sample against the constant -- Welch's statistic and degrees of freedom with one
 variance zero.
+
+The comparisons with the best of one column (and those with the baseline) form a family: their
+p-values are adjusted with :func:`statsmodels.stats.multitest.multipletests` (``correction``:
+``holm`` -- Holm 1979, controls the family-wise error rate, the default; ``bh`` --
+Benjamini-Hochberg 1995, controls the false discovery rate; ``none``), and a model is bold when
+its adjusted p-value is at least ``alpha``. Effect sizes (difference from the best with its
+confidence interval) and the smallest difference the seeds could detect are in
+:mod:`vaebench.report.power`.
 """
 
 from __future__ import annotations
@@ -35,8 +43,10 @@ import pandas as pd
 from vaebench.tidy import metric_group
 
 __all__ = [
+    "CORRECTIONS",
     "NO_TEST_REASON",
     "TESTS",
+    "adjust",
     "Comparison",
     "compare",
     "aggregate",
@@ -61,7 +71,39 @@ AGG_COLUMNS = [
     "dataset", "model", "base_model", "metric", "source", "group", "unit", "higher_is_better", "decimals",
     "n", "seeds", "mean", "std", "sem", "ci_low", "ci_high", "rank", "best", "bold", "test_vs_best",
     "p_vs_best", "baseline", "test_vs_baseline", "p_vs_baseline", "significant_vs_baseline",
+    "correction", "alpha", "p_adj_vs_best", "p_adj_vs_baseline", "diff_vs_best", "diff_ci_low",
+    "diff_ci_high", "mde_vs_best",
 ]  # fmt: skip
+
+#: ``--correction`` choices -> the :func:`statsmodels.stats.multitest.multipletests` method.
+CORRECTIONS = {"holm": "holm", "bh": "fdr_bh", "none": None}
+
+#: How each correction is named in captions.
+CORRECTION_NAMES = {
+    "holm": "Holm-corrected",
+    "bh": "Benjamini-Hochberg-corrected (false discovery rate)",
+    "none": "no correction for multiple comparisons",
+}
+
+
+def adjust(pvalues: Sequence[float], correction: str) -> list[float]:
+    """``pvalues`` adjusted for multiple comparisons by ``correction`` (a key of
+    :data:`CORRECTIONS`) with :func:`statsmodels.stats.multitest.multipletests`; NaN entries
+    (no test) stay NaN and are not counted in the family. Raises :class:`ValueError` for an
+    unknown correction."""
+    if correction not in CORRECTIONS:
+        raise ValueError(f"unknown correction {correction!r}; valid: {', '.join(CORRECTIONS)}")
+    out = [float(p) for p in pvalues]
+    idx = [i for i, p in enumerate(out) if math.isfinite(p)]
+    method = CORRECTIONS[correction]
+    if method is None or not idx:
+        return out
+    from statsmodels.stats.multitest import multipletests
+
+    adj = multipletests([out[i] for i in idx], method=method)[1]
+    for i, p in zip(idx, adj, strict=True):
+        out[i] = float(p)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,6 +275,7 @@ def aggregate(
     model_order: Sequence[str] | None = None,
     unranked: Collection[tuple[str, str, str]] = (),
     variant_keys: Mapping[str, tuple] | None = None,
+    correction: str = "holm",
 ) -> pd.DataFrame:
     """Tidy frame (see :func:`vaebench.tidy.load_results`) -> one row per (dataset, model
     variant, metric) with the statistics tables and figures need.
@@ -250,9 +293,17 @@ def aggregate(
     ``(dataset, variant, metric)`` entries in ``unranked`` (values that cannot be compared with
     the others of their column, e.g. sample scores from other sample counts): they are left out
     when the best is chosen, and get no rank, bold or test. ``variant_keys`` orders the
-    variants of one model (see :func:`vaebench.report.layout.variant_order`).
+    variants of one model (see :func:`vaebench.report.layout.variant_order`). ``correction``
+    (``holm``, ``bh``, ``none``) adjusts the p-values of each column's comparisons with the best
+    (``p_adj_vs_best``; bold when it is at least ``alpha``) and with the baseline
+    (``p_adj_vs_baseline``); ``diff_vs_best`` with ``diff_ci_low``/``diff_ci_high`` (the
+    ``confidence`` interval of the difference) and ``mde_vs_best`` (the smallest difference the
+    column's test detects at 80 % power) come from :mod:`vaebench.report.power`.
     """
     from vaebench.report.layout import order_metrics, variant_order
+
+    if correction not in CORRECTIONS:
+        raise ValueError(f"unknown correction {correction!r}; valid: {', '.join(CORRECTIONS)}")
 
     if frame.empty:
         return pd.DataFrame(columns=AGG_COLUMNS)
@@ -279,7 +330,7 @@ def aggregate(
                     )
             apart = {v for v in values if (dataset, v, metric) in unranked_set}
             rows.extend(_metric_rows(dataset, metric, m, values, variants, baseline, alpha,
-                                     confidence, apart))  # fmt: skip
+                                     confidence, apart, correction))  # fmt: skip
     out = pd.DataFrame(rows, columns=AGG_COLUMNS)
     out["higher_is_better"] = pd.Series(
         [None if v is None else bool(v) for v in out["higher_is_better"]], dtype=object
@@ -297,7 +348,10 @@ def _metric_rows(
     alpha: float,
     confidence: float,
     apart: set[str] | frozenset[str] = frozenset(),
+    correction: str = "holm",
 ) -> list[dict[str, Any]]:
+    from vaebench.report.power import detectable_difference, difference
+
     hib = meta["higher_is_better"]
     decimals = meta["decimals"]
     stats_: dict[str, dict[str, Any]] = {}
@@ -360,6 +414,14 @@ def _metric_rows(
             "test_vs_baseline": "",
             "p_vs_baseline": math.nan,
             "significant_vs_baseline": False,
+            "correction": correction,
+            "alpha": alpha,
+            "p_adj_vs_best": math.nan,
+            "p_adj_vs_baseline": math.nan,
+            "diff_vs_best": math.nan,
+            "diff_ci_low": math.nan,
+            "diff_ci_high": math.nan,
+            "mde_vs_best": math.nan,
         }
         if directional and variant in ranked:
             better = sum(1 for o in ranked if _better(stats_[o]["mean"], s["mean"], bool(hib)))
@@ -372,7 +434,8 @@ def _metric_rows(
                 cmp_ = compare(values[variant], values[best_variant])
                 row["test_vs_best"] = cmp_.test
                 row["p_vs_best"] = cmp_.p
-                row["bold"] = row["best"] or (cmp_.possible and cmp_.p >= alpha)
+                diff = difference(values[variant], values[best_variant], confidence)
+                row["diff_vs_best"], row["diff_ci_low"], row["diff_ci_high"] = diff
         if (
             base is not None
             and base not in apart
@@ -383,8 +446,25 @@ def _metric_rows(
             cmp_ = compare(values[variant], values[base])
             row["test_vs_baseline"] = cmp_.test
             row["p_vs_baseline"] = cmp_.p
-            row["significant_vs_baseline"] = bool(cmp_.possible and cmp_.p < alpha)
         rows.append(row)
+    # one family per column: the comparisons with the best, and those with the baseline
+    for key, flag in (("best", "bold"), ("baseline", "significant_vs_baseline")):
+        tested = [r for r in rows if r[f"test_vs_{key}"] not in ("", "self")]
+        for r, p in zip(tested, adjust([r[f"p_vs_{key}"] for r in tested], correction),
+                        strict=True):  # fmt: skip
+            r[f"p_adj_vs_{key}"] = p
+            possible = r[f"test_vs_{key}"] != "none"
+            if flag == "bold":
+                r["bold"] = bool(r["best"] or (possible and p >= alpha))
+            else:
+                r[flag] = bool(possible and p < alpha)
+    if best_variant is not None:
+        mde = detectable_difference(values, best_variant,
+                                    [r["model"] for r in rows if r["test_vs_best"] not in
+                                     ("", "self", "none")], alpha)  # fmt: skip
+        for r in rows:
+            if r["model"] in ranked:
+                r["mde_vs_best"] = mde
     return rows
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from vaebench.report.stats import NO_TEST_REASON, TESTS, compare, format_number
+from vaebench.report.stats import NO_TEST_REASON, TESTS, adjust, compare, format_number
 from vaebench.report.tables import ARROWS, Column, Entry, Table, format_mean_std
 from vaebench.tidy import format_setting, sweep_values
 
@@ -121,9 +121,12 @@ def ablation_table(
     decimals: int,
     name: str,
     alpha: float = 0.05,
+    correction: str = "holm",
 ) -> Table | None:
     """Rows: lines (models); columns: the values of ``key``; entries: mean ± std over seeds of
-    ``metric`` (from :func:`sweep_points`). ``None`` when there are no points."""
+    ``metric`` (from :func:`sweep_points`). ``None`` when there are no points. The p-values of
+    a row's comparisons with its best value are one family, adjusted by ``correction``
+    (:func:`vaebench.report.stats.adjust`: ``holm``, ``bh`` or ``none``)."""
     if points.empty:
         return None
     values = value_order(list(points["value"]))
@@ -151,6 +154,10 @@ def ablation_table(
             pick = max if higher_is_better else min
             best = pick(stats_, key=lambda lab: stats_[lab][0])
         shown_best = format_number(stats_[best][0], decimals) if best else None
+        # tested even when tied as shown, so the caption names the test
+        cmps = {lab: compare(by[(line, lab)], by[(line, best)]) for lab in stats_
+                if best is not None and lab != best}  # fmt: skip
+        padj = dict(zip(cmps, adjust([c.p for c in cmps.values()], correction), strict=True))
         for j, lab in enumerate(labels):
             if lab not in stats_:
                 entries[(line, j)] = Entry("–")
@@ -159,11 +166,11 @@ def ablation_table(
             bold = False
             if best is not None:
                 bold = lab == best
-                if not bold:  # tested even when tied as shown, so the caption names the test
-                    cmp_ = compare(by[(line, lab)], by[(line, best)])
+                if not bold:
+                    cmp_ = cmps[lab]
                     tests.add(cmp_.test)
                     tied = format_number(mean, decimals) == shown_best
-                    bold = tied or (cmp_.possible and cmp_.p >= alpha)
+                    bold = tied or (cmp_.possible and padj[lab] >= alpha)
             text = format_mean_std(mean, std, n, decimals, descriptive=higher_is_better is None)
             entries[(line, j)] = Entry(text, bold=bold)
     title = f"{dataset}: {metric} by {key}"
@@ -174,13 +181,23 @@ def ablation_table(
         f"values of {key}; entries are {head}, mean ± standard deviation (ddof = 1) over "
         f"{seeds} seed{'s' if seeds != '1' else ''}."
     ]
-    parts.append(_bold_sentence(key, tests, alpha, higher_is_better is None))
+    parts.append(_bold_sentence(key, tests, alpha, higher_is_better is None, correction))
     if any(e.text == "–" for e in entries.values()):
         parts.append("–: not run or no finite value.")
     return Table(name, title, lines, columns, entries, " ".join(parts))
 
 
-def _bold_sentence(key: str, tests: set[str], alpha: float, descriptive: bool) -> str:
+#: How an ablation caption names each correction (one family: a row's comparisons with its best).
+CORRECTION_PHRASES = {
+    "holm": "Holm-corrected over each row's comparisons with its best",
+    "bh": "Benjamini-Hochberg-corrected over each row's comparisons with its best",
+    "none": "no correction for multiple comparisons",
+}
+
+
+def _bold_sentence(
+    key: str, tests: set[str], alpha: float, descriptive: bool, correction: str = "holm"
+) -> str:
     """What bold means in an ablation table, from the tests its comparisons used (``tests``:
     :attr:`Comparison.test` of every value compared with its row's best; empty when no row
     had a second value)."""
@@ -191,7 +208,7 @@ def _bold_sentence(key: str, tests: set[str], alpha: float, descriptive: bool) -
         sentence = (
             f"Bold: per row, the best value of {key} and every value not significantly "
             f"different from it (two-sided {' or '.join(TESTS[t] for t in used)}, "
-            f"α = {alpha:g})."
+            f"α = {alpha:g}; {CORRECTION_PHRASES[correction]})."
         )
         if "none" in tests:
             sentence += (

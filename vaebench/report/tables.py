@@ -26,7 +26,7 @@ from vaebench.report.escape import (
     latex_comment,
 )
 from vaebench.report.layout import GROUPS
-from vaebench.report.stats import NO_TEST_REASON, TESTS, format_number
+from vaebench.report.stats import CORRECTION_NAMES, NO_TEST_REASON, TESTS, format_number
 
 __all__ = [
     "ARROWS",
@@ -125,6 +125,13 @@ class Table:
         return out
 
 
+def _correction_phrase(correction: str, against: str) -> str:
+    """``"Holm-corrected over each column's comparisons with the best"`` and the like."""
+    if correction == "none":
+        return CORRECTION_NAMES["none"]
+    return f"{CORRECTION_NAMES[correction]} over each column's comparisons with {against}"
+
+
 def _tests_phrase(tests: set[str]) -> str:
     tests = tests - {"none", "self", ""}
     if tests == {"paired"}:
@@ -150,6 +157,7 @@ def build_table(
     flags: Mapping[tuple[str, str, str], str] | None = None,
     nonfinite: Mapping[tuple[str, str, str], str] | None = None,
     notes: Sequence[str] = (),
+    correction: str = "holm",
 ) -> Table:
     """Build a :class:`Table` from :func:`vaebench.report.stats.aggregate` output.
 
@@ -163,7 +171,11 @@ def build_table(
     reads what ``nonfinite`` says for it (``NaN``, ``inf``, ``-inf``: see
     :func:`vaebench.report.notes.nonfinite_text`; default ``NaN``) when it carries the NaN mark. ``notes`` are sentences appended to the caption
     (what the numbers were computed on). A ``–`` (no value: not evaluated, not applicable or
-    failed) is explained in the caption whenever the table has one.
+    failed) is explained in the caption whenever the table has one. ``correction`` names the
+    multiple-comparison correction the aggregate was computed with (see
+    :data:`vaebench.report.stats.CORRECTIONS`); the caption then gives, per column, the
+    smallest difference the test detects at 80 % power and the difference of every non-bold
+    entry from the best with its ``confidence`` interval (:mod:`vaebench.report.power`).
     """
     from vaebench.report.notes import MARK_LEGEND, NAN_MARK
 
@@ -247,7 +259,11 @@ def build_table(
         tests_base=tests_base,
         baseline_present=bool(baseline) and any(m == baseline for m in row_names),
         single_row=len(row_names) == 1,
+        correction=correction,
     )
+    if tests_best - {"none"} and len(row_names) > 1:
+        caption = " ".join([caption, *_power_sentences(columns, col_rows, row_names, alpha,
+                                                        confidence)])  # fmt: skip
     used = "".join(e.flags for e in entries.values())
     extra = [legend for mark, legend in MARK_LEGEND.items() if mark in used]
     if any(e.text == MISSING for e in entries.values()):
@@ -261,6 +277,59 @@ def build_table(
 
 def _percent(x: float) -> str:
     return f"{x * 100:g} %"
+
+
+def _signed(value: float, decimals: int) -> str:
+    text = format_number(value, decimals)
+    return text if text.startswith("-") or not text else f"+{text}"
+
+
+def _power_sentences(
+    columns: Sequence[Column],
+    col_rows: Sequence[pd.DataFrame],
+    row_names: Sequence[str],
+    alpha: float,
+    confidence: float,
+) -> list[str]:
+    """Caption sentences: the difference each column's test detects at 80 % power, and each
+    non-bold entry's difference from the best with its confidence interval."""
+    multi = len({c.dataset for c in columns}) > 1
+    detect: list[str] = []
+    effects: list[str] = []
+    for col, rows in zip(columns, col_rows, strict=True):
+        if not col.arrow:
+            continue
+        label = f"{col.dataset}: {col.metric}" if multi else col.metric
+        dec = int(rows["decimals"].iloc[0])
+        mdes = [float(v) for v in rows["mde_vs_best"] if v == v]
+        if mdes and math.isfinite(mdes[0]):
+            detect.append(f"{label} {format_number(mdes[0], dec + 1)}")
+        diffs = []
+        for model in row_names:
+            if model not in rows.index:
+                continue
+            r = rows.loc[model]
+            if r["bold"] or r["test_vs_best"] in ("", "self", "none"):
+                continue
+            d, lo, hi = (float(r[k]) for k in ("diff_vs_best", "diff_ci_low", "diff_ci_high"))
+            if math.isfinite(d):
+                ci = (f" [{_signed(lo, dec)}, {_signed(hi, dec)}]"
+                      if math.isfinite(lo) and math.isfinite(hi) else "")  # fmt: skip
+                diffs.append(f"{model} {_signed(d, dec)}{ci}")
+        if diffs:
+            effects.append(f"{label}: {', '.join(diffs)}")
+    out = []
+    if detect:
+        out.append(
+            f"Smallest difference from the best the test detects with 80 % power at α = "
+            f"{alpha:g} (uncorrected; observed spread): {'; '.join(detect)}."
+        )
+    if effects:
+        out.append(
+            f"Not bold, difference from the best (mean, {_percent(confidence)} CI): "
+            f"{'; '.join(effects)}."
+        )
+    return out
 
 
 def _caption(
@@ -279,6 +348,7 @@ def _caption(
     tests_base: set[str],
     baseline_present: bool,
     single_row: bool = False,
+    correction: str = "holm",
 ) -> str:
     ns = sorted(set(max_n.values()))
     seeds = f"{ns[0]} seed{'s' if ns[0] != 1 else ''}" if len(ns) == 1 else (
@@ -316,8 +386,8 @@ def _caption(
         else:
             parts.append(
                 "Bold: the best mean per column and every model not significantly different "
-                f"from it (two-sided {_tests_phrase(tests_best)}, {level}; no correction for "
-                "multiple comparisons)."
+                f"from it (two-sided {_tests_phrase(tests_best)}, {level}; "
+                f"{_correction_phrase(correction, 'the best')})."
             )
             if untestable_best:
                 parts.append(
@@ -335,7 +405,8 @@ def _caption(
         else:
             parts.append(
                 f"{DAGGER} significantly different from the baseline {baseline} (two-sided "
-                f"{_tests_phrase(tests_base)}, {level})."
+                f"{_tests_phrase(tests_base)}, {level}; "
+                f"{_correction_phrase(correction, f'the baseline {baseline}')})."
             )
     return " ".join(parts)
 
