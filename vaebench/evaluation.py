@@ -192,6 +192,10 @@ class GuardedModel(Model):
         out = self._call("log_likelihood", x, z)
         return check_outputs(out, "log_likelihood", (x.shape[0],), images=False, where=self._where)
 
+    def log_prior(self, z: Tensor) -> Tensor:
+        out = self._call("log_prior", z)
+        return check_outputs(out, "log_prior", (z.shape[0],), images=False, where=self._where)
+
 
 def metric_options(metric: Metric, eval_options: Mapping[str, Any]) -> dict[str, Any]:
     """The options ``metric`` declares, resolved from ``eval_options`` (else its defaults)."""

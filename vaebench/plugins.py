@@ -66,6 +66,8 @@ DEFAULT_PLUGINS = (
     "vaebench.metrics.representation",
     "vaebench.metrics.samples",
     "vaebench.tracking.mlflow",
+    "vaebench.models.variational",
+    "vaebench.models.regularised",
 )
 
 ENTRY_POINT_GROUP = "vaebench"
