@@ -68,6 +68,7 @@ DEFAULT_PLUGINS = (
     "vaebench.tracking.mlflow",
     "vaebench.models.variational",
     "vaebench.models.regularised",
+    "vaebench.data.generation",
 )
 
 ENTRY_POINT_GROUP = "vaebench"
