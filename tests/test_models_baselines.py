@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from vaebench.metrics.likelihood import elbo_terms, iwae_log_likelihood, standard_prior
-from vaebench.models.regularised import RAE, WAE
+from vaebench.models.regularised import RAE, RAEGP, WAE
 from vaebench.models.vae import VAE
 from vaebench.models.variational import IWAE, BetaVAE, VampVAE, iwae_bound
 from vaebench.nn import gaussian_kl, imq_kernel, mmd_unbiased, reconstruction_loss
@@ -361,3 +361,23 @@ def test_beta_vae_is_the_vae_with_beta_4_as_pythae_defines_it():
         recon = F.binary_cross_entropy(recon_x, x.reshape(6, -1), reduction="none").sum(-1)
         kld = -0.5 * torch.sum(1 + log_var - mu.pow(2) - log_var.exp(), dim=-1)
     assert got == pytest.approx(float((recon + 4.0 * kld).mean(0)), rel=1e-5)
+
+
+def test_rae_gp_penalises_the_decoder_s_gradient_at_the_codes():
+    torch.manual_seed(0)
+    model = RAEGP(SHAPE, hidden=(8,), latent_dim=2, gp_weight=0.5, code_weight=0.1)
+    assert model.decoder_weight_decay == 0.0
+    x = _binary(4)
+    got = model.loss(x)
+    # by hand: the Jacobian of the decoder's logits, summed over pixels, per code
+    z = model.encode(x).clone().requires_grad_(True)
+    with torch.enable_grad():
+        jac = torch.stack([torch.autograd.functional.jacobian(
+            lambda v: model.decoder_logits(v[None]).sum(), zi) for zi in z])  # fmt: skip
+    want_gp = float(jac.pow(2).sum(1).mean())
+    assert float(got["grad_penalty"].detach()) == pytest.approx(want_gp, rel=1e-5)
+    rec = float(got["recon"].detach())
+    want = rec + 0.1 * 0.5 * float(z.detach().pow(2).sum(1).mean()) + 0.5 * want_gp
+    assert float(got["loss"].detach()) == pytest.approx(want, rel=1e-5)
+    got["loss"].backward()  # the penalty is differentiable (create_graph)
+    assert all(p.grad is not None for p in model.decoder.parameters())

@@ -1,4 +1,5 @@
-"""Deterministic autoencoders with a regularised code: ``rae`` (Ghosh et al. 2020) and ``wae``
+"""Deterministic autoencoders with a regularised code: ``rae`` and ``rae-gp`` (Ghosh et al.
+2020) and ``wae``
 (the Wasserstein autoencoder with the MMD penalty, Tolstikhin et al. 2018). Neither has a
 posterior, so likelihood metrics do not apply; ``wae`` samples from its prior ``N(0, I)``,
 ``rae`` has none (ex-post samplers only)."""
@@ -12,7 +13,7 @@ from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
 from vaebench.nn import SGD_MOMENTUM, TorchAutoencoder, _real, mmd_unbiased, reconstruction_loss
 
-__all__ = ["RAE", "WAE"]
+__all__ = ["RAE", "RAEGP", "WAE"]
 
 
 class RAE(TorchAutoencoder):
@@ -61,6 +62,34 @@ class RAE(TorchAutoencoder):
         return adam(groups, lr=self.lr, fused=fused_optimizer_ok(rest + dec))
 
 
+class RAEGP(RAE):
+    """RAE-GP (Ghosh et al. 2020): the RAE with a gradient penalty on the decoder instead of its
+    weight decay: loss per image ``rec + code_weight * |z|^2 / 2 + gp_weight * |d/dz sum_p
+    D(z)_p|^2`` at ``z = E(x)`` -- the gradient of the summed decoder output (logits) with
+    respect to the code, taken with ``create_graph`` so that it is trained (the same
+    summed-output trick as pythae's ``RAE_GP._compute_gp``, which differentiates with respect to
+    the *input* image through the encoder instead). ``decoder_weight_decay`` defaults to 0 here.
+    Defaults from pythae's ``RAE_GP_Config`` (embedding_weight 1e-4, reg_weight 1e-7)."""
+
+    param_docs = {"gp_weight": "weight of the decoder's gradient penalty"}
+
+    def __init__(
+        self, *args, gp_weight: float = 1e-7, decoder_weight_decay: float = 0.0, **kwargs
+    ) -> None:
+        super().__init__(*args, decoder_weight_decay=decoder_weight_decay, **kwargs)
+        self.gp_weight = _real("gp_weight", gp_weight)
+
+    def loss(self, x: Tensor) -> dict[str, Tensor]:
+        z = self.code(self.encoder_outputs(x))
+        logits = self.decoder_logits(z)
+        rec = reconstruction_loss(logits, x, self.recon_loss).mean()
+        (grad,) = torch.autograd.grad(logits.float().sum(), z, create_graph=True)
+        gp = grad.float().pow(2).sum(1).mean()
+        code = 0.5 * z.float().pow(2).sum(1).mean()
+        loss = rec + self.code_weight * code + self.gp_weight * gp
+        return {"loss": loss, "recon": rec, "code_l2": code, "grad_penalty": gp}
+
+
 class WAE(TorchAutoencoder):
     """Wasserstein autoencoder with the MMD penalty, WAE-MMD (Tolstikhin, Bousquet, Gelly &
     Schölkopf, ICLR 2018, Algorithm 2): a deterministic encoder, loss per batch ``mean rec(x,
@@ -95,5 +124,6 @@ class WAE(TorchAutoencoder):
 def vaebench_models():
     return [
         ModelSpec("rae", RAE, "regularised deterministic AE: L2 on codes, decoder weight decay"),
+        ModelSpec("rae-gp", RAEGP, "regularised AE: L2 on codes, decoder gradient penalty"),
         ModelSpec("wae", WAE, "Wasserstein AE: MMD (inverse multiquadratic) to N(0, I)"),
     ]
