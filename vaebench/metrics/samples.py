@@ -424,7 +424,7 @@ def _generate(
         if sampler == "prior":
             if not model.tags.can_sample:
                 raise _NoPrior(
-                    f"sampler 'prior': {type(model).__name__} has no prior to sample from "
+                    f"sampler 'prior': {type(getattr(model, 'wrapped', model)).__name__} has no prior to sample from "
                     "(tags.can_sample is false)"
                 )
             for i in range(0, n, bs):

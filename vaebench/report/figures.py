@@ -621,6 +621,8 @@ def sample_grid(
         return None
     seed = f"seed {min(seeds)}" if len(seeds) == 1 else "lowest seed"
     what = "each model's prior" if all("(" not in r[0] for r in rows) else "each (model, sampler)"
+    if what != "each model's prior":  # name the prior's rows too
+        rows = [(f"{r[0]} (prior)" if r[0] and "(" not in r[0] else r[0], r[1]) for r in rows]
     return image_rows(rows, f"{plot_text(dataset)}: samples from {what} ({seed})",
                       label_colors=_colors(colors, models))  # fmt: skip
 
