@@ -4,7 +4,7 @@
     python docs/make_baselines_claim_pages.py samplers   # results/samplers-claim/
 
 Writes, beside the page's README: ``summary.csv`` (mean, std, n over seeds), ``tables.md``
-(mean ± std and every seed's value) and ``figures/*.png`` (every seed a point, the mean a bar).
+(mean ± std and every seed's value) and ``figures/*.png`` (every seed a point, the mean a line).
 Reads only the stored cell files (``vaebench.load_results``); trains and evaluates nothing.
 """
 
@@ -45,7 +45,7 @@ def _points(ax, df: pd.DataFrame, groups: list[str], metric: str, title: str) ->
         vals = df[(df["group"] == g) & (df["metric"] == metric)]["value"].dropna()
         if vals.empty:
             continue
-        ax.bar(i, vals.mean(), color="0.85", width=0.6)
+        ax.hlines(vals.mean(), i - 0.3, i + 0.3, color="0.3")  # the mean; axes not from 0
         ax.plot([i] * len(vals), vals, "o", color="C0", ms=4)
     ax.set_xticks(range(len(groups)), groups, rotation=30, ha="right")
     ax.set_title(title, fontsize=9)
