@@ -193,3 +193,19 @@ def test_kid_stores_no_std_when_the_subsets_are_the_whole_sets(data):
     c = ctx({"sample_n": 150, "kid_subset_size": 50}, "kid")
     KernelDistance().evaluate(Blobs(), data, c)
     assert c.details["kid_std"] > 0 and "10 random subset pairs" in c.details["estimator"]
+
+
+def test_evaluate_sweeps_only_the_sampler_and_names_a_bad_one(tmp_path):
+    from click.testing import CliRunner
+
+    from vaebench.cli import cli
+
+    (tmp_path / "cells").mkdir()  # an (empty) results folder
+    runner = CliRunner()
+    got = runner.invoke(cli, ["evaluate", str(tmp_path), "--sweep", "eval.iwae_k=1,2"])
+    assert got.exit_code == 2 and "evaluate sweeps only eval.sampler" in got.output
+    got = runner.invoke(
+        cli, ["evaluate", str(tmp_path), "--metrics", "fd", "--sweep", "eval.sampler=prior,gan"]
+    )
+    assert got.exit_code == 2
+    assert "invalid value 'prior,gan' for eval.sampler; valid: auto, prior, gaussian" in got.output
