@@ -16,7 +16,11 @@ from vaebench import plugins
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = {
     "vaebench-convae": {"plugin": "convae", "models": ["conv-ae"], "metrics": []},
-    "vaebench-betavae": {"plugin": "betavae", "models": ["beta-vae"], "metrics": ["kl-per-unit"]},
+    "vaebench-betavae": {
+        "plugin": "betavae",
+        "models": ["beta-vae-warmup"],
+        "metrics": ["kl-per-unit"],
+    },
 }
 
 

@@ -345,6 +345,15 @@ _EXECUTION_OPTIONS = ("device", "workers", "threads", "executor", "scheduler", "
     help="Evaluation option, e.g. --set eval.iwae_k=5000 (a changed option re-evaluates the "
     "metrics that use it). Repeatable.",
 )
+@click.option(
+    "--sweep",
+    "sweeps",
+    metavar="eval.sampler=A,B",
+    multiple=True,
+    help="Evaluate the sample metrics (fd, kid, prdc) once per sampler, on the stored models: "
+    "--sweep eval.sampler=prior,gaussian,gmm,two-stage (values named VALUE@SAMPLER). Only "
+    "eval.sampler can be swept here.",
+)
 @click.option("--data-dir", metavar="DIR", help="Where to look for dataset files first.")
 @click.option("--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--workers", metavar="N", help="Cells evaluated at once.")
@@ -388,6 +397,15 @@ def evaluate(run_dir: str, **opts: Any) -> None:
     except ResultsError as exc:
         raise UsageError(str(exc)) from None
     stored = _stored_config(run_dir, "evaluate", required=False)
+    sets = list(opts["sets"])
+    for sweep in opts["sweeps"]:
+        key, sep, values = sweep.partition("=")
+        if key.strip() != "eval.sampler" or not sep or not values.strip():
+            raise UsageError(
+                f"--sweep {sweep!r}: evaluate sweeps only eval.sampler (e.g. --sweep "
+                "eval.sampler=prior,gmm); set other evaluation options with --set eval.KEY=VALUE"
+            )
+        sets.append(f"eval.sampler={values.strip()}")
     try:
         cfg = RunConfig.for_evaluation(
             registry,
@@ -395,7 +413,7 @@ def evaluate(run_dir: str, **opts: Any) -> None:
             datasets=list(dict.fromkeys(c["dataset"] for c in cells)),
             stored=stored,
             metrics=opts["metrics"],
-            sets=opts["sets"],
+            sets=sets,
             data_dir=opts["data_dir"],
             **{k: opts[k] for k in _EXECUTION_OPTIONS if k in opts},
         )

@@ -188,6 +188,10 @@ class GuardedModel(Model):
         out = self._call("log_likelihood", x, z)
         return check_outputs(out, "log_likelihood", (x.shape[0],), images=False, where=self._where)
 
+    def log_prior(self, z: Tensor) -> Tensor:
+        out = self._call("log_prior", z)
+        return check_outputs(out, "log_prior", (z.shape[0],), images=False, where=self._where)
+
 
 def metric_options(metric: Metric, eval_options: Mapping[str, Any]) -> dict[str, Any]:
     """The options ``metric`` declares, resolved from ``eval_options`` (else its defaults)."""
@@ -291,7 +295,7 @@ def evaluate_metrics(
         subject = GuardedModel(model, metric.name) if metric.guarded else model
         try:
             got = metric.evaluate(subject, dataset, mctx)
-            ev.update(_values(metric, got))
+            ev.update(_values(metric, got, options, mctx.details.pop("nan_reasons", None)))
         except ModelContractError:
             raise
         except NotApplicableError as exc:
@@ -365,9 +369,16 @@ def _failure(exc: BaseException, where: str) -> dict[str, Any]:
     }
 
 
-def _values(metric: Metric, got: Any) -> dict[str, Any]:
-    """Check a metric's returned values against its declaration; NaN/inf become null."""
-    declared = metric.declared()
+def _values(
+    metric: Metric,
+    got: Any,
+    options: Mapping[str, Any] | None = None,
+    reasons: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Check a metric's returned values against its declaration (for its resolved ``options``);
+    NaN/inf become null, with the metric's own reason where it gave one (``reasons``, from
+    ``ctx.details["nan_reasons"]``)."""
+    declared = _declared(metric, options)
     if not isinstance(got, Mapping):
         raise TypeError(f"evaluate returned {type(got).__name__}, expected a dict of values")
     missing = sorted(set(declared) - set(got))
@@ -392,7 +403,9 @@ def _values(metric: Metric, got: Any) -> dict[str, Any]:
         else:
             values[name] = None
             nonfinite[name] = nonfinite_kind(v)
-            nan[name] = f"the metric returned {v} (undefined for this model and data)"
+            nan[name] = (reasons or {}).get(name) or (
+                f"the metric returned {v} (undefined for this model and data)"
+            )
     info = {
         name: {
             **dataclasses.asdict(value),
@@ -403,6 +416,15 @@ def _values(metric: Metric, got: Any) -> dict[str, Any]:
         for i, (name, value) in enumerate(declared.items())
     }
     return {"status": "ok", "values": values, "nan": nan, "nonfinite": nonfinite, "info": info}
+
+
+def _declared(metric: Metric, options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``metric.declared(options)``; a metric written before ``declared`` took the options (or
+    not derived from :class:`Metric`) is asked without them."""
+    try:
+        return metric.declared(dict(options or {}))
+    except TypeError:
+        return metric.declared()
 
 
 def free_memory(device: Any) -> None:

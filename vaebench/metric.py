@@ -172,5 +172,8 @@ class Metric(abc.ABC):
         runner records why). Raise :class:`MetricError` (or any exception) to fail only this
         metric's values."""
 
-    def declared(self) -> dict[str, Value]:
+    def declared(self, options: dict[str, Any] | None = None) -> dict[str, Value]:
+        """The declared values by name. ``options`` (the resolved options) lets a metric whose
+        values depend on them (the sample metrics with several samplers) declare them; the
+        default ignores it."""
         return {v.name: v for v in self.values}

@@ -35,6 +35,7 @@ import abc
 import contextlib
 import dataclasses
 import inspect
+import math
 import os
 import secrets
 from collections.abc import Callable, Sequence
@@ -202,6 +203,13 @@ class Model(abc.ABC):
         ``torch.inference_mode``. The prior is the standard normal ``N(0, I)``.
         """
         raise NotImplementedError(f"{type(self).__name__} has no likelihood")
+
+    def log_prior(self, z: Tensor) -> Tensor:
+        """``log p(z)`` in nats of codes ``z`` ``(N, latent_dim)`` under the model's prior:
+        shape ``(N,)``. Optional; the default is the standard normal ``N(0, I)``. A model with
+        another prior (a VampPrior) overrides it (and may set ``prior_description``); the
+        likelihood metrics use it in the ELBO's and the IWAE bound's ``log p(z)``."""
+        return (-0.5 * z.pow(2) - 0.5 * math.log(2.0 * math.pi)).sum(-1)
 
     @property
     def can_sample(self) -> bool:

@@ -35,6 +35,9 @@ __all__ = [
     "gaussian_kl",
     "reparameterize",
     "vae_loss",
+    "gaussian_log_density",
+    "imq_kernel",
+    "mmd_unbiased",
     "RECON_LOSSES",
     "ARCHS",
     "OPTIMIZERS",
@@ -146,6 +149,43 @@ def vae_loss(
     rec = reconstruction_loss(logits, x, recon_loss).mean()
     kl = gaussian_kl(mean.float(), logvar.float()).mean()
     return {"loss": rec + beta * kl, "recon": rec, "kl": kl}
+
+
+def gaussian_log_density(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
+    """``log N(z; mean, diag(exp(logvar)))`` summed over the last dimension (nats), with the
+    ``-1/2 log(2 pi)`` constant; ``z``, ``mean``, ``logvar`` broadcast against each other
+    (e.g. ``(N, 1, d)`` codes against ``(1, K, d)`` components give ``(N, K)``)."""
+    return -0.5 * (math.log(2.0 * math.pi) + logvar + (z - mean).pow(2) * torch.exp(-logvar)).sum(
+        -1
+    )
+
+
+def imq_kernel(a: Tensor, b: Tensor, scale: float) -> Tensor:
+    """Inverse multiquadratic kernel ``k(a, b) = C / (C + |a - b|^2)`` between the rows of ``a``
+    ``(N, d)`` and ``b`` ``(M, d)``: shape ``(N, M)``, ``C = scale`` (Tolstikhin et al. 2018,
+    Wasserstein Auto-Encoders, section 4, use ``C = 2 d sigma^2`` for a prior
+    ``N(0, sigma^2 I)``)."""
+    return scale / (scale + (a[:, None, :] - b[None, :, :]).pow(2).sum(-1))
+
+
+def mmd_unbiased(z: Tensor, z_prior: Tensor, scale: float) -> Tensor:
+    """Unbiased estimate of the squared maximum mean discrepancy between codes ``z`` ``(n, d)``
+    and prior draws ``z_prior`` ``(n, d)`` with :func:`imq_kernel` (a scalar):
+    ``1/(n(n-1)) sum_{i != j} [k(z_i, z_j) + k(p_i, p_j)] - 2/n^2 sum_{i, j} k(z_i, p_j)``,
+    Tolstikhin et al. (2018), Algorithm 2. Needs ``n >= 2``."""
+    n = z.shape[0]
+    if n < 2 or z_prior.shape[0] != n:
+        raise ValueError(f"mmd_unbiased needs two sets of n >= 2 codes, got {n} and "
+                         f"{z_prior.shape[0]}")  # fmt: skip
+    k_zz = imq_kernel(z, z, scale)
+    k_pp = imq_kernel(z_prior, z_prior, scale)
+    k_zp = imq_kernel(z, z_prior, scale)
+    off = n * (n - 1)
+    return (
+        (k_zz.sum() - k_zz.diagonal().sum()) / off
+        + (k_pp.sum() - k_pp.diagonal().sum()) / off
+        - 2.0 * k_zp.sum() / (n * n)
+    )
 
 
 # ------------------------------------------------------------------------------- networks

@@ -66,6 +66,9 @@ DEFAULT_PLUGINS = (
     "vaebench.metrics.representation",
     "vaebench.metrics.samples",
     "vaebench.tracking.mlflow",
+    "vaebench.models.variational",
+    "vaebench.models.regularised",
+    "vaebench.data.generation",
 )
 
 ENTRY_POINT_GROUP = "vaebench"

@@ -1,8 +1,8 @@
 """Test likelihood of models with a posterior and a likelihood: the ELBO and the IWAE bound.
 
 For a model whose tags state a diagonal-Gaussian posterior ``q(z|x)`` (``posterior``) and an
-observation model ``p(x|z)`` (``log_likelihood``), with the standard-normal prior
-``p(z) = N(0, I)``:
+observation model ``p(x|z)`` (``log_likelihood``), with the model's prior ``p(z)``
+(``log_prior``: the standard normal ``N(0, I)`` unless the model has its own, e.g. a VampPrior):
 
 - ``elbo`` (Kingma & Welling 2014): ``E_q[log p(x|z)] - KL(q(z|x) || p(z))`` per test image,
   the expectation estimated with ``elbo_samples`` draws of ``z`` per image, the KL in closed
@@ -35,6 +35,7 @@ from torch import Tensor
 from vaebench.hookspecs import hookimpl
 from vaebench.metric import EvalContext, Metric, Value
 from vaebench.metrics import codes as codes_mod
+from vaebench.model import Model
 from vaebench.nn import gaussian_kl
 
 __all__ = [
@@ -85,7 +86,8 @@ def _log_joint_terms(
     m, lv = mean.double()[:, None, :], logvar.double()[:, None, :]
     z = m + torch.exp(0.5 * lv) * eps
     log_q = (-0.5 * eps.pow(2) - 0.5 * lv - 0.5 * LOG_2PI).sum(-1)
-    log_p = (-0.5 * z.pow(2) - 0.5 * LOG_2PI).sum(-1)
+    # the model's own prior (Model.log_prior; the default N(0, I) sums in float64 here)
+    log_p = model.log_prior(z.reshape(b * k, d)).detach().double().cpu().reshape(b, k)
     xs = x.to(model.device).repeat_interleave(k, 0)
     zs = z.reshape(b * k, d).to(device=model.device, dtype=torch.float32)
     llh = model.log_likelihood(xs, zs)
@@ -118,17 +120,29 @@ def elbo_terms(
     _check_posterior(mean, logvar, x.shape[0])
     chunk = min(samples, batch_size)
     per = max(1, batch_size // chunk)
-    recon = []
+    recon, kl_mc = [], []
     with torch.inference_mode():
         for i in range(0, x.shape[0], per):
             sl = slice(i, i + per)
             total = torch.zeros(x[sl].shape[0], dtype=torch.float64)
+            kl = torch.zeros(x[sl].shape[0], dtype=torch.float64)
             for start in range(0, samples, chunk):
                 n = min(chunk, samples - start)
-                llh, _ = _log_joint_terms(model, x[sl], mean[sl], logvar[sl], n, generator)
+                llh, prior_q = _log_joint_terms(model, x[sl], mean[sl], logvar[sl], n, generator)
                 total += llh.sum(1)
+                kl -= prior_q.sum(1)
             recon.append(total / samples)
+            kl_mc.append(kl / samples)
+    if not standard_prior(model):  # its own prior: the KL by Monte Carlo, from the same draws
+        return torch.cat(recon), torch.cat(kl_mc)
     return torch.cat(recon), gaussian_kl(mean.double(), logvar.double())
+
+
+def standard_prior(model: Any) -> bool:
+    """Whether ``model`` keeps the default prior ``N(0, I)`` (does not override
+    :meth:`vaebench.model.Model.log_prior`; a metric's checked wrapper is looked through)."""
+    inner = getattr(model, "wrapped", model)
+    return getattr(type(inner), "log_prior", Model.log_prior) is Model.log_prior
 
 
 def iwae_log_likelihood(
@@ -174,7 +188,7 @@ def likelihood_details(model: Any, x: Tensor) -> dict[str, Any]:
     binary = is_binary(x)
     out: dict[str, Any] = {
         "likelihood": lik,
-        "prior": "standard normal N(0, I)",
+        "prior": getattr(model, "prior_description", "standard normal N(0, I)"),
         "binary_test_images": binary,
         "dims": int(x[0].numel()),
     }
@@ -278,7 +292,9 @@ class Elbo(Metric):
             {
                 "n_test": n,
                 "elbo_samples": samples,
-                "kl": "closed form",
+                "kl": "closed form"
+                if standard_prior(model)
+                else f"Monte Carlo ({samples} draws of z per image, the model's own prior)",
                 "elbo_se": float(elbo.std() / math.sqrt(n)) if n > 1 else None,
             }
         )

@@ -6,23 +6,42 @@ feature space of the small classifier vaebench trains on the dataset's training 
 score). Real set: ``min(sample_n, test images)`` test images (a fixed choice, the same for every
 cell); generated set: as many images, drawn
 
-- from the model's prior (``model.sample``) when the model can sample (``sampler=auto`` or
-  ``prior``), or
-- for models that cannot (or with ``sampler=expost``), by **ex-post density estimation** (Ghosh
-  et al. 2020): a full-covariance Gaussian fitted to the codes of all training images, whose
-  draws are decoded. The details say which sampler was used.
+by a **sampler** (``eval.sampler``, :data:`SAMPLERS`):
 
-The generated images come from one random stream per cell, seeded from ``(seed, "samples")``,
-so ``fd``, ``kid`` and ``prdc`` describe the same generated set, and selecting any subset of
-them changes none of their numbers. Scores depend on the number of samples (FD is biased
-upwards for small sets): compare them at equal counts, which the details record.
+- ``prior``: the model's prior (``model.sample``), for models that have one;
+- ``gaussian`` (formerly ``expost``, still accepted): **ex-post density estimation** (Ghosh et
+  al. 2020), a full-covariance Gaussian fitted to the codes of all training images;
+- ``gmm``: an ex-post Gaussian mixture (scikit-learn ``GaussianMixture``, ``gmm_components``
+  full-covariance components, 10 by default as in Ghosh et al. 2020) fitted to the same codes;
+- ``two-stage``: a second, small VAE trained on the same codes (Dai & Wipf 2019, "Diagnosing
+  and enhancing VAE models"; as pythae's ``TwoStageVAESampler``: an MLP of two hidden layers,
+  code size = the model's, a Gaussian decoder with a learned variance ``gamma^2``); its samples
+  are ``z = mu(u) + gamma e`` with ``u, e ~ N(0, I)``;
+- ``auto``: ``prior`` when the model can sample, else ``gaussian``.
+
+Every ex-post sampler is fitted on the codes (``encode``: the posterior mean of a VAE) of the
+training split only, and its draws are decoded. A comma-separated list (``--set
+eval.sampler=prior,gmm`` or ``vaebench evaluate OUT --sweep eval.sampler=prior,gmm``) evaluates
+each sampler on the same real images and reports each value once per sampler, named
+``VALUE@SAMPLER`` (``fd@gmm``); a single sampler keeps the plain names (``fd``). A sampler that
+does not apply to the model (``prior`` without a prior) gives a missing value with the reason.
+
+Each sampler's generated images come from its own random stream per cell, seeded from ``(seed,
+"samples")`` for ``prior`` and ``gaussian`` (the stream of earlier versions, so stored values
+stay valid) and ``(seed, "samples:" + sampler)`` for the others; ``fd``, ``kid`` and ``prdc``
+describe the same generated set, and neither selecting a subset of them nor adding another
+sampler changes any number. The details record each sampler with its settings. Scores depend
+on the number of samples (FD is biased upwards for small sets): compare them at equal counts,
+which the details record.
 
 - ``fd`` (Heusel et al. 2017, "FID" in Inception features): ``|mu_r - mu_g|^2 + tr(S_r + S_g -
   2 (S_r S_g)^(1/2))`` between Gaussians fitted to the two feature sets; the trace of the matrix
   square root is computed from the eigenvalues of ``S_r^(1/2) S_g S_r^(1/2)`` (symmetric).
 - ``kid`` (Bińkowski et al. 2018): the unbiased estimate of the squared maximum mean discrepancy
   with the cubic polynomial kernel ``k(a, b) = (a.b / d + 1)^3``, averaged over ``kid_subsets``
-  random subsets of ``kid_subset_size`` real and generated features each.
+  random subsets of ``kid_subset_size`` real and generated features each. When the subset size
+  equals both sets' size every "subset" is the whole set in another order: the estimate is then
+  computed once and no standard deviation is stored (it would be rounding noise).
 - ``prdc`` (Naeem et al. 2020): with ``k = prdc_k`` and ``r(a)`` the distance from a feature to
   its k-th nearest neighbour in its own set, precision is the fraction of generated features
   within ``r`` of some real feature, recall the fraction of real features within ``r`` of some
@@ -36,6 +55,7 @@ handled in blocks of at most :data:`_BLOCK` elements, so a cell's work and memor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -60,11 +80,18 @@ __all__ = [
     "prdc",
     "expost_gaussian",
     "sample_features",
+    "parse_samplers",
+    "sampler_seed",
+    "fit_gmm",
+    "draw_gmm",
+    "fit_two_stage",
+    "SAMPLER_ALIASES",
 ]
 
-#: ``sampler`` choices: ``auto`` (the prior if the model can sample, else ex-post), ``prior``,
-#: ``expost`` (a Gaussian fitted to the training codes).
-SAMPLERS = ("auto", "prior", "expost")
+#: ``sampler`` choices (see the module docstring); ``expost`` is the old name of ``gaussian``.
+SAMPLERS = ("auto", "prior", "gaussian", "gmm", "two-stage")
+#: Old sampler names still accepted (and shown under the new name).
+SAMPLER_ALIASES = {"expost": "gaussian"}
 
 REF_FD = (
     "Heusel et al., GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash "
@@ -79,11 +106,15 @@ REF_EXPOST = (
     "Ghosh, Sajjadi, Vergari, Black & Schölkopf, From Variational to Deterministic "
     "Autoencoders, ICLR 2020"
 )
+REF_TWO_STAGE = "Dai & Wipf, Diagnosing and Enhancing VAE Models, ICLR 2019"
 
 #: Options every sample-quality metric shares (one option each, one default).
 SHARED_OPTIONS: dict[str, Any] = {
     "sample_n": 10000,
     "sampler": "auto",
+    "gmm_components": 10,
+    "two_stage_steps": 2000,
+    "two_stage_width": 256,
     "feature_steps": FeatureNetConfig.steps,
     "feature_train_n": FeatureNetConfig.train_n,
 }
@@ -93,7 +124,9 @@ SHARED_OPTIONS: dict[str, Any] = {
 #: work.
 BOUNDS: dict[str, Any] = {
     "sample_n": (2, 100_000),
-    "sampler": SAMPLERS,
+    "gmm_components": (1, 1000),
+    "two_stage_steps": (1, 1_000_000),
+    "two_stage_width": (1, 100_000),
     "feature_steps": (1, 100_000),
     "feature_train_n": (10, 1_000_000),
     "kid_subsets": (1, 10_000),
@@ -103,8 +136,15 @@ BOUNDS: dict[str, Any] = {
 SHARED_DOCS = codes_mod.documented(
     {
         "sample_n": "real test images and generated images compared (at most the test split)",
-        "sampler": "auto: the prior if the model samples, else ex-post; prior; expost (a "
-        "Gaussian fitted to the training codes, Ghosh et al. 2020)",
+        "sampler": "auto (the prior if the model samples, else gaussian), prior, gaussian (a "
+        "Gaussian fitted to the training codes, Ghosh et al. 2020), gmm (a Gaussian mixture on "
+        "them), two-stage (a second VAE on them, Dai & Wipf 2019); a comma-separated list "
+        "evaluates each (values named VALUE@SAMPLER)",
+        "gmm_components": "sampler gmm: full-covariance mixture components (at most the "
+        "training images)",
+        "two_stage_steps": "sampler two-stage: Adam steps (batches of 128 codes, lr 1e-3) "
+        "training the second VAE",
+        "two_stage_width": "sampler two-stage: width of the second VAE's two hidden layers",
         "feature_steps": "mini-batch updates (of 128 images) that train the feature classifier, "
         "once per dataset (cached)",
         "feature_train_n": "at most this many training images train the feature classifier",
@@ -112,6 +152,9 @@ SHARED_DOCS = codes_mod.documented(
     BOUNDS,
 )
 
+#: Generated images per sampler stored for the report's sample grid (artifact
+#: ``samples@SAMPLER``, with several samplers).
+PREVIEW = 8
 #: Elements of one distance block in :func:`prdc` (float64: 32 MiB).
 _BLOCK = 4_000_000
 
@@ -170,15 +213,21 @@ def kid(
     """``(mean, std, m)``: the unbiased MMD^2 estimate with kernel ``(a.b / d + 1)^3`` over
     ``n_subsets`` pairs of random subsets (without replacement within a subset) of
     ``m = min(subset_size, len(real), len(fake))`` features each; features ``(N, d)``. The
-    kernel sums are taken in row blocks, so memory stays bounded for any ``m``."""
+    kernel sums are taken in row blocks, so memory stays bounded for any ``m``. When ``m``
+    equals both sets' size every subset is the whole set (the estimate does not depend on the
+    order): it is computed once, ``std`` is NaN and ``generator`` is not used."""
     x, y = real.double(), fake.double()
     m = min(subset_size, x.shape[0], y.shape[0])
     if m < 2:
         raise ValueError(f"KID needs at least 2 features in each set, got {m}")
+    whole = m == x.shape[0] == y.shape[0]
     scores = []
-    for _ in range(n_subsets):
-        a = x[torch.randperm(x.shape[0], generator=generator)[:m]]
-        b = y[torch.randperm(y.shape[0], generator=generator)[:m]]
+    for _ in range(1 if whole else n_subsets):
+        if whole:
+            a, b = x, y
+        else:
+            a = x[torch.randperm(x.shape[0], generator=generator)[:m]]
+            b = y[torch.randperm(y.shape[0], generator=generator)[:m]]
         off = m * (m - 1)
         mmd = (
             _kernel_sum(a, a, off_diagonal=True) / off
@@ -187,7 +236,7 @@ def kid(
         )
         scores.append(mmd)
     s = np.asarray(scores)
-    return float(s.mean()), float(s.std()), m
+    return float(s.mean()), math.nan if whole else float(s.std()), m
 
 
 def _kth_radii(x: Tensor, k: int) -> Tensor:
@@ -248,57 +297,219 @@ def expost_gaussian(z: Tensor) -> tuple[Tensor, Tensor]:
     raise MetricError("could not factorise the covariance of the training codes")
 
 
-def _generate(model: Any, dataset: Any, ctx: EvalContext, n: int, sampler: str):
-    g = torch.Generator().manual_seed(metric_seed(ctx.seed, "samples"))
+def parse_samplers(value: Any) -> list[str]:
+    """The sampler names of an ``eval.sampler`` value: one name or a comma-separated list, old
+    names mapped (:data:`SAMPLER_ALIASES`), duplicates dropped, order kept. Raises
+    ``ValueError`` naming the bad value and the valid choices."""
+    names = [t.strip() for t in value.split(",")] if isinstance(value, str) else [value]
+    out: list[str] = []
+    for name in names:
+        name = SAMPLER_ALIASES.get(name, name)
+        if name not in SAMPLERS:
+            raise ValueError(
+                f"invalid value {value!r} for eval.sampler; valid: {', '.join(SAMPLERS)} "
+                "(or a comma-separated list of them)"
+            )
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def sampler_seed(seed: int, sampler: str) -> int:
+    """Seed of sampler ``sampler``'s random stream in a cell of seed ``seed``: ``(seed,
+    "samples")`` for ``prior`` and ``gaussian`` (the stream of earlier versions), ``(seed,
+    "samples:" + sampler)`` for the others (:func:`vaebench.metric.metric_seed`)."""
+    stream = "samples" if sampler in ("prior", "gaussian") else f"samples:{sampler}"
+    return metric_seed(seed, stream)
+
+
+def fit_gmm(z: Tensor, components: int, seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(weights (K,), means (K, d), cholesky factors (K, d, d))`` float64 of a
+    full-covariance Gaussian mixture fitted to codes ``z`` ``(N, d)`` by scikit-learn's
+    ``GaussianMixture`` (EM from a k-means initialisation, ``random_state`` from ``seed``;
+    ``K = min(components, N)``)."""
+    from sklearn.mixture import GaussianMixture
+
+    a = z.double().cpu().numpy()
+    k = max(1, min(int(components), a.shape[0]))
+    gmm = GaussianMixture(k, covariance_type="full", random_state=seed % 2**32, reg_covar=1e-6)
+    gmm.fit(a)
+    chol = np.linalg.cholesky(gmm.covariances_)
+    return (torch.from_numpy(gmm.weights_), torch.from_numpy(gmm.means_), torch.from_numpy(chol))
+
+
+def draw_gmm(params: tuple[Tensor, Tensor, Tensor], n: int, g: torch.Generator) -> Tensor:
+    """``n`` codes ``(n, d)`` float64 drawn from :func:`fit_gmm`'s mixture with ``g``: a
+    component by its weight, then ``mean + L e``, ``e ~ N(0, I)``."""
+    weights, means, chol = params
+    idx = torch.multinomial(weights, n, replacement=True, generator=g)
+    eps = torch.randn(n, means.shape[1], generator=g, dtype=torch.float64)
+    return means[idx] + torch.einsum("nij,nj->ni", chol[idx], eps)
+
+
+class TwoStageVAE(torch.nn.Module):
+    """The second-stage VAE of Dai & Wipf (2019) on codes ``z`` ``(N, d)``: encoder and decoder
+    MLPs ``d -> width -> width -> ...`` (ReLU), a ``d``-dimensional ``u``, and the Gaussian
+    decoder ``p(z|u) = N(mu(u), gamma^2 I)`` with a learned ``log gamma`` (as pythae's
+    ``TwoStageVAESampler``: depth 2; its width is 1024, here ``two_stage_width``). Loss per code:
+    ``|z - mu(u)|^2 / (2 gamma^2) + d log gamma + KL(q(u|z) || N(0, I))`` (the constant
+    ``d/2 log 2 pi`` left out)."""
+
+    def __init__(self, d: int, width: int) -> None:
+        super().__init__()
+        from vaebench.nn import mlp
+
+        self.d = d
+        self.encoder = mlp([d, width, width, 2 * d])
+        self.decoder = mlp([d, width, width, d])
+        self.log_gamma = torch.nn.Parameter(torch.zeros(()))
+
+    def loss(self, z: Tensor, eps: Tensor) -> Tensor:
+        from vaebench.nn import gaussian_kl
+
+        h = self.encoder(z)
+        mean, logvar = h[:, : self.d], h[:, self.d :]
+        u = mean + torch.exp(0.5 * logvar) * eps
+        mu = self.decoder(u)
+        rec = (z - mu).pow(2).sum(1) * torch.exp(-2 * self.log_gamma) / 2 + self.d * self.log_gamma
+        return (rec + gaussian_kl(mean, logvar)).mean()
+
+    def draw(self, n: int, g: torch.Generator) -> Tensor:
+        """``n`` codes ``(n, d)``: ``mu(u) + gamma e`` with ``u, e ~ N(0, I)`` from ``g``."""
+        u = torch.randn(n, self.d, generator=g)
+        e = torch.randn(n, self.d, generator=g)
+        with torch.no_grad():
+            return (self.decoder(u) + torch.exp(self.log_gamma) * e).double()
+
+
+def fit_two_stage(z: Tensor, steps: int, width: int, seed: int) -> TwoStageVAE:
+    """A :class:`TwoStageVAE` trained on codes ``z`` ``(N, d)`` (on the CPU, float32) with Adam
+    (lr 1e-3) for ``steps`` batches of ``min(128, N)`` codes drawn without replacement within
+    each pass; initialisation, batches and noise all come from ``seed`` (the global torch
+    generator is left as it was)."""
+    with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
+        z = z.detach().float().cpu().clone()  # a normal tensor (the codes may be inference ones)
+        torch.manual_seed(seed % 2**63)
+        g = torch.Generator().manual_seed(seed % 2**63)
+        net = TwoStageVAE(z.shape[1], width)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        bs = min(128, z.shape[0])
+        order = torch.randperm(z.shape[0], generator=g)
+        pos = 0
+        for _ in range(steps):
+            if pos + bs > z.shape[0]:
+                order, pos = torch.randperm(z.shape[0], generator=g), 0
+            batch = z[order[pos : pos + bs]]
+            pos += bs
+            loss = net.loss(batch, torch.randn(bs, z.shape[1], generator=g))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        net.final_loss = float(loss.detach())  # type: ignore[attr-defined]
+    return net.eval()
+
+
+class _NoPrior(Exception):
+    """The model has no prior to sample from (``sampler=prior``)."""
+
+
+def _generate(
+    model: Any, dataset: Any, ctx: EvalContext, n: int, sampler: str, options: dict[str, Any]
+):
+    seed = sampler_seed(ctx.seed, sampler)
+    g = torch.Generator().manual_seed(seed)
     bs = ctx.eval_batch_size
     out = []
     with torch.inference_mode():
         if sampler == "prior":
+            if not model.tags.can_sample:
+                raise _NoPrior(
+                    f"sampler 'prior': {type(getattr(model, 'wrapped', model)).__name__} has no prior to sample from "
+                    "(tags.can_sample is false)"
+                )
             for i in range(0, n, bs):
                 out.append(model.sample(min(bs, n - i), generator=g).float().cpu())
             return torch.cat(out), {"sampler": "prior", "description": "model.sample (prior)"}
         z, _ = codes_mod.codes(model, dataset, "train", ctx)
-        mean, chol = expost_gaussian(z)
-        eps = torch.randn(n, z.shape[1], generator=g, dtype=torch.float64)
-        codes = (mean + eps @ chol.T).float()
+        fitted = f"fitted to the codes of {z.shape[0]} training images, decoded"
+        if sampler == "gaussian":
+            mean, chol = expost_gaussian(z)
+            eps = torch.randn(n, z.shape[1], generator=g, dtype=torch.float64)
+            codes = (mean + eps @ chol.T).float()
+            info = {
+                "description": "ex-post density estimation: a full-covariance Gaussian "
+                f"{fitted} (Ghosh et al. 2020)"
+            }
+        elif sampler == "gmm":
+            params = fit_gmm(z, options["gmm_components"], seed)
+            codes = draw_gmm(params, n, g).float()
+            info = {
+                "description": f"ex-post Gaussian mixture of {params[0].shape[0]} full-covariance"
+                f" components (scikit-learn GaussianMixture) {fitted} (Ghosh et al. 2020)",
+                "gmm_components": int(params[0].shape[0]),
+            }
+        else:  # two-stage
+            steps, width = options["two_stage_steps"], options["two_stage_width"]
+            net = fit_two_stage(z, steps, width, seed)
+            codes = net.draw(n, g).float()
+            info = {
+                "description": f"two-stage VAE (Dai & Wipf 2019): a second VAE ({width} x 2 "
+                f"hidden units, learned decoder variance, {steps} Adam steps) {fitted}",
+                "two_stage_steps": steps,
+                "two_stage_width": width,
+                "two_stage_final_loss": net.final_loss,  # type: ignore[attr-defined]
+                "two_stage_gamma": float(torch.exp(net.log_gamma)),
+            }
         for i in range(0, n, bs):
             out.append(model.decode(codes[i : i + bs].to(model.device)).float().cpu())
-    info = {
-        "sampler": "expost",
-        "description": "ex-post density estimation: a full-covariance Gaussian fitted to "
-        f"the codes of {z.shape[0]} training images, decoded (Ghosh et al. 2020)",
-    }
+    info = {"sampler": sampler, **info, "fit_split": "train", "n_fit": int(z.shape[0]),
+            "seed_stream": "samples" if sampler == "gaussian" else f"samples:{sampler}"}  # fmt: skip
     return torch.cat(out), info
 
 
 def _resolve_sampler(model: Any, sampler: str) -> str:
+    sampler = SAMPLER_ALIASES.get(sampler, sampler)
     if sampler == "auto":
-        return "prior" if model.tags.can_sample else "expost"
-    if sampler == "prior" and not model.tags.can_sample:
-        raise MetricError(
-            f"eval.sampler='prior': {type(model).__name__} cannot sample (tags.can_sample is "
-            "false); use auto or expost"
-        )
+        return "prior" if model.tags.can_sample else "gaussian"
     return sampler
 
 
 def sample_features(
-    model: Any, dataset: Any, ctx: EvalContext, options: dict[str, Any]
+    model: Any,
+    dataset: Any,
+    ctx: EvalContext,
+    options: dict[str, Any],
+    sampler: str | None = None,
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """``(real, generated, details)``: features ``(n, F)`` of ``n = min(sample_n, test images)``
-    real test images and of ``n`` generated images, and what to record (sampler, counts, the
-    feature net). Cached in ``ctx.cache`` per cell and settings."""
+    real test images and of ``n`` images generated by ``sampler`` (default: the single sampler
+    of ``options["sampler"]``), and what to record (sampler and its settings, counts, the
+    feature net). Cached in ``ctx.cache`` per cell, sampler and settings. Raises
+    :class:`vaebench.errors.NotApplicableError` for ``prior`` on a model without one."""
+    from vaebench.errors import NotApplicableError
+
     config = FeatureNetConfig(steps=options["feature_steps"], train_n=options["feature_train_n"])
-    sampler = _resolve_sampler(model, options["sampler"])
+    sampler = _resolve_sampler(model, sampler or parse_samplers(options["sampler"])[0])
     n = min(options["sample_n"], dataset.x_test.shape[0])
-    key = ("vaebench.samples", sampler, n, config)
+    settings = {
+        "gmm": (options["gmm_components"],),
+        "two-stage": (options["two_stage_steps"], options["two_stage_width"]),
+    }.get(sampler, ())
+    key = ("vaebench.samples", sampler, settings, n, config)
     if key not in ctx.cache:
         extractor = feature_extractor(dataset, config, ctx.cache_dir)
         bs = ctx.eval_batch_size
-        idx = codes_mod.subset_indices(dataset.x_test.shape[0], n)
-        real = extractor.features(dataset.x_test[idx], ctx.device, bs)
-        images, sampler_info = _generate(model, dataset, ctx, n, sampler)
+        real_key = ("vaebench.samples.real", n, config)
+        if real_key not in ctx.cache:
+            idx = codes_mod.subset_indices(dataset.x_test.shape[0], n)
+            ctx.cache[real_key] = extractor.features(dataset.x_test[idx], ctx.device, bs)
+        real = ctx.cache[real_key]
+        try:
+            images, sampler_info = _generate(model, dataset, ctx, n, sampler, options)
+        except _NoPrior as exc:
+            raise NotApplicableError(str(exc)) from None
         fake = extractor.features(images, ctx.device, bs)
+        ctx.cache[("vaebench.samples.preview", key)] = images[:PREVIEW].clone()
         details = {
             **sampler_info,
             "n_real": n,
@@ -309,6 +520,7 @@ def sample_features(
         }
         ctx.cache[key] = (real, fake, details)
     real, fake, details = ctx.cache[key]
+    ctx.cache["vaebench.samples.last_preview"] = ctx.cache[("vaebench.samples.preview", key)]
     return real, fake, dict(details)
 
 
@@ -330,14 +542,63 @@ class _SampleMetric(Metric):
         return True
 
     def check_options(self, options: dict[str, Any]) -> None:
-        codes_mod.check_bounded(self.resolve_options(options), BOUNDS)
+        opts = self.resolve_options(options)
+        codes_mod.check_bounded(opts, BOUNDS)
+        parse_samplers(opts["sampler"])
 
-    def _samples(self, model: Any, dataset: Any, ctx: EvalContext):
+    def declared(self, options: dict[str, Any] | None = None) -> dict[str, Value]:
+        """The declared values; with several samplers in ``options["sampler"]`` each value once
+        per sampler, named ``VALUE@SAMPLER``."""
+        plain = {v.name: v for v in self.values}
+        if options is None or "sampler" not in options:
+            return plain
+        samplers = parse_samplers(options["sampler"])
+        if len(samplers) == 1:
+            return plain
+        return {
+            f"{v.name}@{s}": dataclasses.replace(
+                v, name=f"{v.name}@{s}", description=f"{v.description}; sampler {s}"
+            )
+            for s in samplers
+            for v in self.values
+        }
+
+    def scores(self, real: Tensor, fake: Tensor, opts: dict[str, Any], ctx: EvalContext):
+        """``(values, details)`` of one generated set."""
+        raise NotImplementedError
+
+    def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
         opts = self.resolve_options(ctx.options)
         self.check_options(opts)
-        real, fake, details = sample_features(model, dataset, ctx, opts)
-        ctx.details.update(details)
-        return real, fake, opts
+        samplers = parse_samplers(opts["sampler"])
+        if len(samplers) == 1:
+            real, fake, details = sample_features(model, dataset, ctx, opts, samplers[0])
+            values, extra = self.scores(real, fake, opts, ctx)
+            ctx.details.update({**details, **extra})
+            return values
+        out: dict[str, float] = {}
+        per: dict[str, Any] = {}
+        reasons: dict[str, str] = {}
+        from vaebench.errors import NotApplicableError
+
+        for sampler in samplers:
+            try:
+                real, fake, details = sample_features(model, dataset, ctx, opts, sampler)
+            except NotApplicableError as exc:
+                per[sampler] = {"sampler": sampler, "not_applicable": str(exc)}
+                for v in self.values:
+                    out[f"{v.name}@{sampler}"] = math.nan
+                    reasons[f"{v.name}@{sampler}"] = f"not applicable: {exc}"
+                continue
+            values, extra = self.scores(real, fake, opts, ctx)
+            per[sampler] = {**details, **extra}
+            out.update({f"{k}@{sampler}": v for k, v in values.items()})
+            ctx.add_artifact(f"samples@{sampler}", ctx.cache["vaebench.samples.last_preview"])
+        common = ("n_real", "n_generated", "real_split", "n_test_total", "feature_net")
+        first = next((d for d in per.values() if "n_real" in d), {})
+        ctx.details.update({k: first[k] for k in common if k in first})
+        ctx.details.update({"samplers": per, "nan_reasons": reasons})
+        return out
 
 
 class FrechetDistance(_SampleMetric):
@@ -354,9 +615,8 @@ class FrechetDistance(_SampleMetric):
         ),
     )  # fmt: skip
 
-    def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        real, fake, _ = self._samples(model, dataset, ctx)
-        return {"fd": frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))}
+    def scores(self, real, fake, opts, ctx):
+        return {"fd": frechet_distance(*gaussian_stats(real), *gaussian_stats(fake))}, {}
 
 
 class KernelDistance(_SampleMetric):
@@ -382,14 +642,22 @@ class KernelDistance(_SampleMetric):
         ),
     )  # fmt: skip
 
-    def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        real, fake, opts = self._samples(model, dataset, ctx)
+    def scores(self, real, fake, opts, ctx):
         mean, std, m = kid(real, fake, opts["kid_subsets"], opts["kid_subset_size"], ctx.generator)
-        ctx.details.update(
-            {"kid_std": std, "kid_subsets": opts["kid_subsets"], "kid_subset_size": m,
-             "kernel": "(a.b / d + 1)^3"}
-        )  # fmt: skip
-        return {"kid": mean}
+        whole = m == real.shape[0] == fake.shape[0]
+        details = {
+            "kid_std": None if whole else std,
+            "kid_subsets": 1 if whole else opts["kid_subsets"],
+            "kid_subset_size": m,
+            "kernel": "(a.b / d + 1)^3",
+            "estimator": (
+                f"unbiased MMD^2 of the whole sets ({m} features each): no subsets, no std"
+                if whole
+                else f"mean unbiased MMD^2 over {opts['kid_subsets']} random subset pairs of "
+                f"{m} features each (std over subsets stored)"
+            ),
+        }
+        return {"kid": mean}, details
 
 
 class PrecisionRecall(_SampleMetric):
@@ -434,11 +702,12 @@ class PrecisionRecall(_SampleMetric):
                 f"invalid value {opts['sample_n']!r} for eval.sample_n: must exceed eval.prdc_k={k}"
             )
 
-    def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        real, fake, opts = self._samples(model, dataset, ctx)
+    def scores(self, real, fake, opts, ctx):
         got = prdc(real, fake, opts["prdc_k"])
-        ctx.details.update({"k": opts["prdc_k"], "distance": "euclidean"})
-        return {f"prdc_{k}": v for k, v in got.items()}
+        return {f"prdc_{k}": v for k, v in got.items()}, {
+            "k": opts["prdc_k"],
+            "distance": "euclidean",
+        }
 
 
 @hookimpl

@@ -154,7 +154,10 @@ def collect(
 def _table_key(row: dict[str, Any]) -> str:
     from vaebench.report.layout import table_key
 
-    return table_key(str(row.get("group") or ""), str(row.get("source") or "other"))
+    group, metric = str(row.get("group") or ""), str(row.get("metric") or "")
+    if group == "samples" and "@" in metric:  # several samplers: one model x sampler table each
+        return f"samples: {metric.split('@', 1)[0]} by sampler"
+    return table_key(group, str(row.get("source") or "other"))
 
 
 def safe_name(name: str) -> str:

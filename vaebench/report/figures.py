@@ -607,10 +607,23 @@ def sample_grid(
         for k in range(0, imgs.shape[0], per_row):
             rows.append((m if k == 0 else "", imgs[k : k + per_row]))
         seeds.add(c["seed"])
+    # with several samplers (eval.sampler=A,B): one row per (model, sampler)
+    for m in models:
+        c = _first_cell(cells, m, dataset)
+        arts = (c or {}).get("artifacts", {})
+        for name in sorted(a for a in arts if a.startswith("samples@")):
+            sampler = name.split("@", 1)[1]
+            if sampler == "prior" and "samples" in arts:
+                continue  # the prior's row is above
+            rows.append((f"{m} ({sampler})", decode_images(arts[name])[:per_row]))
+            seeds.add(c["seed"])
     if not rows:
         return None
     seed = f"seed {min(seeds)}" if len(seeds) == 1 else "lowest seed"
-    return image_rows(rows, f"{plot_text(dataset)}: samples from each model's prior ({seed})",
+    what = "each model's prior" if all("(" not in r[0] for r in rows) else "each (model, sampler)"
+    if what != "each model's prior":  # name the prior's rows too
+        rows = [(f"{r[0]} (prior)" if r[0] and "(" not in r[0] else r[0], r[1]) for r in rows]
+    return image_rows(rows, f"{plot_text(dataset)}: samples from {what} ({seed})",
                       label_colors=_colors(colors, models))  # fmt: skip
 
 

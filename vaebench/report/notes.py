@@ -289,7 +289,7 @@ def sample_comparison(cells: Iterable[dict[str, Any]]) -> SampleComparison:
             values.setdefault((ds, name), set()).update((ev.get("values") or {}).keys())
             if sha:
                 out.nets.setdefault((ds, sha), dict(net))
-            if details.get("sampler") == "expost":
+            if details.get("sampler") in ("expost", "gaussian"):
                 out.expost.update((ds, variant, v) for v in (ev.get("values") or {}))
     for key, by_variant in sorted(per.items()):
         counts = Counter(t for terms in by_variant.values() for t in terms)
@@ -434,8 +434,32 @@ def table_notes(
         and comparison is not None
         and any((dataset, p) in comparison.reference for p in plugins)
     ):
-        return _samples_notes(comparison, dataset, plugins, rows)
+        return _samples_notes(comparison, dataset, plugins, rows) + _sampler_notes(details)
     return []
+
+
+def _sampler_notes(details: dict[str, list[tuple[str, dict[str, Any]]]]) -> list[str]:
+    """How each sampler drew its images and which KID estimator was used (from the details of
+    single- and several-sampler evaluations)."""
+    samplers: dict[str, str] = {}
+    estimators: list[str] = []
+    for plugin, pairs in details.items():
+        for _, d in pairs:
+            for one in [d, *(d.get("samplers") or {}).values()]:
+                if not isinstance(one, dict):
+                    continue
+                name, text = one.get("sampler"), one.get("description")
+                if isinstance(name, str) and isinstance(text, str):
+                    samplers.setdefault(name, text)
+                est = one.get("estimator")
+                if plugin == "kid" and isinstance(est, str) and est not in estimators:
+                    estimators.append(est)
+    notes = []
+    if samplers:
+        notes.append("Samplers: " + "; ".join(f"{k}: {v}" for k, v in samplers.items()) + ".")
+    if estimators:
+        notes.append("KID: " + "; ".join(estimators) + ".")
+    return notes
 
 
 def flags(nan: Sequence[NanValue], comparison: SampleComparison) -> dict[tuple[str, str, str], str]:

@@ -1,4 +1,4 @@
-"""Tests of the beta-vae plugin: vaebench's conformance kit plus what is special about it."""
+"""Tests of the beta-vae-warmup plugin: vaebench's conformance kit plus what is special about it."""
 
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ def test_registered_through_the_entry_point():
 
     reset()
     reg = get_registry()
-    assert (reg.model("beta-vae").dist, reg.model("beta-vae").version) == (
+    assert (reg.model("beta-vae-warmup").dist, reg.model("beta-vae-warmup").version) == (
         "vaebench-betavae",
         dist.version,
     )

@@ -13,7 +13,7 @@ VAEBENCH_PLUGIN_API = 2
 # The hyperparameters are read from BetaVAE's signature and its bases' (beta=4, the warm-up,
 # then everything vaebench's VAE and TorchAutoencoder take).
 SPEC = ModelSpec(
-    "beta-vae",
+    "beta-vae-warmup",
     BetaVAE,
     "beta-VAE (beta=4 by default) with a linear KL warm-up over kl_warmup_epochs",
 )
