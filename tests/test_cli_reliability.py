@@ -390,13 +390,13 @@ def fault_setup(name: str) -> Iterator[None]:
         plugins.get_plugin_manager().register(IntegrityPlugin(), name="integrity-test")
     real_write = runner_module.atomic_write_bytes
 
-    def full_disk(path, data):
+    def full_disk(path, data, *root):
         def no_space(fd):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         with pytest.MonkeyPatch.context() as m:  # the real writer meets a full disk at fsync
             m.setattr(os, "fsync", no_space)
-            real_write(path, data)
+            real_write(path, data, *root)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -51,6 +51,7 @@ from typing import Any
 from vaebench.config import ConfigError, RunConfig, config_hash
 from vaebench.errors import DatasetError, DiskFullError, ModelContractError
 from vaebench.evaluation import free_memory as _free_memory
+from vaebench.fileio import check_real_folders
 from vaebench.results import (
     MANIFEST_SCHEMA,
     SCHEMA,
@@ -946,6 +947,8 @@ class _Grid:
         if self.mode == "evaluate" and not (self.out / "cells").is_dir():
             raise ResultsError(f"{self.out} is not a vaebench results folder (no cells/ inside)")
         corrupt = check_results_folder(self.out)
+        # every write and deletion below stays inside OUT through real folders (issue 19)
+        check_real_folders(self.out, "cells", "states", "manifests", "features")
         try:
             self.cells_dir.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
@@ -959,7 +962,10 @@ class _Grid:
             raise ResultsError(
                 f"cannot create results folder {self.out}: {exc.strerror or exc}"
             ) from None
-        for p in [*remove_stale_temp_files(self.out), *remove_stale_locks(self.cells_dir)]:
+        for p in [
+            *remove_stale_temp_files(self.out),
+            *remove_stale_locks(self.cells_dir, self.out),
+        ]:
             log.info("removed %s (left by a run that was killed)", p)
         for p in corrupt:
             log.warning(
@@ -969,7 +975,7 @@ class _Grid:
 
     def _write_manifest(self, status: str, **extra: Any) -> None:
         self.manifest.update(status=status, summary=self.summary.to_dict(), **extra)
-        atomic_write_json(self.manifest_path, self.manifest)
+        atomic_write_json(self.manifest_path, self.manifest, self.out)
 
     def _eval_options(self) -> dict[str, Any]:
         return dict(self.cfg.eval)
@@ -1089,8 +1095,8 @@ class _Grid:
         hook_warnings = [w for w in record.get("warnings", []) if w.get("kind") == "hook"]
         record["warnings"] = hook_warnings + cell_warnings(record)
         if outcome.get("state") is not None:
-            atomic_write_bytes(self.states_dir / f"{cell.stem}.pt", outcome["state"])
-        write_cell(path, record)
+            atomic_write_bytes(self.states_dir / f"{cell.stem}.pt", outcome["state"], self.out)
+        write_cell(path, record, self.out)
         self.summary.book(cell, record)
         self._cell_finished(cell, record)
         if record["status"] != "ok":
@@ -1113,7 +1119,7 @@ class _Grid:
         reason = self.unsupported[cell.stem]
         record = _stub_record(cell, self.run_id, "skipped", skip_reason=reason,
                               dataset_info={"shape": list(ds.shape)})  # fmt: skip
-        write_cell(self.cells_dir / f"{cell.stem}.json", record)
+        write_cell(self.cells_dir / f"{cell.stem}.json", record, self.out)
         self.summary.unsupported.append((cell, reason))
         log.info("skipped %s: %s", cell.label, reason)
         self._cell_finished(cell, record)
@@ -1396,7 +1402,7 @@ class _Grid:
             if cell.stem not in self.done_before:
                 self.bar.update(1)
             return
-        lock = CellLock(self.cells_dir / f"{cell.stem}.lock")
+        lock = CellLock(self.cells_dir / f"{cell.stem}.lock", self.out)
         if not lock.acquire(blocking=wait):
             self.summary.busy.append(cell)
             return
