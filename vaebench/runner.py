@@ -668,7 +668,10 @@ def _train_task(task: CellTask, registry: Any, t0: float) -> dict[str, Any]:
 
 
 def _evaluate(model: Any, ds: Any, task: CellTask, registry: Any, ctx: Any) -> dict:
-    from vaebench.evaluation import evaluate_metrics
+    from vaebench.evaluation import check_deterministic, evaluate_metrics
+
+    # one model per cell: run and evaluate refuse a model whose codes change between calls
+    check_deterministic(model, ds.x_test.to(ctx.device), task.cell.model)
 
     metrics = [registry.metric(name).spec for name in task.metrics]
     origins = {m.name: _origin(registry, "metrics", m.name) or "" for m in metrics}
