@@ -506,12 +506,19 @@ def execute_task(task: CellTask) -> dict[str, Any]:
     before = torch.get_num_threads()
     if task.threads is not None and before != task.threads:
         torch.set_num_threads(task.threads)
+    blas = contextlib.nullcontext()
+    if task.threads is not None and not os.environ.get("VAEBENCH_WORKER"):
+        with contextlib.suppress(ImportError):  # in-process: BLAS threads as a worker has them
+            from threadpoolctl import threadpool_limits
+
+            blas = threadpool_limits(limits=task.threads)
     try:
-        registry = _registry_for(task)
-        t0 = time.perf_counter()
-        if task.kind == "evaluate":
-            return _evaluate_task(task, registry, t0)
-        return _train_task(task, registry, t0)
+        with blas:
+            registry = _registry_for(task)
+            t0 = time.perf_counter()
+            if task.kind == "evaluate":
+                return _evaluate_task(task, registry, t0)
+            return _train_task(task, registry, t0)
     finally:  # in the caller's process, leave its thread count as it was
         if torch.get_num_threads() != before and not os.environ.get("VAEBENCH_WORKER"):
             torch.set_num_threads(before)
@@ -1057,6 +1064,14 @@ class _Grid:
         tables = (self.registry.models, self.registry.datasets, self.registry.metrics)
         return all(r.dist != "unknown distribution" for t in tables for r in t.values())
 
+    def _cell_execution(self) -> dict[str, Any]:
+        """What a cell records of how it ran: with Dask, the cluster's real worker count (a
+        scheduler's workers, not the local default)."""
+        n_workers = getattr(self.executor, "n_workers", None)
+        if self.cfg.executor == "dask" and n_workers is not None:
+            return {**self.execution, "workers": n_workers}
+        return self.execution
+
     def _task(self, cell: Cell, action: str, rec: Any, metrics: list[str]) -> CellTask:
         state = None
         if action == "evaluate":
@@ -1072,7 +1087,7 @@ class _Grid:
             device=self.cfg.device,
             threads=self.plan.threads,
             run_id=self.run_id,
-            execution=self.execution,
+            execution=self._cell_execution(),
             registry=registry,
             save_state=self.save_states,
             state=state,
