@@ -61,3 +61,16 @@ def test_shards_give_the_numbers_of_the_full_grid_also_under_load(tmp_path, monk
     differing = {k: (expected[k], got[k]) for k in expected if expected[k] != got[k]}
     assert not differing
     assert _threads(tmp_path / "full") == _threads(tmp_path / "sh")
+
+
+def test_dask_cells_record_the_clusters_worker_count_not_the_local_default():
+    from types import SimpleNamespace
+
+    from vaebench.runner import _Grid
+
+    planned = {"executor": "dask", "scheduler": "tcp://h:8786", "workers": 2, "concurrent": 2}
+    grid = SimpleNamespace(cfg=SimpleNamespace(executor="dask"), execution=planned,
+                           executor=SimpleNamespace(n_workers=7))  # fmt: skip
+    assert _Grid._cell_execution(grid)["workers"] == 7
+    grid.cfg.executor = "local"
+    assert _Grid._cell_execution(grid)["workers"] == 2

@@ -245,7 +245,10 @@ def cli(verbose: int, quiet: bool) -> None:
 @click.option(
     "--mlflow",
     metavar="URI",
-    help="Log every cell as an MLflow run to URI, e.g. sqlite:///mlflow.db or file:./mlruns "
+    is_flag=False,
+    flag_value="sqlite:///mlruns.db",  # vaebench.tracking.mlflow.DEFAULT_URI (no import here)
+    help="Log every cell as an MLflow run to URI; --mlflow alone: sqlite:///mlruns.db (a "
+    "database in the current folder, which MLflow 3's tools read; they refuse file: stores) "
     "(pip install 'vaebench[mlflow]'; MLFLOW_TRACKING_URI does the same). Experiment: "
     "MLFLOW_EXPERIMENT_NAME, else the results folder's name.",
 )
@@ -355,7 +358,10 @@ _EXECUTION_OPTIONS = ("device", "workers", "threads", "executor", "scheduler", "
 @click.option(
     "--mlflow",
     metavar="URI",
-    help="Log every cell as an MLflow run to URI, e.g. sqlite:///mlflow.db or file:./mlruns "
+    is_flag=False,
+    flag_value="sqlite:///mlruns.db",  # vaebench.tracking.mlflow.DEFAULT_URI (no import here)
+    help="Log every cell as an MLflow run to URI; --mlflow alone: sqlite:///mlruns.db (a "
+    "database in the current folder, which MLflow 3's tools read; they refuse file: stores) "
     "(pip install 'vaebench[mlflow]'; MLFLOW_TRACKING_URI does the same). Experiment: "
     "MLFLOW_EXPERIMENT_NAME, else the results folder's name.",
 )
