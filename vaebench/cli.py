@@ -497,6 +497,11 @@ def _execute(
     _print_summary(summary, out, mode)
     if report:
         _write_report(out)
+    for path in summary.unreadable:  # evaluate only: it never retrains a cell
+        click.echo(f"Error: {path} is corrupt and was not evaluated; train its cell again with "
+                   f"`vaebench run --resume {out}`", err=True)  # fmt: skip
+    if summary.unreadable and not (summary.failed or summary.metric_failures):
+        sys.exit(EXIT_FAILED_CELLS)
     if summary.failed or summary.metric_failures:
         if summary.failed:
             click.echo(f"{len(summary.failed)} failed cell(s):", err=True)
@@ -553,7 +558,7 @@ def _print_summary(summary: Any, out: str, mode: str) -> None:
     if mode == "evaluate":
         if summary.evaluated:
             click.echo("nothing was trained: the stored models were evaluated", err=True)
-        elif not summary.no_state:
+        elif not summary.no_state and not summary.unreadable:
             click.echo("nothing to evaluate: every selected metric is stored for every "
                        "finished cell", err=True)  # fmt: skip
     if summary.no_state:
@@ -667,11 +672,9 @@ def report(
                 f"unknown format {','.join(bad) or formats!r}; valid: {', '.join(FORMATS)}"
             )
     try:
-        summary = (
-            [m.strip() for m in summary_metrics.split(",") if m.strip()]
-            if summary_metrics
-            else None
-        )
+        from vaebench.config import parse_name_list  # '' and ',' refused as run does
+
+        summary = None if summary_metrics is None else parse_name_list(summary_metrics, "metrics")
         written = build_report(list(runs), out_dir=out or runs[0], formats=fmts,
                                baseline=baseline, figures=figures, ci=ci, alpha=alpha,
                                summary_metrics=summary)  # fmt: skip

@@ -265,7 +265,7 @@ def check_real_folders(root: str | os.PathLike, *names: str) -> None:
     """Raise :class:`UnsafePathError` when one of the folders ``root/NAME`` exists as a
     symbolic link (or as something other than a folder): checked up front, so that a run or
     report refuses before writing anything rather than half-way."""
-    r = os.path.abspath(os.fspath(root))
+    r = os.fspath(root)  # messages name the folder as the user gave it
     for name in names:
         sub = os.path.join(r, name)
         if os.path.islink(sub) or (os.path.lexists(sub) and not os.path.isdir(sub)):

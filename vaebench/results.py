@@ -86,6 +86,8 @@ __all__ = [
     "remove_stale_locks",
 ]
 
+#: Largest seed a cell may hold (``vaebench.config.MAX_SEED``: NumPy's limit, 2**32 - 1).
+MAX_SEED = 2**32 - 1
 SCHEMA_VERSION = 2
 SCHEMA = f"vaebench.cell/{SCHEMA_VERSION}"
 MANIFEST_SCHEMA = f"vaebench.manifest/{SCHEMA_VERSION}"
@@ -597,8 +599,8 @@ def _check_cell(data: dict[str, Any], path: Path) -> None:
     for key in ("model", "dataset", "config_hash"):
         if not isinstance(data[key], str) or not data[key]:
             raise bad(f"{key} is {data[key]!r}, expected a non-empty string")
-    if not _is_int(data["seed"]) or data["seed"] < 0:
-        raise bad(f"seed is {data['seed']!r}, expected a non-negative integer")
+    if not _is_int(data["seed"]) or not 0 <= data["seed"] <= MAX_SEED:
+        raise bad(f"seed is {data['seed']!r}, expected an integer from 0 to {MAX_SEED}")
     metrics = data.get("metrics", {})
     if not isinstance(metrics, dict) or not all(
         isinstance(k, str) and _number_or_null(v) for k, v in metrics.items()

@@ -172,10 +172,12 @@ class RunSummary:
     warnings: list[tuple[Cell, str]] = dataclasses.field(default_factory=list)
     run_id: str = ""
     execution: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: cell files ``evaluate`` could not read (truncated, corrupt): never evaluated, exit 1
+    unreadable: list[Path] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.metric_failures
+        return not self.failed and not self.metric_failures and not self.unreadable
 
     @property
     def n_cells(self) -> int:
@@ -978,6 +980,9 @@ class _Grid:
         ]:
             log.info("removed %s (left by a run that was killed)", p)
         for p in corrupt:
+            if self.mode == "evaluate":  # evaluate never trains: say so, and fail (exit 1)
+                self.summary.unreadable.append(p)
+                continue
             log.warning(
                 "%s is corrupt: it is ignored and its cell runs again if it belongs to this grid",
                 p,
