@@ -225,6 +225,8 @@ BAD_INPUTS: list[tuple[str, list[str], Files, str]] = [
      "metrics: empty name in ''"),
     ("report --metrics ,", ["report", "r", "--metrics", ","], {f"r/{CELL}": _cell()},
      "metrics: empty name in ','"),
+    ("malformed sweep range", ["run", "--models", "ae", "--sweep", "lr=1e-4:1e-2:cube5"], {},
+     "a range is A:B:N (N evenly spaced values) or A:B:logN"),
 ]  # fmt: skip
 
 

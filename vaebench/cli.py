@@ -554,6 +554,10 @@ def _print_summary(summary: Any, out: str, mode: str) -> None:
     parts.append(f"{len(summary.failed)} failed")
     ex = summary.execution
     how = f"{ex.get('concurrent', 1)} worker(s) x {ex.get('threads', '?')} thread(s)"
+    planned = min(int(ex.get("workers", 1)), summary.n_cells)
+    if int(ex.get("concurrent", 1)) < planned:  # only the machine's load lowers it (issue 19.6)
+        how += (f", not {planned}: other processes keep the cores busy (1-minute load "
+                "average); --workers N sets the number")  # fmt: skip
     click.echo(f"{', '.join(parts)} (of {summary.n_cells}; {how}); results in {out}", err=True)
     if mode == "evaluate":
         if summary.evaluated:
@@ -1136,4 +1140,10 @@ def _add_plugin_commands(strict_check: bool = True) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
+    # `python -m vaebench.cli` puts the current folder first on sys.path: plugins and the
+    # libraries imported later (torch, ...) would load from it, which the `vaebench` command
+    # never does (issue 19.6); vaebench itself is already imported
+    safe = getattr(sys.flags, "safe_path", False)
+    if not safe and sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.getcwd():
+        del sys.path[0]
     main()

@@ -31,6 +31,7 @@ import base64
 import contextlib
 import datetime as _dt
 import errno
+import hashlib
 import json
 import logging
 import math
@@ -246,7 +247,22 @@ def cell_stem(model: str, dataset: str, seed: int, config_hash: str) -> str:
         # slashes, shell or markup characters, control characters -- becomes "_"
         return "".join(ch if ch.isalnum() or ch in "._+=@-" else "_" for ch in name)
 
-    return f"{safe(model)}--{safe(dataset)}--seed{seed}--{config_hash}"
+    stem = f"{safe(model)}--{safe(dataset)}--seed{seed}--{config_hash}"
+    if len(stem.encode()) <= MAX_STEM_BYTES:
+        return stem
+    # a name too long for a file (255 bytes with the temp-file and lock decorations): the
+    # names are cut and a hash of both whole names keeps stems of different names apart
+    tag = hashlib.sha256(f"{model}\0{dataset}".encode()).hexdigest()[:8]
+
+    def cut(name: str) -> str:
+        return safe(name).encode()[:60].decode("utf-8", "ignore")
+
+    return f"{cut(model)}--{cut(dataset)}~{tag}--seed{seed}--{config_hash}"
+
+
+#: Longest cell stem in bytes: 255 (a file name's limit on common file systems) less the
+#: temp-file decoration ``.STEM.json.PID.HOSTTAG.RANDOM.tmp`` (about 50 bytes).
+MAX_STEM_BYTES = 190
 
 
 class CellLock:

@@ -1261,7 +1261,15 @@ class _Grid:
             self.unsupported = check_models(self.registry, cells, self.datasets)
             shard = self.cfg.shard_of()
             if shard is not None:
+                whole = len(cells)
                 cells = shard_cells(cells, *shard)
+                if not cells:  # say why (issue 19.6)
+                    log.warning(
+                        "shard %d/%d is empty: a cell goes to shard (training key mod %d) + 1, "
+                        "and none of the grid's %d cell(s) falls to this one (the other shards "
+                        "hold them all; more seeds or values spread them)",
+                        shard[0], shard[1], shard[1], whole,
+                    )  # fmt: skip
         else:
             cells = self._check_evaluate_cells(self._stored_cells())
             self._check_states(cells)
