@@ -263,16 +263,14 @@ def open_lock(path: str | os.PathLike, root: str | os.PathLike | None = None) ->
 
 def check_real_folders(root: str | os.PathLike, *names: str) -> None:
     """Raise :class:`UnsafePathError` when one of the folders ``root/NAME`` exists as a
-    symbolic link (or as something other than a folder): checked up front, so that a run or
-    report refuses before writing anything rather than half-way."""
+    symbolic link: checked up front, so that a run or report refuses before writing anything
+    rather than half-way. (A plain file there is left to the caller's own message.)"""
     r = os.fspath(root)  # messages name the folder as the user gave it
     for name in names:
         sub = os.path.join(r, name)
-        if os.path.islink(sub) or (os.path.lexists(sub) and not os.path.isdir(sub)):
-            what = (
-                f"a symbolic link to {os.readlink(sub)}" if os.path.islink(sub) else "not a folder"
-            )
+        if os.path.islink(sub):
             raise UnsafePathError(
-                f"{sub} is {what}: vaebench writes and deletes only in real folders inside {r} "
-                "(replace it by a folder, and copy files out of it afterwards)"
+                f"{sub} is a symbolic link to {os.readlink(sub)}: vaebench writes and deletes "
+                f"only in real folders inside {r} (replace it by a folder, and copy files out "
+                "of it afterwards)"
             )
