@@ -212,6 +212,21 @@ BAD_INPUTS: list[tuple[str, list[str], Files, str]] = [
     ("dataset plugin with an unknown factor key", ["run", "--models", "pca",
                                                    "--datasets", "rings"], {},
      "info['factors']['angle'] has unknown key(s) 'range'; valid: bank_size, high, low"),
+    # issue 19: writes and deletions stay inside OUT; every reader says what it cannot read
+    ("OUT/figures links outside OUT (report)", ["report", "r"],
+     {f"r/{CELL}": _cell(), "paper/diagram.png": b"mine", "r/figures": Link("../paper")},
+     "r/figures is a symbolic link to ../paper: vaebench writes and deletes only in real"),
+    ("OUT/cells links outside OUT (run)", ["run", "--models", "pca", "--out", "o"],
+     {"elsewhere/x.lock": "mine", "o/cells": Link("../elsewhere")},
+     "o/cells is a symbolic link to ../elsewhere"),
+    ("cell with a seed of 10^30 (report)", ["report", "big"],
+     {f"big/{CELL}": _cell(seed=10**30)}, "expected an integer from 0 to 4294967295"),
+    ("report --metrics ''", ["report", "r", "--metrics", ""], {f"r/{CELL}": _cell()},
+     "metrics: empty name in ''"),
+    ("report --metrics ,", ["report", "r", "--metrics", ","], {f"r/{CELL}": _cell()},
+     "metrics: empty name in ','"),
+    ("malformed sweep range", ["run", "--models", "ae", "--sweep", "lr=1e-4:1e-2:cube5"], {},
+     "a range is A:B:N (N evenly spaced values) or A:B:logN"),
 ]  # fmt: skip
 
 
@@ -369,6 +384,11 @@ FAULTS: list[tuple[str, list[str], str, Files, int, str]] = [
     ("Ctrl-C while the report is written",
      ["-q", "run", "--models", "pixels", *_TINY], "ctrl-c-report", {}, 130,
      "Write it again with: vaebench report results/vaebench-run"),
+    # issue 19.5: evaluate never retrains, so it cannot pass over a cell it cannot read
+    ("truncated cell file at evaluate",
+     ["evaluate", "r", "--no-progress", "--no-report"], "", {f"r/{CELL}": _cell()[:60].encode()},
+     1, "r/cells/pca--digits--seed0--0123456789ab.json is corrupt and was not evaluated; train "
+        "its cell again with `vaebench run --resume r`"),
 ]  # fmt: skip
 
 
@@ -390,13 +410,13 @@ def fault_setup(name: str) -> Iterator[None]:
         plugins.get_plugin_manager().register(IntegrityPlugin(), name="integrity-test")
     real_write = runner_module.atomic_write_bytes
 
-    def full_disk(path, data):
+    def full_disk(path, data, *root):
         def no_space(fd):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         with pytest.MonkeyPatch.context() as m:  # the real writer meets a full disk at fsync
             m.setattr(os, "fsync", no_space)
-            real_write(path, data)
+            real_write(path, data, *root)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -425,6 +445,7 @@ def invoke_fault(args: list[str], setup: str, files: Files, where: Path) -> clic
         os.chdir(tmp)
         try:
             for name, content in files.items():
+                Path(name).parent.mkdir(parents=True, exist_ok=True)
                 Path(name).write_bytes(content) if isinstance(content, bytes) else None
             return CliRunner().invoke(cli, args, prog_name="vaebench")
         finally:

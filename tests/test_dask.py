@@ -131,6 +131,7 @@ def test_dask_gives_the_numbers_of_the_local_executors(registry, tmp_path, clust
         execution = cells["dask"][stem]["execution"]
         assert execution["executor"] == "dask" and execution["threads"] == 1
         assert execution["scheduler"] == lc.scheduler_address
+        assert execution["workers"] == len(lc.scheduler_info["workers"])  # the cluster's own
     (manifest,) = (tmp_path / "dask" / "manifests").glob("*.json")
     assert json.loads(manifest.read_text())["execution"]["executor"] == "dask"
 

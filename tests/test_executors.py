@@ -43,15 +43,31 @@ EPOCHS = "25"  # ae cells of the real-process grids take seconds: signals land m
 def test_default_plan_fills_the_cores_with_one_thread_per_worker():
     plan = plan_workers(10, "cpu", cores=8, busy=0)
     assert plan.to_dict() == {"workers": 8, "threads": 1, "concurrent": 8, "gpus": 0}
-    # never more workers than cells; the spare cores go to threads
+    # never more workers than cells; the spare cores stay idle: the threads of a cell never
+    # depend on the grid's size (issue 19.4; they went to threads before, so a 2-cell shard
+    # computed with 4 threads what the full grid computed with 1)
     assert plan_workers(2, "cpu", cores=8, busy=0).to_dict() == {
-        "workers": 2, "threads": 4, "concurrent": 2, "gpus": 0,
+        "workers": 2, "threads": 1, "concurrent": 2, "gpus": 0,
     }  # fmt: skip
     # workers x threads never exceeds the cores
     for cores in (1, 2, 3, 8, 64):
         for cells in (1, 2, 5, 100):
             p = plan_workers(cells, "cpu", cores=cores, busy=0)
             assert p.workers * p.threads <= cores
+
+
+def test_default_threads_depend_on_neither_grid_size_nor_load():
+    """Issue 19.4: a shard, a smaller grid or a busy machine gets the thread count of the full
+    grid on a quiet machine; only --workers or --threads given by the user change it."""
+    for device, gpus in (("cpu", 0), ("cuda", 2)):
+        for cores in (1, 2, 3, 8, 64):
+            full = plan_workers(10**6, device, n_gpus=gpus, cores=cores, busy=0).threads
+            for cells in (1, 2, 3, 7, 100):
+                for busy in (0, 1, cores, 10 * cores):
+                    p = plan_workers(cells, device, n_gpus=gpus, cores=cores, busy=busy)
+                    assert p.threads == full, (device, cores, cells, busy)
+    assert plan_workers(1, "cpu", workers=1, cores=8, busy=0).threads == 8
+    assert plan_workers(1, "cpu", threads=3, cores=8, busy=0).threads == 3
 
 
 def test_load_runs_fewer_default_workers_but_never_changes_the_threads():

@@ -402,17 +402,17 @@ def test_disk_full_while_saving_weights_stops_the_grid_with_exit_74(reg, tmp_pat
     real_write = runner_module.atomic_write_bytes
     states: list[Path] = []
 
-    def write(path, data):
+    def write(path, data, *root):
         states.append(Path(path))
         if len(states) < 2:
-            return real_write(path, data)
+            return real_write(path, data, *root)
 
         def full(fd):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         with monkeypatch.context() as m:  # the real writer meets a full disk at fsync
             m.setattr(os, "fsync", full)
-            return real_write(path, data)
+            return real_write(path, data, *root)
 
     monkeypatch.setattr(runner_module, "atomic_write_bytes", write)
     out = tmp_path / "run"

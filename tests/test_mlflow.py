@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -258,3 +259,85 @@ def test_mlflow_command_logs_a_stored_folder_once(registry, tmp_path, monkeypatc
     assert len(runs) == 6
     res = CliRunner().invoke(cli, ["mlflow", str(tmp_path / "nothing-here"), "--mlflow", uri])
     assert res.exit_code == 2 and "results folder not found" in res.output
+
+
+# ----------------------------------------------------------------------------- issue 19.7
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+#: How long `mlflow server` may take to answer /health (it took 44 s on the loaded 2-core
+#: development machine).
+SERVER_START_SECONDS = 180
+
+
+@pytest.mark.slow
+def test_default_store_reads_back_with_mlflows_client_and_server(tmp_path, monkeypatch):
+    """`--mlflow` alone logs to sqlite:///mlruns.db in the current folder; MLflow's own client
+    and a `mlflow server` (127.0.0.1, started and stopped here) read the runs back -- no
+    "maintenance mode" refusal as with the file store the README once showed."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    from vaebench.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    args = ["-q", "run", "--models", "pca", "--seeds", "0,1", "--subset", "100", "--threads",
+            "1", "--workers", "1", "--metrics", "reconstruction", "--no-report", "--out",
+            "results/default-store", "--mlflow"]  # fmt: skip
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "mlruns.db").is_file()
+    _, runs = runs_of(tracking.DEFAULT_URI, "default-store")
+    assert sorted(r.data.params["seed"] for r in runs) == ["0", "1"]
+    expected = {r.data.params["seed"]: r.data.metrics["mse"] for r in runs}
+
+    exe = shutil.which("mlflow") or str(Path(sys.executable).with_name("mlflow"))
+    if not Path(exe).exists():
+        pytest.skip("the mlflow command is not installed")
+    port = _free_port()
+    server = subprocess.Popen(
+        [exe, "server", "--backend-store-uri", tracking.DEFAULT_URI, "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        env={**os.environ, "MLFLOW_ALLOW_FILE_STORE": "false"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()[-2000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "mlflow server did not answer /health in time"
+            time.sleep(1)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        _, served = runs_of(f"http://127.0.0.1:{port}", "default-store")
+        assert {r.data.params["seed"]: r.data.metrics["mse"] for r in served} == expected
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+
+
+def test_a_file_store_uri_warns_and_names_the_sqlite_default(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="vaebench.tracking.mlflow"):
+        tracking.configure("file:./mlruns", tmp_path / "r")
+    assert "maintenance mode" in caplog.text and "sqlite:///mlruns.db" in caplog.text

@@ -69,7 +69,7 @@ def test_atomic_write_keeps_old_content_when_interrupted(tmp_path, monkeypatch):
     target = tmp_path / "cell.json"
     atomic_write_json(target, {"v": 1})
 
-    def interrupted(*args: object) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(os, "replace", interrupted)
@@ -109,9 +109,9 @@ def test_temp_files_name_their_writer(tmp_path, monkeypatch):
     seen = []
     real_replace = os.replace
 
-    def spy(src: str, dst: str) -> None:
+    def spy(src: str, dst: str, **kwargs: object) -> None:
         seen.append(Path(src).name)
-        real_replace(src, dst)
+        real_replace(src, dst, **kwargs)
 
     monkeypatch.setattr(os, "replace", spy)
     atomic_write_text(tmp_path / "a.json", "{}")

@@ -299,8 +299,8 @@ def test_interrupt_right_after_a_cell_was_saved_still_counts_it(reg, tmp_path, m
 
     real_write = runner_module.write_cell
 
-    def write_then_interrupt(path, obj):
-        real_write(path, obj)
+    def write_then_interrupt(path, obj, *root):
+        real_write(path, obj, *root)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner_module, "write_cell", write_then_interrupt)
@@ -492,11 +492,11 @@ def test_disk_full_stops_the_run_with_one_line_and_keeps_finished_cells(reg, tmp
     real_write = runner_module.write_cell
     writes = []
 
-    def fill_disk_on_second_cell(path, obj):
+    def fill_disk_on_second_cell(path, obj, *root):
         writes.append(path)
         if len(writes) == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(path, obj)
+        real_write(path, obj, *root)
 
     monkeypatch.setattr(runner_module, "write_cell", fill_disk_on_second_cell)
     args = ["run", "--models", "pca", "--seeds", "0,1", "--epochs", "1", "--subset", "150",

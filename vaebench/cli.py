@@ -245,7 +245,10 @@ def cli(verbose: int, quiet: bool) -> None:
 @click.option(
     "--mlflow",
     metavar="URI",
-    help="Log every cell as an MLflow run to URI, e.g. sqlite:///mlflow.db or file:./mlruns "
+    is_flag=False,
+    flag_value="sqlite:///mlruns.db",  # vaebench.tracking.mlflow.DEFAULT_URI (no import here)
+    help="Log every cell as an MLflow run to URI; --mlflow alone: sqlite:///mlruns.db (a "
+    "database in the current folder, which MLflow 3's tools read; they refuse file: stores) "
     "(pip install 'vaebench[mlflow]'; MLFLOW_TRACKING_URI does the same). Experiment: "
     "MLFLOW_EXPERIMENT_NAME, else the results folder's name.",
 )
@@ -364,7 +367,10 @@ _EXECUTION_OPTIONS = ("device", "workers", "threads", "executor", "scheduler", "
 @click.option(
     "--mlflow",
     metavar="URI",
-    help="Log every cell as an MLflow run to URI, e.g. sqlite:///mlflow.db or file:./mlruns "
+    is_flag=False,
+    flag_value="sqlite:///mlruns.db",  # vaebench.tracking.mlflow.DEFAULT_URI (no import here)
+    help="Log every cell as an MLflow run to URI; --mlflow alone: sqlite:///mlruns.db (a "
+    "database in the current folder, which MLflow 3's tools read; they refuse file: stores) "
     "(pip install 'vaebench[mlflow]'; MLFLOW_TRACKING_URI does the same). Experiment: "
     "MLFLOW_EXPERIMENT_NAME, else the results folder's name.",
 )
@@ -509,6 +515,11 @@ def _execute(
     _print_summary(summary, out, mode)
     if report:
         _write_report(out)
+    for path in summary.unreadable:  # evaluate only: it never retrains a cell
+        click.echo(f"Error: {path} is corrupt and was not evaluated; train its cell again with "
+                   f"`vaebench run --resume {out}`", err=True)  # fmt: skip
+    if summary.unreadable and not (summary.failed or summary.metric_failures):
+        sys.exit(EXIT_FAILED_CELLS)
     if summary.failed or summary.metric_failures:
         if summary.failed:
             click.echo(f"{len(summary.failed)} failed cell(s):", err=True)
@@ -561,11 +572,15 @@ def _print_summary(summary: Any, out: str, mode: str) -> None:
     parts.append(f"{len(summary.failed)} failed")
     ex = summary.execution
     how = f"{ex.get('concurrent', 1)} worker(s) x {ex.get('threads', '?')} thread(s)"
+    planned = min(int(ex.get("workers", 1)), summary.n_cells)
+    if int(ex.get("concurrent", 1)) < planned:  # only the machine's load lowers it (issue 19.6)
+        how += (f", not {planned}: other processes keep the cores busy (1-minute load "
+                "average); --workers N sets the number")  # fmt: skip
     click.echo(f"{', '.join(parts)} (of {summary.n_cells}; {how}); results in {out}", err=True)
     if mode == "evaluate":
         if summary.evaluated:
             click.echo("nothing was trained: the stored models were evaluated", err=True)
-        elif not summary.no_state:
+        elif not summary.no_state and not summary.unreadable:
             click.echo("nothing to evaluate: every selected metric is stored for every "
                        "finished cell", err=True)  # fmt: skip
     if summary.no_state:
@@ -705,11 +720,9 @@ def report(
                 f"unknown format {','.join(bad) or formats!r}; valid: {', '.join(FORMATS)}"
             )
     try:
-        summary = (
-            [m.strip() for m in summary_metrics.split(",") if m.strip()]
-            if summary_metrics
-            else None
-        )
+        from vaebench.config import parse_name_list  # '' and ',' refused as run does
+
+        summary = None if summary_metrics is None else parse_name_list(summary_metrics, "metrics")
         written = build_report(list(runs), out_dir=out or runs[0], formats=fmts,
                                baseline=baseline, figures=figures, ci=ci, alpha=alpha,
                                summary_metrics=summary, correction=correction,
@@ -1172,4 +1185,10 @@ def _add_plugin_commands(strict_check: bool = True) -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
+    # `python -m vaebench.cli` puts the current folder first on sys.path: plugins and the
+    # libraries imported later (torch, ...) would load from it, which the `vaebench` command
+    # never does (issue 19.6); vaebench itself is already imported
+    safe = getattr(sys.flags, "safe_path", False)
+    if not safe and sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.getcwd():
+        del sys.path[0]
     main()

@@ -301,6 +301,11 @@ def parse_sweep(text: str) -> tuple[str | None, str, list[str]]:
         else:
             nums = [a + (b - a) * i / (n - 1) for i in range(n)]
         values = [f"{v:.12g}" for v in nums]
+    elif ":" in rhs and "," not in rhs:  # meant as a range, but not one (issue 19.6)
+        raise ConfigError(
+            f"invalid --sweep {text!r}: a range is A:B:N (N evenly spaced values) or A:B:logN "
+            "(N log-spaced values), ends included, e.g. lr=1e-4:1e-2:log5 or epochs=10:50:5"
+        )
     else:
         values = [v.strip() for v in rhs.split(",")]
         if not rhs or any(not v for v in values):

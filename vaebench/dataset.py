@@ -164,6 +164,15 @@ class Dataset:
                     )
                 v = v.long() if kind == "y" else v.float().reshape(n, -1)
                 setattr(self, f"{kind}_{split}", v)
+        names = tuple(self.factor_names or ())
+        for split in ("train", "test"):  # what `vaebench check` checks, now for every load
+            f = getattr(self, f"factors_{split}")
+            if f is not None and names and f.shape[1] != len(names):
+                raise DatasetError(
+                    f"dataset {self.name!r}: factors_{split} has {f.shape[1]} column(s) but "
+                    f"factor_names has {len(names)} ({', '.join(map(repr, names))}); give one "
+                    "name per column"
+                )
         check_factor_info(
             (self.info or {}).get("factors"), self.factor_names, f"dataset {self.name!r}"
         )

@@ -193,6 +193,36 @@ class GuardedModel(Model):
         return check_outputs(out, "log_prior", (z.shape[0],), images=False, where=self._where)
 
 
+#: Images :func:`check_deterministic` encodes twice.
+DETERMINISM_IMAGES = 16
+
+
+def check_deterministic(model: Model, x: Tensor, name: str) -> None:
+    """Raise :class:`~vaebench.errors.ModelContractError` naming model ``name`` when encoding
+    the same images ``x`` (the first :data:`DETERMINISM_IMAGES` of ``(N, C, H, W)``) twice
+    gives different codes: every number of such a model would be of another model than the one
+    stored (issue 19.3: a dropout left in training mode made ``evaluate`` store a kNN accuracy
+    of 20.1 where ``run`` had stored 68.2 for the same weights). Exact on the CPU; on other
+    devices within ``1e-5`` relative (kernels there may sum in another order)."""
+    x = x[:DETERMINISM_IMAGES]
+    if x.shape[0] == 0:
+        return
+    first, second = model.encode(x), model.encode(x)
+    if first.device.type == "cpu":
+        same = torch.equal(first, second)
+    else:
+        same = torch.allclose(first, second, rtol=1e-5, atol=0.0)
+    if not same:
+        diff = (first.float() - second.float()).abs().nan_to_num(float("inf")).max().item()
+        raise ModelContractError(
+            f"model {name!r}: encode gave different codes for the same {x.shape[0]} images "
+            f"(largest difference {diff:.3g}); vaebench stores no numbers of a model whose "
+            "codes change between calls -- a module left in training mode (one added after "
+            "super().__init__() starts so; use self.inference() or eval()) or randomness in "
+            "encode"
+        )
+
+
 def metric_options(metric: Metric, eval_options: Mapping[str, Any]) -> dict[str, Any]:
     """The options ``metric`` declares, resolved from ``eval_options`` (else its defaults)."""
     resolve = getattr(metric, "resolve_options", None)

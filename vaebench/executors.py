@@ -111,8 +111,10 @@ def plan_workers(
 
     - ``workers`` (default): one per core on the CPU, one per GPU on CUDA, never more than the
       grid has cells;
-    - ``threads`` per worker (default): ``max(1, cores // workers)`` -- from the cores alone,
-      so a busy machine never changes the thread count (and with it the numbers);
+    - ``threads`` per worker (default): ``max(1, cores // W)`` where ``W`` is the ``workers``
+      given, else one per core on the CPU (so 1 thread) or one per GPU on CUDA -- never the
+      grid's size, a shard's or the machine's load, so the same cell gets the same thread count
+      (and with it the same numbers) in a full grid, a shard or a one-cell grid (issue 19.4);
     - ``concurrent``: how many workers start. With the default ``workers`` on the CPU, fewer
       than ``workers`` while other processes keep cores busy (the 1-minute load average), at
       least 1; a ``workers`` the user gave is kept. Load changes how many cells run at once,
@@ -126,11 +128,12 @@ def plan_workers(
     busy = _busy_cores() if busy is None else busy
     cells = max(1, n_cells)
     chosen = workers is None
+    per_grid = n_gpus if device_type == "cuda" and n_gpus else cores
+    if threads is None:  # from the workers a full grid would have: not from n_cells or load
+        threads = max(1, cores // max(1, per_grid if chosen else workers))
     if chosen:
-        workers = min(n_gpus if device_type == "cuda" and n_gpus else cores, cells)
+        workers = min(per_grid, cells)
     workers = max(1, workers)
-    if threads is None:
-        threads = max(1, cores // workers)
     concurrent = min(workers, cells)
     if device_type == "cpu" and chosen:
         concurrent = max(1, min(concurrent, cores - busy))
@@ -597,6 +600,16 @@ class DaskExecutor(Executor):
             except Exception as exc:  # noqa: BLE001 - keep the last known size
                 log.debug("cannot ask the Dask scheduler for its workers: %s", exc)
         return self._capacity
+
+    @property
+    def n_workers(self) -> int:
+        """Workers connected to the cluster now (what its cells record as ``workers``); starts
+        the cluster or connects to the scheduler, as the first :meth:`submit` would."""
+        self._start()
+        try:
+            return max(1, len(self._workers()))
+        except Exception:  # noqa: BLE001 - the scheduler went away: as planned
+            return self._n
 
     @property
     def dashboard(self) -> str | None:

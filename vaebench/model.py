@@ -22,7 +22,8 @@ The runner, the metrics and the reports speak only to this interface:
   ``encode`` and ``decode``; :meth:`Model.save` / :meth:`Model.load` store them with
   ``torch.save`` and load them with ``weights_only=True``.
 
-This module is the contract: it imports nothing else of vaebench. Neural models build on
+This module is the contract: it imports nothing else of vaebench but :mod:`vaebench.fileio`
+(which imports nothing of vaebench). Neural models build on
 :class:`vaebench.nn.TorchAutoencoder` (networks, losses and the shared training loop live
 there and in :mod:`vaebench.train`); ``vaebench.model.TorchAutoencoder``, ``mlp``,
 ``reconstruction_loss``, ``RECON_LOSSES`` and ``DivergenceError`` remain importable from here
@@ -32,19 +33,17 @@ for plugins written against the first interface (resolved on first use).
 from __future__ import annotations
 
 import abc
-import contextlib
 import dataclasses
 import inspect
 import math
 import os
-import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+from vaebench.fileio import atomic_writer
 
 __all__ = [
     "Model",
@@ -270,32 +269,9 @@ class Model(abc.ABC):
     def save(self, path: str | os.PathLike) -> None:
         """Write :meth:`state_dict` to ``path`` atomically (temp file in the same folder, then
         rename; a symbolic link at ``path`` is replaced, never written through)."""
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        tmp = ""
-        try:
-            # the name is chosen before the file exists, inside the block that removes it: a
-            # signal right after the file is created still unlinks it (mkstemp created the file
-            # before this block could know its name)
-            while not tmp:
-                tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}."
-                                              f"{secrets.token_hex(6)}.tmp")  # fmt: skip
-                try:
-                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
-                except FileExistsError:
-                    tmp = ""
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(state, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if tmp:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-            raise
+        with atomic_writer(path) as fh:
+            torch.save(state, fh)
 
     def load(self, path: str | os.PathLike) -> Model:
         """Load a state written by :meth:`save` (``weights_only=True``: no unpickling)."""

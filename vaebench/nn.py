@@ -526,15 +526,18 @@ class TorchAutoencoder(nn.Module, Model):
         off) under ``torch.inference_mode()``, then restore the previous mode: inference never
         changes the model. ``encode``, ``decode``, ``sample``, ``posterior`` and
         ``log_likelihood`` use it; so should a subclass's own inference methods."""
-        was_training = self.training
-        if was_training:
+        # every submodule's own flag: a module added after ``super().__init__()`` (dropout in
+        # front of the encoder, say) starts in training mode while the model itself is in
+        # evaluation mode (issue 19.3); each is restored on its own afterwards
+        modes = [(m, m.training) for m in self.modules()]
+        if any(training for _, training in modes):
             self.eval()
         try:
             with torch.inference_mode():
                 yield
         finally:
-            if was_training:
-                self.train()
+            for module, training in modes:
+                module.training = training
 
     # -- networks ---------------------------------------------------------------------------
     def encoder_outputs(self, x: Tensor) -> Tensor:

@@ -38,7 +38,6 @@ import math
 import os
 import platform
 import re
-import secrets
 import shutil
 import socket
 import subprocess
@@ -49,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from vaebench import fileio
 from vaebench.errors import DiskFullError, ResultsError, SchemaMismatchError
 
 try:  # POSIX: kernel-held locks that die with their process
@@ -87,6 +87,8 @@ __all__ = [
     "remove_stale_locks",
 ]
 
+#: Largest seed a cell may hold (``vaebench.config.MAX_SEED``: NumPy's limit, 2**32 - 1).
+MAX_SEED = 2**32 - 1
 SCHEMA_VERSION = 2
 SCHEMA = f"vaebench.cell/{SCHEMA_VERSION}"
 MANIFEST_SCHEMA = f"vaebench.manifest/{SCHEMA_VERSION}"
@@ -101,9 +103,9 @@ DERIVED_FIELDS = ("metrics", "metric_info", "artifacts", "_path", "run", "varian
 
 
 _HOST = socket.gethostname()
-#: Short tag of this host for temp-file names (host names may contain dots).
-HOST_TAG = hashlib.sha1(_HOST.encode()).hexdigest()[:8]
-_TEMP_FILE_RE = re.compile(r"^\..+\.(?P<pid>[0-9]+)\.(?P<host>[0-9a-f]{8})\.[^.]*\.tmp$")
+HOST_TAG = fileio.HOST_TAG
+_TEMP_FILE_RE = fileio.TEMP_FILE_RE
+current_umask = fileio.current_umask
 _STAGING_RE = re.compile(r"^\.staging\.(?P<pid>[0-9]+)\.(?P<host>[0-9a-f]{8})$")
 
 
@@ -123,83 +125,33 @@ def _pid_alive(pid: int) -> bool:
 # ----------------------------------------------------------------------------- atomic writes
 
 
-def current_umask() -> int:
-    """The process's umask, read without changing it where the system allows (Linux
-    ``/proc/self/status``); elsewhere set and restored at once."""
-    with (
-        contextlib.suppress(OSError, ValueError),
-        open("/proc/self/status", encoding="ascii") as fh,
-    ):
-        for line in fh:
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-#: ``os.O_BINARY`` where it exists (Windows), else 0.
-_O_BINARY = getattr(os, "O_BINARY", 0)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(
+    path: str | os.PathLike, data: bytes, root: str | os.PathLike | None = None
+) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a
-    part: write a temp file in the same folder, fsync it, then ``os.replace``.
+    part: :func:`vaebench.fileio.atomic_writer` (temp file in the same folder, fsync,
+    ``os.replace``; a link at ``path`` is replaced, its target never written; with ``root``,
+    every folder from ``root`` down is reached through no link).
 
     - The temp file is named ``.NAME.PID.HOSTTAG.RANDOM.tmp``: readers skip dot-files, and
       :func:`remove_stale_temp_files` deletes those whose writer no longer runs.
-    - A symbolic link at ``path`` is replaced by the file; its target is never written.
-    - The file gets the permissions an ordinary ``open(path, "w")`` would give (``0o666`` less
-      the umask), not the private ``0o600`` of a temp file.
+    - The file gets the permissions an ordinary ``open(path, "w")`` would give.
     - A full disk raises :class:`vaebench.errors.DiskFullError` naming the folder; the old file
       (if any) is left as it was.
     """
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        fileio.atomic_write_bytes(path, data, root)
     except OSError as exc:
         raise_if_disk_full(exc, path.parent)
         raise
-    prefix = f".{path.name}.{os.getpid()}.{HOST_TAG}."
-    tmp = ""
-    try:
-        # The name is chosen before the file exists, inside the block that removes it: a
-        # signal (KeyboardInterrupt, the runner's SIGTERM exception) raised at any point after
-        # the file is created -- even before ``os.open`` returns -- still unlinks it.
-        # (``tempfile.mkstemp`` created the file before this block could know its name.)
-        for _ in range(100):
-            tmp = str(path.parent / f"{prefix}{secrets.token_hex(6)}.tmp")
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o600)
-                break
-            except FileExistsError:
-                tmp = ""
-        else:
-            raise FileExistsError(errno.EEXIST, f"no free temp file name in {path.parent}")
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o666 & ~current_umask())
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise_if_disk_full(exc, path.parent)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_text(
+    path: str | os.PathLike, text: str, root: str | os.PathLike | None = None
+) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text with ``\\n`` line ends."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), root)
 
 
 def staging_dir(parent: str | os.PathLike) -> Path:
@@ -276,10 +228,12 @@ def _clean_floats(obj: Any) -> Any:
     return obj
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+def atomic_write_json(
+    path: str | os.PathLike, obj: Any, root: str | os.PathLike | None = None
+) -> None:
     """Write ``obj`` as JSON (sorted keys, NaN/inf as null) with :func:`atomic_write_text`."""
     text = json.dumps(_clean_floats(obj), indent=1, sort_keys=True, default=_json_default)
-    atomic_write_text(path, text + "\n")
+    atomic_write_text(path, text + "\n", root)
 
 
 # ----------------------------------------------------------------------------- cells
@@ -293,7 +247,22 @@ def cell_stem(model: str, dataset: str, seed: int, config_hash: str) -> str:
         # slashes, shell or markup characters, control characters -- becomes "_"
         return "".join(ch if ch.isalnum() or ch in "._+=@-" else "_" for ch in name)
 
-    return f"{safe(model)}--{safe(dataset)}--seed{seed}--{config_hash}"
+    stem = f"{safe(model)}--{safe(dataset)}--seed{seed}--{config_hash}"
+    if len(stem.encode()) <= MAX_STEM_BYTES:
+        return stem
+    # a name too long for a file (255 bytes with the temp-file and lock decorations): the
+    # names are cut and a hash of both whole names keeps stems of different names apart
+    tag = hashlib.sha256(f"{model}\0{dataset}".encode()).hexdigest()[:8]
+
+    def cut(name: str) -> str:
+        return safe(name).encode()[:60].decode("utf-8", "ignore")
+
+    return f"{cut(model)}--{cut(dataset)}~{tag}--seed{seed}--{config_hash}"
+
+
+#: Longest cell stem in bytes: 255 (a file name's limit on common file systems) less the
+#: temp-file decoration ``.STEM.json.PID.HOSTTAG.RANDOM.tmp`` (about 50 bytes).
+MAX_STEM_BYTES = 190
 
 
 class CellLock:
@@ -310,8 +279,10 @@ class CellLock:
     ``hostname:pid``; a lock whose process no longer runs on this host is stale and taken over.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, root: str | os.PathLike | None = None) -> None:
         self.path = Path(path)
+        #: folder the lock must stay inside (reached through no link); None: the lock's folder
+        self.root = root
         self.held = False
         self._fd: int | None = None
 
@@ -360,20 +331,14 @@ class CellLock:
             return True
 
     def _open(self) -> int:
-        """Open (creating) the lock file, never through a symbolic link: a link placed at the
-        lock's path is removed (its target is not touched) and a plain file made instead."""
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-        for _ in range(3):
-            try:
-                return os.open(self.path, flags, 0o666)
-            except OSError as exc:
-                if exc.errno != errno.ELOOP or not self.path.is_symlink():
-                    raise_if_disk_full(exc, self.path.parent)
-                    raise
-                log.warning("%s was a symbolic link; replaced by a lock file", self.path)
-                with contextlib.suppress(FileNotFoundError):
-                    self.path.unlink()
-        raise ResultsError(f"cannot create lock file {self.path}: it keeps turning into a link")
+        """Open (creating) the lock file through :func:`vaebench.fileio.open_lock`: never
+        through a symbolic link or a file with other hard links (either is replaced by a lock
+        file of its own, its target untouched), and with ``root``, through real folders only."""
+        try:
+            return fileio.open_lock(self.path, self.root)
+        except OSError as exc:
+            raise_if_disk_full(exc, self.path.parent)
+            raise
 
     def _acquire_by_exclusive_create(self, blocking: bool) -> bool:  # pragma: no cover
         while True:
@@ -401,8 +366,7 @@ class CellLock:
             return
         fd, self._fd, self.held = self._fd, None, False
         try:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()  # before unlocking: see the class docstring
+            fileio.remove_file(self.path, self.root)  # before unlocking: see the class docstring
         finally:
             if fd is not None:
                 os.close(fd)  # closing drops the flock, even if a signal hit the unlink
@@ -414,16 +378,21 @@ class CellLock:
         self.release()
 
 
-def remove_stale_locks(folder: str | os.PathLike) -> list[Path]:
+def remove_stale_locks(
+    folder: str | os.PathLike, root: str | os.PathLike | None = None
+) -> list[Path]:
     """Delete the ``*.lock`` files in ``folder`` that no process holds (left by a process
-    killed after saving its cell); returns them. A held lock is never touched."""
+    killed after saving its cell); returns them. A held lock is never touched; with ``root``,
+    ``folder`` must be a real folder inside it (:class:`vaebench.fileio.UnsafePathError`)."""
     removed = []
+    if root is not None:
+        fileio.check_real_folders(root, os.path.relpath(folder, root))
     for path in sorted(Path(folder).glob("*.lock")):
         if path.is_symlink():  # never ours: remove the link, leave its target alone
-            path.unlink()
+            fileio.remove_file(path, root)
             removed.append(path)
             continue
-        lock = CellLock(path)
+        lock = CellLock(path, root)
         if lock.acquire():
             lock.release()  # deletes the file
             removed.append(path)
@@ -646,8 +615,8 @@ def _check_cell(data: dict[str, Any], path: Path) -> None:
     for key in ("model", "dataset", "config_hash"):
         if not isinstance(data[key], str) or not data[key]:
             raise bad(f"{key} is {data[key]!r}, expected a non-empty string")
-    if not _is_int(data["seed"]) or data["seed"] < 0:
-        raise bad(f"seed is {data['seed']!r}, expected a non-negative integer")
+    if not _is_int(data["seed"]) or not 0 <= data["seed"] <= MAX_SEED:
+        raise bad(f"seed is {data['seed']!r}, expected an integer from 0 to {MAX_SEED}")
     metrics = data.get("metrics", {})
     if not isinstance(metrics, dict) or not all(
         isinstance(k, str) and _number_or_null(v) for k, v in metrics.items()
@@ -846,10 +815,12 @@ def read_cell(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def write_cell(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Write a cell record atomically (:func:`atomic_write_json`), without the derived fields
-    :func:`read_cell` adds."""
-    atomic_write_json(path, {k: v for k, v in record.items() if k not in DERIVED_FIELDS})
+def write_cell(
+    path: str | os.PathLike, record: dict[str, Any], root: str | os.PathLike | None = None
+) -> None:
+    """Write a cell record atomically (:func:`atomic_write_json`, inside ``root`` through no
+    link), without the derived fields :func:`read_cell` adds."""
+    atomic_write_json(path, {k: v for k, v in record.items() if k not in DERIVED_FIELDS}, root)
 
 
 def iter_cell_paths(run_dir: str | os.PathLike) -> Iterator[Path]:

@@ -51,6 +51,7 @@ from typing import Any
 from vaebench.config import ConfigError, RunConfig, config_hash
 from vaebench.errors import DatasetError, DiskFullError, ModelContractError
 from vaebench.evaluation import free_memory as _free_memory
+from vaebench.fileio import check_real_folders
 from vaebench.results import (
     MANIFEST_SCHEMA,
     SCHEMA,
@@ -171,10 +172,12 @@ class RunSummary:
     warnings: list[tuple[Cell, str]] = dataclasses.field(default_factory=list)
     run_id: str = ""
     execution: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: cell files ``evaluate`` could not read (truncated, corrupt): never evaluated, exit 1
+    unreadable: list[Path] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.metric_failures
+        return not self.failed and not self.metric_failures and not self.unreadable
 
     @property
     def n_cells(self) -> int:
@@ -505,12 +508,19 @@ def execute_task(task: CellTask) -> dict[str, Any]:
     before = torch.get_num_threads()
     if task.threads is not None and before != task.threads:
         torch.set_num_threads(task.threads)
+    blas = contextlib.nullcontext()
+    if task.threads is not None and not os.environ.get("VAEBENCH_WORKER"):
+        with contextlib.suppress(ImportError):  # in-process: BLAS threads as a worker has them
+            from threadpoolctl import threadpool_limits
+
+            blas = threadpool_limits(limits=task.threads)
     try:
-        registry = _registry_for(task)
-        t0 = time.perf_counter()
-        if task.kind == "evaluate":
-            return _evaluate_task(task, registry, t0)
-        return _train_task(task, registry, t0)
+        with blas:
+            registry = _registry_for(task)
+            t0 = time.perf_counter()
+            if task.kind == "evaluate":
+                return _evaluate_task(task, registry, t0)
+            return _train_task(task, registry, t0)
     finally:  # in the caller's process, leave its thread count as it was
         if torch.get_num_threads() != before and not os.environ.get("VAEBENCH_WORKER"):
             torch.set_num_threads(before)
@@ -667,7 +677,10 @@ def _train_task(task: CellTask, registry: Any, t0: float) -> dict[str, Any]:
 
 
 def _evaluate(model: Any, ds: Any, task: CellTask, registry: Any, ctx: Any) -> dict:
-    from vaebench.evaluation import evaluate_metrics
+    from vaebench.evaluation import check_deterministic, evaluate_metrics
+
+    # one model per cell: run and evaluate refuse a model whose codes change between calls
+    check_deterministic(model, ds.x_test.to(ctx.device), task.cell.model)
 
     metrics = [registry.metric(name).spec for name in task.metrics]
     origins = {m.name: _origin(registry, "metrics", m.name) or "" for m in metrics}
@@ -946,6 +959,8 @@ class _Grid:
         if self.mode == "evaluate" and not (self.out / "cells").is_dir():
             raise ResultsError(f"{self.out} is not a vaebench results folder (no cells/ inside)")
         corrupt = check_results_folder(self.out)
+        # every write and deletion below stays inside OUT through real folders (issue 19)
+        check_real_folders(self.out, "cells", "states", "manifests", "features")
         try:
             self.cells_dir.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
@@ -959,9 +974,15 @@ class _Grid:
             raise ResultsError(
                 f"cannot create results folder {self.out}: {exc.strerror or exc}"
             ) from None
-        for p in [*remove_stale_temp_files(self.out), *remove_stale_locks(self.cells_dir)]:
+        for p in [
+            *remove_stale_temp_files(self.out),
+            *remove_stale_locks(self.cells_dir, self.out),
+        ]:
             log.info("removed %s (left by a run that was killed)", p)
         for p in corrupt:
+            if self.mode == "evaluate":  # evaluate never trains: say so, and fail (exit 1)
+                self.summary.unreadable.append(p)
+                continue
             log.warning(
                 "%s is corrupt: it is ignored and its cell runs again if it belongs to this grid",
                 p,
@@ -969,7 +990,7 @@ class _Grid:
 
     def _write_manifest(self, status: str, **extra: Any) -> None:
         self.manifest.update(status=status, summary=self.summary.to_dict(), **extra)
-        atomic_write_json(self.manifest_path, self.manifest)
+        atomic_write_json(self.manifest_path, self.manifest, self.out)
 
     def _eval_options(self) -> dict[str, Any]:
         return dict(self.cfg.eval)
@@ -1048,6 +1069,14 @@ class _Grid:
         tables = (self.registry.models, self.registry.datasets, self.registry.metrics)
         return all(r.dist != "unknown distribution" for t in tables for r in t.values())
 
+    def _cell_execution(self) -> dict[str, Any]:
+        """What a cell records of how it ran: with Dask, the cluster's real worker count (a
+        scheduler's workers, not the local default)."""
+        n_workers = getattr(self.executor, "n_workers", None)
+        if self.cfg.executor == "dask" and n_workers is not None:
+            return {**self.execution, "workers": n_workers}
+        return self.execution
+
     def _task(self, cell: Cell, action: str, rec: Any, metrics: list[str]) -> CellTask:
         state = None
         if action == "evaluate":
@@ -1063,7 +1092,7 @@ class _Grid:
             device=self.cfg.device,
             threads=self.plan.threads,
             run_id=self.run_id,
-            execution=self.execution,
+            execution=self._cell_execution(),
             registry=registry,
             save_state=self.save_states,
             state=state,
@@ -1089,8 +1118,8 @@ class _Grid:
         hook_warnings = [w for w in record.get("warnings", []) if w.get("kind") == "hook"]
         record["warnings"] = hook_warnings + cell_warnings(record)
         if outcome.get("state") is not None:
-            atomic_write_bytes(self.states_dir / f"{cell.stem}.pt", outcome["state"])
-        write_cell(path, record)
+            atomic_write_bytes(self.states_dir / f"{cell.stem}.pt", outcome["state"], self.out)
+        write_cell(path, record, self.out)
         self.summary.book(cell, record)
         self._cell_finished(cell, record)
         if record["status"] != "ok":
@@ -1113,7 +1142,7 @@ class _Grid:
         reason = self.unsupported[cell.stem]
         record = _stub_record(cell, self.run_id, "skipped", skip_reason=reason,
                               dataset_info={"shape": list(ds.shape)})  # fmt: skip
-        write_cell(self.cells_dir / f"{cell.stem}.json", record)
+        write_cell(self.cells_dir / f"{cell.stem}.json", record, self.out)
         self.summary.unsupported.append((cell, reason))
         log.info("skipped %s: %s", cell.label, reason)
         self._cell_finished(cell, record)
@@ -1232,7 +1261,15 @@ class _Grid:
             self.unsupported = check_models(self.registry, cells, self.datasets)
             shard = self.cfg.shard_of()
             if shard is not None:
+                whole = len(cells)
                 cells = shard_cells(cells, *shard)
+                if not cells:  # say why (issue 19.6)
+                    log.warning(
+                        "shard %d/%d is empty: a cell goes to shard (training key mod %d) + 1, "
+                        "and none of the grid's %d cell(s) falls to this one (the other shards "
+                        "hold them all; more seeds or values spread them)",
+                        shard[0], shard[1], shard[1], whole,
+                    )  # fmt: skip
         else:
             cells = self._check_evaluate_cells(self._stored_cells())
             self._check_states(cells)
@@ -1396,7 +1433,7 @@ class _Grid:
             if cell.stem not in self.done_before:
                 self.bar.update(1)
             return
-        lock = CellLock(self.cells_dir / f"{cell.stem}.lock")
+        lock = CellLock(self.cells_dir / f"{cell.stem}.lock", self.out)
         if not lock.acquire(blocking=wait):
             self.summary.busy.append(cell)
             return

@@ -1021,6 +1021,12 @@ def _check_deterministic(s: _ModelSubject) -> str | None:
     for _ in range(2 if s.tags.deterministic else 1):
         model, x = s.fitted(s.shapes[0])
         z1, z2 = model.encode(x[:8]), model.encode(x[:8])
+        nan = torch.isnan(z1) | torch.isnan(z2) if z1.shape == z2.shape else torch.zeros(0)
+        _expect(  # NaN never equals NaN: say NaN, not "not deterministic" (issue 19.6)
+            not bool(nan.any()),
+            f"expected finite codes: encode returned NaN in {int(nan.sum())} of {nan.numel()} "
+            "values (a NaN weight or a division by zero in the encoder)",
+        )
         _expect(
             torch.equal(z1, z2),
             f"expected encode to be deterministic: two calls on the same input differ by up "

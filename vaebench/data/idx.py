@@ -30,7 +30,6 @@ import gzip
 import hashlib
 import logging
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -43,6 +42,7 @@ import torch
 
 from vaebench.data.digits import apply_binarization
 from vaebench.dataset import Dataset, DatasetError, DatasetSpec
+from vaebench.fileio import atomic_writer
 from vaebench.hookspecs import hookimpl
 
 __all__ = [
@@ -225,6 +225,11 @@ def _read_bytes(path: Path) -> bytes:
         data = path.read_bytes()
     except OSError as exc:
         raise DatasetError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    return _decompress(data, path)
+
+
+def _decompress(data: bytes, path: Path) -> bytes:
+    """``data`` uncompressed when it is gzip (by its magic bytes); ``path`` names it in errors."""
     if data[:2] == _GZIP_MAGIC:
         try:
             return gzip.decompress(data)
@@ -378,12 +383,12 @@ def download_file(url: str, dest: Path, spec: IdxFile, timeout: float = 60.0) ->
     """
     from tqdm.auto import tqdm
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
+    # the bytes go through vaebench.fileio's one atomic writer (inside the download folder's
+    # parent, through no linked folder); a checksum mismatch raised in the block removes them
+    chunks: list[bytes] = []
+    with atomic_writer(dest, dest.parent.parent) as out:
         digest = hashlib.md5(usedforsecurity=False)
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             with tqdm(
@@ -391,12 +396,13 @@ def download_file(url: str, dest: Path, spec: IdxFile, timeout: float = 60.0) ->
             ) as bar:
                 while chunk := resp.read(1 << 16):
                     out.write(chunk)
+                    chunks.append(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
         got = digest.hexdigest()
         if got != spec.gz_md5:
             try:
-                content = _read_bytes(tmp)
+                content = _decompress(b"".join(chunks), dest)
             except DatasetError as exc:
                 raise DatasetError(
                     f"checksum mismatch for {url}: MD5 {got}, expected {spec.gz_md5}, and the "
@@ -408,10 +414,6 @@ def download_file(url: str, dest: Path, spec: IdxFile, timeout: float = 60.0) ->
                     f"checksum mismatch for {url}: MD5 {got}, expected {spec.gz_md5} (archive) "
                     f"or uncompressed content {spec.md5}, got {content_md5}; nothing was saved"
                 )
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return dest
 
 

@@ -22,14 +22,12 @@ weights' sha256 and the net's test accuracy are recorded with every score that u
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from vaebench.fileio import atomic_writer
 from vaebench.metrics.codes import subset_indices
 
 __all__ = [
@@ -239,26 +238,11 @@ def train_feature_net(
     return net.eval(), acc, time.perf_counter() - start
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; honour the umask instead
-        os.replace(tmp, path)  # replaces a symbolic link at ``path``, never writes through it
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` through :func:`vaebench.fileio.atomic_writer`, inside the cache folder's
+    parent (the results folder) through no linked folder."""
+    with atomic_writer(path, path.parent.parent) as fh:
+        torch.save(obj, fh)
 
 
 def _load(path: Path, meta: dict[str, Any], n_classes: int, channels: int, config) -> Any:

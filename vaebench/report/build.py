@@ -44,8 +44,7 @@ from typing import Any
 
 import pandas as pd
 
-from vaebench.report.files import ReportIndex
-from vaebench.results import atomic_write_text
+from vaebench.report.files import ReportIndex, write_report_file
 from vaebench.tidy import load_records, tidy_frame, variant_labels
 
 log = logging.getLogger("vaebench.report")
@@ -196,8 +195,7 @@ def _directional(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _write(path: Path, text: str) -> Path:
-    atomic_write_text(path, text)
-    return path
+    return write_report_file(path, text)  # atomic, inside OUT, recorded with its hash
 
 
 def table_sources(rep: Report, dataset: str) -> list[tuple[str, list[str]]]:

@@ -4,9 +4,13 @@
 **When.** The plugin is active while a tracking URI is set: ``vaebench run --mlflow URI`` (and
 ``vaebench evaluate --mlflow URI``) sets ``MLFLOW_TRACKING_URI`` for the process, which is also
 how MLflow itself reads it; a ``MLFLOW_TRACKING_URI`` already in the environment works the
-same. A local store needs no server: ``sqlite:///mlflow.db`` (MLflow's recommendation) or a
-folder ``file:./mlruns`` (MLflow 3 keeps its file store in maintenance mode and refuses it
-unless ``MLFLOW_ALLOW_FILE_STORE=true``; the plugin sets that for a URI you chose).
+same. A local store needs no server: ``--mlflow`` alone is :data:`DEFAULT_URI`
+(``sqlite:///mlruns.db``, a database in the current folder: what MLflow recommends and what
+``mlflow ui``/``mlflow server --backend-store-uri sqlite:///mlruns.db`` and
+``MlflowClient`` read). A folder ``file:./mlruns`` still works for logging (the plugin sets
+``MLFLOW_ALLOW_FILE_STORE=true`` for a URI you chose) but MLflow 3 keeps its file store in
+maintenance mode and its own tools refuse to open it, so vaebench warns and names the
+sqlite URI instead.
 
 **Where.** The experiment is ``MLFLOW_EXPERIMENT_NAME`` when set, else the results folder's
 name (the command line tells the plugin through :func:`configure`), else ``vaebench``.
@@ -72,6 +76,9 @@ __all__ = [
 MLFLOW_INSTALL = "pip install 'vaebench[mlflow]'"
 #: Experiment used when neither MLFLOW_EXPERIMENT_NAME nor a results folder is known.
 DEFAULT_EXPERIMENT = "vaebench"
+#: Tracking URI of ``--mlflow`` given alone (and of ``vaebench mlflow`` without one): a SQLite
+#: database in the current folder, a backend MLflow 3 supports (its file store it refuses).
+DEFAULT_URI = "sqlite:///mlruns.db"
 #: MLflow's limits (mlflow.utils.validation): values are cut to fit, batches split.
 _MAX_PARAM = 6000
 _MAX_TAG = 8000
@@ -101,6 +108,12 @@ def configure(uri: str | None, out_dir: str | os.PathLike | None = None) -> None
                               "sqlite:///mlflow.db or file:./mlruns")  # fmt: skip
         mlflow = _import_mlflow("--mlflow")
         uri = uri.strip()
+        if _is_file_store(uri):
+            log.warning(
+                "MLflow 3 keeps file stores such as %s in maintenance mode: `mlflow ui` and "
+                "MlflowClient refuse to open them unless MLFLOW_ALLOW_FILE_STORE=true; prefer "
+                "--mlflow %s", uri, DEFAULT_URI,
+            )  # fmt: skip
         _prepare_environment(uri)
         try:  # reach the store now: a typo must stop the run before anything trains
             mlflow.tracking.MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
@@ -139,10 +152,16 @@ def _import_mlflow(what: str) -> Any:
     return mlflow
 
 
+def _is_file_store(uri: str) -> bool:
+    """Whether ``uri`` names a folder (MLflow's file store) rather than a database or server."""
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
+
+
 def _prepare_environment(uri: str) -> None:
     """Settings MLflow reads from the environment, for the store the user chose."""
     scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
-    if scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt"):  # a folder
+    if _is_file_store(uri):  # a folder
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     elif scheme in ("http", "https"):  # fail in seconds, not after minutes of retries
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -426,7 +445,9 @@ def vaebench_commands(cli: Any) -> None:
         "--mlflow",
         "uri",
         metavar="URI",
-        help="Tracking URI [default: MLFLOW_TRACKING_URI], e.g. sqlite:///mlflow.db.",
+        is_flag=False,
+        flag_value=DEFAULT_URI,
+        help=f"Tracking URI [default: MLFLOW_TRACKING_URI, else {DEFAULT_URI}].",
     )
     @click.option(
         "--experiment",
@@ -445,9 +466,9 @@ def vaebench_commands(cli: Any) -> None:
             exit_code = 2  # bad input, like every vaebench command
 
         try:
+            if uri is None and tracking_uri() is None:
+                uri = DEFAULT_URI  # a backend MLflow 3 reads (issue 19.7)
             configure(uri, run_dir)
-            if tracking_uri() is None:
-                raise ConfigError("no tracking URI: give --mlflow URI or set MLFLOW_TRACKING_URI")
             counts = log_folder(run_dir, tracking_uri(), experiment)
         except (ConfigError, ResultsError) as exc:
             raise Bad(str(exc)) from None
