@@ -59,6 +59,7 @@ DEFAULT_PLUGINS = (
     "vaebench.data.idx",
     "vaebench.data.moons",
     "vaebench.data.lines",
+    "vaebench.data.sprites",
     "vaebench.metrics.reconstruction",
     "vaebench.metrics.throughput",
     "vaebench.metrics.interpolation",
