@@ -66,6 +66,7 @@ DEFAULT_PLUGINS = (
     "vaebench.metrics.likelihood",
     "vaebench.metrics.representation",
     "vaebench.metrics.samples",
+    "vaebench.metrics.disentanglement",
     "vaebench.tracking.mlflow",
 )
 
