@@ -55,6 +55,7 @@ DEFAULT_PLUGINS = (
     "vaebench.models.pca",
     "vaebench.models.ae",
     "vaebench.models.vae",
+    "vaebench.models.disentangle",
     "vaebench.data.digits",
     "vaebench.data.idx",
     "vaebench.data.moons",
