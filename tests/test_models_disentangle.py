@@ -58,7 +58,7 @@ def paper_mws_tc(z, mean, logvar, n_data):
     for i in range(m):
         dens = [np.exp(port_gaussian_log_density(z[i], mean[j], logvar[j])) for j in range(m)]
         joint = np.log(sum(np.prod(q) for q in dens)) - np.log(n_data * m)
-        marg = sum(np.log(sum(q[l] for q in dens)) - np.log(n_data * m) for l in range(d))
+        marg = sum(np.log(sum(q[k] for q in dens)) - np.log(n_data * m) for k in range(d))
         out.append(joint - marg)
     return np.mean(out)
 
@@ -193,8 +193,10 @@ def test_factorvae_trains_two_optimisers_and_saves_the_discriminator(tmp_path):
     before_e = [p.detach().clone() for p in m.encoder.parameters()]
     report = m.fit(x)
     assert {"loss", "disc_loss", "tc"} <= set(report.history)
-    assert any(not torch.equal(a, b) for a, b in zip(before_d, m.discriminator.parameters()))
-    assert any(not torch.equal(a, b) for a, b in zip(before_e, m.encoder.parameters()))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before_d, m.discriminator.parameters(), strict=True)
+    )
+    assert any(not torch.equal(a, b) for a, b in zip(before_e, m.encoder.parameters(), strict=True))
     assert any(k.startswith("discriminator.") for k in m.state_dict())
     z1, z2 = m.encode(x[:5]), m.encode(x[:5])
     assert torch.equal(z1, z2)
