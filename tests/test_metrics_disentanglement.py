@@ -366,3 +366,25 @@ def test_metric_plugins_on_a_factor_dataset():
     assert "at least 2" in dis.MIG().applies_to(Model(), one)
     with pytest.raises(ValueError, match="eval.mig_bins"):
         dis.MIG().check_options({"mig_bins": 1})
+
+
+def test_traversal_codes_and_figure():
+    import torch
+
+    from vaebench.report.interpolation_figures import latent_traversal
+    from vaebench.results import encode_images
+
+    base = torch.tensor([0.5, -1.0, 2.0])
+    z = dis.traversal_codes(base, torch.tensor([1.0, 2.0, 0.0]), torch.zeros(3), 5, 2.0)
+    assert z.shape == (15, 3)
+    assert z[:5, 0].tolist() == [-2.0, -1.0, 0.0, 1.0, 2.0] and torch.all(z[:5, 1:] == base[1:])
+    assert z[5:10, 1].tolist() == [-4.0, -2.0, 0.0, 2.0, 4.0]
+    assert torch.all(z[10:, 2] == 0.0)  # no spread: the dimension stays put
+    images = torch.rand(15, 1, 8, 8)
+    cell = {"model": "vae", "dataset": "sprites", "status": "ok", "seed": 0,
+            "artifacts": {"latent_traversal": encode_images(images)},
+            "evaluations": {"traversal": {"details": {"steps": 5, "reach": 2.0,
+                                                      "code_variance": [1.0, 0.5, 0.0]}}}}  # fmt: skip
+    fig = latent_traversal([cell], "sprites", "vae")
+    assert fig is not None and len(fig.axes) == 15
+    assert latent_traversal([cell], "sprites", "ae") is None

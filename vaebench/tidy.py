@@ -77,6 +77,7 @@ SOURCE_GROUPS = {
     "dci": "disentanglement",
     "sap": "disentanglement",
     "modularity": "disentanglement",
+    "traversal": "disentanglement",
 }
 
 #: Config entries that do not make two cells different set-ups of one model (``sweep`` repeats

@@ -39,6 +39,7 @@ SOURCE_ORDER = (
     "reconstruction", "interpolation", "acai", "midpoint",
     "iwae", "elbo", "probe", "knn", "cluster", "active_units", "fd", "kid", "prdc",
     "throughput", "betavae_score", "factorvae_score", "mig", "dci", "sap", "modularity",
+    "traversal",
 )  # fmt: skip
 
 #: Headline metrics of each group, most preferred first: the columns of the cross-dataset
