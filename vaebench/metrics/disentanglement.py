@@ -290,13 +290,18 @@ def betavae_score(
         feats = np.abs(pool.z[a] - pool.z[b]).reshape(n, batch_size, -1).mean(1)
         return feats, k
 
+    from sklearn.exceptions import ConvergenceWarning
+
     x_train, y_train = batch(num_train)
     clf = LogisticRegression(random_state=rs.randint(2**31 - 1))
-    clf.fit(x_train, y_train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # reported as "converged"
+        clf.fit(x_train, y_train)
     x_eval, y_eval = batch(num_eval)
     return {
         "train_accuracy": float(np.mean(clf.predict(x_train) == y_train)),
         "eval_accuracy": float(clf.score(x_eval, y_eval)),
+        "converged": bool(np.max(clf.n_iter_) < clf.max_iter),
     }
 
 
@@ -444,7 +449,7 @@ class BetaVAEScore(_Disentanglement):
         opts, pool, rs = self._setup(model, dataset, ctx)
         out = betavae_score(pool, rs, opts["betavae_batch_size"], opts["betavae_num_train"],
                             opts["betavae_num_eval"])  # fmt: skip
-        ctx.details.update({"train_accuracy": out["train_accuracy"],
+        ctx.details.update({"train_accuracy": out["train_accuracy"], "converged": out["converged"],
                             "classifier": "LogisticRegression() (scikit-learn defaults)"})  # fmt: skip
         return {"betavae": out["eval_accuracy"]}
 
