@@ -7,7 +7,7 @@ of the true full, three-quarter and half moons (artifact ``midpoint_truth``). Ea
 labelled with its seed and that cell's estimated midpoint phase (ideal 0.75).
 
 For factor datasets (artifact ``latent_traversal`` of the ``traversal`` metric) it draws, per
-model, the latent traversal of its lowest seed: one row per code dimension, swept left to right
+model variant, the latent traversal of its lowest seed: one row per code dimension, swept left to right
 from the first test image's code, labelled with the variance of that dimension's code over the
 test set (a collapsed dimension has ~0 and leaves the image unchanged).
 """
@@ -126,11 +126,16 @@ def _draw_strips(Fig: Any, rows: list, truth: Any, colors: dict, dataset: str) -
 
 
 def latent_traversal(cells: list[dict], dataset: str, model: str) -> Figure | None:
-    """The latent traversal figure of ``model`` on ``dataset`` (see the module docstring), or
-    ``None`` when no cell stored one."""
-    c = _first_ok(cells, model, dataset, "latent_traversal")
-    if c is None:
+    """The latent traversal figure of ``model`` -- a model name or a variant label such as
+    ``vae (beta=4)`` -- on ``dataset`` (see the module docstring), or ``None`` when no cell
+    stored one."""
+    ok = [c for c in cells
+          if model in (c.get("variant"), c.get("model")) and c.get("dataset") == dataset
+          and c.get("status") == "ok" and "latent_traversal" in c.get("artifacts", {})]  # fmt: skip
+    if not ok:
         return None
+    exact = [c for c in ok if (c.get("variant") or c.get("model")) == model] or ok
+    c = min(exact, key=lambda c: c["seed"])
     images = decode_images(c["artifacts"]["latent_traversal"])
     details = (c.get("evaluations", {}).get("traversal") or {}).get("details") or {}
     steps = int(details.get("steps", 7))
@@ -154,7 +159,8 @@ def latent_traversal(cells: list[dict], dataset: str, model: str) -> Figure | No
             axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=6)
         reach = details.get("reach", 2.0)
         fig.suptitle(
-            f"{plot_text(dataset)}, {plot_text(model)} (seed {c['seed']}): each code dimension "
+            f"{plot_text(dataset)}, {plot_text(c.get('variant') or model)} (seed {c['seed']}): "
+            "each code dimension "
             f"swept over +-{reach:g} x its spread",
             y=1.0,
         )
@@ -180,8 +186,10 @@ def draw(
     out = _save(fig, Path(fig_dir) / f"{stem}-midpoint")
     from vaebench.report.build import file_stems
 
-    for m, m_stem in file_stems(models).items():
-        out += _save(
-            latent_traversal(cells, dataset, m), Path(fig_dir) / f"{stem}-traversal-{m_stem}"
-        )
+    variants = sorted({c.get("variant") or c["model"] for c in cells
+                       if c.get("model") in models and c.get("dataset") == dataset
+                       and "latent_traversal" in c.get("artifacts", {})})  # fmt: skip
+    for v, v_stem in file_stems(variants).items():
+        fig = latent_traversal(cells, dataset, v)
+        out += _save(fig, Path(fig_dir) / f"{stem}-traversal-{v_stem}")
     return out
