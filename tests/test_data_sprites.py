@@ -197,3 +197,13 @@ def test_shapes3d_official_layout(tmp_path):
         assert float(img[0, 0, 0]) == pytest.approx(row / 255)
     assert ds.factor_classes("train")[:, 4].max() == 3
     assert torch.equal(ds.y_train, ds.factor_classes("train")[:, 4])
+
+
+def test_sprites_pass_the_dataset_conformance_checks():
+    from vaebench.plugins import get_registry
+    from vaebench.testing import check_dataset
+
+    spec = get_registry().datasets["sprites"].spec
+    results = check_dataset(spec, options={"scale_step": 3, "orientation_step": 10,
+                                           "position_step": 8})  # fmt: skip
+    assert all(r.passed for r in results)
