@@ -27,6 +27,7 @@ __all__ = [
     "FACTOR_KEYS",
     "check_factor_info",
     "check_images",
+    "factor_classes",
 ]
 
 #: The keys of one factor's declaration in ``Dataset.info["factors"][NAME]`` (documented in
@@ -38,6 +39,10 @@ FACTOR_KEYS: dict[str, str] = {
     "periodic": "true for an angle-like factor whose high end equals its low end (default false)",
     "unit": "unit shown in reports, e.g. 'rad' or 'px' (default none)",
     "bank_size": "factor values in the reference bank of the ACAI metrics (an integer >= 2)",
+    "values": "the factor's grid: its possible values, increasing, within [low, high] (a "
+    "discrete factor; class k of an image is the index of its value here)",
+    "discrete": "true for a factor with finitely many values (then 'values' is required; "
+    "default false: continuous)",
 }
 _REQUIRED_FACTOR_KEYS = ("low", "high")
 
@@ -116,6 +121,63 @@ def check_factor_info(factors: Any, factor_names: Any, where: str) -> None:
             b = decl["bank_size"]
             if isinstance(b, bool) or not isinstance(b, int) or b < 2:
                 raise DatasetError(f"{here}['bank_size'] must be an integer >= 2, got {b!r}")
+        if "discrete" in decl and not isinstance(decl["discrete"], bool):
+            raise DatasetError(
+                f"{here}['discrete'] must be true or false, got {decl['discrete']!r}"
+            )
+        if decl.get("discrete") and "values" not in decl:
+            raise DatasetError(f"{here}: a discrete factor needs 'values' (its grid)")
+        if "values" in decl:
+            _check_values(decl["values"], decl["low"], decl["high"], here)
+
+
+def _check_values(values: Any, low: float, high: float, here: str) -> None:
+    ok = isinstance(values, (list, tuple)) and len(values) >= 1
+    ok = ok and all(
+        not isinstance(v, bool) and isinstance(v, (int, float)) and np.isfinite(v) for v in values
+    )
+    if not ok:
+        raise DatasetError(
+            f"{here}['values'] must be a non-empty list of finite numbers, got {values!r}"
+        )
+    a = np.asarray(values, dtype=np.float64)
+    if len(a) > 1 and not np.all(np.diff(a) > 0):
+        raise DatasetError(f"{here}['values'] must be strictly increasing")
+    if a[0] < low or a[-1] > high:
+        raise DatasetError(
+            f"{here}['values'] must lie in [low, high] = [{low!r}, {high!r}], found "
+            f"[{a[0]:g}, {a[-1]:g}]"
+        )
+
+
+def factor_classes(
+    factors: Tensor, factor_names: tuple[str, ...], declared: dict[str, Any] | None, bins: int = 20
+) -> Tensor:
+    """Integer class of every image's every factor, int64 ``(N, K)`` for factor values
+    ``factors`` ``(N, K)``: for a factor declared with ``values`` the index of the nearest grid
+    value; otherwise (a continuous factor) the index of its value among ``bins`` equal-width bins
+    of ``[low, high]`` (of the observed range when the factor is undeclared). The ground truth
+    of the disentanglement metrics, which -- as disentanglement_lib -- work on discrete
+    factors."""
+    f = torch.as_tensor(factors).double().reshape(factors.shape[0], -1)
+    if f.shape[1] != len(factor_names):
+        raise DatasetError(
+            f"factors have {f.shape[1]} columns but {len(factor_names)} factor names"
+        )
+    declared = declared or {}
+    out = torch.empty(f.shape, dtype=torch.int64)
+    for k, name in enumerate(factor_names):
+        col = f[:, k]
+        decl = declared.get(name, {})
+        if "values" in decl:
+            grid = torch.tensor(decl["values"], dtype=torch.float64)
+            out[:, k] = (col[:, None] - grid[None, :]).abs().argmin(1)
+            continue
+        lo = float(decl.get("low", col.min())) if len(col) else 0.0
+        hi = float(decl.get("high", col.max())) if len(col) else 1.0
+        width = (hi - lo) / bins if hi > lo else 1.0
+        out[:, k] = ((col - lo) / width).floor().clamp(0, bins - 1).long()
+    return out
 
 
 @dataclasses.dataclass
@@ -185,6 +247,14 @@ class Dataset:
     @property
     def has_factors(self) -> bool:
         return self.factors_test is not None and self.render is not None
+
+    def factor_classes(self, split: str, bins: int = 20) -> Tensor | None:
+        """Integer factor classes ``(N, K)`` of ``split`` (``train`` or ``test``), see
+        :func:`factor_classes`; ``None`` when the dataset has no factors."""
+        f = getattr(self, f"factors_{split}")
+        if f is None:
+            return None
+        return factor_classes(f, self.factor_names, (self.info or {}).get("factors"), bins)
 
     def fingerprint(self) -> str:
         """SHA-256 (16 hex digits) of the dataset's content: shapes and bytes of every split's

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from vaebench.model import FitReport, Model, ProgressCallback, Tags
-from vaebench.train import check_training_data, train_loop
+from vaebench.train import OptimizerStep, check_training_data, train_loop
 
 __all__ = [
     "TorchAutoencoder",
@@ -30,6 +30,9 @@ __all__ = [
     "conv_stages",
     "conv_encoder",
     "conv_decoder",
+    "discriminator_mlp",
+    "image_critic",
+    "OptimizerStep",
     "reconstruction_loss",
     "log_likelihood",
     "gaussian_kl",
@@ -298,6 +301,54 @@ def conv_decoder(
                 layers.append(nn.BatchNorm2d(widths[i - 1]))
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+class _MeanOut(nn.Module):
+    """Wraps a network ``(N, ...) -> (N, K)`` and averages its ``K`` outputs: ``(N,)``."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).mean(1)
+
+
+def discriminator_mlp(
+    in_features: int, hidden: Sequence[int] = (100, 100), negative_slope: float = 0.2
+) -> nn.Sequential:
+    """A discriminator on vectors ``(N, in_features) -> (N, 1)`` logits: ``Linear`` layers of
+    widths ``hidden`` each followed by ``LeakyReLU(negative_slope)``, then ``Linear(.., 1)``.
+
+    The AAE's discriminator of the ACAI paper's code (brain-research/acai ``aae.py``: dense
+    layers ``100,100`` with ``tf.nn.leaky_relu``, whose slope is 0.2), also usable as the
+    FactorVAE discriminator (Kim & Mnih 2018: six layers of 1000).
+    """
+    layers: list[nn.Module] = []
+    width = int(in_features)
+    for h in hidden:
+        layers += [nn.Linear(width, int(h)), nn.LeakyReLU(negative_slope)]
+        width = int(h)
+    layers.append(nn.Linear(width, 1))
+    return nn.Sequential(*layers)
+
+
+def image_critic(
+    arch: str,
+    input_shape: Sequence[int],
+    out_features: int,
+    *,
+    hidden: Sequence[int] = (512, 256),
+    conv_channels: Sequence[int] = (32, 64, 128),
+) -> nn.Module:
+    """A critic on images ``(N, C, H, W) -> (N,)``: the encoder network of ``arch``
+    (:func:`conv_encoder`, or the ``mlp`` on flattened images) with ``out_features`` outputs,
+    averaged -- ACAI's critic (brain-research/acai ``acai.py``: ``reduce_mean`` of an encoder
+    of the same layout as the autoencoder's)."""
+    if arch == "conv":
+        return _MeanOut(conv_encoder(input_shape, conv_channels, out_features))
+    d = math.prod(int(s) for s in input_shape)
+    return _MeanOut(_FlatMLP(*mlp([d, *hidden, out_features])))
 
 
 # ------------------------------------------------------------------------------- validation
@@ -599,17 +650,41 @@ class TorchAutoencoder(nn.Module, Model):
     def configure_optimizer(self) -> torch.optim.Optimizer:
         """The optimiser of :meth:`fit`, from ``optimizer``, ``lr`` and ``weight_decay`` (Adam and
         AdamW use their fused kernel where torch has one for the device)."""
+        return self.make_optimizer([p for p in self.parameters() if p.requires_grad])
+
+    def make_optimizer(
+        self, params: Sequence[Tensor], lr: float | None = None
+    ) -> torch.optim.Optimizer:
+        """An optimiser of the model's kind (``optimizer``, ``weight_decay``; fused Adam/AdamW
+        where torch has the kernel) over ``params`` with learning rate ``lr`` (default: the
+        model's ``lr``). For :meth:`configure_optimizers`."""
         from vaebench.train import fused_optimizer_ok
 
-        params = [p for p in self.parameters() if p.requires_grad]
+        params = list(params)
+        lr = self.lr if lr is None else lr
         if self.optimizer == "sgd":
             return torch.optim.SGD(
-                params, lr=self.lr, momentum=SGD_MOMENTUM, weight_decay=self.weight_decay
+                params, lr=lr, momentum=SGD_MOMENTUM, weight_decay=self.weight_decay
             )
         adam = torch.optim.AdamW if self.optimizer == "adamw" else torch.optim.Adam
-        return adam(
-            params, lr=self.lr, weight_decay=self.weight_decay, fused=fused_optimizer_ok(params)
-        )
+        return adam(params, lr=lr, weight_decay=self.weight_decay, fused=fused_optimizer_ok(params))
+
+    def configure_optimizers(self) -> list[OptimizerStep] | None:
+        """Several optimisers (loop v3): ``None`` (the default) trains every parameter with
+        :meth:`configure_optimizer` on the ``"loss"`` entry. A model with a critic or
+        discriminator returns one :class:`vaebench.train.OptimizerStep` per part -- e.g.
+        ``[OptimizerStep("autoencoder", self.make_optimizer(ae_params), "loss"),
+        OptimizerStep("critic", self.make_optimizer(critic_params), "critic_loss")]`` --
+        and :meth:`loss` returns every step's entry; each is minimised over its own
+        optimiser's parameters only (see :mod:`vaebench.train`). :meth:`configure_scheduler`
+        is applied to each optimiser unless a step brings its own scheduler."""
+        return None
+
+    def autoencoder_parameters(self) -> list[Tensor]:
+        """The trainable parameters of the encoder and decoder (not of a critic)."""
+        return [
+            p for net in (self.encoder, self.decoder) for p in net.parameters() if p.requires_grad
+        ]
 
     def configure_scheduler(
         self, optimizer: torch.optim.Optimizer
@@ -650,6 +725,23 @@ class TorchAutoencoder(nn.Module, Model):
         check_training_data(x, labels, self.batch_size)
         if self._composed:
             self.check_networks(x[:2])
+        steps = self.configure_optimizers()
+        if steps is not None:
+            steps = [
+                s if s.scheduler is not None
+                else dataclasses.replace(s, scheduler=self.configure_scheduler(s.optimizer))
+                for s in steps
+            ]  # fmt: skip
+            return train_loop(
+                self,
+                x,
+                labels,
+                epochs=self.epochs,
+                batch_size=self.batch_size,
+                steps=steps,
+                grad_clip=self.grad_clip,
+                progress=progress,
+            )
         optimizer = self.configure_optimizer()
         return train_loop(
             self,

@@ -49,7 +49,10 @@ COLUMNS = [
 
 #: The groups a value can belong to, in the order reports show them: the kind of question it
 #: answers (see docs/reports.md).
-GROUPS = ("quality", "interpolation", "likelihood", "representation", "samples", "cost")
+GROUPS = (
+    "quality", "interpolation", "likelihood", "representation", "disentanglement", "samples",
+    "cost",
+)  # fmt: skip
 
 #: Kind of question a built-in metric plugin answers; others count as "quality" unless their
 #: stored declaration names a ``group`` (one of :data:`GROUPS`).
@@ -68,6 +71,13 @@ SOURCE_GROUPS = {
     "kid": "samples",
     "prdc": "samples",
     "throughput": "cost",
+    "betavae_score": "disentanglement",
+    "factorvae_score": "disentanglement",
+    "mig": "disentanglement",
+    "dci": "disentanglement",
+    "sap": "disentanglement",
+    "modularity": "disentanglement",
+    "traversal": "disentanglement",
 }
 
 #: Config entries that do not make two cells different set-ups of one model (``sweep`` repeats

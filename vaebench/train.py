@@ -9,15 +9,28 @@ Batching policy: every epoch visits every example once, in a fresh random order,
 ``batch_size``; a last batch of a single example (``N % batch_size == 1``) joins the batch
 before it, so every batch holds at least 2 examples (batch normalisation and MMD-style losses
 need two). Training on fewer than 2 examples raises ``ValueError``.
+
+Several optimisers (loop v3): a model that returns :class:`OptimizerStep` entries from
+``configure_optimizers()`` -- an autoencoder and a critic or discriminator, each with its own
+optimiser -- is trained by the same loop: per batch one forward pass (``model.loss(batch)``),
+then every optimiser's loss entry is back-propagated into *that optimiser's parameters only*
+(``backward(inputs=...)``), then every optimiser steps. This is the simultaneous update of the
+official ACAI and AAE code (brain-research/acai, ``acai.py``/``aae.py``: ``tf.group`` of the
+train ops, both gradients from the same forward pass); the optimisers step in the order
+given, each once per batch. Straight-through estimators are
+ordinary autograd (``z + (q - z).detach()``); non-gradient updates (an EMA codebook) run inside
+``loss`` under ``torch.no_grad()`` while ``model.training``. Every optimiser's loss is among the
+logged entries and is checked for NaN/inf once per epoch; the error names the optimiser.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +49,7 @@ __all__ = [
     "check_training_data",
     "DEVICE_CHOICES",
     "torch_threads",
+    "OptimizerStep",
 ]
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -155,6 +169,74 @@ def fused_optimizer_ok(params: list[Tensor]) -> bool:
     return (major, minor) >= (2, 4)
 
 
+@dataclasses.dataclass(frozen=True)
+class OptimizerStep:
+    """One optimiser of a model trained with several (see the module docstring).
+
+    ``name``: what the optimiser trains (``"autoencoder"``, ``"critic"``), used in error
+    messages; ``optimizer``: a ``torch.optim.Optimizer`` over that part's parameters (no
+    parameter may belong to two steps); ``loss``: the entry of ``model.loss(batch)`` it
+    minimises (a scalar); ``scheduler``: an optional per-epoch learning-rate schedule of
+    ``optimizer``, stepped after every epoch.
+    """
+
+    name: str
+    optimizer: torch.optim.Optimizer
+    loss: str = "loss"
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+
+
+def _check_steps(steps: Sequence[OptimizerStep]) -> list[list[Tensor]]:
+    """Each step's trainable parameters; ``ValueError`` for no steps, a repeated name or a
+    parameter shared by two optimisers."""
+    if not steps:
+        raise ValueError("configure_optimizers() returned no OptimizerStep")
+    names = [s.name for s in steps]
+    if len(set(names)) != len(names):
+        raise ValueError(f"optimiser names must be unique, got {names}")
+    owner: dict[int, str] = {}
+    groups: list[list[Tensor]] = []
+    for s in steps:
+        if not isinstance(s, OptimizerStep):
+            raise ValueError(f"configure_optimizers() must return OptimizerStep entries, got {s!r}")
+        params = [p for g in s.optimizer.param_groups for p in g["params"] if p.requires_grad]
+        for p in params:
+            if id(p) in owner:
+                raise ValueError(
+                    f"a parameter belongs to optimisers {owner[id(p)]!r} and {s.name!r}; "
+                    "each parameter may have one optimiser"
+                )
+            owner[id(p)] = s.name
+        if not params:
+            raise ValueError(f"optimiser {s.name!r} has no trainable parameters")
+        groups.append(params)
+    return groups
+
+
+def _diverged(
+    epoch: int,
+    epochs: int,
+    logs: dict[str, float],
+    first_bad: dict[str, int],
+    batches: int,
+    steps: Sequence[OptimizerStep],
+) -> str:
+    """The reason of a divergence: the optimisers whose loss is not finite, the first to turn
+    non-finite named first (a critic that diverges drags the autoencoder's loss along), then
+    every non-finite entry."""
+    bad = {k: v for k, v in logs.items() if not np.isfinite(v)}
+    culprits = sorted((s for s in steps if s.loss in bad), key=lambda s: first_bad[s.loss])
+    which = [
+        f"optimiser {s.name!r} ({s.loss}={logs[s.loss]}, non-finite from batch "
+        f"{first_bad[s.loss] + 1} of {batches})"
+        for s in culprits
+    ]
+    where = f" in the loss of {', then '.join(which)}" if which else ""
+    return f"loss diverged at epoch {epoch}/{epochs}{where}: " + ", ".join(
+        f"{k}={v}" for k, v in bad.items()
+    )
+
+
 def train_loop(
     model: nn.Module,
     x: Tensor,
@@ -167,6 +249,7 @@ def train_loop(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     grad_clip: float = 0.0,
     progress: ProgressCallback | None = None,
+    steps: Sequence[OptimizerStep] | None = None,
 ) -> FitReport:
     """Train ``model`` -- a module with ``loss(batch) -> dict`` (``loss(batch, labels)`` when
     ``y`` is given) whose ``"loss"`` entry is minimised -- on images ``x`` ``(N, C, H, W)``.
@@ -183,6 +266,11 @@ def train_loop(
     not given, else Adam with ``lr`` (default ``1e-3``). ``x`` and ``y`` are moved to the
     model's device once. Raises ``ValueError`` for fewer than 2 examples or a batch size below
     2, :class:`DivergenceError` when an epoch's mean loss is NaN or infinite.
+
+    ``steps``: several optimisers (:class:`OptimizerStep`, see the module docstring); then
+    ``lr``, ``optimizer`` and ``scheduler`` must not be given, ``grad_clip`` applies to each
+    optimiser's parameters separately, and a divergence names the optimiser whose loss is NaN
+    or infinite. ``ValueError`` when a step's ``loss`` entry is missing from ``loss()``.
     """
     device = next(model.parameters()).device
     x = x.to(device, non_blocking=True)
@@ -191,6 +279,13 @@ def train_loop(
     check_training_data(x, y, batch_size)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if steps is not None:
+        if optimizer is not None or scheduler is not None or lr is not None:
+            raise ValueError("train_loop: give either steps or lr/optimizer/scheduler, not both")
+        return _train_steps(
+            model, x, y, epochs=epochs, batch_size=batch_size, steps=list(steps),
+            grad_clip=grad_clip, progress=progress,
+        )  # fmt: skip
     if optimizer is None:
         if lr is None and hasattr(model, "configure_optimizer"):
             optimizer = model.configure_optimizer()
@@ -248,6 +343,92 @@ def train_loop(
                 history.setdefault(k, []).append(v)
             if scheduler is not None:
                 scheduler.step()
+            if progress is not None:
+                progress(epoch, epochs, logs)
+    finally:
+        model.eval()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return FitReport(history=history, seconds=seconds, samples_seen=n * epochs, epochs=epochs)
+
+
+def _train_steps(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor | None,
+    *,
+    epochs: int,
+    batch_size: int,
+    steps: list[OptimizerStep],
+    grad_clip: float,
+    progress: ProgressCallback | None,
+) -> FitReport:
+    """:func:`train_loop` with several optimisers (``x``, ``y`` already on the device and
+    checked): one forward pass per batch, each loss back-propagated into its optimiser's
+    parameters only, then every optimiser steps."""
+    device = x.device
+    groups = _check_steps(steps)
+    n = x.shape[0]
+    bounds = batch_bounds(n, batch_size)
+    on_epoch_start = getattr(model, "on_epoch_start", None)
+    on_epoch_end = getattr(model, "on_epoch_end", None)
+    amp = autocast(device)
+    history: dict[str, list[float]] = {}
+    keys: list[str] | None = None
+    last = len(steps) - 1
+    start = time.perf_counter()
+    try:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            if on_epoch_start is not None:
+                on_epoch_start(epoch, epochs)
+            perm = torch.randperm(n, device=device)
+            sums: Tensor | None = None
+            first: Tensor | None = None  # per entry: first batch where it was not finite
+            for b, (lo, hi) in enumerate(bounds):
+                idx = perm[lo:hi]
+                batch = x[idx]
+                with amp:
+                    losses = model.loss(batch) if y is None else model.loss(batch, y[idx])
+                if keys is None:
+                    missing = [s.loss for s in steps if s.loss not in losses]
+                    if missing:
+                        raise ValueError(
+                            f"loss() returned {list(losses)}; the optimisers minimise "
+                            f"{[s.loss for s in steps]} (missing: {missing})"
+                        )
+                    keys = list(losses)
+                elif len(losses) != len(keys) or any(k not in losses for k in keys):
+                    raise ValueError(
+                        f"loss() must return the same entries every batch (they are logged per "
+                        f"epoch): first {keys}, now {list(losses)} at epoch {epoch}"
+                    )
+                for s in steps:
+                    s.optimizer.zero_grad(set_to_none=True)
+                for i, (s, params) in enumerate(zip(steps, groups, strict=True)):
+                    losses[s.loss].backward(inputs=params, retain_graph=i < last)
+                for s, params in zip(steps, groups, strict=True):
+                    if grad_clip > 0:
+                        clip_grad_norm_(params, grad_clip)
+                    s.optimizer.step()
+                stacked = torch.stack([losses[k].detach().float() for k in keys]) * (hi - lo)
+                sums = stacked if sums is None else sums + stacked
+                if first is None:
+                    first = torch.full_like(stacked, len(bounds))
+                first = torch.where(torch.isfinite(stacked), first, first.clamp(max=b))
+            means = (sums / n).tolist()  # one host sync per epoch
+            logs = dict(zip(keys, means, strict=True))
+            if not all(np.isfinite(v) for v in means):
+                first_bad = dict(zip(keys, (int(v) for v in first.tolist()), strict=True))
+                raise DivergenceError(_diverged(epoch, epochs, logs, first_bad, len(bounds), steps))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, logs)
+            for k, v in logs.items():
+                history.setdefault(k, []).append(v)
+            for s in steps:
+                if s.scheduler is not None:
+                    s.scheduler.step()
             if progress is not None:
                 progress(epoch, epochs, logs)
     finally:

@@ -5,6 +5,11 @@ lecture's experiment: per model, the decoded strip full moon -> code midpoint ->
 the true three-quarter moon (artifact ``midpoint_strip`` of the ``midpoint`` metric), under a row
 of the true full, three-quarter and half moons (artifact ``midpoint_truth``). Each model row is
 labelled with its seed and that cell's estimated midpoint phase (ideal 0.75).
+
+For factor datasets (artifact ``latent_traversal`` of the ``traversal`` metric) it draws, per
+model variant, the latent traversal of its lowest seed: one row per code dimension, swept left to right
+from the first test image's code, labelled with the variance of that dimension's code over the
+test set (a collapsed dimension has ~0 and leaves the image unchanged).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from vaebench.results import decode_images
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["draw", "midpoint_strips"]
+__all__ = ["draw", "midpoint_strips", "latent_traversal"]
 
 COLUMNS = ("full (decoded)", "code midpoint", "half (decoded)", "true ¾")
 
@@ -120,6 +125,49 @@ def _draw_strips(Fig: Any, rows: list, truth: Any, colors: dict, dataset: str) -
     return fig
 
 
+def latent_traversal(cells: list[dict], dataset: str, model: str) -> Figure | None:
+    """The latent traversal figure of ``model`` -- a model name or a variant label such as
+    ``vae (beta=4)`` -- on ``dataset`` (see the module docstring), or ``None`` when no cell
+    stored one."""
+    ok = [c for c in cells
+          if model in (c.get("variant"), c.get("model")) and c.get("dataset") == dataset
+          and c.get("status") == "ok" and "latent_traversal" in c.get("artifacts", {})]  # fmt: skip
+    if not ok:
+        return None
+    exact = [c for c in ok if (c.get("variant") or c.get("model")) == model] or ok
+    c = min(exact, key=lambda c: c["seed"])
+    images = decode_images(c["artifacts"]["latent_traversal"])
+    details = (c.get("evaluations", {}).get("traversal") or {}).get("details") or {}
+    steps = int(details.get("steps", 7))
+    d = images.shape[0] // steps
+    variance = details.get("code_variance") or [None] * d
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(0.5 * steps + 1.2, 0.5 * d + 0.5))
+        axes = fig.subplots(d, steps, squeeze=False)
+        for i in range(d):
+            for j in range(steps):
+                ax = axes[i, j]
+                ax.imshow(_hw(images[i * steps + j]), cmap="gray", vmin=0, vmax=1,
+                          interpolation="nearest")  # fmt: skip
+                ax.set_xticks([])
+                ax.set_yticks([])
+            v = variance[i] if i < len(variance) else None
+            label = f"z{i}" + (f"\nvar {v:.2g}" if isinstance(v, (int, float)) else "")
+            axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=6)
+        reach = details.get("reach", 2.0)
+        fig.suptitle(
+            f"{plot_text(dataset)}, {plot_text(c.get('variant') or model)} (seed {c['seed']}): "
+            "each code dimension "
+            f"swept over +-{reach:g} x its spread",
+            y=1.0,
+        )
+        fig.subplots_adjust(wspace=0.05, hspace=0.05)
+        return fig
+
+
 def draw(
     cells: list[dict],
     dataset: str,
@@ -135,4 +183,13 @@ def draw(
 
         stem = file_stems([dataset])[dataset]
     fig = midpoint_strips(cells, dataset, models, colors)
-    return _save(fig, Path(fig_dir) / f"{stem}-midpoint")
+    out = _save(fig, Path(fig_dir) / f"{stem}-midpoint")
+    from vaebench.report.build import file_stems
+
+    variants = sorted({c.get("variant") or c["model"] for c in cells
+                       if c.get("model") in models and c.get("dataset") == dataset
+                       and "latent_traversal" in c.get("artifacts", {})})  # fmt: skip
+    for v, v_stem in file_stems(variants).items():
+        fig = latent_traversal(cells, dataset, v)
+        out += _save(fig, Path(fig_dir) / f"{stem}-traversal-{v_stem}")
+    return out

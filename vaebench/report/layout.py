@@ -24,6 +24,7 @@ GROUPS: dict[str, str] = {
     "interpolation": "Interpolation",
     "likelihood": "Likelihood",
     "representation": "Representation",
+    "disentanglement": "Disentanglement",
     "samples": "Samples",
     "cost": "Throughput and size",
 }
@@ -31,13 +32,14 @@ GROUPS: dict[str, str] = {
 #: Groups whose metric plugins share one table per dataset (``DATASET-GROUP``): their plugins
 #: give one or two values each. The other groups get one table per metric plugin
 #: (``DATASET-PLUGIN``).
-GROUP_TABLES = ("likelihood", "representation", "samples")
+GROUP_TABLES = ("likelihood", "representation", "samples", "disentanglement")
 
 #: Preferred order of the built-in metric plugins inside their group; others follow by name.
 SOURCE_ORDER = (
     "reconstruction", "interpolation", "acai", "midpoint",
     "iwae", "elbo", "probe", "knn", "cluster", "active_units", "fd", "kid", "prdc",
-    "throughput",
+    "throughput", "betavae_score", "factorvae_score", "mig", "dci", "sap", "modularity",
+    "traversal",
 )  # fmt: skip
 
 #: Headline metrics of each group, most preferred first: the columns of the cross-dataset
@@ -50,6 +52,7 @@ HEADLINES: dict[str, tuple[str, ...]] = {
     "likelihood": ("iwae_nll", "elbo"),
     "representation": ("probe_acc", "knn_acc", "cluster_acc"),
     "samples": ("fd", "kid", "prdc_recall"),
+    "disentanglement": ("mig", "dci_disentanglement", "factorvae", "betavae", "sap"),
 }
 
 #: Values never chosen as a headline: a trivially linear model wins them by construction.
