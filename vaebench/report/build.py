@@ -53,6 +53,28 @@ FORMATS = ("md", "csv", "tex", "html")
 #: Formats written when none are given (plus those the previous report in the folder wrote).
 DEFAULT_FORMATS = ("md", "csv")
 
+#: Figure file formats (``figures=`` of :func:`build_report`, ``--figures``); PNG is always
+#: among them (report.md shows the PNGs). ``vaebench report`` writes both (PDF for papers),
+#: ``vaebench run``'s automatic report PNG only (:data:`RUN_FIGURE_FORMATS`).
+FIGURE_FORMATS = ("png", "pdf")
+RUN_FIGURE_FORMATS = ("png",)
+
+
+def figure_suffixes(figures: bool | Sequence[str]) -> tuple[str, ...]:
+    """``figures`` of :func:`build_report` as file suffixes: ``True`` both formats, ``False``
+    none, else the named formats (PNG added). Raises :class:`ValueError` for an unknown one."""
+    if figures is True:
+        return tuple(f".{f}" for f in FIGURE_FORMATS)
+    if figures is False:
+        return ()
+    names = [str(f).strip().lower().lstrip(".") for f in figures]
+    bad = [f for f in names if f not in FIGURE_FORMATS]
+    if bad:
+        raise ValueError(
+            f"unknown figure format {', '.join(bad)}; valid: {', '.join(FIGURE_FORMATS)}"
+        )
+    return tuple(f".{f}" for f in FIGURE_FORMATS if f in names or f == "png")
+
 
 @dataclasses.dataclass
 class Report:
@@ -366,12 +388,17 @@ def build_ablations(rep: Report) -> dict[str, list]:
 
 
 def build_figures(
-    rep: Report, fig_dir: Path, pareto: tuple[str, str] | None = None
+    rep: Report,
+    fig_dir: Path,
+    pareto: tuple[str, str] | None = None,
+    suffixes: Sequence[str] = (".png", ".pdf"),
 ) -> dict[str, list[Path]]:
-    """Draw every figure the stored results allow and save it (PNG and PDF);
-    ``{dataset: [paths]}``."""
+    """Draw every figure the stored results allow and save it (as each of ``suffixes``);
+    ``{dataset: [paths]}``. A dataset whose figures' inputs did not change since the last
+    report into ``fig_dir`` keeps its files (:mod:`vaebench.report.cache`)."""
     from vaebench.report import figures as F
     from vaebench.report import interpolation_figures
+    from vaebench.report.cache import FigureCache, dataset_key
     from vaebench.report.sweeps import sweep_points, swept_parameters
 
     colors = F.model_colors(rep.models)
@@ -379,12 +406,30 @@ def build_figures(
         colors.setdefault(cell["model"], colors[cell["variant"]])
     out: dict[str, list[Path]] = {}
     cells = rep.cells
+    cache = FigureCache(fig_dir)
+    options = {
+        "models": rep.models,
+        "base_models": rep.base_models,
+        "interval": rep.interval,
+        "alpha": rep.alpha,
+        "confidence": rep.confidence,
+        "baseline": rep.baseline,
+        "pareto": pareto,
+        "stems": rep.stems,
+        "source_stems": rep.source_stems,
+        "colors": list({c["model"]: c["variant"] for c in reversed(cells)}.items()),
+    }
     for ds in rep.datasets:
         s = rep.stems[ds]
+        inputs_key = dataset_key([c for c in cells if c["dataset"] == ds], options, suffixes)
+        kept = cache.reuse(ds, inputs_key)
+        if kept is not None:
+            out[ds] = kept
+            continue
         made: list[Path] = []
 
         def draw(name: str, fig: Any) -> None:
-            made.extend(F.save(fig, fig_dir / f"{s}-{name}"))  # noqa: B023 - used at once
+            made.extend(F.save(fig, fig_dir / f"{s}-{name}", suffixes))  # noqa: B023
 
         for key, metrics in table_sources(rep, ds):
             sub = rep.agg[(rep.agg["dataset"] == ds) & rep.agg["metric"].isin(metrics)]
@@ -412,11 +457,13 @@ def build_figures(
                                                 title=f"{ds}: {key} sweep"))  # fmt: skip
         try:
             made += list(interpolation_figures.draw(cells, ds, list(rep.base_models), colors,
-                                                    fig_dir, stem=s))  # fmt: skip
+                                                    fig_dir, stem=s, suffixes=suffixes))  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - one broken drawer must not lose the report
             log.warning("interpolation figures for %s not drawn: %s: %s", ds,
                         type(exc).__name__, exc)  # fmt: skip
         out[ds] = made
+        cache.record(ds, inputs_key, made)
+    cache.save()
     return out
 
 
@@ -425,7 +472,7 @@ def build_report(
     out_dir: str | os.PathLike | None = None,
     formats: Sequence[str] | None = None,
     baseline: str | None = None,
-    figures: bool = True,
+    figures: bool | Sequence[str] = True,
     *,
     ci: bool = False,
     alpha: float = 0.05,
@@ -448,7 +495,9 @@ def build_report(
     :func:`default_summary_metrics`). ``pareto``: ``(quality metric, throughput metric)`` of
     the scatter (default: see :func:`pareto_metrics`). ``ablation``: write the ablation tables
     of swept parameters (:func:`build_ablations`; ``None``, the default: when the cells hold a
-    sweep). Returns the written paths.
+    sweep). ``figures``: ``True`` draws PNG and PDF, ``False`` none, or the formats among
+    :data:`FIGURE_FORMATS` (PNG always: report.md shows it); figures whose inputs did not change
+    since the last report into ``out_dir`` are kept, not drawn again. Returns the written paths.
 
     Raises :class:`ValueError` for an unknown format, baseline or metric, or when the folders
     hold no cells; :class:`vaebench.results.ResultsError` for a corrupt cell file;
@@ -461,6 +510,8 @@ def build_report(
         bad = [f for f in formats if f not in FORMATS]
         if bad:
             raise ValueError(f"unknown format {', '.join(bad)}; valid: {', '.join(FORMATS)}")
+    suffixes = figure_suffixes(figures)
+    figures = bool(suffixes)
     rep = collect(run_dirs, baseline=baseline, alpha=alpha, confidence=confidence, ci=ci)
     out = Path(out_dir if out_dir is not None else rep.run_dirs[0])
     index = ReportIndex(out)
@@ -493,7 +544,7 @@ def build_report(
         written.append(_write(tdir / "tidy.csv", T.tidy_csv(rep.frame)))
     figs: dict[str, list[Path]] = {}
     if figures:
-        figs = build_figures(rep, out / "figures", pareto)
+        figs = build_figures(rep, out / "figures", pareto, suffixes)
         written += [p for ps in figs.values() for p in ps]
     text = page.render(rep, tables, figs, out, formats, ablations)
     written.append(_write(out / "report.md", text))

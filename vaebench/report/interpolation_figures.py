@@ -9,6 +9,7 @@ labelled with its seed and that cell's estimated midpoint phase (ideal 0.75).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,15 +32,15 @@ STYLE = {"font.size": 8, "axes.titlesize": 8, "figure.dpi": 150, "savefig.dpi": 
          "savefig.bbox": "tight", "pdf.fonttype": 42}  # fmt: skip
 
 
-def _save(fig: Any, path: Path) -> list[Path]:
-    """Write ``path`` as PNG and PDF atomically with fixed metadata (stable across
+def _save(fig: Any, path: Path, suffixes: Sequence[str] = (".png", ".pdf")) -> list[Path]:
+    """Write ``path`` as PNG and PDF (``suffixes``) atomically with fixed metadata (stable across
     regenerations); see :func:`vaebench.report.files.save_figure`."""
     import matplotlib
 
     if fig is None:
         return []
     with matplotlib.rc_context(STYLE):
-        return save_figure(fig, path)
+        return save_figure(fig, path, suffixes)
 
 
 def _hw(img: np.ndarray) -> np.ndarray:
@@ -127,12 +128,14 @@ def draw(
     colors: dict,
     fig_dir: Path,
     stem: str | None = None,
+    suffixes: Sequence[str] = (".png", ".pdf"),
 ) -> list[Path]:
-    """Draw this dataset's interpolation figures into ``fig_dir``; return the written paths.
-    ``stem``: the dataset's file-name stem (see :func:`vaebench.report.build.file_stems`)."""
+    """Draw this dataset's interpolation figures into ``fig_dir`` (as each of ``suffixes``);
+    return the written paths. ``stem``: the dataset's file-name stem (see
+    :func:`vaebench.report.build.file_stems`)."""
     if stem is None:
         from vaebench.report.build import file_stems
 
         stem = file_stems([dataset])[dataset]
     fig = midpoint_strips(cells, dataset, models, colors)
-    return _save(fig, Path(fig_dir) / f"{stem}-midpoint")
+    return _save(fig, Path(fig_dir) / f"{stem}-midpoint", suffixes)
