@@ -8,7 +8,7 @@ drawn under and the files drawn. When the key is unchanged and every file is sti
 the size it had), the files are kept as they are instead of being drawn again -- drawing, and
 PDF font subsetting above all, was 88 % of a default report's time.
 
-A cell is identified by its file's path, size and modification time (cell files are replaced
+A cell is identified by its file's name, size and modification time (cell files are replaced
 atomically, so a changed cell is a new file), so nothing has to be re-read to know that it did
 not change. Deleting ``.figure-keys.json`` (or any figure) redraws.
 """
@@ -64,23 +64,30 @@ def code_digest() -> str:
 
 
 def _file_id(path: Any) -> list[Any]:
+    """File name, size and modification time (not the folder: a copied results folder keeps
+    the key, and so the report folder's bytes)."""
     if not path:
         return [None]
     try:
         st = os.stat(path)
     except OSError:
-        return [str(path), None]
-    return [str(path), st.st_size, st.st_mtime_ns]
+        return [Path(path).name, None]
+    return [Path(path).name, st.st_size, st.st_mtime_ns]
 
 
 def dataset_key(
     cells: Iterable[dict[str, Any]], options: dict[str, Any], suffixes: Sequence[str]
 ) -> str:
-    """SHA-256 over a dataset's ``cells`` (their ``config_hash``, ``variant`` and file identity:
-    path, size, modification time), the report ``options`` that shape its figures (JSON-able),
+    """SHA-256 over a dataset's ``cells`` (their run folder's name, ``config_hash``, ``variant``
+    and file identity: name, size, modification time), the report ``options`` that shape its figures (JSON-able),
     the figure ``suffixes`` and :func:`code_digest`."""
     ids = sorted(
-        [str(c.get("config_hash")), str(c.get("variant")), *map(str, _file_id(c.get("_path")))]
+        [
+            str(c.get("run")),
+            str(c.get("config_hash")),
+            str(c.get("variant")),
+            *map(str, _file_id(c.get("_path"))),
+        ]
         for c in cells
     )
     blob = json.dumps(
