@@ -93,3 +93,18 @@ def test_without_pyarrow_the_records_are_read(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(load_results(run, include_failed=True),
                                   from_records([run], True))  # fmt: skip
     assert not (run / "index").exists()
+
+
+def test_cells_and_values_of_two_saves_are_never_mixed(tmp_path):
+    """Two processes saving at once can leave one's cells.parquet beside the other's
+    values.parquet (each file is replaced atomically, the pair is not): such a pair is rebuilt,
+    never served, even when its cells table matches the files."""
+    run = folder(tmp_path)
+    load_results(run)
+    stale_values = (run / "index" / "values.parquet").read_bytes()
+    write_cell(run, "ae", "one", 0, {"mse": 42.0, "psnr": None, "n_params": 5})
+    load_results(run)  # a second save: cells and values of the new state
+    (run / "index" / "values.parquet").write_bytes(stale_values)  # the other process's values
+    frame = load_results(run)
+    pd.testing.assert_frame_equal(frame, from_records([run]))
+    assert 42.0 in set(frame["value"])

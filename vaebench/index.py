@@ -17,9 +17,10 @@ file) and re-reads, with the full checks of :func:`vaebench.results.read_cell`, 
 files that are new or whose size, modification time or inode changed (a cell file is
 replaced atomically, so a changed cell is a new inode); rows of files that are gone are
 dropped. A corrupt cell raises as before. The updated index is written atomically (temp file,
-``fsync``, rename): several processes loading or writing the same folder at once, or a process
-killed at any point, leave either the old or a new complete index, and any index is only a
-cache checked against the files on every load -- deleting ``OUT/index/`` is always safe. A
+``fsync``, rename), both files tagged with one random generation: several processes loading or
+writing the same folder at once, or a process killed at any point, leave either a consistent
+pair or a pair of two generations, which is rebuilt from the files; any index is only a cache
+checked against the files on every load -- deleting ``OUT/index/`` is always safe. A
 folder that cannot be written to is read without saving the index.
 
 Cost: listing the folder and reading the index grow linearly with the cells (a few
@@ -35,6 +36,7 @@ import json
 import logging
 import math
 import os
+import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -127,12 +129,14 @@ def _read(path: Path) -> Any:
     return table
 
 
-def _write(path: Path, table: Any) -> None:
+def _write(path: Path, table: Any, generation: str) -> None:
     import pyarrow.parquet as pq
 
     from vaebench.results import atomic_write_bytes
 
-    table = table.replace_schema_metadata({"vaebench_index": str(INDEX_VERSION)})
+    table = table.replace_schema_metadata(
+        {"vaebench_index": str(INDEX_VERSION), "vaebench_generation": generation}
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     atomic_write_bytes(path, buf.getvalue())
@@ -170,6 +174,11 @@ def update_index(run_dir: str | os.PathLike) -> tuple[Any, Any]:
     try:
         old_cells = _read(where / "cells.parquet")
         old_values = _read(where / "values.parquet")
+        # two processes saving at once may leave one's cells beside the other's values
+        if old_cells.schema.metadata.get(b"vaebench_generation") != old_values.schema.metadata.get(
+            b"vaebench_generation"
+        ):
+            raise ValueError("cells and values of different generations")
         if old_cells.schema.remove_metadata() != cells_schema:
             raise ValueError("schema")
         if old_values.schema.remove_metadata() != values_schema:
@@ -204,8 +213,9 @@ def update_index(run_dir: str | os.PathLike) -> tuple[Any, Any]:
     cells = cells.sort_by("file")
     try:
         where.mkdir(exist_ok=True)
-        _write(where / "values.parquet", values)  # values first: a kill in between leaves an
-        _write(where / "cells.parquet", cells)  # index whose cells re-read what they must
+        generation = secrets.token_hex(8)  # both files carry it: a mixed pair is rebuilt
+        _write(where / "values.parquet", values, generation)
+        _write(where / "cells.parquet", cells, generation)
     except OSError as exc:
         log.debug("index of %s not saved: %s", run, exc)
     return cells, values
