@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _enabled(request) -> bool:
-    return not request.config.getoption("benchmark_disable", True)
+    return bool(request.config.getoption("benchmark_enable", False))
 
 
 @pytest.fixture
