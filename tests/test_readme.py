@@ -33,7 +33,7 @@ def test_readme_opens_with_the_two_fresh_machine_commands():
     first, second = (block.strip() for block in fenced(README, "bash")[:2])
     assert first == "pip install torch==2.13.0 && pip install -e . && vaebench run"
     assert second == (
-        'pip install torch==2.13.0 && pip install -e ".[test,dask,mlflow]" && python -m pytest -q'
+        'pip install torch==2.13.0 && pip install -e ".[test,dask,mlflow,index]" && python -m pytest -q'
     )
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "python3 -m pytest -q" in ci

@@ -109,7 +109,7 @@ def test_interpolation_figures_drawer_is_called(tmp_path: Path, monkeypatch) -> 
 
     calls = []
 
-    def draw(cells, dataset, models, colors, fig_dir, stem=None):
+    def draw(cells, dataset, models, colors, fig_dir, stem=None, suffixes=None):
         calls.append((dataset, list(models), sorted(colors), Path(fig_dir).name, len(cells)))
         return []
 

@@ -604,10 +604,11 @@ def _print_summary(summary: Any, out: str, mode: str) -> None:
 
 def _write_report(out: str) -> None:
     from vaebench.report import build_report
+    from vaebench.report.build import RUN_FIGURE_FORMATS
 
     log = logging.getLogger("vaebench")
     try:
-        written = build_report([out], out_dir=out)
+        written = build_report([out], out_dir=out, figures=RUN_FIGURE_FORMATS)
     except KeyboardInterrupt:
         click.echo(
             f"\ninterrupted while writing the report; the results in {out} are complete. "
@@ -686,11 +687,15 @@ def _write_report(out: str) -> None:
     help="Columns of the cross-dataset summary table, comma-separated.",
 )
 @click.option(
-    "--figures/--no-figures",
-    default=True,
+    "--figures",
+    "figure_formats",
+    metavar="FORMATS",
+    default="png,pdf",
     show_default=True,
-    help="Also draw the figures (PNG and PDF).",
+    help="Figure formats, comma-separated: png (always; report.md shows it), pdf (for papers). "
+    "Figures whose inputs did not change since the last report in OUT are kept, not redrawn.",
 )
+@click.option("--no-figures", is_flag=True, help="Draw no figures (tables and report.md only).")
 def report(
     runs: tuple[str, ...],
     out: str | None,
@@ -702,7 +707,8 @@ def report(
     cd_test: str,
     seeds_needed: bool,
     summary_metrics: str | None,
-    figures: bool,
+    figure_formats: str,
+    no_figures: bool,
 ) -> None:
     """Build tables, figures and report.md from stored results (nothing is retrained)."""
     from vaebench.errors import DiskFullError
@@ -719,14 +725,22 @@ def report(
             raise UsageError(
                 f"unknown format {','.join(bad) or formats!r}; valid: {', '.join(FORMATS)}"
             )
+    from vaebench.report.build import FIGURE_FORMATS
+
+    figures = [f.strip().lower() for f in figure_formats.split(",") if f.strip()]
+    bad = [f for f in figures if f not in FIGURE_FORMATS]
+    if bad or not figures:
+        raise UsageError(f"unknown figure format {','.join(bad) or repr(figure_formats)}; "
+                         f"valid: {', '.join(FIGURE_FORMATS)}")  # fmt: skip
     try:
         from vaebench.config import parse_name_list  # '' and ',' refused as run does
 
         summary = None if summary_metrics is None else parse_name_list(summary_metrics, "metrics")
         written = build_report(list(runs), out_dir=out or runs[0], formats=fmts,
-                               baseline=baseline, figures=figures, ci=ci, alpha=alpha,
-                               summary_metrics=summary, correction=correction,
-                               cd_test=cd_test, seeds_needed=seeds_needed)  # fmt: skip
+                               baseline=baseline, figures=False if no_figures else figures,
+                               ci=ci, alpha=alpha, summary_metrics=summary,
+                               correction=correction, cd_test=cd_test,
+                               seeds_needed=seeds_needed)  # fmt: skip
     except KeyboardInterrupt:
         click.echo(
             f"\ninterrupted while writing the report; the stored results in "

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import math
+import os
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -462,6 +463,43 @@ def free_memory(device: Any) -> None:
     gc.collect()
     if getattr(device, "type", None) == "cuda":
         torch.cuda.empty_cache()
+
+
+#: After a successful CPU cell a full garbage collection runs only once the resident set has
+#: grown by this many bytes since the last one (a full collection costs ~130 ms with torch,
+#: scikit-learn and scipy loaded: most of a small cell's time; see docs/performance.md).
+COLLECT_GROWTH_BYTES = 256 * 2**20
+
+_last_collect_rss: list[int] = [0]
+
+
+def _rss_bytes() -> int | None:
+    """The resident set of this process (Linux ``/proc/self/statm``), else None."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def release_after_cell(device: Any) -> bool:
+    """Memory housekeeping after a *successful* cell; returns whether a full collection ran.
+
+    CUDA: :func:`free_memory` (collection and the allocator's cache handed back; the cell's own
+    work dwarfs it). CPU: tensors are freed by reference counting as the cell's objects go; a
+    full ``gc.collect()`` (for reference cycles) runs only when the resident set grew by
+    :data:`COLLECT_GROWTH_BYTES` since the last one, or where the resident set cannot be read.
+    A failed cell always gets :func:`free_memory`."""
+    if getattr(device, "type", None) == "cuda":
+        free_memory(device)
+        return True
+    rss = _rss_bytes()
+    if rss is not None and rss - _last_collect_rss[0] < COLLECT_GROWTH_BYTES:
+        return False
+    gc.collect()
+    after = _rss_bytes()
+    _last_collect_rss[0] = after if after is not None else 0
+    return True
 
 
 def cell_warnings(record: Mapping[str, Any]) -> list[dict[str, str]]:

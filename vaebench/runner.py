@@ -37,6 +37,7 @@ import dataclasses
 import hashlib
 import io
 import logging
+import math
 import os
 import secrets
 import signal
@@ -51,6 +52,7 @@ from typing import Any
 from vaebench.config import ConfigError, RunConfig, config_hash
 from vaebench.errors import DatasetError, DiskFullError, ModelContractError
 from vaebench.evaluation import free_memory as _free_memory
+from vaebench.evaluation import release_after_cell as _release_after_cell
 from vaebench.fileio import check_real_folders
 from vaebench.results import (
     MANIFEST_SCHEMA,
@@ -93,6 +95,10 @@ MAX_PARAMS = 2_000_000_000
 #: Version of what vaebench does to train a model (the shared loop, seeding, batching, data
 #: splits). Part of every training key: bump it when a change alters trained weights.
 TRAINING_VERSION = 3  # 3: fused Adam/AdamW kernels
+
+#: Seconds between two writes of a running grid's manifest (it is written at the start and the
+#: end of every run whatever this says).
+MANIFEST_INTERVAL = 2.0
 
 
 @dataclasses.dataclass
@@ -672,7 +678,7 @@ def _train_task(task: CellTask, registry: Any, t0: float) -> dict[str, Any]:
         record["warnings"].append({"kind": "hook", "message": message})
     record.update(status="ok", wall_seconds=time.perf_counter() - t0, finished=now_iso())
     del model
-    _free_memory(device)
+    _release_after_cell(device)
     return {"record": record, "state": state}
 
 
@@ -865,7 +871,7 @@ def _evaluate_task(task: CellTask, registry: Any, t0: float) -> dict[str, Any]:
                    "evaluated": now_iso()}
             for name in task.metrics
         }  # fmt: skip
-    _free_memory(device)
+    _release_after_cell(device)
     return {"record": None, "evaluations": evaluations, "state": None}
 
 
@@ -991,6 +997,14 @@ class _Grid:
     def _write_manifest(self, status: str, **extra: Any) -> None:
         self.manifest.update(status=status, summary=self.summary.to_dict(), **extra)
         atomic_write_json(self.manifest_path, self.manifest, self.out)
+        self._manifest_written = time.monotonic()
+
+    def _write_running_manifest(self) -> None:
+        """The ``running`` manifest after a stored cell, at most every
+        :data:`MANIFEST_INTERVAL` seconds: it lists every cell so far, so writing it after each
+        of N cells costs O(N^2) (the cell files, not the manifest, are what a resume reads)."""
+        if time.monotonic() - getattr(self, "_manifest_written", -math.inf) >= MANIFEST_INTERVAL:
+            self._write_manifest("running")
 
     def _eval_options(self) -> dict[str, Any]:
         return dict(self.cfg.eval)
@@ -1382,7 +1396,7 @@ class _Grid:
                     lock.release()
                 self.bar.update(1)
                 self.bar.set_postfix_str(self._status_text())
-                self._write_manifest("running")
+                self._write_running_manifest()
 
     def _status_text(self, starting: Cell | None = None) -> str:
         """The grid bar's postfix (the bar itself shows cells done / total and the ETA): cells

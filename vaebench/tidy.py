@@ -290,7 +290,12 @@ def tidy_frame(cells: Sequence[dict[str, Any]], include_failed: bool = False) ->
                 }
             )
     columns = COLUMNS + (["error"] if include_failed else [])
-    frame = pd.DataFrame(rows, columns=columns)
+    return finish_frame(pd.DataFrame(rows, columns=columns))
+
+
+def finish_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Column types and row order of a tidy frame (shared by :func:`tidy_frame` and the
+    columnar index, :mod:`vaebench.index`)."""
     frame["seed"] = frame["seed"].astype("int64")
     frame["value"] = frame["value"].astype("float64")
     frame["higher_is_better"] = frame["higher_is_better"].astype(object)
@@ -333,12 +338,17 @@ def load_results(
             dirs.extend(d)
         else:
             dirs.append(d)  # type: ignore[arg-type]
-    cells = load_records(dirs)
-    if models is not None:
-        cells = [c for c in cells if c["model"] in set(models)]
-    if datasets is not None:
-        cells = [c for c in cells if c["dataset"] in set(datasets)]
-    frame = tidy_frame(cells, include_failed=include_failed)
+    from vaebench import index
+
+    if dirs and index.available() and os.environ.get("VAEBENCH_NO_INDEX", "") in ("", "0"):
+        frame = index.load_frame(dirs, include_failed, models, datasets)
+    else:
+        cells = load_records(dirs)
+        if models is not None:
+            cells = [c for c in cells if c["model"] in set(models)]
+        if datasets is not None:
+            cells = [c for c in cells if c["dataset"] in set(datasets)]
+        frame = tidy_frame(cells, include_failed=include_failed)
     if metrics is not None:
         keep = set(metrics) | ({"failed", "skipped"} if include_failed else set())
         frame = frame[frame["metric"].isin(keep)].reset_index(drop=True)

@@ -27,6 +27,7 @@ the ``[0, 1]`` scale: add 8 bits/dim to compare with figures for 8-bit pixels on
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -43,6 +44,7 @@ __all__ = [
     "Iwae",
     "elbo_terms",
     "iwae_log_likelihood",
+    "log_prior",
     "bits_per_dim",
     "is_binary",
     "likelihood_details",
@@ -76,27 +78,106 @@ def _check_posterior(mean: Tensor, logvar: Tensor, n: int) -> None:
         )
 
 
-def _log_joint_terms(
-    model: Any, x: Tensor, mean: Tensor, logvar: Tensor, k: int, generator: torch.Generator
-) -> tuple[Tensor, Tensor]:
-    """Draw ``k`` codes per image from ``q(z|x)``; return ``(log p(x|z), log p(z) - log q(z|x))``,
-    each ``(B, k)`` float64 on the CPU. ``x`` ``(B, C, H, W)``, ``mean``/``logvar`` ``(B, d)``."""
-    b, d = mean.shape
-    eps = torch.randn(b, k, d, generator=generator, dtype=torch.float64)
-    m, lv = mean.double()[:, None, :], logvar.double()[:, None, :]
-    z = m + torch.exp(0.5 * lv) * eps
-    log_q = (-0.5 * eps.pow(2) - 0.5 * lv - 0.5 * LOG_2PI).sum(-1)
-    # the model's own prior (Model.log_prior; the default N(0, I) sums in float64 here)
-    log_p = model.log_prior(z.reshape(b * k, d)).detach().double().cpu().reshape(b, k)
-    xs = x.to(model.device).repeat_interleave(k, 0)
-    zs = z.reshape(b * k, d).to(device=model.device, dtype=torch.float32)
-    llh = model.log_likelihood(xs, zs)
-    if tuple(llh.shape) != (b * k,):
-        raise ValueError(
-            f"log_likelihood returned shape {tuple(llh.shape)}, expected ({b * k},) -- one "
-            "log p(x|z) per image, summed over pixels"
-        )
-    return llh.detach().double().cpu().reshape(b, k), log_p - log_q
+#: Memory budget of one ``log_likelihood`` call on a CUDA device, in bytes of float32 decoded
+#: pixels (``codes x D x 4``): a call then sees ``CUDA_CALL_BYTES // (4 D)`` codes (at least
+#: ``eval_batch_size``) -- many images x K samples, as the GPU wants. On the CPU a call sees
+#: ``eval_batch_size`` codes: larger calls are no faster there (measured: docs/performance.md).
+CUDA_CALL_BYTES = 512 * 2**20
+
+
+def log_prior(z: Tensor) -> Tensor:
+    """``log p(z)`` of the standard-normal prior ``N(0, I)``, summed over the last dimension:
+    codes ``z`` ``(..., d)`` -> ``(...)`` in nats (float64 in, float64 out)."""
+    return (-0.5 * z.pow(2) - 0.5 * LOG_2PI).sum(-1)
+
+
+def _draw_units(n: int, k: int, batch_size: int) -> Iterator[tuple[int, int, int, int]]:
+    """The order in which draws are made: ``(group, first image, images, samples)`` per call of
+    the generator -- ``min(k, batch_size)`` samples for ``max(1, batch_size // chunk)`` images
+    at a time, image-major; every image's ``k`` samples lie in one group. Fixed, so that the
+    same generator gives the same draws however the decoder calls are sized."""
+    chunk = min(k, batch_size)
+    per = max(1, batch_size // chunk)
+    for group, i in enumerate(range(0, n, per)):
+        b = min(per, n - i)
+        for start in range(0, k, chunk):
+            yield group, i, b, min(chunk, k - start)
+
+
+def _codes_per_call(model: Any, x: Tensor, batch_size: int) -> int:
+    device = getattr(model, "device", None)
+    if getattr(device, "type", None) == "cuda":
+        return max(batch_size, CUDA_CALL_BYTES // (4 * max(1, int(x[0].numel()))))
+    return batch_size
+
+
+def _log_weight_groups(
+    model: Any,
+    x: Tensor,
+    mean: Tensor,
+    logvar: Tensor,
+    k: int,
+    generator: torch.Generator,
+    batch_size: int,
+) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """``(first image, log p(x|z), log p(z) - log q(z|x))`` per group of images of
+    :func:`_draw_units`, each ``(images, k)`` float64 on the CPU, for codes ``z ~ q(z|x)``.
+
+    Draws come from ``generator`` (CPU, float64) unit by unit; the units are packed into
+    ``log_likelihood`` calls of up to :func:`_codes_per_call` codes (many images x samples per
+    call, never one call per image), the images repeated once per code inside a call only, the
+    results read back once per call. Memory: one call's codes and decoded images, plus the
+    ``images x k`` weights of the groups in flight."""
+    _check_posterior(mean, logvar, x.shape[0])
+    d = mean.shape[1]
+    device = model.device
+    per_call = _codes_per_call(model, x, batch_size)
+    m64, lv64 = mean.double(), logvar.double()
+    xd = x.to(device)
+    own_prior = not standard_prior(model)
+    groups: dict[int, list[tuple[Tensor, Tensor]]] = {}
+    firsts: dict[int, int] = {}
+    units_per_group = -(-k // min(k, batch_size))
+    pending: list[tuple[int, int, int, int, Tensor, Tensor]] = []
+
+    def flush() -> Iterator[tuple[int, Tensor, Tensor]]:
+        zs = torch.cat([z.reshape(-1, d) for *_, z, _ in pending])
+        xs = torch.cat([xd[i : i + b].repeat_interleave(n, 0) for _, i, b, n, _, _ in pending])
+        llh = model.log_likelihood(xs, zs.to(device=device, dtype=torch.float32))
+        if tuple(llh.shape) != (zs.shape[0],):
+            raise ValueError(
+                f"log_likelihood returned shape {tuple(llh.shape)}, expected ({zs.shape[0]},)"
+                " -- one log p(x|z) per image, summed over pixels"
+            )
+        llh = llh.detach().double().cpu()
+        at = 0
+        for g, i, b, n, _z, prior_q in pending:
+            groups.setdefault(g, []).append((llh[at : at + b * n].reshape(b, n), prior_q))
+            firsts[g] = i
+            at += b * n
+            if len(groups[g]) == units_per_group:
+                parts = groups.pop(g)
+                yield (firsts.pop(g), torch.cat([p[0] for p in parts], 1),
+                       torch.cat([p[1] for p in parts], 1))  # fmt: skip
+        pending.clear()
+
+    codes = 0
+    for g, i, b, n in _draw_units(x.shape[0], k, batch_size):
+        eps = torch.randn(b, n, d, generator=generator, dtype=torch.float64)
+        lv = lv64[i : i + b, None, :]
+        z = m64[i : i + b, None, :] + torch.exp(0.5 * lv) * eps
+        log_q = (-0.5 * eps.pow(2) - 0.5 * lv - 0.5 * LOG_2PI).sum(-1)
+        if pending and codes + b * n > per_call:
+            yield from flush()
+            codes = 0
+        if own_prior:  # the model's own prior (Model.log_prior), e.g. a VampPrior
+            log_p = model.log_prior(z.reshape(b * n, d)).detach().double().cpu().reshape(b, n)
+        else:  # N(0, I), summed in float64 here
+            log_p = log_prior(z)
+        pending.append((g, i, b, n, z, log_p - log_q))
+        codes += b * n
+    if pending:
+        yield from flush()
 
 
 def elbo_terms(
@@ -114,28 +195,20 @@ def elbo_terms(
     ``(N, C, H, W)`` with posterior ``mean``/``logvar`` ``(N, d)``. ELBO = recon - kl.
 
     Draws come from ``generator`` (CPU), in chunks of ``min(samples, batch_size)`` for
-    ``max(1, batch_size // chunk)`` images at a time, as in :func:`iwae_log_likelihood`: one
-    ``log_likelihood`` call sees at most ``batch_size`` codes and memory stays bounded for any
+    ``max(1, batch_size // chunk)`` images at a time, as in :func:`iwae_log_likelihood`, and are
+    decoded many images x samples per ``log_likelihood`` call (``batch_size`` codes on the CPU,
+    :data:`CUDA_CALL_BYTES` of decoded pixels on CUDA), so memory stays bounded for any
     ``samples``."""
-    _check_posterior(mean, logvar, x.shape[0])
-    chunk = min(samples, batch_size)
-    per = max(1, batch_size // chunk)
-    recon, kl_mc = [], []
+    recon = torch.empty(x.shape[0], dtype=torch.float64)
+    kl_mc = torch.empty(x.shape[0], dtype=torch.float64)
     with torch.inference_mode():
-        for i in range(0, x.shape[0], per):
-            sl = slice(i, i + per)
-            total = torch.zeros(x[sl].shape[0], dtype=torch.float64)
-            kl = torch.zeros(x[sl].shape[0], dtype=torch.float64)
-            for start in range(0, samples, chunk):
-                n = min(chunk, samples - start)
-                llh, prior_q = _log_joint_terms(model, x[sl], mean[sl], logvar[sl], n, generator)
-                total += llh.sum(1)
-                kl -= prior_q.sum(1)
-            recon.append(total / samples)
-            kl_mc.append(kl / samples)
+        for i, llh, prior_q in _log_weight_groups(model, x, mean, logvar, samples, generator,
+                                                  batch_size):  # fmt: skip
+            recon[i : i + llh.shape[0]] = llh.sum(1) / samples
+            kl_mc[i : i + llh.shape[0]] = -prior_q.sum(1) / samples
     if not standard_prior(model):  # its own prior: the KL by Monte Carlo, from the same draws
-        return torch.cat(recon), torch.cat(kl_mc)
-    return torch.cat(recon), gaussian_kl(mean.double(), logvar.double())
+        return recon, kl_mc
+    return recon, gaussian_kl(mean.double(), logvar.double())
 
 
 def standard_prior(model: Any) -> bool:
@@ -160,25 +233,22 @@ def iwae_log_likelihood(
     the same draws; ``log_p_k >= elbo_k`` always, by Jensen's inequality).
 
     ``x`` ``(N, C, H, W)``, ``mean``/``logvar`` ``(N, d)``; the ``k`` draws per image are made in
-    chunks of ``min(k, batch_size)`` for ``max(1, batch_size // chunk)`` images at a time, so
-    one ``log_likelihood`` call sees at most ``batch_size`` codes and memory stays bounded for
-    any ``k``; the log-sum-exp is taken in float64 over all ``k`` weights of an image."""
-    _check_posterior(mean, logvar, x.shape[0])
-    chunk = min(k, batch_size)
-    per = max(1, batch_size // chunk)
-    log_p, elbo = [], []
+    chunks of ``min(k, batch_size)`` for ``max(1, batch_size // chunk)`` images at a time (the
+    draw order, fixed), and decoded many images x samples per ``log_likelihood`` call: at most
+    ``batch_size`` codes per call on the CPU, :data:`CUDA_CALL_BYTES` of decoded float32 pixels
+    on CUDA. Memory is bounded for any ``k``: one call's codes and images plus ``k`` float64
+    weights per image in flight; the log-sum-exp is taken in float64 over all ``k`` weights of
+    an image. ``log p(z)`` is :func:`log_prior` (``N(0, I)``) or the model's own
+    ``Model.log_prior``, called once per chunk of draws."""
+    log_p = torch.empty(x.shape[0], dtype=torch.float64)
+    elbo = torch.empty(x.shape[0], dtype=torch.float64)
     with torch.inference_mode():
-        for i in range(0, x.shape[0], per):
-            sl = slice(i, i + per)
-            parts = []
-            for start in range(0, k, chunk):
-                n = min(chunk, k - start)
-                llh, prior_q = _log_joint_terms(model, x[sl], mean[sl], logvar[sl], n, generator)
-                parts.append(llh + prior_q)
-            log_w = torch.cat(parts, 1)
-            log_p.append(torch.logsumexp(log_w, 1) - math.log(k))
-            elbo.append(log_w.mean(1))
-    return torch.cat(log_p), torch.cat(elbo)
+        for i, llh, prior_q in _log_weight_groups(model, x, mean, logvar, k, generator,
+                                                  batch_size):  # fmt: skip
+            log_w = llh + prior_q
+            log_p[i : i + log_w.shape[0]] = torch.logsumexp(log_w, 1) - math.log(k)
+            elbo[i : i + log_w.shape[0]] = log_w.mean(1)
+    return log_p, elbo
 
 
 def likelihood_details(model: Any, x: Tensor) -> dict[str, Any]:

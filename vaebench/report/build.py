@@ -55,6 +55,28 @@ FORMATS = ("md", "csv", "tex", "html")
 #: Formats written when none are given (plus those the previous report in the folder wrote).
 DEFAULT_FORMATS = ("md", "csv")
 
+#: Figure file formats (``figures=`` of :func:`build_report`, ``--figures``); PNG is always
+#: among them (report.md shows the PNGs). ``vaebench report`` writes both (PDF for papers),
+#: ``vaebench run``'s automatic report PNG only (:data:`RUN_FIGURE_FORMATS`).
+FIGURE_FORMATS = ("png", "pdf")
+RUN_FIGURE_FORMATS = ("png",)
+
+
+def figure_suffixes(figures: bool | Sequence[str]) -> tuple[str, ...]:
+    """``figures`` of :func:`build_report` as file suffixes: ``True`` both formats, ``False``
+    none, else the named formats (PNG added). Raises :class:`ValueError` for an unknown one."""
+    if figures is True:
+        return tuple(f".{f}" for f in FIGURE_FORMATS)
+    if figures is False:
+        return ()
+    names = [str(f).strip().lower().lstrip(".") for f in figures]
+    bad = [f for f in names if f not in FIGURE_FORMATS]
+    if bad:
+        raise ValueError(
+            f"unknown figure format {', '.join(bad)}; valid: {', '.join(FIGURE_FORMATS)}"
+        )
+    return tuple(f".{f}" for f in FIGURE_FORMATS if f in names or f == "png")
+
 
 @dataclasses.dataclass
 class Report:
@@ -374,12 +396,17 @@ def build_ablations(rep: Report) -> dict[str, list]:
 
 
 def build_figures(
-    rep: Report, fig_dir: Path, pareto: tuple[str, str] | None = None
+    rep: Report,
+    fig_dir: Path,
+    pareto: tuple[str, str] | None = None,
+    suffixes: Sequence[str] = (".png", ".pdf"),
 ) -> dict[str, list[Path]]:
-    """Draw every figure the stored results allow and save it (PNG and PDF);
-    ``{dataset: [paths]}``."""
+    """Draw every figure the stored results allow and save it (as each of ``suffixes``);
+    ``{dataset: [paths]}``. A dataset whose figures' inputs did not change since the last
+    report into ``fig_dir`` keeps its files (:mod:`vaebench.report.cache`)."""
     from vaebench.report import figures as F
     from vaebench.report import interpolation_figures
+    from vaebench.report.cache import FigureCache, dataset_key
     from vaebench.report.sweeps import sweep_points, swept_parameters
 
     colors = F.model_colors(rep.models)
@@ -387,12 +414,30 @@ def build_figures(
         colors.setdefault(cell["model"], colors[cell["variant"]])
     out: dict[str, list[Path]] = {}
     cells = rep.cells
+    cache = FigureCache(fig_dir)
+    options = {
+        "models": rep.models,
+        "base_models": rep.base_models,
+        "interval": rep.interval,
+        "alpha": rep.alpha,
+        "confidence": rep.confidence,
+        "baseline": rep.baseline,
+        "pareto": pareto,
+        "stems": rep.stems,
+        "source_stems": rep.source_stems,
+        "colors": list({c["model"]: c["variant"] for c in reversed(cells)}.items()),
+    }
     for ds in rep.datasets:
         s = rep.stems[ds]
+        inputs_key = dataset_key([c for c in cells if c["dataset"] == ds], options, suffixes)
+        kept = cache.reuse(ds, inputs_key)
+        if kept is not None:
+            out[ds] = kept
+            continue
         made: list[Path] = []
 
         def draw(name: str, fig: Any) -> None:
-            made.extend(F.save(fig, fig_dir / f"{s}-{name}"))  # noqa: B023 - used at once
+            made.extend(F.save(fig, fig_dir / f"{s}-{name}", suffixes))  # noqa: B023
 
         for key, metrics in table_sources(rep, ds):
             sub = rep.agg[(rep.agg["dataset"] == ds) & rep.agg["metric"].isin(metrics)]
@@ -420,11 +465,13 @@ def build_figures(
                                                 title=f"{ds}: {key} sweep"))  # fmt: skip
         try:
             made += list(interpolation_figures.draw(cells, ds, list(rep.base_models), colors,
-                                                    fig_dir, stem=s))  # fmt: skip
+                                                    fig_dir, stem=s, suffixes=suffixes))  # fmt: skip
         except Exception as exc:  # noqa: BLE001 - one broken drawer must not lose the report
             log.warning("interpolation figures for %s not drawn: %s: %s", ds,
                         type(exc).__name__, exc)  # fmt: skip
         out[ds] = made
+        cache.record(ds, inputs_key, made)
+    cache.save()
     return out
 
 
@@ -433,7 +480,7 @@ def build_report(
     out_dir: str | os.PathLike | None = None,
     formats: Sequence[str] | None = None,
     baseline: str | None = None,
-    figures: bool = True,
+    figures: bool | Sequence[str] = True,
     *,
     ci: bool = False,
     alpha: float = 0.05,
@@ -464,9 +511,11 @@ def build_report(
     post-hoc test of the critical-difference diagrams (``nemenyi`` or ``wilcoxon``; see
     :mod:`vaebench.report.ranks`). ``seeds_needed``: also write the seeds-needed summary
     (:func:`vaebench.report.ranks.seeds_needed_rows`). Besides the tables, every report
-    writes ``tables/ranks.*`` and ``figures/ranks-cd-METRIC.{png,pdf}`` when there are at least two
-    datasets and models, and ``report.html`` (:mod:`vaebench.report.html`). Returns the written
-    paths.
+    writes ``tables/ranks.*`` and ``figures/ranks-cd-METRIC.*`` when there are at least two
+    datasets and models, and ``report.html`` (:mod:`vaebench.report.html`). ``figures``: ``True``
+    draws PNG and PDF, ``False`` none, or the formats among :data:`FIGURE_FORMATS` (PNG always: report.md
+    shows it); figures whose inputs did not change since the last report into ``out_dir`` are
+    kept, not drawn again. Returns the written paths.
 
     Raises :class:`ValueError` for an unknown format, baseline or metric, or when the folders
     hold no cells; :class:`vaebench.results.ResultsError` for a corrupt cell file;
@@ -482,6 +531,8 @@ def build_report(
     from vaebench.report import html, ranks
 
     ranks.check_cd_test(cd_test)
+    suffixes = figure_suffixes(figures)
+    figures = bool(suffixes)
     rep = collect(run_dirs, baseline=baseline, alpha=alpha, confidence=confidence, ci=ci,
                   correction=correction)  # fmt: skip
     out = Path(out_dir if out_dir is not None else rep.run_dirs[0])
@@ -515,9 +566,9 @@ def build_report(
         written.append(_write(tdir / "tidy.csv", T.tidy_csv(rep.frame)))
     figs: dict[str, list[Path]] = {}
     if figures:
-        figs = build_figures(rep, out / "figures", pareto)
+        figs = build_figures(rep, out / "figures", pareto, suffixes)
         written += [p for ps in figs.values() for p in ps]
-    across = ranks.write(rep, out, formats, figures, cd_test, seeds_needed, written)
+    across = ranks.write(rep, out, formats, suffixes, cd_test, seeds_needed, written)
     text = page.render(rep, tables, figs, out, formats, ablations, across)
     written.append(_write(out / "report.md", text))
     written.append(_write(out / "report.html", html.render(text, out)))

@@ -91,15 +91,15 @@ def _style() -> Iterator[Any]:
         yield Figure
 
 
-def save(fig: Any, path: str | Path) -> list[Path]:
-    """Write ``fig`` as ``path.png`` and ``path.pdf`` (a ``.png``/``.pdf`` suffix of ``path`` is
+def save(fig: Any, path: str | Path, suffixes: Sequence[str] = (".png", ".pdf")) -> list[Path]:
+    """Write ``fig`` as ``path.png`` and ``path.pdf`` (``suffixes``; a ``.png``/``.pdf`` suffix of ``path`` is
     dropped first) through :func:`vaebench.report.files.save_figure`: atomically, never through a link, with
     fixed metadata, in the report's style. ``None`` (nothing drawn) writes nothing. Returns the
     written paths."""
     if fig is None:
         return []
     with _style():
-        return save_figure(fig, Path(path))
+        return save_figure(fig, Path(path), suffixes)
 
 
 def model_colors(models: Sequence[str]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ test set (a collapsed dimension has ~0 and leaves the image unchanged).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,15 +37,15 @@ STYLE = {"font.size": 8, "axes.titlesize": 8, "figure.dpi": 150, "savefig.dpi": 
          "savefig.bbox": "tight", "pdf.fonttype": 42}  # fmt: skip
 
 
-def _save(fig: Any, path: Path) -> list[Path]:
-    """Write ``path`` as PNG and PDF atomically with fixed metadata (stable across
+def _save(fig: Any, path: Path, suffixes: Sequence[str] = (".png", ".pdf")) -> list[Path]:
+    """Write ``path`` as PNG and PDF (``suffixes``) atomically with fixed metadata (stable across
     regenerations); see :func:`vaebench.report.files.save_figure`."""
     import matplotlib
 
     if fig is None:
         return []
     with matplotlib.rc_context(STYLE):
-        return save_figure(fig, path)
+        return save_figure(fig, path, suffixes)
 
 
 def _hw(img: np.ndarray) -> np.ndarray:
@@ -175,15 +176,17 @@ def draw(
     colors: dict,
     fig_dir: Path,
     stem: str | None = None,
+    suffixes: Sequence[str] = (".png", ".pdf"),
 ) -> list[Path]:
-    """Draw this dataset's interpolation figures into ``fig_dir``; return the written paths.
-    ``stem``: the dataset's file-name stem (see :func:`vaebench.report.build.file_stems`)."""
+    """Draw this dataset's interpolation figures into ``fig_dir`` (as each of ``suffixes``);
+    return the written paths. ``stem``: the dataset's file-name stem (see
+    :func:`vaebench.report.build.file_stems`)."""
     if stem is None:
         from vaebench.report.build import file_stems
 
         stem = file_stems([dataset])[dataset]
     fig = midpoint_strips(cells, dataset, models, colors)
-    out = _save(fig, Path(fig_dir) / f"{stem}-midpoint")
+    out = _save(fig, Path(fig_dir) / f"{stem}-midpoint", suffixes)
     from vaebench.report.build import file_stems
 
     variants = sorted({c.get("variant") or c["model"] for c in cells
@@ -191,5 +194,5 @@ def draw(
                        and "latent_traversal" in c.get("artifacts", {})})  # fmt: skip
     for v, v_stem in file_stems(variants).items():
         fig = latent_traversal(cells, dataset, v)
-        out += _save(fig, Path(fig_dir) / f"{stem}-traversal-{v_stem}")
+        out += _save(fig, Path(fig_dir) / f"{stem}-traversal-{v_stem}", suffixes)
     return out

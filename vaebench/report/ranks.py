@@ -291,17 +291,46 @@ def _seeds_md(frame: pd.DataFrame, alpha: float) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The figure cache of the critical-difference diagrams, inside ``OUT/figures`` (keyed by metric;
+#: the datasets' figures have their own, :data:`vaebench.report.cache.CACHE_NAME`).
+RANKS_CACHE_NAME = ".ranks-figure-keys.json"
+
+
+def _figure_key(r: RankResult, suffixes: Sequence[str]) -> str:
+    """SHA-256 of what a critical-difference diagram draws (ranks, post-hoc p-values, critical
+    difference, alpha, test), its ``suffixes`` and the drawing code."""
+    import hashlib
+    import json
+
+    from vaebench.report.cache import code_digest
+
+    blob = json.dumps(
+        {
+            "metric": r.metric,
+            "ranks": r.mean_ranks.to_json(double_precision=15),
+            "posthoc": r.posthoc.to_json(double_precision=15),
+            "cd": repr(r.cd),
+            "alpha": repr(r.alpha),
+            "test": r.cd_test,
+            "suffixes": list(suffixes),
+            "code": code_digest(),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
 def write(
     rep: Any,
     out: Path,
     formats: Sequence[str],
-    figures: bool,
+    suffixes: Sequence[str],
     cd_test: str,
     seeds_needed: bool,
     written: list[Path],
 ) -> str:
-    """Write ``tables/ranks.*`` (the formats asked for), ``figures/ranks-cd-METRIC.{png,pdf}``
-    (when ``figures``) and, with ``seeds_needed``, ``tables/seeds-needed.{md,csv}``; append the
+    """Write ``tables/ranks.*`` (the formats asked for), ``figures/ranks-cd-METRIC`` as each of
+    ``suffixes`` (``()``: no figures) and, with ``seeds_needed``, ``tables/seeds-needed.{md,csv}``; append the
     paths to ``written``. Returns the Markdown section(s) for report.md."""
     from vaebench.report import figures as F
     from vaebench.report import tables as T
@@ -337,15 +366,23 @@ def write(
             written.append(_write(tdir / "ranks.html", T.to_html(table)))
         if "csv" in formats:
             written.append(_write(tdir / "ranks.csv", _csv(results)))
-        if figures:
+        if suffixes:
+            from vaebench.report.cache import FigureCache
+
+            cache = FigureCache(fdir, RANKS_CACHE_NAME)  # drawn again only when its values change
             stems = file_stems([r.metric for r in results])
             for r in results:
-                paths = F.save(_cd_figure(r), fdir / f"ranks-cd-{stems[r.metric]}")
+                key = _figure_key(r, suffixes)
+                paths = cache.reuse(r.metric, key)
+                if paths is None:
+                    paths = F.save(_cd_figure(r), fdir / f"ranks-cd-{stems[r.metric]}", suffixes)
+                    cache.record(r.metric, key, paths)
                 written.extend(paths)
                 png = next((p for p in paths if p.suffix == ".png"), None)
                 if png is not None:
                     text += (f"\n![critical-difference diagram: {escape_markdown(r.metric)}]"
                              f"(figures/{png.name})\n")  # fmt: skip
+            cache.save()
             text += (
                 "\nCritical-difference diagrams: models on the mean-rank axis (1 = best, "
                 "left); a bar joins models the post-hoc test does not separate.\n"

@@ -33,6 +33,7 @@ confidence interval) and the smallest difference the seeds could detect are in
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -185,13 +186,20 @@ def _pvalue(test: Any, *args: Any, **kw: Any) -> float:
         return float(test(*args, **kw).pvalue)
 
 
-def t_interval(mean: float, std: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Two-sided t confidence interval for the mean; NaNs for n < 2."""
+@functools.lru_cache(maxsize=1024)
+def _t_quantile(p: float, df: int) -> float:
+    """``scipy.stats.t.ppf(p, df)``, remembered: a report asks for a few (confidence, seeds)
+    pairs hundreds of times, and each scipy call costs milliseconds."""
     from scipy import stats
 
+    return float(stats.t.ppf(p, df))
+
+
+def t_interval(mean: float, std: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Two-sided t confidence interval for the mean; NaNs for n < 2."""
     if n < 2 or not math.isfinite(std):
         return (math.nan, math.nan)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+    half = _t_quantile(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)
     return (mean - half, mean + half)
 
 
@@ -319,15 +327,15 @@ def aggregate(
     rows: list[dict[str, Any]] = []
     for dataset in sorted(frame["dataset"].unique()):
         sub = frame[frame["dataset"] == dataset]
+        # one pass over the dataset's rows (rows keep their order within a group)
+        parts = {key: dict(zip(part["seed"].astype(int), part["value"], strict=True))
+                 for key, part in sub.groupby(["metric", "variant"], sort=False)}  # fmt: skip
         for metric in order_metrics({m: meta[m] for m in sub["metric"].unique()}):
             m = meta[metric]
             values: dict[str, dict[int, float]] = {}
             for variant in models:
-                part = sub[(sub["metric"] == metric) & (sub["variant"] == variant)]
-                if not part.empty:
-                    values[variant] = dict(
-                        zip(part["seed"].astype(int), part["value"], strict=True)
-                    )
+                if (metric, variant) in parts:
+                    values[variant] = parts[(metric, variant)]
             apart = {v for v in values if (dataset, v, metric) in unranked_set}
             rows.extend(_metric_rows(dataset, metric, m, values, variants, baseline, alpha,
                                      confidence, apart, correction))  # fmt: skip

@@ -1,0 +1,116 @@
+"""Figures are drawn only when their inputs changed (issue 25), in the formats asked for."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+from test_report_cells import write_cell, write_manifest
+
+from vaebench.report import build_report
+from vaebench.report import figures as F
+from vaebench.report.build import figure_suffixes
+
+
+@pytest.fixture
+def saves(monkeypatch):
+    """The figure paths passed to the report's savefig wrapper, in order."""
+    calls: list[str] = []
+    original = F.save_figure
+
+    def counting(fig, path, suffixes=(".png", ".pdf")):
+        calls.append(Path(path).name)
+        return original(fig, path, suffixes)
+
+    monkeypatch.setattr(F, "save_figure", counting)
+    return calls
+
+
+def two_datasets(root: Path) -> Path:
+    run = root / "r"
+    write_manifest(run, ["ae", "pca"], ["one", "two"])
+    for ds in ("one", "two"):
+        for seed in (0, 1):
+            write_cell(run, "ae", ds, seed, {"mse": 0.1 + seed / 100})
+            write_cell(run, "pca", ds, seed, {"mse": 0.2 + seed / 100})
+    return run
+
+
+def figure_digest(run: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((run / "figures").glob("*.p*"))}  # fmt: skip
+
+
+def test_unchanged_inputs_draw_nothing_and_keep_the_files(tmp_path, saves):
+    run = two_datasets(tmp_path)
+    first = build_report([run], formats=["md"])
+    drawn = list(saves)
+    # each dataset's figures, and the critical-difference diagram across the two datasets
+    assert drawn and {n.split("-")[0] for n in drawn} == {"one", "two", "ranks"}
+    before = figure_digest(run)
+    saves.clear()
+    second = build_report([run], formats=["md"])
+    assert saves == []
+    assert figure_digest(run) == before
+    assert sorted(map(str, second)) == sorted(map(str, first))  # still the report's files
+    assert "figures/one-" in (run / "report.md").read_text()
+
+
+def test_a_changed_cell_redraws_its_dataset_only(tmp_path, saves):
+    run = two_datasets(tmp_path)
+    build_report([run], formats=["md"])
+    saves.clear()
+    write_cell(run, "ae", "two", 1, {"mse": 0.5})  # ae now ranks below pca on "two"
+    build_report([run], formats=["md"])
+    assert saves and {n.split("-")[0] for n in saves} == {"two", "ranks"}
+    saves.clear()
+    write_cell(run, "ae", "two", 1, {"mse": 0.45})  # the same ranks: the CD diagram is kept
+    build_report([run], formats=["md"])
+    assert saves and {n.split("-")[0] for n in saves} == {"two"}
+
+
+def test_a_changed_option_or_a_missing_file_redraws(tmp_path, saves):
+    run = two_datasets(tmp_path)
+    build_report([run], formats=["md"])
+    saves.clear()
+    build_report([run], formats=["md"], ci=True)  # another interval: every bar changes
+    assert {n.split("-")[0] for n in saves} == {"one", "two"}
+    saves.clear()
+    next((run / "figures").glob("one-*.png")).unlink()
+    build_report([run], formats=["md"], ci=True)
+    assert {n.split("-")[0] for n in saves} == {"one"}
+
+
+def test_png_only_and_the_pdfs_of_the_previous_report_are_removed(tmp_path, saves):
+    run = two_datasets(tmp_path)
+    build_report([run], formats=["md"], figures=["png"])
+    assert list((run / "figures").glob("*.png")) and not list((run / "figures").glob("*.pdf"))
+    build_report([run], formats=["md"])  # True: PNG and PDF
+    pdfs = list((run / "figures").glob("*.pdf"))
+    assert pdfs
+    build_report([run], formats=["md"], figures=["png"])
+    assert not any(p.exists() for p in pdfs)
+
+
+def test_figure_formats_are_checked():
+    assert figure_suffixes(True) == (".png", ".pdf")
+    assert figure_suffixes(False) == ()
+    assert figure_suffixes(["pdf"]) == (".png", ".pdf")  # PNG always: report.md shows it
+    with pytest.raises(ValueError, match="unknown figure format svg; valid: png, pdf"):
+        figure_suffixes(["svg"])
+
+
+def test_cli_figures_option(tmp_path):
+    from click.testing import CliRunner
+
+    from vaebench.cli import cli
+
+    run = two_datasets(tmp_path)
+    res = CliRunner().invoke(cli, ["report", str(run), "--figures", "png"])
+    assert res.exit_code == 0, res.output
+    assert not list((run / "figures").glob("*.pdf"))
+    res = CliRunner().invoke(cli, ["report", str(run), "--figures", "gif"])
+    assert res.exit_code == 2 and "unknown figure format gif; valid: png, pdf" in res.output
+    res = CliRunner().invoke(cli, ["report", str(run), "--no-figures"])
+    assert res.exit_code == 0 and not list((run / "figures").glob("*.png"))

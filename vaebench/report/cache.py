@@ -1,0 +1,145 @@
+"""Figures are drawn again only when what they draw changed.
+
+A report's figures of one dataset depend on that dataset's cells, the report's options (the
+variants and their order, which fix the colours; the interval, confidence, alpha and baseline;
+the Pareto axes), the file formats and the code that draws them. :func:`dataset_key` digests
+all of these; ``OUT/figures/.figure-keys.json`` remembers, per dataset, the key its figures were
+drawn under and the files drawn. When the key is unchanged and every file is still there (with
+the size it had), the files are kept as they are instead of being drawn again -- drawing, and
+PDF font subsetting above all, was 88 % of a default report's time.
+
+A cell is identified by its file's name, size and modification time (cell files are replaced
+atomically, so a changed cell is a new file), so nothing has to be re-read to know that it did
+not change. Deleting ``.figure-keys.json`` (or any figure) redraws.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from vaebench.results import atomic_write_text
+
+__all__ = ["FigureCache", "code_digest", "dataset_key"]
+
+#: The cache file, inside ``OUT/figures``.
+CACHE_NAME = ".figure-keys.json"
+
+#: Modules whose code draws the figures: a change in any of them redraws everything.
+DRAWING_MODULES = (
+    "vaebench.report.figures",
+    "vaebench.report.interpolation_figures",
+    "vaebench.report.sweeps",
+    "vaebench.report.build",
+    "vaebench.report.layout",
+    "vaebench.report.files",
+    "vaebench.report.ranks",
+)
+
+_CODE: list[str] = []
+
+
+def code_digest() -> str:
+    """SHA-256 of the drawing modules' source (:data:`DRAWING_MODULES`), matplotlib's version
+    and vaebench's version; computed once per process."""
+    if not _CODE:
+        import importlib
+
+        import matplotlib
+
+        import vaebench
+
+        h = hashlib.sha256()
+        h.update(f"matplotlib {matplotlib.__version__} vaebench {vaebench.__version__}".encode())
+        for name in DRAWING_MODULES:
+            path = getattr(importlib.import_module(name), "__file__", None)
+            h.update(name.encode())
+            if path:
+                h.update(Path(path).read_bytes())
+        _CODE.append(h.hexdigest())
+    return _CODE[0]
+
+
+def _file_id(path: Any) -> list[Any]:
+    """File name, size and modification time (not the folder: a copied results folder keeps
+    the key, and so the report folder's bytes)."""
+    if not path:
+        return [None]
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [Path(path).name, None]
+    return [Path(path).name, st.st_size, st.st_mtime_ns]
+
+
+def dataset_key(
+    cells: Iterable[dict[str, Any]], options: dict[str, Any], suffixes: Sequence[str]
+) -> str:
+    """SHA-256 over a dataset's ``cells`` (their run folder's name, ``config_hash``, ``variant``
+    and file identity: name, size, modification time), the report ``options`` that shape its figures (JSON-able),
+    the figure ``suffixes`` and :func:`code_digest`."""
+    ids = sorted(
+        [
+            str(c.get("run")),
+            str(c.get("config_hash")),
+            str(c.get("variant")),
+            *map(str, _file_id(c.get("_path"))),
+        ]
+        for c in cells
+    )
+    blob = json.dumps(
+        {"cells": ids, "options": options, "suffixes": list(suffixes), "code": code_digest()},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class FigureCache:
+    """``OUT/figures/.figure-keys.json``: ``{dataset: {"key": ..., "files": {name: size}}}``."""
+
+    def __init__(self, fig_dir: Path, name: str = CACHE_NAME) -> None:
+        self.fig_dir = Path(fig_dir)
+        self.path = self.fig_dir / name
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            self.entries: dict[str, Any] = data if isinstance(data, dict) else {}
+        except (OSError, ValueError):
+            self.entries = {}
+        self.new: dict[str, Any] = {}
+
+    def reuse(self, dataset: str, key: str) -> list[Path] | None:
+        """The files drawn for ``dataset`` under ``key``, when all are still there unchanged
+        in size; else None (draw them)."""
+        entry = self.entries.get(dataset)
+        if not isinstance(entry, dict) or entry.get("key") != key:
+            return None
+        files = entry.get("files")
+        if not isinstance(files, dict):
+            return None
+        out = []
+        for name, size in files.items():
+            p = self.fig_dir / str(name)
+            if Path(name).name != name or not p.is_file() or p.is_symlink():
+                return None
+            if p.stat().st_size != size:
+                return None
+            out.append(p)
+        self.new[dataset] = entry
+        return out
+
+    def record(self, dataset: str, key: str, files: Iterable[Path]) -> None:
+        self.new[dataset] = {
+            "key": key,
+            "files": {p.name: p.stat().st_size for p in files if p.parent == self.fig_dir},
+        }
+
+    def save(self) -> None:
+        """Write the entries of this report (datasets no longer drawn are dropped)."""
+        if self.new != self.entries:
+            self.fig_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.path, json.dumps(self.new, indent=1, sort_keys=True) + "\n")
