@@ -66,6 +66,8 @@ DEFAULT_PLUGINS = (
     "vaebench.metrics.representation",
     "vaebench.metrics.samples",
     "vaebench.tracking.mlflow",
+    "vaebench.models.adversarial",
+    "vaebench.models.vqvae",
 )
 
 ENTRY_POINT_GROUP = "vaebench"
