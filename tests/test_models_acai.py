@@ -316,3 +316,20 @@ def test_vqvae_without_ema_learns_its_codebook_by_gradient():
     before = model.codebook.detach().clone()
     model.fit(torch.rand(16, *SHAPE))
     assert not torch.equal(before, model.codebook.detach())
+
+
+def test_bench_reference_of_a_two_optimiser_model_is_a_plain_loop_of_its_own_step():
+    from vaebench.bench import StepsReference, reference_for
+
+    seed_everything(0)
+    model = ACAI(SHAPE, latent_dim=2, hidden=(8,), batch_size=8)
+    ref = reference_for(model)
+    assert isinstance(ref, StepsReference)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert ref.train(torch.rand(16, *SHAPE)) == 16
+    trained = ref.model.state_dict()
+    # both parts of the copy moved, the measured model did not
+    for part in ("encoder.", "critic."):
+        assert any(not torch.equal(before[k], trained[k]) for k in before if k.startswith(part))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert ref.encode(torch.rand(3, *SHAPE)).shape == (3, 2)
