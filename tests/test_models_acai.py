@@ -333,3 +333,24 @@ def test_bench_reference_of_a_two_optimiser_model_is_a_plain_loop_of_its_own_ste
         assert any(not torch.equal(before[k], trained[k]) for k in before if k.startswith(part))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert ref.encode(torch.rand(3, *SHAPE)).shape == (3, 2)
+
+
+def test_the_four_models_are_registered_with_documented_hyperparameters():
+    from vaebench.plugins import get_registry
+
+    reg = get_registry()
+    want = {
+        "dropout-ae": {"dropout": 0.5},
+        "aae": {"adv_weight": 1.0, "disc_hidden": (100, 100), "disc_lr": 1e-4},
+        "vqvae": {"codebook_size": 512, "code_dim": 2, "beta": 0.25, "ema": True, "decay": 0.99},
+        "acai": {"adv_weight": 0.5, "reg": 0.2},
+    }
+    for name, params in want.items():
+        spec = reg.model(name).spec
+        defaults, docs = spec.defaults(), spec.docs()
+        for key, value in params.items():
+            assert defaults[key] == value, (name, key)
+            assert docs[key], (name, key)
+        for arch in ("mlp", "conv"):
+            model = spec.create((1, 8, 8), device="meta", arch=arch, latent_dim=4)
+            assert model.arch == arch

@@ -129,6 +129,12 @@ class ACAI(TorchAutoencoder):
         self.critic.to(self.device)
         self.eval()
 
+    @property
+    def unused_params(self) -> tuple[str, ...]:
+        """The critic is always built from ``arch`` (with ``hidden`` or ``conv_channels``),
+        also when the encoder and decoder are passed in code."""
+        return ("conv_channels",) if self.arch == "mlp" else ("hidden",)
+
     def configure_optimizers(self) -> list[OptimizerStep]:
         return [
             OptimizerStep("autoencoder", self.make_optimizer(self.autoencoder_parameters())),
