@@ -304,8 +304,9 @@ def test_vqvae_decodes_quantised_codes_and_samples_from_index_frequencies():
     decoded = model.decode(model.codebook[torch.tensor(pairs)].reshape(len(pairs), 4))
     gap = (s.flatten(1)[:, None, :] - decoded.flatten(1)[None]).abs().amax(2).amin(1)
     assert gap.max().item() < 1e-5
-    with pytest.raises(ValueError, match=r"code_dim must be a positive integer that divides"):
+    with pytest.raises(ValueError, match=r"code_dim must be 0 \(auto\) or a positive integer"):
         VQVAE(SHAPE, latent_dim=5, code_dim=2)
+    assert VQVAE(SHAPE, latent_dim=5).code_dim == 1 and VQVAE(SHAPE, latent_dim=64).code_dim == 2
 
 
 def test_vqvae_without_ema_learns_its_codebook_by_gradient():
@@ -342,7 +343,7 @@ def test_the_four_models_are_registered_with_documented_hyperparameters():
     want = {
         "dropout-ae": {"dropout": 0.5},
         "aae": {"adv_weight": 1.0, "disc_hidden": (100, 100), "disc_lr": 1e-4},
-        "vqvae": {"codebook_size": 512, "code_dim": 2, "beta": 0.25, "ema": True, "decay": 0.99},
+        "vqvae": {"codebook_size": 512, "code_dim": 0, "beta": 0.25, "ema": True, "decay": 0.99},
         "acai": {"adv_weight": 0.5, "reg": 0.2},
     }
     for name, params in want.items():

@@ -103,7 +103,7 @@ class VQVAE(TorchAutoencoder):
 
     param_docs = {
         "codebook_size": "number of codebook vectors K",
-        "code_dim": "values per codebook vector (must divide latent_dim)",
+        "code_dim": "values per codebook vector, dividing latent_dim; 0 = 2 if latent_dim is even, else 1",
         "beta": "commitment weight (paper: 0.25)",
         "ema": "move the codebook by exponential moving averages (else learn it by gradient)",
         "decay": "EMA decay of the codebook (paper's appendix: 0.99)",
@@ -113,7 +113,7 @@ class VQVAE(TorchAutoencoder):
         self,
         *args,
         codebook_size: int = 512,
-        code_dim: int = 2,
+        code_dim: int = 0,
         beta: float = 0.25,
         ema: bool = True,
         decay: float = 0.99,
@@ -129,13 +129,15 @@ class VQVAE(TorchAutoencoder):
         if (
             isinstance(code_dim, bool)
             or not isinstance(code_dim, int)
-            or code_dim < 1
-            or self.latent_dim % code_dim
+            or code_dim < 0
+            or (code_dim > 0 and self.latent_dim % code_dim)
         ):
             raise ValueError(
-                f"code_dim must be a positive integer that divides latent_dim={self.latent_dim}, "
-                f"got {code_dim!r}"
+                f"code_dim must be 0 (auto) or a positive integer that divides "
+                f"latent_dim={self.latent_dim}, got {code_dim!r}"
             )
+        if code_dim == 0:
+            code_dim = 2 if self.latent_dim % 2 == 0 else 1
         if (
             isinstance(beta, bool)
             or not isinstance(beta, int | float)
