@@ -14,8 +14,12 @@ and the same three for a **reference**: the same network rebuilt from plain ``to
 Adam -- with the same batch size, learning rate and loss, written out below without any
 vaebench code. References exist for the built-in MLP models (``ae``, ``noisy``, ``dae``,
 ``vae``; :data:`ARCHITECTURES` and :func:`reference_losses` are where another architecture or
-loss is added) and for ``pca`` (scikit-learn's randomized PCA for training, a plain matmul for
-encode/decode). Any other model -- a plugin's -- gets the harness columns only.
+loss is added), for ``pca`` (scikit-learn's randomized PCA for training, a plain matmul for
+encode/decode), and for every model with several optimisers (``configure_optimizers()``, e.g.
+``aae``, ``acai``): a plain loop of the model's *own* step (:class:`StepsReference`: its
+``loss``, one ``backward(inputs=...)`` per optimiser, default Adam), which measures what the
+shared loop adds around that step. Any other model -- a plugin's -- gets the harness columns
+only.
 
 **How.** Harness and reference run in alternating order (harness first in even repeats,
 reference first in odd ones) for ``repeats`` rounds, so that a slow spell of a shared machine
@@ -39,6 +43,7 @@ the process's lifetime peak (``ru_maxrss``).
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import os
@@ -272,6 +277,55 @@ class TorchReference:
             return torch.sigmoid(self.dec(z)).reshape(z.shape[0], *self.shape)
 
 
+class StepsReference:
+    """A plain loop of a multi-optimiser model's own training step on a copy of the model: per
+    batch its ``loss``, each optimiser's entry back-propagated into that optimiser's parameters
+    (``backward(inputs=...)``), default Adam per optimiser with the model's learning rates. No
+    vaebench loop code; it calls the model's ``loss`` (not a rewritten one)."""
+
+    description = (
+        "plain loop of the model's own multi-optimiser step (loss, backward per optimiser, Adam)"
+    )
+
+    def __init__(self, model: Any) -> None:
+        self.model = copy.deepcopy(model)
+        self.device = model.device
+        self.batch_size = int(model.batch_size)
+
+    def train(self, x: Tensor) -> int:
+        m = self.model
+        steps = m.configure_optimizers()
+        groups = [[p for g in s.optimizer.param_groups for p in g["params"]] for s in steps]
+        opts = [
+            torch.optim.Adam(ps, lr=s.optimizer.param_groups[0]["lr"])
+            for s, ps in zip(steps, groups, strict=True)
+        ]
+        last = len(steps) - 1
+        m.train()
+        n = x.shape[0]
+        perm = torch.randperm(n, device=self.device)
+        for i in range(0, n, self.batch_size):
+            xb = x[perm[i : i + self.batch_size]]
+            if xb.shape[0] < 2:
+                continue
+            with _autocast(self.device):
+                losses = m.loss(xb)
+            for o in opts:
+                o.zero_grad(set_to_none=True)
+            for k, (s, ps) in enumerate(zip(steps, groups, strict=True)):
+                losses[s.loss].backward(inputs=ps, retain_graph=k < last)
+            for o in opts:
+                o.step()
+        m.eval()
+        return n
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.model.encode(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.model.decode(z)
+
+
 class PcaReference:
     """scikit-learn's ``PCA(svd_solver="randomized")`` for fitting (limited to the same number
     of BLAS threads); encode and decode as plain matrix products with the model's fitted
@@ -310,12 +364,17 @@ class PcaReference:
             return out.reshape(z.shape[0], *m.input_shape)
 
 
-def reference_for(model: Any, threads: int = 1) -> TorchReference | PcaReference | str:
+def reference_for(
+    model: Any, threads: int = 1
+) -> TorchReference | PcaReference | StepsReference | str:
     """The reference of ``model``, or a string saying why it has none."""
     from vaebench.models.pca import PCA
 
     if type(model) is PCA:
         return PcaReference(model, threads)
+    multi = getattr(model, "configure_optimizers", None)
+    if callable(multi) and multi() is not None:
+        return StepsReference(model)
     loss = reference_losses().get(type(model))
     if loss is None:
         return f"no plain reference for {type(model).__name__} (harness columns only)"

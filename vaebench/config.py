@@ -966,6 +966,8 @@ PARAM_LIMITS: dict[str, int] = {
     "batch_size": 1_000_000,
     "hidden": 100_000,
     "conv_channels": 100_000,
+    "disc_hidden": 100_000,
+    "codebook_size": 1_000_000,
 }
 PARAM_LIMIT_WHY = {
     "epochs": "training time grows with it",
@@ -974,6 +976,8 @@ PARAM_LIMIT_WHY = {
     "batch_size": "images per step; a batch larger than the data is the whole data",
     "hidden": "layer width: the weights grow with its square",
     "conv_channels": "channels per stage: the weights grow with its square",
+    "disc_hidden": "discriminator layer width: the weights grow with its square",
+    "codebook_size": "codebook vectors: the distance matrix grows with it",
 }
 #: At most this many entries in a list of layer sizes (``hidden``, ``conv_channels``).
 MAX_LAYERS = 100

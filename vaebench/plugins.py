@@ -72,6 +72,8 @@ DEFAULT_PLUGINS = (
     "vaebench.models.variational",
     "vaebench.models.regularised",
     "vaebench.data.generation",
+    "vaebench.models.adversarial",
+    "vaebench.models.vqvae",
 )
 
 ENTRY_POINT_GROUP = "vaebench"

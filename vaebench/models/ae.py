@@ -1,10 +1,11 @@
-"""``ae``, ``noisy`` and ``dae``: deterministic autoencoders sharing one architecture (``arch``:
+"""``ae``, ``noisy``, ``dae`` and ``dropout-ae``: deterministic autoencoders sharing one architecture (``arch``:
 ``mlp`` or ``conv``, see ``docs/models.md``) and one training loop."""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
@@ -67,10 +68,41 @@ class DenoisingAE(TorchAutoencoder):
         return {"loss": rec, "recon": rec}
 
 
+class DropoutAE(TorchAutoencoder):
+    """Autoencoder with dropout on the *code* while training: each code entry is zeroed with
+    probability ``dropout`` and the others scaled by ``1 / (1 - dropout)`` before decoding; no
+    dropout at evaluation (``encode``/``decode``).
+
+    The "Dropout" baseline of Berthelot, Raffel, Roy & Goodfellow (ICLR 2019, "Understanding and
+    improving interpolation in autoencoders via an adversarial regularizer", Table 1); official
+    code brain-research/acai ``dropout.py``: ``tf.nn.dropout`` on the flattened code with keep
+    probability 0.5 (our ``dropout`` is the drop probability, so the paper's setting is 0.5).
+    """
+
+    param_docs = {"dropout": "probability of zeroing each code entry while training (paper: 0.5)"}
+
+    def __init__(self, *args, dropout: float = 0.5, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if (
+            isinstance(dropout, bool)
+            or not isinstance(dropout, int | float)
+            or not (0 <= dropout < 1)
+        ):
+            raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
+
+    def loss(self, x: Tensor) -> dict[str, Tensor]:
+        z = self.code(self.encoder_outputs(x))
+        z = F.dropout(z, p=self.dropout, training=self.training)
+        rec = reconstruction_loss(self.decoder_logits(z), x, self.recon_loss).mean()
+        return {"loss": rec, "recon": rec}
+
+
 @hookimpl
 def vaebench_models():
     return [
         ModelSpec("ae", AE, "deep autoencoder (reconstruction loss only; mlp or conv)"),
         ModelSpec("noisy", NoisyAE, "autoencoder with Gaussian noise added to the code"),
         ModelSpec("dae", DenoisingAE, "denoising autoencoder (Gaussian noise on the input)"),
+        ModelSpec("dropout-ae", DropoutAE, "autoencoder with dropout on the code (ACAI's Dropout)"),
     ]
