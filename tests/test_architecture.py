@@ -112,3 +112,14 @@ def test_every_vaebench_error_has_one_base():
 
 def test_the_package_ships_type_information():
     assert (PACKAGE / "py.typed").is_file()
+
+
+def test_metric_modules_register_themselves_without_a_circle():
+    from vaebench.plugins import DEFAULT_PLUGINS, get_registry
+
+    assert "vaebench.metrics.acai" in DEFAULT_PLUGINS
+    registered = get_registry().metrics
+    assert registered["acai"].plugin == registered["midpoint"].plugin == "vaebench.metrics.acai"
+    assert "vaebench.metrics.acai" not in _runtime_vaebench_imports(
+        PACKAGE / "metrics" / "interpolation.py"
+    )
