@@ -123,3 +123,20 @@ def test_metric_modules_register_themselves_without_a_circle():
     assert "vaebench.metrics.acai" not in _runtime_vaebench_imports(
         PACKAGE / "metrics" / "interpolation.py"
     )
+
+
+def test_the_hook_contract_names_no_vaebench_module_even_for_type_checkers():
+    """hookspecs describes what a hook receives with its own types (``CellInfo``): no import of
+    vaebench anywhere in its source, ``if TYPE_CHECKING:`` blocks included."""
+    tree = ast.parse((PACKAGE / "hookspecs.py").read_text())
+    imported = {
+        name
+        for node in ast.walk(tree)
+        for name in (
+            [node.module or ""] if isinstance(node, ast.ImportFrom)
+            else [a.name for a in node.names] if isinstance(node, ast.Import)
+            else []
+        )
+    }  # fmt: skip
+    assert not {m for m in imported if m.split(".")[0] == "vaebench"}, imported
+    assert "pluggy" in imported
