@@ -140,3 +140,21 @@ def test_the_hook_contract_names_no_vaebench_module_even_for_type_checkers():
     }  # fmt: skip
     assert not {m for m in imported if m.split(".")[0] == "vaebench"}, imported
     assert "pluggy" in imported
+
+
+def test_the_conformance_kit_is_a_package_of_small_modules():
+    """vaebench.testing (once one 2000-line file) stays split: no module over 800 lines, no
+    function over 80, and every public name still imports from ``vaebench.testing``."""
+    import vaebench.testing as kit
+
+    folder = PACKAGE / "testing"
+    assert (folder / "__init__.py").is_file() and not (PACKAGE / "testing.py").exists()
+    for path in sorted(folder.glob("*.py")):
+        text = path.read_text()
+        assert text.count("\n") <= 800, f"{path.name}: {text.count(chr(10))} lines"
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 80, f"{path.name}:{node.lineno} {node.name} has {length} lines"
+    assert all(hasattr(kit, name) for name in kit.__all__)
+    assert kit.check_interface.__module__ == "vaebench.testing"
