@@ -158,3 +158,18 @@ def test_the_conformance_kit_is_a_package_of_small_modules():
                 assert length <= 80, f"{path.name}:{node.lineno} {node.name} has {length} lines"
     assert all(hasattr(kit, name) for name in kit.__all__)
     assert kit.check_interface.__module__ == "vaebench.testing"
+
+
+def test_docs_architecture_lists_every_module():
+    """docs/architecture.md has one table row per module of vaebench/ (a plugin folder counts
+    once), and one per module of the conformance kit."""
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = set()
+    for path in PACKAGE.iterdir():
+        if path.suffix == ".py":
+            rows.add(f"| `{path.name}` |")
+        elif path.is_dir() and (path / "__init__.py").is_file() and path.name != "testing":
+            rows.add(f"| `{path.name}/` |")
+    rows |= {f"| `testing/{p.name}` |" for p in (PACKAGE / "testing").glob("*.py")}
+    missing = sorted(row for row in rows if row not in text)
+    assert not missing, f"docs/architecture.md has no row for {missing}"
