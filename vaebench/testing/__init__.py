@@ -48,43 +48,25 @@ smaller network).
 
 from __future__ import annotations
 
-from vaebench.testing.core import (
-    FAST_EVAL_OPTIONS as FAST_EVAL_OPTIONS,
-)
-from vaebench.testing.core import (
-    FIT_BATCH_SIZE as FIT_BATCH_SIZE,
-)
-from vaebench.testing.core import (
-    FIT_EPOCHS as FIT_EPOCHS,
-)
-from vaebench.testing.core import (
+# Every name of __all__, and (noqa: F401) the constants and helpers that were importable from
+# the single-file vaebench.testing before it became this package.
+from vaebench.testing.core import (  # noqa: F401
+    FAST_EVAL_OPTIONS,
+    FIT_BATCH_SIZE,
+    FIT_EPOCHS,
     MAX_TEST_OVERLAP,
+    N_FIT,
+    N_TINY,
+    NOT_APPLICABLE,
+    PROBE_SHAPES,
+    SHAPES,
+    TIMING_UNITS,
     CheckFailed,
     CheckResult,
     ConformanceError,
 )
-from vaebench.testing.core import (
-    N_FIT as N_FIT,
-)
-from vaebench.testing.core import (
-    N_TINY as N_TINY,
-)
-from vaebench.testing.core import (
-    NOT_APPLICABLE as NOT_APPLICABLE,
-)
-from vaebench.testing.core import (
-    PROBE_SHAPES as PROBE_SHAPES,
-)
-from vaebench.testing.core import (
-    SHAPES as SHAPES,
-)
-from vaebench.testing.core import (
-    TIMING_UNITS as TIMING_UNITS,
-)
-from vaebench.testing.dataset_kit import (
-    OVERLAP_INFO_KEY as OVERLAP_INFO_KEY,
-)
-from vaebench.testing.dataset_kit import (
+from vaebench.testing.dataset_kit import (  # noqa: F401
+    OVERLAP_INFO_KEY,
     check_dataset_deterministic,
     check_dataset_labels,
     check_dataset_loads,
@@ -130,10 +112,8 @@ from vaebench.testing.runners import (
     run_metric_checks,
     run_model_checks,
 )
-from vaebench.testing.tiny import (
-    _render_blobs as _render_blobs,
-)
-from vaebench.testing.tiny import (
+from vaebench.testing.tiny import (  # noqa: F401
+    _render_blobs,
     tiny_dataset,
     tiny_images,
     tiny_labels,
