@@ -112,3 +112,64 @@ def test_every_vaebench_error_has_one_base():
 
 def test_the_package_ships_type_information():
     assert (PACKAGE / "py.typed").is_file()
+
+
+def test_metric_modules_register_themselves_without_a_circle():
+    from vaebench.plugins import DEFAULT_PLUGINS, get_registry
+
+    assert "vaebench.metrics.acai" in DEFAULT_PLUGINS
+    registered = get_registry().metrics
+    assert registered["acai"].plugin == registered["midpoint"].plugin == "vaebench.metrics.acai"
+    assert "vaebench.metrics.acai" not in _runtime_vaebench_imports(
+        PACKAGE / "metrics" / "interpolation.py"
+    )
+
+
+def test_the_hook_contract_names_no_vaebench_module_even_for_type_checkers():
+    """hookspecs describes what a hook receives with its own types (``CellInfo``): no import of
+    vaebench anywhere in its source, ``if TYPE_CHECKING:`` blocks included."""
+    tree = ast.parse((PACKAGE / "hookspecs.py").read_text())
+    imported = {
+        name
+        for node in ast.walk(tree)
+        for name in (
+            [node.module or ""] if isinstance(node, ast.ImportFrom)
+            else [a.name for a in node.names] if isinstance(node, ast.Import)
+            else []
+        )
+    }  # fmt: skip
+    assert not {m for m in imported if m.split(".")[0] == "vaebench"}, imported
+    assert "pluggy" in imported
+
+
+def test_the_conformance_kit_is_a_package_of_small_modules():
+    """vaebench.testing (once one 2000-line file) stays split: no module over 800 lines, no
+    function over 80, and every public name still imports from ``vaebench.testing``."""
+    import vaebench.testing as kit
+
+    folder = PACKAGE / "testing"
+    assert (folder / "__init__.py").is_file() and not (PACKAGE / "testing.py").exists()
+    for path in sorted(folder.glob("*.py")):
+        text = path.read_text()
+        assert text.count("\n") <= 800, f"{path.name}: {text.count(chr(10))} lines"
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 80, f"{path.name}:{node.lineno} {node.name} has {length} lines"
+    assert all(hasattr(kit, name) for name in kit.__all__)
+    assert kit.check_interface.__module__ == "vaebench.testing"
+
+
+def test_docs_architecture_lists_every_module():
+    """docs/architecture.md has one table row per module of vaebench/ (a plugin folder counts
+    once), and one per module of the conformance kit."""
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = set()
+    for path in PACKAGE.iterdir():
+        if path.suffix == ".py":
+            rows.add(f"| `{path.name}` |")
+        elif path.is_dir() and (path / "__init__.py").is_file() and path.name != "testing":
+            rows.add(f"| `{path.name}/` |")
+    rows |= {f"| `testing/{p.name}` |" for p in (PACKAGE / "testing").glob("*.py")}
+    missing = sorted(row for row in rows if row not in text)
+    assert not missing, f"docs/architecture.md has no row for {missing}"

@@ -267,7 +267,10 @@ def test_the_guides_epoch_and_cell_hooks_example(tmp_path, monkeypatch, capsys):
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
     pm.register(module, name="docs-hooks")
-    cell = types.SimpleNamespace(label="ae / digits / seed 0", stem="ae--digits--seed0--abc")
+    cell = hookspecs.CellInfo(
+        model="ae", dataset="digits", seed=0, params={}, sweep={}, key="abc",
+        stem="ae--digits--seed0--abc", label="ae / digits / seed 0",
+    )  # fmt: skip
     pm.hook.vaebench_epoch_end(cell=cell, epoch=2, logs={"loss": 1.25})
     pm.hook.vaebench_cell_finished(cell=cell, record={"status": "ok"})
     assert capsys.readouterr().out == "ae / digits / seed 0: epoch 2, loss 1.250\n"
@@ -275,3 +278,41 @@ def test_the_guides_epoch_and_cell_hooks_example(tmp_path, monkeypatch, capsys):
     assert [json.loads(line) for line in lines] == [
         {"cell": "ae--digits--seed0--abc", "status": "ok"}
     ]
+
+
+def test_the_cell_hooks_receive_the_contracts_own_cell_type(fresh_plugins, tmp_path):
+    """The runner hands the hooks a frozen :class:`hookspecs.CellInfo` (plain values, copies),
+    never its own cell class, so a plugin depends on the contract alone."""
+    import dataclasses
+
+    from vaebench.config import RunConfig
+    from vaebench.runner import run
+
+    seen: list[tuple[str, object]] = []
+
+    class Recorder:
+        @hookspecs.hookimpl
+        def vaebench_epoch_end(self, cell, epoch):
+            seen.append(("epoch", cell))
+
+        @hookspecs.hookimpl
+        def vaebench_cell_finished(self, cell, record):
+            seen.append(("finished", cell))
+            cell.params["latent_dim"] = -1  # a copy: the stored cell is untouched
+
+    fresh_plugins.get_plugin_manager().register(Recorder(), name="recorder")
+    reg = fresh_plugins.get_registry()
+    cfg = RunConfig.build(reg, models="pca", datasets="digits", seeds="3", subset=200,
+                          sweeps=["latent_dim=2"], metrics="reconstruction", workers=1,
+                          threads=1)  # fmt: skip
+    summary = run(cfg, tmp_path / "r", registry=reg)
+    (cell,) = summary.ran
+    assert [kind for kind, _ in seen] == ["epoch", "finished"]
+    for _, info in seen:
+        assert type(info) is hookspecs.CellInfo
+        assert (info.model, info.dataset, info.seed) == ("pca", "digits", 3)
+        assert (info.key, info.stem, info.label) == (cell.key, cell.stem, cell.label)
+        assert info.sweep == {"latent_dim": 2}
+    assert seen[0][1].params == cell.params and cell.params["latent_dim"] == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        seen[0][1].seed = 1  # type: ignore[misc]

@@ -19,23 +19,51 @@ reference with examples is ``docs/plugins.md``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-if TYPE_CHECKING:  # for type checkers only: the contract imports nothing else at run time
+if TYPE_CHECKING:  # for type checkers only; the contract names no vaebench module at all
     import click
 
-    from vaebench.dataset import DatasetSpec
-    from vaebench.metric import Metric
-    from vaebench.model import ModelSpec
-    from vaebench.runner import Cell
+    ModelSpec = Any  # a vaebench.model.ModelSpec
+    DatasetSpec = Any  # a vaebench.dataset.DatasetSpec
+    Metric = Any  # a vaebench.metric.Metric instance
 
 PROJECT_NAME = "vaebench"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 #: Decorate your hook implementations with this marker.
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@dataclasses.dataclass(frozen=True)
+class CellInfo:
+    """What the cell hooks (:func:`vaebench_epoch_end`, :func:`vaebench_cell_finished`) receive:
+    one (model, hyperparameters, dataset, seed) combination of a grid, as plain values.
+
+    :ivar model: the registered model name, e.g. ``"vae"``.
+    :ivar dataset: the dataset name (or the path it was given as).
+    :ivar seed: the cell's seed.
+    :ivar params: the model's hyperparameters for this cell, ``{name: value}`` (a copy).
+    :ivar sweep: each swept parameter's label (``"vae.beta"``, ``"latent_dim"``) to this cell's
+        value (a copy; empty without a sweep).
+    :ivar key: the training key (a hash of the cell's training configuration).
+    :ivar stem: the cell's file name in the results folder, without ``.json``.
+    :ivar label: how logs and trackers name the cell, ``"vae (beta=4) / digits / seed 0"``.
+
+    .. versionadded:: 2
+    """
+
+    model: str
+    dataset: str
+    seed: int
+    params: dict[str, Any]
+    sweep: dict[str, Any]
+    key: str
+    stem: str
+    label: str
 
 
 @hookspec
@@ -106,10 +134,10 @@ def vaebench_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def vaebench_epoch_end(cell: Cell, epoch: int, logs: dict[str, float]) -> None:
+def vaebench_epoch_end(cell: CellInfo, epoch: int, logs: dict[str, float]) -> None:
     """Called after every training epoch of every cell, in the process that trains it.
 
-    :param cell: the :class:`vaebench.runner.Cell` being trained (``model``, ``dataset``,
+    :param cell: the :class:`CellInfo` of the cell being trained (``model``, ``dataset``,
         ``seed``, ``params``, ``sweep``, ``key``, ``stem``, ``label``).
     :param epoch: the epoch just finished, 1-based (``logs`` are its mean losses; a closed-form
         model such as ``pca`` reports one epoch).
@@ -125,11 +153,11 @@ def vaebench_epoch_end(cell: Cell, epoch: int, logs: dict[str, float]) -> None:
 
 
 @hookspec
-def vaebench_cell_finished(cell: Cell, record: dict[str, Any]) -> None:
+def vaebench_cell_finished(cell: CellInfo, record: dict[str, Any]) -> None:
     """Called once a cell's result has been written (trained, skipped, failed, or re-evaluated),
     in the process that writes results (the one that ran ``vaebench run``/``evaluate``).
 
-    :param cell: the :class:`vaebench.runner.Cell`.
+    :param cell: the cell's :class:`CellInfo`.
     :param record: the cell's stored record as written (``status``, ``config``, ``history``,
         ``evaluations`` with their values; see :mod:`vaebench.results`). Treat it as read-only.
     :return: ignored.

@@ -64,6 +64,7 @@ DEFAULT_PLUGINS = (
     "vaebench.metrics.reconstruction",
     "vaebench.metrics.throughput",
     "vaebench.metrics.interpolation",
+    "vaebench.metrics.acai",
     "vaebench.metrics.likelihood",
     "vaebench.metrics.representation",
     "vaebench.metrics.samples",

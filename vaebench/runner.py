@@ -54,6 +54,7 @@ from vaebench.errors import DatasetError, DiskFullError, ModelContractError
 from vaebench.evaluation import free_memory as _free_memory
 from vaebench.evaluation import release_after_cell as _release_after_cell
 from vaebench.fileio import check_real_folders
+from vaebench.hookspecs import CellInfo
 from vaebench.results import (
     MANIFEST_SCHEMA,
     SCHEMA,
@@ -134,6 +135,13 @@ class Cell:
         """``"vae (beta=4) / digits / seed 0"``, printable whatever the names hold (control
         characters of a path or a plugin's name are shown escaped)."""
         return cell_label(self.model, self.dataset, self.seed, self.sweep)
+
+    def info(self) -> CellInfo:
+        """The plain :class:`~vaebench.hookspecs.CellInfo` the cell hooks receive."""
+        return CellInfo(
+            self.model, self.dataset, self.seed, dict(self.params), dict(self.sweep),
+            self.key, self.stem, self.label,
+        )  # fmt: skip
 
 
 def cell_label(model: str, dataset: str, seed: int, sweep: Mapping[str, Any]) -> str:
@@ -761,6 +769,7 @@ class _EpochCallback:
             errors,
         )
         self.impls = list(get_plugin_manager().hook.vaebench_epoch_end.get_hookimpls())
+        self.cell_info = task.cell.info()
         self.failed_plugins: set[str] = set()
         self.bar = None
         if task.progress is not False:
@@ -791,7 +800,7 @@ class _EpochCallback:
             if impl.plugin_name in self.failed_plugins:
                 continue
             try:
-                call_hookimpl(impl, cell=self.task.cell, epoch=epoch, logs=logs)
+                call_hookimpl(impl, cell=self.cell_info, epoch=epoch, logs=logs)
             except Exception as exc:  # noqa: BLE001 - a tracking plugin must not lose the cell
                 self.failed_plugins.add(impl.plugin_name)
                 message = (
@@ -1165,9 +1174,10 @@ class _Grid:
         """Call every plugin's ``vaebench_cell_finished`` on its own; report a raising one."""
         from vaebench.plugins import get_plugin_manager
 
+        info = cell.info()
         for impl in get_plugin_manager().hook.vaebench_cell_finished.get_hookimpls():
             try:
-                call_hookimpl(impl, cell=cell, record=record)
+                call_hookimpl(impl, cell=info, record=record)
             except Exception as exc:  # noqa: BLE001 - the stored cell is never lost
                 message = (
                     f'plugin "{impl.plugin_name}" raised in vaebench_cell_finished: '

@@ -48,6 +48,7 @@ import torch
 from torch import Tensor
 
 from vaebench.dataset import check_factor_info
+from vaebench.hookspecs import hookimpl
 from vaebench.metric import EvalContext, Metric, Value
 from vaebench.metrics.interpolation import (
     INTERPOLATION_OPTION_DOCS,
@@ -511,3 +512,8 @@ class LectureMidpoint(Metric):
             "midpoint_realism": float(dist[0]) * DISTANCE_SCALE,
             "midpoint_endpoint_mse": 0.5 * (mse(dec_full, full) + mse(dec_half, half)),
         }
+
+
+@hookimpl
+def vaebench_metrics():
+    return [AcaiInterpolation(), LectureMidpoint()]

@@ -363,6 +363,4 @@ class PathInterpolation(Metric):
 
 @hookimpl
 def vaebench_metrics():
-    from vaebench.metrics.acai import AcaiInterpolation, LectureMidpoint
-
-    return [PathInterpolation(), AcaiInterpolation(), LectureMidpoint()]
+    return [PathInterpolation()]
