@@ -277,3 +277,57 @@ def test_warnings_for_unconverged_training_and_collapsed_posteriors():
     assert [w["kind"] for w in cell_warnings(collapsed)] == ["few_active_units"]
     deterministic = {**collapsed, "model_info": {"tags": {"has_posterior": False}}}
     assert cell_warnings(deterministic) == []
+
+
+class PartlyApplicable(Metric):
+    """Two values; ``b`` does not apply (declared through the context), returned as ``b``
+    says: NaN, left out or a number (a contradiction)."""
+
+    name = "partly"
+    values = (Value("a", False), Value("b", False))
+
+    def __init__(self, b=float("nan"), declare=("b",)) -> None:
+        self.b, self.declare = b, declare
+
+    def evaluate(self, model, dataset, ctx):
+        for name in self.declare:
+            ctx.value_not_applicable(name, f"{name} needs a prior;\n  this model has none")
+        out = {"a": 0.5}
+        if self.b != "omit":
+            out["b"] = self.b
+        return out
+
+
+@pytest.mark.parametrize("b", [float("nan"), "omit"])
+def test_a_value_declared_not_applicable_is_stored_so_not_as_nan(b):
+    out = evaluate_metrics(Linear(), _dataset(), [PartlyApplicable(b)], _ctx())["partly"]
+    assert out["status"] == "ok" and out["values"] == {"a": 0.5}
+    assert out["not_applicable"] == {"b": "b needs a prior; this model has none"}
+    assert out["nan"] == {} and out["nonfinite"] == {}
+    assert set(out["info"]) == {"a", "b"}  # still declared: the glossary can define it
+    assert cell_warnings({"status": "ok", "evaluations": {"partly": out}}) == []
+
+
+def test_declaring_values_not_applicable_is_checked():
+    def run(metric):
+        return evaluate_metrics(Linear(), _dataset(), [metric], _ctx())["partly"]
+
+    out = run(PartlyApplicable(b=1.0))  # a number for a value said not to apply
+    assert (
+        out["status"] == "failed" and "'b' is declared not applicable but is 1.0" in out["reason"]
+    )
+    out = run(PartlyApplicable(declare=("c",)))
+    assert (
+        out["status"] == "failed"
+        and "not applicable ['c'], which are not declared" in out["reason"]
+    )
+    out = run(PartlyApplicable(declare=("a", "b")))  # nothing applies: the whole metric
+    assert out["status"] == "not_applicable"
+    assert (
+        out["reason"] == "a needs a prior; this model has none; b needs a prior; this model "
+        "has none"
+    )
+    assert "values" not in out
+    # metrics that declare nothing store no not_applicable field (older records unchanged)
+    assert "not_applicable" not in evaluate_metrics(Linear(), _dataset(), [MeanDecoded()],
+                                                    _ctx())["mean_decoded"]  # fmt: skip

@@ -171,14 +171,15 @@ def test_adding_a_sampler_changes_no_other_sampler_s_values(data):
     # not asserted: which sampler wins is what the benchmark measures
 
 
-def test_a_model_without_a_prior_gets_a_reasoned_missing_value(data):
+def test_a_model_without_a_prior_gets_a_reasoned_not_applicable_value(data):
     metric = FrechetDistance()
     c = EvalContext(seed=0, device=torch.device("cpu"), eval_batch_size=128,
                     options={**FAST, "sampler": "prior,gmm"})  # fmt: skip
     got = evaluate_metrics(Deterministic(), data, [metric], c)["fd"]
     assert got["status"] == "ok"
-    assert got["values"]["fd@prior"] is None and got["values"]["fd@gmm"] > 0
-    assert "has no prior" in got["nan"]["fd@prior"]
+    assert got["values"] == {"fd@gmm": got["values"]["fd@gmm"]} and got["values"]["fd@gmm"] > 0
+    assert "has no prior" in got["not_applicable"]["fd@prior"]
+    assert got["nan"] == {} and got["nonfinite"] == {}  # not a NaN value
     assert got["details"]["samplers"]["prior"]["not_applicable"].startswith("sampler 'prior'")
     assert got["details"]["n_real"] == 150 and "nan_reasons" not in got["details"]
     assert set(got["info"]) == {"fd@prior", "fd@gmm"}
@@ -209,3 +210,61 @@ def test_evaluate_sweeps_only_the_sampler_and_names_a_bad_one(tmp_path):
     )
     assert got.exit_code == 2
     assert "invalid value 'prior,gan' for eval.sampler; valid: auto, prior, gaussian" in got.output
+
+
+def test_prior_of_a_model_without_one_is_not_applicable_in_cell_tidy_frame_and_report(
+    data, tmp_path
+):
+    """rae (no prior) and vae (a prior) with sampler=prior,gaussian: rae's fd@prior is stored
+    as not applicable with the reason (no NaN, no nan_value warning), has no tidy row, and the
+    report's model x sampler table shows the not-applicable marker with the reason, not NaN."""
+    import json
+
+    from test_report_cells import write_cell
+
+    from vaebench.evaluation import cell_warnings
+    from vaebench.report import build_report
+    from vaebench.results import atomic_write_json, read_cell
+    from vaebench.tidy import load_results
+
+    run = tmp_path / "run"
+    for model_name, model in (("vae", Blobs()), ("rae", Deterministic())):
+        c = EvalContext(seed=0, device=torch.device("cpu"), eval_batch_size=128,
+                        options={**FAST, "sampler": "prior,gaussian"})  # fmt: skip
+        ev = evaluate_metrics(model, data, [FrechetDistance()], c)["fd"]
+        path = write_cell(run, model_name, "toy", 0, {"mse": 0.1})
+        cell = json.loads(path.read_text())
+        cell["evaluations"]["fd"] = ev
+        cell["warnings"] = cell_warnings(cell)
+        atomic_write_json(path, cell)
+        stored = read_cell(path)  # the schema check accepts the new field
+        if model_name == "rae":
+            assert stored["evaluations"]["fd"]["not_applicable"] == {
+                "fd@prior": "sampler 'prior': Deterministic has no prior to sample from "
+                "(tags.can_sample is false)"
+            }
+            assert "fd@prior" not in stored["metrics"] and stored["metrics"]["fd@gaussian"] > 0
+            assert not [w for w in stored["warnings"] if w["kind"] == "nan_value"]
+        else:
+            assert "not_applicable" not in stored["evaluations"]["fd"]
+    frame = load_results(run)
+    fd = frame[frame.metric.str.startswith("fd@")].set_index(["model", "metric"])["value"]
+    assert sorted(fd.index) == [("rae", "fd@gaussian"), ("vae", "fd@gaussian"),
+                                ("vae", "fd@prior")]  # fmt: skip
+    assert fd.notna().all()
+    build_report([run], formats=["md"], figures=False)
+    page = (run / "report.md").read_text()
+    table = next(p.read_text() for p in (run / "tables").glob("*.md") if "fd@prior" in
+                 p.read_text())  # fmt: skip
+    assert "NaN" not in table and "‡" not in table
+    row = next(line for line in table.splitlines() if line.startswith("| rae "))
+    header = next(line for line in table.splitlines() if "fd@prior" in line)
+    cols = [c.strip() for c in header.split("|")]
+    entries = [c.strip() for c in row.split("|")]
+    assert entries[cols.index(next(c for c in cols if c.startswith("fd@prior")))] == "–"
+    assert entries[cols.index(next(c for c in cols if c.startswith("fd@gaussian")))] != "–"
+    assert "Not applicable (–): fd@prior of rae: sampler 'prior': Deterministic has no prior" in (
+        table
+    )
+    assert "## NaN and infinite values" not in page
+    assert "| fd (fd@prior) | rae | toy | sampler 'prior': Deterministic has no prior" in page

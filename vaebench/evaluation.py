@@ -8,7 +8,8 @@
 - :func:`evaluate_metrics` runs the selected metrics one by one, each with its own random
   stream (:func:`vaebench.metric.metric_seed`). A metric that raises fails only its own
   evaluation (reason, traceback and plugin recorded); a value that comes back NaN or infinite
-  is stored as null with the reason.
+  is stored as null with the reason; a value the metric declared not applicable is stored
+  under ``not_applicable`` with its reason.
 - :func:`evaluation_key` identifies a stored evaluation by metric name, version and options.
 - :func:`cell_warnings` derives the warnings a careful researcher wants from a cell record.
 """
@@ -326,7 +327,8 @@ def evaluate_metrics(
         subject = GuardedModel(model, metric.name) if metric.guarded else model
         try:
             got = metric.evaluate(subject, dataset, mctx)
-            ev.update(_values(metric, got, options, mctx.details.pop("nan_reasons", None)))
+            reasons = mctx.details.pop("nan_reasons", None)
+            ev.update(_values(metric, got, options, reasons, mctx.not_applicable))
         except ModelContractError:
             raise
         except NotApplicableError as exc:
@@ -345,7 +347,7 @@ def evaluate_metrics(
                     "they found it (its values are dropped, the model was restored for the next "
                     "metric)",
                 )
-                for key in ("values", "nan", "nonfinite", "info"):
+                for key in ("values", "nan", "nonfinite", "info", "not_applicable"):
                     ev.pop(key, None)
         if ev.get("status") == "failed":
             continue
@@ -405,14 +407,24 @@ def _values(
     got: Any,
     options: Mapping[str, Any] | None = None,
     reasons: Mapping[str, str] | None = None,
+    not_applicable: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Check a metric's returned values against its declaration (for its resolved ``options``);
     NaN/inf become null, with the metric's own reason where it gave one (``reasons``, from
-    ``ctx.details["nan_reasons"]``)."""
+    ``ctx.details["nan_reasons"]``). Values the metric declared not applicable
+    (``not_applicable``, from :meth:`EvalContext.value_not_applicable`: NaN or left out) are
+    stored under ``not_applicable`` with their reason, not among the values; when every value
+    is, the evaluation is ``not_applicable`` as a whole."""
     declared = _declared(metric, options)
     if not isinstance(got, Mapping):
         raise TypeError(f"evaluate returned {type(got).__name__}, expected a dict of values")
-    missing = sorted(set(declared) - set(got))
+    skip = dict(not_applicable or {})
+    unknown = sorted(set(skip) - set(declared))
+    if unknown:
+        raise ValueError(f"declared not applicable {unknown}, which are not declared values")
+    if skip and set(skip) == set(declared):
+        return {"status": "not_applicable", "reason": "; ".join(dict.fromkeys(skip.values()))}
+    missing = sorted(set(declared) - set(got) - set(skip))
     extra = sorted(set(got) - set(declared))
     if missing or extra:
         raise ValueError(
@@ -425,6 +437,10 @@ def _values(
     nan: dict[str, str] = {}
     nonfinite: dict[str, str] = {}
     for name in declared:
+        if name in skip:
+            if got.get(name) is not None and math.isfinite(_float(got[name])):
+                raise ValueError(f"value {name!r} is declared not applicable but is {got[name]}")
+            continue
         try:
             v = _float(got[name])
         except (TypeError, ValueError) as exc:
@@ -446,7 +462,10 @@ def _values(
         }
         for i, (name, value) in enumerate(declared.items())
     }
-    return {"status": "ok", "values": values, "nan": nan, "nonfinite": nonfinite, "info": info}
+    out = {"status": "ok", "values": values, "nan": nan, "nonfinite": nonfinite, "info": info}
+    if skip:  # absent otherwise: records without such values stay as they were
+        out["not_applicable"] = {name: skip[name] for name in declared if name in skip}
+    return out
 
 
 def _declared(metric: Metric, options: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -83,7 +83,10 @@ class EvalContext:
     - ``details``: JSON-able provenance of the evaluation beyond its values (e.g. the feature
       network's weight hash and test accuracy, which sampler was used), stored with it;
     - ``cache_dir``: a folder for expensive reusable by-products (the results folder's
-      ``features/``), or ``None`` when nothing may be cached.
+      ``features/``), or ``None`` when nothing may be cached;
+    - ``not_applicable``: ``{value name: reason}`` for declared values that do not apply to
+      this model and data although the metric's other values do (e.g. ``fd@prior`` of a model
+      without a prior); fill it with :meth:`value_not_applicable`.
     """
 
     seed: int
@@ -96,6 +99,7 @@ class EvalContext:
     cache: dict[str, Any] = dataclasses.field(default_factory=dict)
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
     cache_dir: Path | None = None
+    not_applicable: dict[str, str] = dataclasses.field(default_factory=dict)
     generator: torch.Generator = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
@@ -113,6 +117,15 @@ class EvalContext:
             cache=self.cache,
             cache_dir=self.cache_dir,
         )
+
+    def value_not_applicable(self, name: str, reason: str) -> None:
+        """Declare that value ``name`` does not apply, and why (one line). The metric returns
+        NaN (or nothing) for it; the runner stores it under the evaluation's ``not_applicable``
+        with the reason -- not as a NaN value, no ``nan_value`` warning -- and reports show it as
+        a not-applicable metric is shown. When every value is declared so, the whole evaluation
+        is stored as ``not_applicable`` (as if the metric had raised
+        :class:`~vaebench.errors.NotApplicableError`)."""
+        self.not_applicable[str(name)] = " ".join(str(reason).split())
 
     def add_artifact(self, name: str, value: np.ndarray | list | dict) -> None:
         self.artifacts[name] = value
@@ -169,7 +182,9 @@ class Metric(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, model: Model, dataset: Dataset, ctx: EvalContext) -> dict[str, float]:
         """Return ``{value name: float}`` for every declared value (NaN where undefined; the
-        runner records why). Raise :class:`MetricError` (or any exception) to fail only this
+        runner records why). A value that does not apply to this model (while the others do)
+        is declared with :meth:`EvalContext.value_not_applicable` and returned as NaN or left
+        out; a finite number for it is an error. Raise :class:`MetricError` (or any exception) to fail only this
         metric's values."""
 
     def declared(self, options: dict[str, Any] | None = None) -> dict[str, Value]:

@@ -686,7 +686,8 @@ def _check_evaluations(data: dict[str, Any], path: Path) -> None:
                 f"{where}.status is {ev.get('status')!r}, expected one of "
                 f"{', '.join(EVALUATION_STATUSES)}"
             )
-        for key in ("values", "info", "nan", "nonfinite", "artifacts", "options", "details"):
+        for key in ("values", "info", "nan", "nonfinite", "artifacts", "options", "details",
+                    "not_applicable"):  # fmt: skip
             if key in ev and not isinstance(ev[key], dict):
                 raise bad(f"{where}.{key} must be an object")
         for key in ("reason", "key", "plugin", "evaluated", "run_id"):
@@ -701,6 +702,8 @@ def _check_evaluations(data: dict[str, Any], path: Path) -> None:
             raise bad(f"{where}.nan must map value names to reasons")
         if not all(v in NONFINITE_TEXT for v in ev.get("nonfinite", {}).values()):
             raise bad(f"{where}.nonfinite must map value names to {', '.join(NONFINITE_TEXT)}")
+        if not all(isinstance(v, str) for v in ev.get("not_applicable", {}).values()):
+            raise bad(f"{where}.not_applicable must map value names to reasons")
     warnings = data.get("warnings", [])
     if not isinstance(warnings, list) or not all(
         isinstance(w, dict) and isinstance(w.get("message"), str) for w in warnings

@@ -320,7 +320,8 @@ def load_results(
     - ``run`` -- the run folder's name; ``model``, ``dataset``, ``seed``, ``config_hash``;
     - ``variant`` -- ``model``, or the model plus its distinguishing settings when the same model
       ran on the same dataset with different settings (see :func:`variant_labels`);
-    - ``metric``, ``value`` (float; NaN where the metric could not be computed);
+    - ``metric``, ``value`` (float; NaN where the metric could not be computed; a value or
+      metric that does not apply to the model has no row: its reason is in the cell record);
     - ``unit``, ``higher_is_better`` (True / False / None), ``direction`` (``"higher"``,
       ``"lower"`` or ``"none"`` for descriptive values such as ``n_params``), ``decimals`` (table
       precision), ``source`` (the metric plugin that produced the value), ``group``

@@ -24,7 +24,8 @@ training split only, and its draws are decoded. A comma-separated list (``--set
 eval.sampler=prior,gmm`` or ``vaebench evaluate OUT --sweep eval.sampler=prior,gmm``) evaluates
 each sampler on the same real images and reports each value once per sampler, named
 ``VALUE@SAMPLER`` (``fd@gmm``); a single sampler keeps the plain names (``fd``). A sampler that
-does not apply to the model (``prior`` without a prior) gives a missing value with the reason.
+does not apply to the model (``prior`` without a prior) makes its values not applicable, with
+the reason (:meth:`vaebench.metric.EvalContext.value_not_applicable`).
 
 Each sampler's generated images come from its own random stream per cell, seeded from ``(seed,
 "samples")`` for ``prior`` and ``gaussian`` (the stream of earlier versions, so stored values
@@ -578,7 +579,6 @@ class _SampleMetric(Metric):
             return values
         out: dict[str, float] = {}
         per: dict[str, Any] = {}
-        reasons: dict[str, str] = {}
         from vaebench.errors import NotApplicableError
 
         for sampler in samplers:
@@ -588,7 +588,7 @@ class _SampleMetric(Metric):
                 per[sampler] = {"sampler": sampler, "not_applicable": str(exc)}
                 for v in self.values:
                     out[f"{v.name}@{sampler}"] = math.nan
-                    reasons[f"{v.name}@{sampler}"] = f"not applicable: {exc}"
+                    ctx.value_not_applicable(f"{v.name}@{sampler}", str(exc))
                 continue
             values, extra = self.scores(real, fake, opts, ctx)
             per[sampler] = {**details, **extra}
@@ -597,7 +597,7 @@ class _SampleMetric(Metric):
         common = ("n_real", "n_generated", "real_split", "n_test_total", "feature_net")
         first = next((d for d in per.values() if "n_real" in d), {})
         ctx.details.update({k: first[k] for k in common if k in first})
-        ctx.details.update({"samplers": per, "nan_reasons": reasons})
+        ctx.details.update({"samplers": per})
         return out
 
 

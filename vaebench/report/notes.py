@@ -104,12 +104,14 @@ class FailedMetric:
 
 @dataclasses.dataclass(frozen=True)
 class NotApplicable:
-    """A metric that does not apply to a model on some datasets, and why."""
+    """A metric that does not apply to a model on some datasets, and why; ``values`` names the
+    values that do not apply when the metric's other values do (``fd@prior``), else empty."""
 
     metric: str
     variant: str
     datasets: tuple[str, ...]
     reason: str
+    values: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,16 +196,24 @@ def failed_metrics(cells: Iterable[dict[str, Any]]) -> list[FailedMetric]:
 
 
 def not_applicable(cells: Iterable[dict[str, Any]]) -> list[NotApplicable]:
-    """Metrics that do not apply, grouped by metric, model and reason (the datasets listed)."""
-    grouped: dict[tuple[str, str, str], set[str]] = {}
+    """Metrics that do not apply, grouped by metric, model and reason (the datasets listed),
+    and the values of an evaluated metric that do not apply (``evaluations[m].not_applicable``,
+    e.g. ``fd@prior`` of a model without a prior), grouped likewise with the values named."""
+    grouped: dict[tuple[str, str, str, tuple[str, ...]], set[str]] = {}
     for cell in _ok(cells):
         ds, variant, _ = _key(cell)
         for name, ev in (cell.get("evaluations") or {}).items():
             if ev.get("status") == "not_applicable":
                 reason = str(ev.get("reason") or "?").strip()
-                grouped.setdefault((name, variant, reason), set()).add(ds)
-    return [NotApplicable(m, v, tuple(sorted(d)), r)
-            for (m, v, r), d in sorted(grouped.items())]  # fmt: skip
+                grouped.setdefault((name, variant, reason, ()), set()).add(ds)
+            elif ev.get("status") == "ok" and ev.get("not_applicable"):
+                by_reason: dict[str, list[str]] = {}
+                for value, reason in ev["not_applicable"].items():
+                    by_reason.setdefault(str(reason or "?").strip(), []).append(value)
+                for reason, values in by_reason.items():
+                    grouped.setdefault((name, variant, reason, tuple(values)), set()).add(ds)
+    return [NotApplicable(m, v, tuple(sorted(d)), r, vs)
+            for (m, v, r, vs), d in sorted(grouped.items())]  # fmt: skip
 
 
 def stored_warnings(cells: Iterable[dict[str, Any]]) -> list[CellWarning]:
@@ -425,17 +435,34 @@ def table_notes(
     representation was scored on; the sample counts and feature network of sample scores and
     the models scored otherwise."""
     details = _details_by_plugin(cells, dataset, plugins, rows)
+    skipped_values = _values_not_applicable(cells, dataset, plugins, rows)
     if group == "likelihood":
-        return _likelihood_notes(details)
+        return _likelihood_notes(details) + skipped_values
     if group == "representation":
-        return _representation_notes(details)
+        return _representation_notes(details) + skipped_values
     if (
         group == "samples"
         and comparison is not None
         and any((dataset, p) in comparison.reference for p in plugins)
     ):
-        return _samples_notes(comparison, dataset, plugins, rows) + _sampler_notes(details)
-    return []
+        notes = _samples_notes(comparison, dataset, plugins, rows) + _sampler_notes(details)
+        return notes + skipped_values
+    return skipped_values
+
+
+def _values_not_applicable(
+    cells: Sequence[dict[str, Any]], dataset: str, plugins: Sequence[str], rows: Sequence[str]
+) -> list[str]:
+    """One caption sentence per reason for the values of ``plugins`` that do not apply to
+    some of the models ``rows`` (their entries read ``–``), naming values and models."""
+    grouped: dict[str, tuple[list[str], list[str]]] = {}
+    for r in not_applicable(cells):
+        if r.values and r.metric in plugins and r.variant in rows and dataset in r.datasets:
+            values, models = grouped.setdefault(r.reason, ([], []))
+            values.extend(v for v in r.values if v not in values)
+            models.append(r.variant)
+    return [f"Not applicable (–): {', '.join(values)} of {_models(models)}: "
+            f"{reason.rstrip('.')}." for reason, (values, models) in grouped.items()]  # fmt: skip
 
 
 def _sampler_notes(details: dict[str, list[tuple[str, dict[str, Any]]]]) -> list[str]:

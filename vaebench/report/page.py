@@ -329,7 +329,8 @@ def _not_applicable(rep: Report) -> list[str]:
     lines = ["## Metrics that do not apply", "",
              "| metric | model | datasets | reason |", "|:--|:--|:--|:--|"]  # fmt: skip
     for r in rows:
-        lines.append(f"| {_md(r.metric)} | {_md(r.variant)} | {_md(', '.join(r.datasets))} | "
+        what = f"{r.metric} ({', '.join(r.values)})" if r.values else r.metric
+        lines.append(f"| {_md(what)} | {_md(r.variant)} | {_md(', '.join(r.datasets))} | "
                      f"{_md(_first_line(r.reason))} |")  # fmt: skip
     return lines + [""]
 
