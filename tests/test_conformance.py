@@ -895,3 +895,42 @@ def test_check_command_refuses_bad_names_before_running_anything(args, message):
     assert result.exit_code == 2
     assert result.stdout == ""  # nothing ran, not even pca's checks
     assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+
+
+class OtherDoesNotApply(_Base):
+    """Declares one of its values not applicable (as a sample metric's ``fd@prior`` for a model
+    without a prior) and returns NaN for it."""
+
+    name = "other-not-applicable"
+
+    def evaluate(self, model, dataset, ctx):
+        ctx.value_not_applicable("other", "this model has no prior")
+        return {"score": 1.0, "other": float("nan")}
+
+
+class OtherDoesNotApplyButHasANumber(OtherDoesNotApply):
+    name = "other-not-applicable-number"
+
+    def evaluate(self, model, dataset, ctx):
+        ctx.value_not_applicable("other", "this model has no prior")
+        return {"score": 1.0, "other": 2.0}
+
+
+def test_values_declared_not_applicable_may_be_nan_or_missing_but_not_numbers():
+    check_metric(OtherDoesNotApply())  # NaN for the declared value: passes
+
+    class LeavesItOut(OtherDoesNotApply):
+        name = "other-left-out"
+
+        def evaluate(self, model, dataset, ctx):
+            ctx.value_not_applicable("other", "this model has no prior")
+            return {"score": 1.0}
+
+    check_metric(LeavesItOut())
+    with pytest.raises(ConformanceError) as info:
+        check_metric(OtherDoesNotApplyButHasANumber())
+    failed = {r.name: r.message for r in info.value.failures}
+    assert (
+        "expected NaN (or no entry) for 'other', declared not applicable"
+        in failed["check_metric_values"]
+    )

@@ -186,7 +186,8 @@ def _not_applicable(s: _MetricSubject, model: Model, dataset: Dataset) -> str | 
 def _check_metric_values(s: _MetricSubject) -> None:
     """``applies_to`` returns ``True``, ``False`` or a reason (the check does not apply unless
     ``True`` for its model and dataset: pass your own with ``model=`` / ``dataset=``);
-    ``evaluate`` returns every declared value and no other, each a finite real number; it
+    ``evaluate`` returns every declared value and no other, each a finite real number (a value
+    it declared not applicable with ``ctx.value_not_applicable`` may be left out or NaN); it
     leaves the model unchanged (every tensor, and its codes)."""
     model, dataset, fit = s.setup()
     reason = _not_applicable(s, model, dataset)
@@ -195,10 +196,14 @@ def _check_metric_values(s: _MetricSubject) -> None:
     probe = dataset.x_test[:4].to(model.device)
     z_before = model.encode(probe)
     state = _full_state(model)
-    got = s.metric.evaluate(model, dataset, s.context(model, fit))
+    ctx = s.context(model, fit)
+    got = s.metric.evaluate(model, dataset, ctx)
     _expect(isinstance(got, dict), f"expected evaluate to return a dict, got {type(got).__name__}")
     declared = s.metric.declared()
-    missing, extra = sorted(set(declared) - set(got)), sorted(set(got) - set(declared))
+    # values the metric declared not applicable (ctx.value_not_applicable) may be left out or NaN
+    na = dict(getattr(ctx, "not_applicable", None) or {})
+    missing = sorted(set(declared) - set(got) - set(na))
+    extra = sorted(set(got) - set(declared))
     _expect(
         not missing and not extra,
         f"expected exactly the declared values {sorted(declared)}, got {sorted(got)} "
@@ -209,6 +214,13 @@ def _check_metric_values(s: _MetricSubject) -> None:
             (not isinstance(v, bool) and isinstance(v, (int, float))) or _is_real_scalar(v),
             f"expected a real number for {k!r}, got {type(v).__name__}",
         )
+        if k in na:
+            _expect(
+                math.isnan(float(v)),
+                f"expected NaN (or no entry) for {k!r}, declared not applicable ({na[k]}), "
+                f"got {float(v)}",
+            )
+            continue
         _expect(math.isfinite(float(v)), f"expected a finite value for {k!r}, got {float(v)}")
     changed = _changed(state, _full_state(model))
     _expect(not changed, f"expected evaluate to leave the model unchanged, it changed {changed}")
@@ -241,10 +253,14 @@ def _check_metric_deterministic(s: _MetricSubject) -> None:
     a = s.metric.evaluate(model, dataset, s.context(model, fit))
     b = s.metric.evaluate(model, dataset, s.context(model, fit))
     timing = {v.name for v in s.metric.values if v.unit in TIMING_UNITS} | s.nondeterministic
+
+    def same(u: float, v: float) -> bool:  # NaN twice (a value that does not apply) is equal
+        return u == v or (math.isnan(u) and math.isnan(v))
+
     differ = {
         k: (float(a[k]), float(b.get(k, math.nan)))
         for k in a
-        if k not in timing and float(a[k]) != float(b.get(k, math.nan))
+        if k not in timing and not same(float(a[k]), float(b.get(k, math.nan)))
     }
     _expect(
         not differ,
