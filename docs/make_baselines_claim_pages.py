@@ -1,7 +1,8 @@
 """Tables and figures of the two claim pages of issue 22, from their stored runs.
 
     python docs/make_baselines_claim_pages.py iwae       # results/iwae-claim/
-    python docs/make_baselines_claim_pages.py samplers   # results/samplers-claim/
+    python docs/make_baselines_claim_pages.py samplers   # results/samplers-claim/ (digits,
+                                                         # fashion-mnist: each run found)
 
 Writes, beside the page's README: ``summary.csv`` (mean, std, n over seeds), ``tables.md``
 (mean ± std and every seed's value) and ``figures/*.png`` (every seed a point, the mean a line).
@@ -10,6 +11,7 @@ Reads only the stored cell files (``vaebench.load_results``); trains and evaluat
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -106,24 +108,52 @@ def iwae_page() -> None:
     plt.close(fig)
 
 
+SAMPLER_RUNS = {
+    "digits": "Digits test split",
+    "fashion-mnist": "Fashion-MNIST (`--subset 2000`) test images",
+}
+
+
+def _counts(run: Path) -> tuple[int, int]:
+    """(real, generated) image counts of the FD scores stored in a run's cell files."""
+    for cell in sorted((run / "cells").glob("*.json")):
+        d = json.loads(cell.read_text()).get("evaluations", {}).get("fd", {}).get("details", {})
+        if "n_real" in d:
+            return int(d["n_real"]), int(d["n_generated"])
+    raise SystemExit(f"{run}: no cell file with an FD score")
+
+
 def samplers_page() -> None:
     out = ROOT / "samplers-claim"
-    df = vaebench.load_results(out / "digits")
+    lines = ["# Ex-post samplers claim: every number", ""]
+    summaries = []
+    for name, what in SAMPLER_RUNS.items():
+        if not (out / name).is_dir():
+            continue
+        lines += _samplers_dataset(out, name, what, summaries)
+    pd.concat(summaries).to_csv(out / "summary.csv", index=False)
+    _write(out / "tables.md", "\n".join(lines) + "\n")
+
+
+def _samplers_dataset(out: Path, name: str, what: str, summaries: list) -> list[str]:
+    df = vaebench.load_results(out / name)
     df = df[df["metric"].str.contains("@", regex=False)].copy()
     df[["value_name", "sampler"]] = df["metric"].str.split("@", n=1, expand=True)
     models = [m for m in ["ae", "rae", "wae", "vae", "vamp"] if m in set(df["model"])]
     s = _summary(df, ["model", "value_name", "sampler"])
-    s.to_csv(out / "summary.csv", index=False)
-    lines = ["# Ex-post samplers claim: every number", "",
-             "Digits test split (359 real images, as many generated), mean ± std over seeds "
-             "(n/a: the model has no prior).", ""]  # fmt: skip
-    for value, d, what in (("fd", 2, "FD (lower is better)"),
-                           ("kid", 4, "KID (lower is better)"),
-                           ("prdc_precision", 3, "precision (higher is better)"),
-                           ("prdc_recall", 3, "recall (higher is better)"),
-                           ("prdc_density", 3, "density (1 when the distributions match)"),
-                           ("prdc_coverage", 3, "coverage (higher is better)")):  # fmt: skip
-        lines += [f"## {what}", "", "| model | " + " | ".join(SAMPLERS) + " |",
+    s.insert(0, "dataset", name)
+    summaries.append(s)
+    n_real, n_gen = _counts(out / name)
+    lines = [f"## {name}", "",
+             f"{what} ({n_real} real images, {n_gen} generated per model and sampler), "
+             "mean ± std over seeds (n/a: the model has no prior).", ""]  # fmt: skip
+    for value, d, title in (("fd", 2, "FD (lower is better)"),
+                            ("kid", 4, "KID (lower is better)"),
+                            ("prdc_precision", 3, "precision (higher is better)"),
+                            ("prdc_recall", 3, "recall (higher is better)"),
+                            ("prdc_density", 3, "density (1 when the distributions match)"),
+                            ("prdc_coverage", 3, "coverage (higher is better)")):  # fmt: skip
+        lines += [f"### {name}: {title}", "", "| model | " + " | ".join(SAMPLERS) + " |",
                   "|---|" + "---|" * len(SAMPLERS)]  # fmt: skip
         for m in models:
             cells = []
@@ -134,19 +164,20 @@ def samplers_page() -> None:
                              if ok else "n/a")  # fmt: skip
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["## Per seed: FD", "", "| model | sampler | " + " | ".join(
-        f"seed {x}" for x in sorted(set(df["seed"]))) + " |",
-        "|---|---|" + "---|" * len(set(df["seed"]))]  # fmt: skip
+    seeds = sorted(set(df["seed"]))
+    lines += [f"### {name}: FD per seed", "",
+              "| model | sampler | " + " | ".join(f"seed {x}" for x in seeds) + " |",
+              "|---|---|" + "---|" * len(seeds)]  # fmt: skip
     for m in models:
         for smp in SAMPLERS:
             r = df[(df["model"] == m) & (df["value_name"] == "fd") & (df["sampler"] == smp)]
             vals = [_fmt(v, 2) for v in r.sort_values("seed")["value"]]
             lines.append(f"| {m} | {smp} | " + " | ".join(vals) + " |")
-    _write(out / "tables.md", "\n".join(lines) + "\n")
+    lines.append("")
     df["group"] = df["model"] + " / " + df["sampler"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-    for ax, value, title in ((axes[0], "fd", "FD (lower is better)"),
-                             (axes[1], "prdc_recall", "recall (higher is better)")):  # fmt: skip
+    for ax, value, title in ((axes[0], "fd", f"{name}: FD (lower is better)"),
+                             (axes[1], "prdc_recall", f"{name}: recall (higher is better)")):  # fmt: skip
         sub = df[df["value_name"] == value].copy()
         sub["metric"] = value
         groups = [f"{m} / {smp}" for m in models for smp in SAMPLERS]
@@ -154,8 +185,9 @@ def samplers_page() -> None:
         ax.tick_params(axis="x", labelsize=6)
     fig.tight_layout()
     (out / "figures").mkdir(exist_ok=True)
-    fig.savefig(out / "figures" / "digits-fd-recall.png", dpi=120)
+    fig.savefig(out / "figures" / f"{name}-fd-recall.png", dpi=120)
     plt.close(fig)
+    return lines
 
 
 if __name__ == "__main__":
