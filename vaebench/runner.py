@@ -1352,6 +1352,8 @@ class _Grid:
             with redirect, termination_as_interrupt():
                 self.executor = make_executor(self.cfg.executor, self.plan, self.cfg.scheduler)
                 self._loop(cells, wait=False)
+                if self.summary.busy:  # the manifest says what ran before waiting on other runs
+                    self._write_manifest("running")
                 waiting, self.summary.busy = list(self.summary.busy), []
                 for cell in waiting:
                     owner = CellLock(self.cells_dir / f"{cell.stem}.lock").owner()
