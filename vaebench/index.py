@@ -44,16 +44,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["available", "INDEX_VERSION", "load_frame", "update_index"]
+__all__ = ["available", "enabled", "INDEX_VERSION", "load_frame", "load_records", "update_index"]
 
 log = logging.getLogger(__name__)
 
 #: Bump when the index's columns or their meaning change: an index of another version is
 #: rebuilt from the cell files.
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 
 CELL_COLUMNS = ["file", "size", "mtime_ns", "ino", "model", "dataset", "seed", "config_hash",
-                "status", "error", "config"]  # fmt: skip
+                "status", "error", "config", "record"]  # fmt: skip
 VALUE_COLUMNS = ["file", "metric", "value", "unit", "higher_is_better", "decimals", "source",
                  "group", "order"]  # fmt: skip
 
@@ -66,6 +66,70 @@ def available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def enabled() -> bool:
+    """Whether loads go through the index: :func:`available`, and the environment variable
+    ``VAEBENCH_NO_INDEX`` unset, empty or ``0``."""
+    return available() and os.environ.get("VAEBENCH_NO_INDEX", "") in ("", "0")
+
+
+#: Fields of a cell record that no report without figures reads: image strips, training curves
+#: and the loader's own tags (put back by :func:`load_records`).
+HEAVY_FIELDS = ("artifacts", "history", "_path", "run", "variant", "metrics", "metric_info")
+#: Record parts that differ from cell to cell: parsed for each cell, never shared.
+_OWN_PARTS = frozenset({"values", "evaluated", "seconds", "started", "finished", "config_hash",
+                        "seed", "wall_seconds", "state_sha256", "key", "config", "details",
+                        "run_id", "error", "skip_reason"})  # fmt: skip
+
+
+def light_record(cell: dict[str, Any]) -> str:
+    """``cell`` without :data:`HEAVY_FIELDS` (nor each evaluation's ``artifacts``), as the JSON
+    text :func:`load_records` reads back: the parts that differ from cell to cell
+    (:data:`_OWN_PARTS`) as JSON values, every other top-level field, and every other field of
+    every evaluation, as its own JSON text (so that what many cells hold alike is parsed once),
+    and the order of the keys."""
+    own: dict[str, Any] = {}
+    shared: dict[str, str] = {}
+    evs: list[Any] = []
+    keys = [k for k in cell if k not in HEAVY_FIELDS]
+    for key in keys:
+        value = cell[key]
+        if key == "evaluations" and isinstance(value, dict):
+            for name, ev in value.items():
+                ekeys = [k for k in ev if k != "artifacts"]
+                evs.append([name, ekeys, {k: ev[k] for k in ekeys if k in _OWN_PARTS},
+                            {k: json.dumps(ev[k], default=str) for k in ekeys
+                             if k not in _OWN_PARTS}])  # fmt: skip
+        elif key in _OWN_PARTS:
+            own[key] = value
+        else:
+            shared[key] = json.dumps(value, default=str)
+    return json.dumps({"k": keys, "o": own, "s": shared, "e": evs}, default=str)
+
+
+def _from_light(text: str, memo: dict[str, Any]) -> dict[str, Any]:
+    from vaebench.results import flat_views
+
+    def part(t: str) -> Any:
+        got = memo.get(t)
+        if got is None:
+            got = memo[t] = json.loads(t)
+        return got
+
+    d = json.loads(text)
+    own, shared = d["o"], d["s"]
+    rec: dict[str, Any] = {}
+    for key in d["k"]:
+        if key in own:
+            rec[key] = own[key]
+        elif key in shared:
+            rec[key] = part(shared[key])
+        else:  # the evaluations
+            rec[key] = {name: {k: eo[k] if k in eo else part(es[k]) for k in ekeys}
+                        for name, ekeys, eo, es in d["e"]}  # fmt: skip
+    rec.update(flat_views(rec))
+    return rec
 
 
 def _listing(run: Path) -> dict[str, tuple[int, int, int]]:
@@ -98,6 +162,7 @@ def _cell_rows(name: str, ident: tuple[int, int, int], cell: dict[str, Any]) -> 
         "model": cell["model"], "dataset": cell["dataset"], "seed": int(cell["seed"]),
         "config_hash": cell["config_hash"], "status": status, "error": error,
         "config": json.dumps(cell.get("config") or {}, sort_keys=True, default=str),
+        "record": light_record(cell),
     }  # fmt: skip
     values = []
     if status == "ok":
@@ -119,10 +184,10 @@ def _cell_rows(name: str, ident: tuple[int, int, int], cell: dict[str, Any]) -> 
     return row, values
 
 
-def _read(path: Path) -> Any:
+def _read(path: Path, columns: Sequence[str] | None = None) -> Any:
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    table = pq.read_table(path, columns=None if columns is None else list(columns))
     meta = table.schema.metadata or {}
     if meta.get(b"vaebench_index") != str(INDEX_VERSION).encode():
         raise ValueError("another index version")
@@ -149,7 +214,7 @@ def _schemas() -> tuple[Any, Any]:
                        ("ino", pa.int64()), ("model", pa.string()), ("dataset", pa.string()),
                        ("seed", pa.int64()), ("config_hash", pa.string()),
                        ("status", pa.string()), ("error", pa.string()),
-                       ("config", pa.string())])  # fmt: skip
+                       ("config", pa.string()), ("record", pa.string())])  # fmt: skip
     values = pa.schema([("file", pa.string()), ("metric", pa.string()), ("value", pa.float64()),
                         ("unit", pa.string()), ("higher_is_better", pa.bool_()),
                         ("decimals", pa.int64()), ("source", pa.string()),
@@ -157,10 +222,12 @@ def _schemas() -> tuple[Any, Any]:
     return cells, values
 
 
-def update_index(run_dir: str | os.PathLike) -> tuple[Any, Any]:
+def update_index(run_dir: str | os.PathLike, records: bool = False) -> tuple[Any, Any]:
     """The up-to-date ``(cells, values)`` :class:`pyarrow.Table` pair of ``run_dir`` (see the
     module docstring): the stored index where it matches the files, the changed files read
-    again; saved when anything changed and the folder is writable. Raises
+    again; saved when anything changed and the folder is writable. The cells table has the
+    ``record`` column (:func:`light_record`) only when ``records`` is true (it is the largest
+    column: a load of values alone does not read it). Raises
     :class:`vaebench.results.ResultsError` as :func:`vaebench.results.load_cells` does."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -171,15 +238,16 @@ def update_index(run_dir: str | os.PathLike) -> tuple[Any, Any]:
     listing = _listing(run)
     where = run / "index"
     cells_schema, values_schema = _schemas()
+    slim_schema = pa.schema([f for f in cells_schema if f.name != "record"])
     try:
-        old_cells = _read(where / "cells.parquet")
+        old_cells = _read(where / "cells.parquet", None if records else slim_schema.names)
         old_values = _read(where / "values.parquet")
         # two processes saving at once may leave one's cells beside the other's values
         if old_cells.schema.metadata.get(b"vaebench_generation") != old_values.schema.metadata.get(
             b"vaebench_generation"
         ):
             raise ValueError("cells and values of different generations")
-        if old_cells.schema.remove_metadata() != cells_schema:
+        if old_cells.schema.remove_metadata() != (cells_schema if records else slim_schema):
             raise ValueError("schema")
         if old_values.schema.remove_metadata() != values_schema:
             raise ValueError("schema")
@@ -187,6 +255,7 @@ def update_index(run_dir: str | os.PathLike) -> tuple[Any, Any]:
         if not isinstance(exc, FileNotFoundError):
             log.debug("index of %s not used: %s", run, exc)
         old_cells, old_values = cells_schema.empty_table(), values_schema.empty_table()
+    generation = (old_cells.schema.metadata or {}).get(b"vaebench_generation")
     files = old_cells.column("file").to_pylist()
     idents = zip(old_cells.column("size").to_pylist(), old_cells.column("mtime_ns").to_pylist(),
                  old_cells.column("ino").to_pylist(), strict=True)  # fmt: skip
@@ -195,7 +264,18 @@ def update_index(run_dir: str | os.PathLike) -> tuple[Any, Any]:
     fresh = sorted(name for name in listing if stored.get(name) != listing[name])
     changed = bool(fresh) or len(keep) != len(files)
     if not changed:
-        return old_cells, old_values
+        return old_cells.replace_schema_metadata(None), old_values
+    if "record" not in old_cells.column_names:  # the kept rows' records, of the same generation
+        try:
+            full = _read(where / "cells.parquet")
+            if (full.schema.metadata or {}).get(b"vaebench_generation") != generation:
+                raise ValueError("index replaced since it was read")
+            old_cells = full
+        except (OSError, ValueError, Exception) as exc:  # noqa: BLE001 - rebuild from the files
+            log.debug("index of %s not used: %s", run, exc)
+            old_cells, old_values = cells_schema.empty_table(), values_schema.empty_table()
+            keep = []
+            fresh = sorted(listing)
     new_cells, new_values = [], []
     for name in fresh:
         row, values = _cell_rows(name, listing[name], read_cell(run / "cells" / name))
@@ -218,7 +298,29 @@ def update_index(run_dir: str | os.PathLike) -> tuple[Any, Any]:
         _write(where / "cells.parquet", cells, generation)
     except OSError as exc:
         log.debug("index of %s not saved: %s", run, exc)
-    return cells, values
+    return (cells if records else cells.drop_columns(["record"])), values
+
+
+def load_records(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
+    """The cell records of :func:`vaebench.results.load_cells` (folder, then file-name order,
+    each tagged with ``run``) from the indexes of ``run_dirs`` (updated first, see
+    :func:`update_index`), without :data:`HEAVY_FIELDS` (no image strips, no training
+    curves): what a report without figures reads. Parts that many cells hold alike (their
+    environment, declarations, options) are one shared object -- treat the records as
+    read-only. Raises :class:`vaebench.results.ResultsError` as
+    :func:`vaebench.results.load_cells` does."""
+    out: list[dict[str, Any]] = []
+    memo: dict[str, Any] = {}
+    for d in run_dirs:
+        run = Path(d).name
+        cells, _ = update_index(d, records=True)
+        for batch in cells.select(["record"]).to_batches(max_chunksize=2048):
+            for text in batch.column(0).to_pylist():
+                rec = _from_light(text, memo)
+                rec["run"] = run
+                out.append(rec)
+        del cells
+    return out
 
 
 def load_frame(
