@@ -7,7 +7,10 @@ configuration -- in two Parquet files (:mod:`pyarrow`, the ``vaebench[index]`` e
 it :func:`vaebench.load_results` reads the cell files as before):
 
 - ``OUT/index/cells.parquet``: per cell file its name, size, modification time and inode, the
-  model, dataset, seed, configuration hash, status, failure reason and configuration (JSON);
+  model, dataset, seed, configuration hash, status, failure reason and configuration (JSON),
+  and the record without its image strips and training curves (:func:`light_record`: what
+  ``vaebench report --no-figures`` reads, through :func:`load_records`; a load of values
+  alone never reads that column);
 - ``OUT/index/values.parquet``: per value of an ok cell the columns of
   :data:`vaebench.tidy.COLUMNS` that come from the cell (not ``run`` nor ``variant``, which
   depend on the folders loaded together).
@@ -44,7 +47,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["available", "enabled", "INDEX_VERSION", "load_frame", "load_records", "update_index"]
+__all__ = ["available", "enabled", "INDEX_VERSION", "light_record", "load_frame", "load_records",
+           "update_index"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 

@@ -159,7 +159,7 @@ def collect(
     labels = variant_labels(cells)
     for cell in cells:
         cell["variant"] = labels[cell["config_hash"]]
-    frame = tidy_frame(cells, include_failed=True)
+    frame = tidy_frame(cells, include_failed=True, labels=labels)
     base_models = ordered({c["model"] for c in cells}, requested_order(dirs, "models"))
     variants = {c["variant"]: c["model"] for c in cells}
     keys = {c["variant"]: sweep_sort_key(dict(sorted(sweep_values(c).items())))
