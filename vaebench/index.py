@@ -57,7 +57,9 @@ log = logging.getLogger(__name__)
 INDEX_VERSION = 2
 
 CELL_COLUMNS = ["file", "size", "mtime_ns", "ino", "model", "dataset", "seed", "config_hash",
-                "status", "error", "config", "record"]  # fmt: skip
+                "status", "error", "config", "record", "shared"]  # fmt: skip
+#: The columns of the light records (:func:`light_record`), read only by :func:`load_records`.
+RECORD_COLUMNS = ["record", "shared"]
 VALUE_COLUMNS = ["file", "metric", "value", "unit", "higher_is_better", "decimals", "source",
                  "group", "order"]  # fmt: skip
 
@@ -87,33 +89,35 @@ _OWN_PARTS = frozenset({"values", "evaluated", "seconds", "started", "finished",
                         "run_id", "error", "skip_reason"})  # fmt: skip
 
 
-def light_record(cell: dict[str, Any]) -> str:
-    """``cell`` without :data:`HEAVY_FIELDS` (nor each evaluation's ``artifacts``), as the JSON
-    text :func:`load_records` reads back: the parts that differ from cell to cell
-    (:data:`_OWN_PARTS`) as JSON values, every other top-level field, and every other field of
-    every evaluation, as its own JSON text (so that what many cells hold alike is parsed once),
-    and the order of the keys."""
+def light_record(cell: dict[str, Any]) -> tuple[str, str]:
+    """``cell`` without :data:`HEAVY_FIELDS` (nor each evaluation's ``artifacts``), as the two
+    JSON texts :func:`load_records` reads back: ``(own, shared)``. ``own`` holds the parts that
+    differ from cell to cell (:data:`_OWN_PARTS`, top-level and per evaluation); ``shared``
+    the order of the keys and every other part, each as its own JSON text -- the same text
+    for the cells of one set-up, stored once (Parquet's dictionary encoding) and parsed once."""
     own: dict[str, Any] = {}
     shared: dict[str, str] = {}
     evs: list[Any] = []
+    own_evs: list[Any] = []
     keys = [k for k in cell if k not in HEAVY_FIELDS]
     for key in keys:
         value = cell[key]
         if key == "evaluations" and isinstance(value, dict):
             for name, ev in value.items():
                 ekeys = [k for k in ev if k != "artifacts"]
-                evs.append([name, ekeys, {k: ev[k] for k in ekeys if k in _OWN_PARTS},
-                            {k: json.dumps(ev[k], default=str) for k in ekeys
-                             if k not in _OWN_PARTS}])  # fmt: skip
+                own_evs.append({k: ev[k] for k in ekeys if k in _OWN_PARTS})
+                evs.append([name, ekeys, {k: json.dumps(ev[k], default=str) for k in ekeys
+                                          if k not in _OWN_PARTS}])  # fmt: skip
         elif key in _OWN_PARTS:
             own[key] = value
         else:
             shared[key] = json.dumps(value, default=str)
-    return json.dumps({"k": keys, "o": own, "s": shared, "e": evs}, default=str)
+    return (json.dumps({"o": own, "e": own_evs}, default=str),
+            json.dumps({"k": keys, "s": shared, "e": evs}))  # fmt: skip
 
 
-def _from_light(text: str, memo: dict[str, Any]) -> dict[str, Any]:
-    from vaebench.results import flat_views
+def _shared(text: str, memo: dict[str, Any]) -> tuple[list[str], dict[str, Any], list[Any]]:
+    """The parsed ``shared`` text of :func:`light_record`: each part parsed once (``memo``)."""
 
     def part(t: str) -> Any:
         got = memo.get(t)
@@ -122,16 +126,25 @@ def _from_light(text: str, memo: dict[str, Any]) -> dict[str, Any]:
         return got
 
     d = json.loads(text)
-    own, shared = d["o"], d["s"]
+    evs = [(name, ekeys, {k: part(t) for k, t in es.items()}) for name, ekeys, es in d["e"]]
+    return d["k"], {k: part(t) for k, t in d["s"].items()}, evs
+
+
+def _from_light(own_text: str, shared: tuple[list[str], dict[str, Any], list[Any]]) -> dict:
+    from vaebench.results import flat_views
+
+    keys, parts, evs = shared
+    d = json.loads(own_text)
+    own = d["o"]
     rec: dict[str, Any] = {}
-    for key in d["k"]:
+    for key in keys:
         if key in own:
             rec[key] = own[key]
-        elif key in shared:
-            rec[key] = part(shared[key])
+        elif key in parts:
+            rec[key] = parts[key]
         else:  # the evaluations
-            rec[key] = {name: {k: eo[k] if k in eo else part(es[k]) for k in ekeys}
-                        for name, ekeys, eo, es in d["e"]}  # fmt: skip
+            rec[key] = {name: {k: eo[k] if k in eo else es[k] for k in ekeys}
+                        for (name, ekeys, es), eo in zip(evs, d["e"], strict=True)}  # fmt: skip
     rec.update(flat_views(rec))
     return rec
 
@@ -166,8 +179,8 @@ def _cell_rows(name: str, ident: tuple[int, int, int], cell: dict[str, Any]) -> 
         "model": cell["model"], "dataset": cell["dataset"], "seed": int(cell["seed"]),
         "config_hash": cell["config_hash"], "status": status, "error": error,
         "config": json.dumps(cell.get("config") or {}, sort_keys=True, default=str),
-        "record": light_record(cell),
     }  # fmt: skip
+    row["record"], row["shared"] = light_record(cell)
     values = []
     if status == "ok":
         info = cell.get("metric_info", {})
@@ -188,10 +201,11 @@ def _cell_rows(name: str, ident: tuple[int, int, int], cell: dict[str, Any]) -> 
     return row, values
 
 
-def _read(path: Path, columns: Sequence[str] | None = None) -> Any:
+def _read(path: Path, columns: Sequence[str] | None = None, dictionary: bool = False) -> Any:
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path, columns=None if columns is None else list(columns))
+    table = pq.read_table(path, columns=None if columns is None else list(columns),
+                          read_dictionary=["shared"] if dictionary else None)  # fmt: skip
     meta = table.schema.metadata or {}
     if meta.get(b"vaebench_index") != str(INDEX_VERSION).encode():
         raise ValueError("another index version")
@@ -218,7 +232,8 @@ def _schemas() -> tuple[Any, Any]:
                        ("ino", pa.int64()), ("model", pa.string()), ("dataset", pa.string()),
                        ("seed", pa.int64()), ("config_hash", pa.string()),
                        ("status", pa.string()), ("error", pa.string()),
-                       ("config", pa.string()), ("record", pa.string())])  # fmt: skip
+                       ("config", pa.string()), ("record", pa.string()),
+                       ("shared", pa.string())])  # fmt: skip
     values = pa.schema([("file", pa.string()), ("metric", pa.string()), ("value", pa.float64()),
                         ("unit", pa.string()), ("higher_is_better", pa.bool_()),
                         ("decimals", pa.int64()), ("source", pa.string()),
@@ -230,8 +245,9 @@ def update_index(run_dir: str | os.PathLike, records: bool = False) -> tuple[Any
     """The up-to-date ``(cells, values)`` :class:`pyarrow.Table` pair of ``run_dir`` (see the
     module docstring): the stored index where it matches the files, the changed files read
     again; saved when anything changed and the folder is writable. The cells table has the
-    ``record`` column (:func:`light_record`) only when ``records`` is true (it is the largest
-    column: a load of values alone does not read it). Raises
+    :data:`RECORD_COLUMNS` (:func:`light_record`; ``shared`` dictionary-encoded where it
+    comes from the stored index) only when ``records`` is true (they are the largest columns:
+    a load of values alone does not read them). Raises
     :class:`vaebench.results.ResultsError` as :func:`vaebench.results.load_cells` does."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -242,16 +258,19 @@ def update_index(run_dir: str | os.PathLike, records: bool = False) -> tuple[Any
     listing = _listing(run)
     where = run / "index"
     cells_schema, values_schema = _schemas()
-    slim_schema = pa.schema([f for f in cells_schema if f.name != "record"])
+    slim_schema = pa.schema([f for f in cells_schema if f.name not in RECORD_COLUMNS])
+    dict_schema = cells_schema.set(cells_schema.get_field_index("shared"),
+                                   pa.field("shared", pa.dictionary(pa.int32(), pa.string())))  # fmt: skip
     try:
-        old_cells = _read(where / "cells.parquet", None if records else slim_schema.names)
+        old_cells = _read(where / "cells.parquet", None if records else slim_schema.names,
+                          dictionary=records)  # fmt: skip
         old_values = _read(where / "values.parquet")
         # two processes saving at once may leave one's cells beside the other's values
         if old_cells.schema.metadata.get(b"vaebench_generation") != old_values.schema.metadata.get(
             b"vaebench_generation"
         ):
             raise ValueError("cells and values of different generations")
-        if old_cells.schema.remove_metadata() != (cells_schema if records else slim_schema):
+        if old_cells.schema.remove_metadata() != (dict_schema if records else slim_schema):
             raise ValueError("schema")
         if old_values.schema.remove_metadata() != values_schema:
             raise ValueError("schema")
@@ -269,7 +288,10 @@ def update_index(run_dir: str | os.PathLike, records: bool = False) -> tuple[Any
     changed = bool(fresh) or len(keep) != len(files)
     if not changed:
         return old_cells.replace_schema_metadata(None), old_values
-    if "record" not in old_cells.column_names:  # the kept rows' records, of the same generation
+    if "record" in old_cells.column_names and len(old_cells):  # plain strings, to add rows to
+        i = old_cells.schema.get_field_index("shared")
+        old_cells = old_cells.set_column(i, "shared", old_cells.column(i).cast(pa.string()))
+    elif "record" not in old_cells.column_names:  # the kept rows' records, of the same generation
         try:
             full = _read(where / "cells.parquet")
             if (full.schema.metadata or {}).get(b"vaebench_generation") != generation:
@@ -302,7 +324,7 @@ def update_index(run_dir: str | os.PathLike, records: bool = False) -> tuple[Any
         _write(where / "cells.parquet", cells, generation)
     except OSError as exc:
         log.debug("index of %s not saved: %s", run, exc)
-    return (cells if records else cells.drop_columns(["record"])), values
+    return (cells if records else cells.drop_columns(RECORD_COLUMNS)), values
 
 
 def load_records(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -313,17 +335,36 @@ def load_records(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     environment, declarations, options) are one shared object -- treat the records as
     read-only. Raises :class:`vaebench.results.ResultsError` as
     :func:`vaebench.results.load_cells` does."""
+    import pyarrow as pa
+
     out: list[dict[str, Any]] = []
     memo: dict[str, Any] = {}
+    parsed: dict[str, Any] = {}
     for d in run_dirs:
         run = Path(d).name
         cells, _ = update_index(d, records=True)
-        for batch in cells.select(["record"]).to_batches(max_chunksize=2048):
-            for text in batch.column(0).to_pylist():
-                rec = _from_light(text, memo)
-                rec["run"] = run
-                out.append(rec)
-        del cells
+        shared = cells.column("shared")
+        if not pa.types.is_dictionary(shared.type):
+            shared = shared.dictionary_encode()
+        own = cells.column("record")
+        start = 0
+        for chunk in shared.chunks:  # each distinct shared text parsed once
+            texts = chunk.dictionary.to_pylist()
+            for t in texts:
+                if t not in parsed:
+                    parsed[t] = _shared(t, memo)
+            parts = [parsed[t] for t in texts]
+            idx = chunk.indices.to_pylist()
+            mine = own.slice(start, len(chunk))
+            start += len(chunk)
+            pos = 0
+            for own_chunk in mine.chunks:
+                for text in own_chunk.to_pylist():
+                    rec = _from_light(text, parts[idx[pos]])
+                    rec["run"] = run
+                    out.append(rec)
+                    pos += 1
+        del cells, shared, own
     return out
 
 
