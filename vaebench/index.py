@@ -303,18 +303,23 @@ def update_index(run_dir: str | os.PathLike, records: bool = False) -> tuple[Any
             keep = []
             fresh = sorted(listing)
     new_cells, new_values = [], []
-    for name in fresh:
+    cell_parts, value_parts = [], []  # Arrow tables of 4096 cells: no Python rows held longer
+    for i, name in enumerate(fresh):
         row, values = _cell_rows(name, listing[name], read_cell(run / "cells" / name))
         new_cells.append(row)
         new_values.extend(values)
+        if len(new_cells) == 4096 or i == len(fresh) - 1:
+            cell_parts.append(pa.Table.from_pylist(new_cells, schema=cells_schema))
+            value_parts.append(pa.Table.from_pylist(new_values, schema=values_schema))
+            new_cells, new_values = [], []
     keep_set = pa.array(keep, pa.string())
     cells = pa.concat_tables([
         old_cells.filter(pc.is_in(old_cells.column("file"), value_set=keep_set)),
-        pa.Table.from_pylist(new_cells, schema=cells_schema),
+        *cell_parts,
     ]).replace_schema_metadata(None)  # fmt: skip
     values = pa.concat_tables([
         old_values.filter(pc.is_in(old_values.column("file"), value_set=keep_set)),
-        pa.Table.from_pylist(new_values, schema=values_schema),
+        *value_parts,
     ]).replace_schema_metadata(None)  # fmt: skip
     cells = cells.sort_by("file")
     try:
