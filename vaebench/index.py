@@ -152,15 +152,25 @@ def _from_light(own_text: str, shared: tuple[list[str], dict[str, Any], list[Any
 def _listing(run: Path) -> dict[str, tuple[int, int, int]]:
     """``{file name: (size, mtime_ns, inode)}`` of the cell files, as
     :func:`vaebench.results.iter_cell_paths` selects them."""
-    from vaebench.results import iter_cell_paths
+    from vaebench.results import ResultsError
 
+    if not run.is_dir():  # the errors of iter_cell_paths
+        raise ResultsError(f"results folder not found: {run}")
+    if not (run / "cells").is_dir():
+        raise ResultsError(f"{run} is not a vaebench results folder (no cells/ inside)")
     out = {}
-    for p in iter_cell_paths(run):
-        try:
-            st = p.stat()
-        except FileNotFoundError:  # removed since the listing
-            continue
-        out[p.name] = (st.st_size, st.st_mtime_ns, st.st_ino)
+    with os.scandir(run / "cells") as entries:  # one stat a file, no Path objects
+        for entry in entries:
+            name = entry.name
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            try:
+                if not entry.is_file():
+                    continue
+                st = entry.stat()
+            except FileNotFoundError:  # removed since the listing
+                continue
+            out[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
     return out
 
 
