@@ -247,12 +247,17 @@ def load_records(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     return load_cells(*run_dirs)
 
 
-def tidy_frame(cells: Sequence[dict[str, Any]], include_failed: bool = False) -> pd.DataFrame:
+def tidy_frame(
+    cells: Sequence[dict[str, Any]],
+    include_failed: bool = False,
+    labels: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """The tidy frame of :func:`load_results` built from already loaded cell records (each with
-    a ``run`` entry, as :func:`vaebench.results.load_cells` returns them)."""
+    a ``run`` entry, as :func:`vaebench.results.load_cells` returns them); ``labels``: their
+    :func:`variant_labels`, where the caller has them already."""
     import pandas as pd
 
-    labels = variant_labels(cells)
+    labels = variant_labels(cells) if labels is None else labels
     rows = []
     for cell in cells:
         base = {

@@ -10,9 +10,9 @@
   over the same number of codes (the speed of the network);
 - ``report`` (enabled only): ``vaebench report`` of a copy of results/reference with unchanged
   figures, next to the same with ``--no-figures``;
-- ``scale`` (enabled only): ``load_results`` of a synthetic folder of ``VAEBENCH_SCALE_CELLS``
-  cells (default 100 000, made by :mod:`make_cells`) through the index and, with
-  ``VAEBENCH_SCALE_RECORDS=1``, from the records.
+- ``scale`` (enabled only): ``load_results`` and ``report --no-figures`` of a synthetic folder
+  of ``VAEBENCH_SCALE_CELLS`` cells (default 100 000, made by :mod:`make_cells`) through the
+  index and, for ``load_results`` with ``VAEBENCH_SCALE_RECORDS=1``, from the records.
 
 With ``--benchmark-disable`` (the normal test run) the first two run once on a few cells and
 codes, as smoke tests, and the others are skipped.
@@ -144,3 +144,29 @@ def test_load_results_at_scale(benchmark, request, enabled):
         "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
     })  # fmt: skip
     assert len(frame) == len(first)
+
+
+def test_report_at_scale(benchmark, request, enabled, tmp_path):
+    """``report --no-figures`` of the big folder: the cells read from the index
+    (:func:`vaebench.index.load_records`; the first report builds it)."""
+    if not enabled:
+        pytest.skip("minutes to make the folder: run with --benchmark-enable")
+    import resource
+
+    from vaebench.report import build_report
+
+    run = request.getfixturevalue("big_folder")
+    t0 = time.perf_counter()
+    build_report([run], tmp_path / "first", figures=False)  # builds the index if needed
+    build = time.perf_counter() - t0
+    gc.collect()
+    benchmark.group = "scale"
+    benchmark.pedantic(build_report, args=([run], tmp_path / "report"),
+                       kwargs={"figures": False}, rounds=3)  # fmt: skip
+    benchmark.extra_info.update({
+        "cells": len(list((run / "cells").iterdir())), "first_report_s": round(build, 2),
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    })  # fmt: skip
+    assert (tmp_path / "report" / "report.md").read_bytes() == (
+        tmp_path / "first" / "report.md"
+    ).read_bytes()

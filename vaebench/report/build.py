@@ -121,8 +121,13 @@ def collect(
     confidence: float = 0.95,
     ci: bool = False,
     correction: str = "holm",
+    light: bool = False,
 ) -> Report:
     """Load, deduplicate, label and aggregate the cells of ``run_dirs``; see :class:`Report`.
+
+    ``light``: the cells without their image strips and training curves, read from the
+    folders' columnar indexes (:func:`vaebench.index.load_records`; whole cell files where the
+    index is off or :mod:`pyarrow` is missing) -- all a report without figures reads.
 
     Sample scores computed on other sample counts or another feature network than most of
     their column are aggregated but not ranked (see
@@ -140,7 +145,10 @@ def collect(
     cells: list[dict[str, Any]] = []
     duplicates: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for cell in load_records(dirs):
+    from vaebench import index
+
+    use_index = light and bool(dirs) and index.enabled()
+    for cell in index.load_records(dirs) if use_index else load_records(dirs):
         if cell["config_hash"] in seen:
             duplicates.append(cell)
             continue
@@ -151,7 +159,7 @@ def collect(
     labels = variant_labels(cells)
     for cell in cells:
         cell["variant"] = labels[cell["config_hash"]]
-    frame = tidy_frame(cells, include_failed=True)
+    frame = tidy_frame(cells, include_failed=True, labels=labels)
     base_models = ordered({c["model"] for c in cells}, requested_order(dirs, "models"))
     variants = {c["variant"]: c["model"] for c in cells}
     keys = {c["variant"]: sweep_sort_key(dict(sorted(sweep_values(c).items())))
@@ -534,7 +542,7 @@ def build_report(
     suffixes = figure_suffixes(figures)
     figures = bool(suffixes)
     rep = collect(run_dirs, baseline=baseline, alpha=alpha, confidence=confidence, ci=ci,
-                  correction=correction)  # fmt: skip
+                  correction=correction, light=not figures)  # fmt: skip
     out = Path(out_dir if out_dir is not None else rep.run_dirs[0])
     index = ReportIndex(out)
     if formats is None:

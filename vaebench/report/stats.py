@@ -224,6 +224,10 @@ def _better(a: float, b: float, higher: bool) -> bool:
     return a > b if higher else a < b
 
 
+#: The tidy-frame columns a declaration is read from (:func:`_declaration`).
+_DECLARED = ("source", "group", "order", "higher_is_better", "unit", "decimals")
+
+
 def _declaration(r: dict[str, Any]) -> dict[str, Any]:
     source = r.get("source") or ""
     order = r.get("order")
@@ -246,11 +250,18 @@ def declarations(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
     seen: dict[str, Counter] = {}
     first: dict[str, dict[tuple, dict[str, Any]]] = {}
-    for r in frame[~frame["metric"].isin(NOT_VALUES)].to_dict("records"):
-        d = _declaration(r)
-        key = tuple(sorted(d.items(), key=lambda kv: kv[0]))
-        seen.setdefault(r["metric"], Counter())[key] += 1
-        first.setdefault(r["metric"], {}).setdefault(key, d)
+    sub = frame[~frame["metric"].isin(NOT_VALUES)]
+    cols = [c for c in ("metric", *_DECLARED) if c in sub.columns]
+    made: dict[tuple, tuple[Any, dict[str, Any], tuple]] = {}  # rows alike: one declaration
+    for raw in zip(*(sub[c].tolist() for c in cols), strict=True):
+        hit = made.get(raw)
+        if hit is None:
+            r = dict(zip(cols, raw, strict=True))
+            d = _declaration(r)
+            hit = made[raw] = (r["metric"], d, tuple(sorted(d.items(), key=lambda kv: kv[0])))
+        metric, d, key = hit
+        seen.setdefault(metric, Counter())[key] += 1
+        first.setdefault(metric, {}).setdefault(key, d)
     out = {}
     for metric, counts in seen.items():
         best = max(counts.values())
