@@ -462,8 +462,8 @@ def _factor_dataset(decl: dict, names=("angle",)) -> Dataset:
     ("decl", "message"),
     [
         ({"angle": {"range": [0, 6.28]}},
-         "info['factors']['angle'] has unknown key(s) 'range'; valid: bank_size, high, low, "
-         "periodic, unit"),
+         "info['factors']['angle'] has unknown key(s) 'range'; valid: bank_size, discrete, high, "
+         "low, periodic, unit, values"),
         ({"angle": {"low": 0, "high": 6.28, "min": 0}}, "unknown key(s) 'min'"),
         ({"angel": {"low": 0, "high": 1}}, "declares 'angel', which is not one of the dataset's "
                                            "factor_names ('angle')"),
@@ -472,7 +472,7 @@ def _factor_dataset(decl: dict, names=("angle",)) -> Dataset:
         ({"angle": {"low": 0, "high": float("inf")}}, "['high'] must be a finite number"),
         ({"angle": {"low": 0, "high": 1, "periodic": "yes"}}, "must be true or false"),
         ({"angle": {"low": 0, "high": 1, "bank_size": 1}}, "must be an integer >= 2"),
-        ({"angle": [0, 1]}, "must be a dict with keys bank_size, high, low, periodic, unit"),
+        ({"angle": [0, 1]}, "must be a dict with keys bank_size, discrete, high, low, periodic, unit, values"),
     ],
 )  # fmt: skip
 def test_factor_declarations_with_unknown_keys_or_bad_values_are_named(decl, message):
