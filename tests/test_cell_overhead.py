@@ -67,10 +67,10 @@ def test_grid_writes_the_running_manifest_at_most_every_interval(tmp_path, monke
     writes: list[str] = []
     original = runner.atomic_write_json
 
-    def counting(path, obj):
+    def counting(path, obj, *root):
         if "manifests" in str(path):
             writes.append(obj["status"])
-        return original(path, obj)
+        return original(path, obj, *root)
 
     monkeypatch.setattr(runner, "atomic_write_json", counting)
     monkeypatch.setattr(runner, "MANIFEST_INTERVAL", 3600.0)

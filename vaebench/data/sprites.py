@@ -351,9 +351,9 @@ def locate(spec: OfficialFile, data_dir: str | None, download: bool, verify: boo
             raise DatasetError(f"{spec.name}: download failed ({'; '.join(errors)})")
     if path is None:
         raise DatasetError(
-            f"{spec.name}: {spec.filename} not found in {', '.join(map(str, searched))}; "
-            f"download it from {spec.urls[0]} into one of them, or pass "
-            f"--set {spec.name}.download=true"
+            f"{spec.name}: {spec.filename} not found in {', '.join(map(str, searched))} and "
+            f"downloading is off (download=false); download it from {spec.urls[0]} into one of "
+            f"them, or pass --set {spec.name}.download=true"
         )
     if verify:
         got = _md5(path)
