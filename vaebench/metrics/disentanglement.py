@@ -150,20 +150,25 @@ def _dci_from_importance(r: np.ndarray) -> tuple[float, float]:
 
 
 def dci_scores(
-    z_train: np.ndarray, c_train: np.ndarray, z_test: np.ndarray, c_test: np.ndarray
+    z_train: np.ndarray,
+    c_train: np.ndarray,
+    z_test: np.ndarray,
+    c_test: np.ndarray,
+    random_state: int | None = None,
 ) -> dict[str, Any]:
     """DCI with scikit-learn's default ``GradientBoostingClassifier`` per factor: importance
     matrix ``R[i, j]`` = feature importance of code ``i`` for factor ``j``; disentanglement =
     sum over codes of (1 - entropy base K of R's row) weighted by the row's share of R;
     completeness likewise over factors (entropy base d); informativeness = mean accuracy over
-    factors (train and test)."""
+    factors (train and test). ``random_state`` seeds the trees (they break ties between equally
+    good splits at random: unseeded, two runs on the same codes differ)."""
     from sklearn.ensemble import GradientBoostingClassifier
 
     d, k = z_train.shape[1], c_train.shape[1]
     r = np.zeros((d, k))
     acc_train, acc_test = [], []
     for j in range(k):
-        clf = GradientBoostingClassifier()
+        clf = GradientBoostingClassifier(random_state=random_state)
         clf.fit(z_train, c_train[:, j])
         r[:, j] = np.abs(clf.feature_importances_)
         acc_train.append(np.mean(clf.predict(z_train) == c_train[:, j]))
@@ -558,12 +563,12 @@ class DCI(_Disentanglement):
         opts, pool, rs = self._setup(model, dataset, ctx)
         z_train, c_train = _sample(pool, opts["dci_num_train"], rs)
         z_test, c_test = _sample(pool, opts["dci_num_test"], rs)
-        out = dci_scores(z_train, c_train, z_test, c_test)
+        out = dci_scores(z_train, c_train, z_test, c_test, random_state=rs.randint(2**31 - 1))
         ctx.details.update(
             {
                 "informativeness_train": out["informativeness_train"],
                 "importance": np.round(out["importance"], 4).tolist(),
-                "regressor": "GradientBoostingClassifier() (scikit-learn defaults) per factor",
+                "regressor": "GradientBoostingClassifier() (scikit-learn defaults, random_state from the metric's stream) per factor",
             }
         )
         return {
