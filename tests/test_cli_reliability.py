@@ -211,7 +211,7 @@ BAD_INPUTS: list[tuple[str, list[str], Files, str]] = [
     # issue 12.9: factor declarations
     ("dataset plugin with an unknown factor key", ["run", "--models", "pca",
                                                    "--datasets", "rings"], {},
-     "info['factors']['angle'] has unknown key(s) 'range'; valid: bank_size, high, low"),
+     "info['factors']['angle'] has unknown key(s) 'range'; valid: bank_size, discrete, high, low"),
     # issue 19: writes and deletions stay inside OUT; every reader says what it cannot read
     ("OUT/figures links outside OUT (report)", ["report", "r"],
      {f"r/{CELL}": _cell(), "paper/diagram.png": b"mine", "r/figures": Link("../paper")},
