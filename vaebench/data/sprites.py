@@ -452,30 +452,53 @@ def load_dsprites(
     values = all_values[rows]
     factors = values[:, 1:].astype(np.float64)
     factors[:, 0] -= 1.0  # shapes 1, 2, 3 -> 0, 1, 2
-    grid = {n: np.unique(factors[:, k]) for k, n in enumerate(SPRITE_NAMES)}
-    train, test = _split(len(rows), test_fraction, seed, "dsprites")
+    split = _split(len(rows), test_fraction, seed, "dsprites")
     x = _pool(imgs[:, None], size, 64, 1.0)  # the file holds 0 and 1
+    steps = {"scale": scale_step, "orientation": orientation_step, "position": position_step}
+    return _file_grid_dataset("dsprites", SPRITE_NAMES, CITATION_DSPRITES, x, classes, factors,
+                              1, split, path, verify, size, steps, seed)  # fmt: skip
+
+
+def _file_grid_dataset(
+    name: str,
+    names: tuple[str, ...],
+    citation: str,
+    x: Tensor,
+    classes: np.ndarray,
+    factors: np.ndarray,
+    label: int,
+    split: tuple[np.ndarray, np.ndarray],
+    path: Path,
+    verify: bool,
+    size: int,
+    steps: dict[str, int],
+    seed: int,
+    **declare: Any,
+) -> Dataset:
+    """The :class:`Dataset` of an official factor-grid file (``dsprites``, ``shapes3d``): images
+    ``x`` ``(N, C, H, W)``, each image's factor ``classes`` and ``factors`` ``(N, K)`` in the
+    order of ``names``, the factor column ``label`` as the labels, the ``(train, test)`` rows of
+    ``split``; the factor grid is declared from the values present (``declare``: options of
+    :func:`_declare`)."""
+    grid = {n: np.unique(factors[:, k]) for k, n in enumerate(names)}
+    train, test = split
     return Dataset(
-        name="dsprites",
+        name=name,
         x_train=x[train],
         x_test=x[test],
-        y_train=torch.from_numpy(classes[train, 1]),
-        y_test=torch.from_numpy(classes[test, 1]),
+        y_train=torch.from_numpy(classes[train, label]),
+        y_test=torch.from_numpy(classes[test, label]),
         factors_train=torch.from_numpy(factors[train]),
         factors_test=torch.from_numpy(factors[test]),
-        factor_names=SPRITE_NAMES,
-        citation=CITATION_DSPRITES,
+        factor_names=names,
+        citation=citation,
         info={
             "file": str(path),
             "md5_checked": verify,
             "size": size,
-            "grid_steps": {
-                "scale": scale_step,
-                "orientation": orientation_step,
-                "position": position_step,
-            },  # fmt: skip
+            "grid_steps": steps,
             "seed": seed,
-            "factors": _declare(grid),
+            "factors": _declare(grid, **declare),
         },
     )
 
@@ -541,32 +564,12 @@ def load_shapes3d(
                     imgs[a:b] = images[lo : lo + 8000][sel]
     except (OSError, KeyError) as exc:
         raise DatasetError(f"shapes3d: {path} is not the official HDF5 layout ({exc})") from None
-    grid = {n: np.unique(factors[:, k]) for k, n in enumerate(SHAPES3D_NAMES)}
-    train, test = _split(len(rows), test_fraction, seed, "shapes3d")
+    split = _split(len(rows), test_fraction, seed, "shapes3d")
     x = _pool(imgs.transpose(0, 3, 1, 2), size, 64, 255.0)
-    return Dataset(
-        name="shapes3d",
-        x_train=x[train],
-        x_test=x[test],
-        y_train=torch.from_numpy(classes[train, 4]),
-        y_test=torch.from_numpy(classes[test, 4]),
-        factors_train=torch.from_numpy(factors[train]),
-        factors_test=torch.from_numpy(factors[test]),
-        factor_names=SHAPES3D_NAMES,
-        citation=CITATION_SHAPES3D,
-        info={
-            "file": str(path),
-            "md5_checked": verify,
-            "size": size,
-            "grid_steps": {
-                "hue": hue_step,
-                "scale": scale_step,
-                "orientation": orientation_step,
-            },  # fmt: skip
-            "seed": seed,
-            "factors": _declare(grid, angle=""),  # orientation in degrees, -30 to 30
-        },
-    )
+    steps = {"hue": hue_step, "scale": scale_step, "orientation": orientation_step}
+    # orientation in degrees, -30 to 30: not an angle in radians
+    return _file_grid_dataset("shapes3d", SHAPES3D_NAMES, CITATION_SHAPES3D, x, classes, factors,
+                              4, split, path, verify, size, steps, seed, angle="")  # fmt: skip
 
 
 _COMMON_DOCS = {
