@@ -1,5 +1,6 @@
-"""``vaebench bench``: the result schema, the plain references, plugin models without one, and
-one-line errors for bad input. Tiny settings; nothing here asserts a speed."""
+"""``vaebench bench``: the result schema, the plain references (a plain loop of the model's own
+step), plugin models without one, and one-line errors for bad input. Tiny settings; nothing here
+asserts a speed."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 import torch
 
 from vaebench import bench
-from vaebench.bench import BenchConfig, reference_for, run_bench, summarize
-from vaebench.model import ModelSpec
+from vaebench.bench import BenchConfig, LoopReference, reference_for, run_bench, summarize
+from vaebench.model import Model, ModelSpec
 from vaebench.models.ae import AE
+from vaebench.models.pca import PCA
 from vaebench.plugins import Registered, get_registry
 
 TINY = dict(
@@ -29,11 +31,46 @@ TINY = dict(
 
 
 class LouderAE(AE):
-    """A plugin-style subclass with its own loss: the built-in reference must not apply."""
+    """A plugin-style subclass with its own loss: the reference must call *this* loss."""
 
     def loss(self, x):
         out = super().loss(x)
         return {**out, "loss": 2 * out["loss"]}
+
+
+class Opaque(Model):
+    """A plugin's model that is neither a torch module with a loss nor a linear projection."""
+
+    def __init__(self, input_shape, device="cpu"):
+        self._pca = PCA(input_shape, device, latent_dim=4)
+        self.input_shape, self.latent_dim = tuple(input_shape), 4
+
+    def fit(self, x, y=None, progress=None):
+        return self._pca.fit(x)
+
+    def encode(self, x):
+        return self._pca.encode(x)
+
+    def decode(self, z):
+        return self._pca.decode(z)
+
+    @property
+    def device(self):
+        return self._pca.device
+
+    def to(self, device):
+        self._pca.to(device)
+        return self
+
+    @property
+    def n_params(self):
+        return self._pca.n_params
+
+    def state_dict(self):
+        return self._pca.state_dict()
+
+    def load_state_dict(self, state):
+        return self._pca.load_state_dict(state)
 
 
 def _with_models(**specs) -> object:
@@ -50,32 +87,63 @@ def test_summarize():
     assert math.isnan(summarize([1.0])["spread"])
 
 
-@pytest.mark.parametrize("name", ["ae", "noisy", "dae", "vae"])
-def test_reference_loss_equals_the_harness_loss(digits, name):
-    """The plain reference computes the same loss with the same weights and the same noise."""
+@pytest.mark.parametrize("name", ["ae", "noisy", "dae", "vae", "dropout-ae"])
+def test_reference_is_a_plain_loop_of_the_models_own_step(digits, name):
+    """The reference trains a copy of the model (same weights) with the model's own loss and
+    optimiser: the same loss for the same noise, the same codes and images, and one epoch of its
+    plain loop leaves the same weights as one epoch of the harness's ``fit`` from the same seed;
+    the measured model is not touched by the reference."""
     spec = get_registry().model(name).spec
     torch.manual_seed(0)
-    model = spec.create(digits.shape, latent_dim=4, hidden=(32, 16))
+    model = spec.create(digits.shape, latent_dim=4, hidden=(32, 16), batch_size=32, epochs=1)
     ref = reference_for(model)
-    assert not isinstance(ref, str)
-    x = digits.x_train[:50]
+    assert isinstance(ref, LoopReference) and ref.model is not model
+    x = digits.x_train[:100]
     torch.manual_seed(1)
     ours = model.loss(x)["loss"]
     torch.manual_seed(1)
-    theirs = ref.loss(ref.enc, ref.dec, x.reshape(50, -1), model)
+    theirs = ref.model.loss(x)["loss"]
     torch.testing.assert_close(theirs, ours, rtol=1e-5, atol=1e-4)
     with torch.inference_mode():
         torch.testing.assert_close(ref.encode(x), model.encode(x))
         z = model.encode(x)
         torch.testing.assert_close(ref.decode(z), model.decode(z))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(2)
+    assert ref.train(x) == 100
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    torch.manual_seed(2)
+    model.fit(x)
+    trained = ref.model.state_dict()
+    assert any(not torch.equal(before[k], trained[k]) for k in before)
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(trained[k], v, rtol=1e-5, atol=1e-6)
 
 
-def test_no_reference_for_subclasses_and_other_networks(digits):
-    model = LouderAE(digits.shape)
-    assert "no plain reference for LouderAE" in reference_for(model)
+def test_every_torch_model_with_a_loss_gets_a_reference_of_its_own_loss(digits):
+    """No loss is copied: a subclass's loss, and any network, are what the reference runs."""
+    model = LouderAE(digits.shape, latent_dim=4, hidden=(16,))
+    ref = reference_for(model)
+    assert isinstance(ref, LoopReference)
+    x = digits.x_train[:20]
+    plain = AE(digits.shape, latent_dim=4, hidden=(16,))
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(ref.model.loss(x)["loss"], 2 * plain.loss(x)["loss"])
     conv_like = AE(digits.shape)
     conv_like.encoder = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3))
-    assert "not one of the reference architectures" in reference_for(conv_like)
+    assert isinstance(reference_for(conv_like), LoopReference)
+    assert isinstance(reference_for(PCA(digits.shape)), bench.PcaReference)
+    assert "no plain reference for Opaque" in reference_for(Opaque(digits.shape))
+
+
+def test_bench_imports_no_model_class_and_copies_no_loss():
+    """The plain loop calls the model's own loss: bench.py names no built-in model module."""
+    import inspect
+
+    source = inspect.getsource(bench)
+    assert "vaebench.models" not in source
+    for name in ("binary_cross_entropy", "mse_loss", "reconstruction_loss", "vae_loss"):
+        assert name not in source
 
 
 def test_result_schema_and_flop_count():
@@ -108,10 +176,8 @@ def test_result_schema_and_flop_count():
 
 
 def test_plugin_models_get_the_harness_columns_only():
-    from vaebench.models.pca import PCA
-
-    class PlainPCA(PCA):
-        """A plugin's model that is not an nn.Module and has no reference."""
+    """A plugin's torch model gets the plain loop of its own loss; a model with neither a loss
+    nor a linear projection gets the harness columns only."""
 
     def two_epochs(input_shape, device, **params):
         """A factory without an ``epochs`` parameter: bench cannot set one epoch per fit."""
@@ -119,21 +185,22 @@ def test_plugin_models_get_the_harness_columns_only():
 
     registry = _with_models(
         louder=ModelSpec("louder", LouderAE, "test"),
-        plainpca=ModelSpec("plainpca", PlainPCA),
+        opaque=ModelSpec("opaque", Opaque),
         twice=ModelSpec("twice", two_epochs, params={}),
     )
-    result = run_bench(BenchConfig(models=["louder", "plainpca", "twice"], **TINY), registry)
-    louder, plain, twice = result["models"]
+    result = run_bench(BenchConfig(models=["louder", "opaque", "twice"], **TINY), registry)
+    louder, opaque, twice = result["models"]
     # training throughput counts the samples fit reports, whatever its epochs
-    assert louder["samples_per_fit"] == plain["samples_per_fit"] == 192
+    assert louder["samples_per_fit"] == opaque["samples_per_fit"] == 192
     assert twice["samples_per_fit"] == 2 * 192 and twice["train"]["ratio"]["median"] > 0
-    for rec in (louder, plain):
-        assert rec["status"] == "ok" and rec["reference"] is None
-        assert "harness columns only" in rec["reference_note"]
-        assert rec["train"]["reference"] is None and rec["train"]["ratio"] is None
-        assert rec["encode"]["harness"]["median"] > 0
+    assert louder["status"] == "ok" and louder["reference"] == LoopReference.description
+    assert louder["reference_note"] is None and louder["train"]["ratio"]["median"] > 0
+    assert opaque["status"] == "ok" and opaque["reference"] is None
+    assert "harness columns only" in opaque["reference_note"]
+    assert opaque["train"]["reference"] is None and opaque["train"]["ratio"] is None
+    assert opaque["encode"]["harness"]["median"] > 0
     assert louder["flops"]["train_flops_per_sample"] > 0  # it has a loss(x): traced
-    assert plain["flops"] is None
+    assert opaque["flops"] is None
     assert "harness columns only" in bench.format_table(result)
 
 

@@ -320,12 +320,12 @@ def test_vqvae_without_ema_learns_its_codebook_by_gradient():
 
 
 def test_bench_reference_of_a_two_optimiser_model_is_a_plain_loop_of_its_own_step():
-    from vaebench.bench import StepsReference, reference_for
+    from vaebench.bench import LoopReference, reference_for
 
     seed_everything(0)
     model = ACAI(SHAPE, latent_dim=2, hidden=(8,), batch_size=8)
     ref = reference_for(model)
-    assert isinstance(ref, StepsReference)
+    assert isinstance(ref, LoopReference)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     assert ref.train(torch.rand(16, *SHAPE)) == 16
     trained = ref.model.state_dict()

@@ -9,17 +9,16 @@ For every model it measures, in samples per second:
 - **encode** / **decode**: ``model.encode`` on a batch of test images and ``model.decode`` on
   their codes;
 
-and the same three for a **reference**: the same network rebuilt from plain ``torch.nn`` layers
-(weights copied), trained by the loop anyone would write -- shuffle, slice, loss, ``backward``,
-Adam -- with the same batch size, learning rate and loss, written out below without any
-vaebench code. References exist for the built-in MLP models (``ae``, ``noisy``, ``dae``,
-``vae``; :data:`ARCHITECTURES` and :func:`reference_losses` are where another architecture or
-loss is added), for ``pca`` (scikit-learn's randomized PCA for training, a plain matmul for
-encode/decode), and for every model with several optimisers (``configure_optimizers()``, e.g.
-``aae``, ``acai``): a plain loop of the model's *own* step (:class:`StepsReference`: its
-``loss``, one ``backward(inputs=...)`` per optimiser, default Adam), which measures what the
-shared loop adds around that step. Any other model -- a plugin's -- gets the harness columns
-only.
+and the same three for a **reference**: the plain loop anyone would write around the model's
+*own* training step (:class:`LoopReference`), on a copy of the model built from the registry
+with the same weights -- shuffle, slice, the model's own ``loss``, ``backward``, the model's own
+optimiser (one ``backward(inputs=...)`` per optimiser for a model with several, e.g. ``aae``,
+``acai``) -- with the same batch size; encode/decode call the copy's networks bare. Nothing here
+copies a model's loss or imports a model class: every torch model with a ``loss`` (a plugin's
+too) gets this reference, and the ratio measures what the shared loop adds around the step. A
+linear projection model (``mean`` and ``components``, e.g. ``pca``) is compared with
+scikit-learn's randomized PCA (:class:`PcaReference`: plain matmuls for encode/decode). Any other
+model gets the harness columns only.
 
 **How.** Harness and reference run in alternating order (harness first in even repeats,
 reference first in odd ones) for ``repeats`` rounds, so that a slow spell of a shared machine
@@ -42,7 +41,6 @@ the process's lifetime peak (``ru_maxrss``).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import math
@@ -50,21 +48,24 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
+from vaebench.dataset import Dataset
 from vaebench.errors import ConfigError
-from vaebench.train import torch_threads
+from vaebench.train import autocast, torch_threads
+
+if TYPE_CHECKING:
+    from vaebench.plugins import Registry
 
 __all__ = [
     "SCHEMA",
     "BUSY_SPREAD",
     "BenchConfig",
-    "ARCHITECTURES",
-    "reference_losses",
+    "LoopReference",
+    "PcaReference",
     "reference_for",
     "run_bench",
     "summarize",
@@ -148,187 +149,101 @@ def summarize(values: list[float]) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------- references
-def plain_mlp(module: nn.Module) -> nn.Module | None:
-    """The same fully connected network as ``module`` built from plain ``nn.Linear`` and
-    activation layers, or ``None`` when ``module`` is not a stack of those."""
-    layers: list[nn.Module] = []
-    for leaf in module.modules():
-        if list(leaf.children()):
-            continue
-        if isinstance(leaf, nn.Linear):
-            layers.append(
-                nn.Linear(leaf.in_features, leaf.out_features, bias=leaf.bias is not None)
-            )
-        elif type(leaf) in (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.SiLU, nn.ELU, nn.LeakyReLU):
-            layers.append(type(leaf)())
-        elif not isinstance(leaf, (nn.Identity, nn.Flatten)):
-            return None
-    return nn.Sequential(*layers) if layers else None
+def _losses_of(model: Any, x: Tensor, y: Tensor | None) -> Any:
+    """The model's own ``loss`` of one batch (``loss(x, y)`` with labels)."""
+    return model.loss(x) if y is None else model.loss(x, y)
 
 
-#: Builders of a plain copy of a network, tried in order: each returns an ``nn.Module`` with the
-#: same parameter shapes, or ``None`` for an architecture it does not know. A reference for the
-#: conv architecture is added by appending its builder here.
-ARCHITECTURES: list[Callable[[nn.Module], nn.Module | None]] = [plain_mlp]
+def _entry(losses: Any, key: str) -> Tensor:
+    """Entry ``key`` of what ``loss`` returned (a dict), or the tensor itself."""
+    return losses[key] if isinstance(losses, dict) else losses
 
 
-def plain_copy(module: nn.Module) -> nn.Module | None:
-    """A plain rebuild of ``module`` with its weights copied, or ``None``."""
-    for build in ARCHITECTURES:
-        net = build(module)
-        if net is None:
-            continue
-        ours, theirs = list(net.parameters()), list(module.parameters())
-        if [p.shape for p in ours] != [p.shape for p in theirs]:
-            continue
-        with torch.no_grad():
-            for p, q in zip(ours, theirs, strict=True):
-                p.copy_(q.detach().cpu())
-        return net
-    return None
+class LoopReference:
+    """The plain loop anyone would write around a torch model's *own* training step, on a copy of
+    the model (same weights, same settings): per call one epoch -- a shuffled index, batches of
+    the model's ``batch_size`` (a last batch of one skipped), the model's own ``loss`` (under the
+    same bf16 autocast on CUDA), ``zero_grad``, ``backward``, ``step`` -- with the model's own
+    optimiser: ``configure_optimizer()``, else Adam at the model's ``lr``. A model with several
+    optimisers (``configure_optimizers()``, e.g. ``aae``, ``acai``) gets one
+    ``backward(inputs=...)`` per optimiser into that optimiser's parameters, then every optimiser
+    steps. No vaebench loop code and no copy of any loss: what the ratio measures is what the
+    shared loop adds around the model's step.
 
+    ``encode``/``decode``: the copy's networks called bare under ``torch.inference_mode`` where
+    the model exposes them (``encoder_outputs``/``code`` and ``decoder_logits`` + sigmoid, as
+    :class:`vaebench.nn.TorchAutoencoder`), else the copy's own ``encode``/``decode``."""
 
-def _bce_sum(logits: Tensor, x: Tensor) -> Tensor:
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
-
-
-def _mse_sum(logits: Tensor, x: Tensor) -> Tensor:
-    return F.mse_loss(torch.sigmoid(logits), x, reduction="sum") / x.shape[0]
-
-
-def _recon(kind: str) -> Callable[[Tensor, Tensor], Tensor]:
-    return {"bce": _bce_sum, "mse": _mse_sum}[kind]
-
-
-# Plain losses: x is (B, D) flat, enc/dec plain nets, m the harness model (for its settings).
-def _ae_loss(enc: nn.Module, dec: nn.Module, x: Tensor, m: Any) -> Tensor:
-    return _recon(m.recon_loss)(dec(enc(x)), x)
-
-
-def _noisy_loss(enc: nn.Module, dec: nn.Module, x: Tensor, m: Any) -> Tensor:
-    z = enc(x)
-    return _recon(m.recon_loss)(dec(z + m.noise_std * torch.randn_like(z)), x)
-
-
-def _dae_loss(enc: nn.Module, dec: nn.Module, x: Tensor, m: Any) -> Tensor:
-    return _recon(m.recon_loss)(dec(enc(x + m.input_noise_std * torch.randn_like(x))), x)
-
-
-def _vae_loss(enc: nn.Module, dec: nn.Module, x: Tensor, m: Any) -> Tensor:
-    mu, logvar = enc(x).chunk(2, dim=1)
-    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-    kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / x.shape[0]
-    return _recon(m.recon_loss)(dec(z), x) + m.beta * kl
-
-
-def reference_losses() -> dict[type, Callable[..., Tensor]]:
-    """Plain loss per built-in model class (exact class: a subclass may change the loss)."""
-    from vaebench.models.ae import AE, DenoisingAE, NoisyAE
-    from vaebench.models.vae import VAE
-
-    return {AE: _ae_loss, NoisyAE: _noisy_loss, DenoisingAE: _dae_loss, VAE: _vae_loss}
-
-
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA devices that support it (as the shared training loop), else none."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-class TorchReference:
-    """A plain-torch copy of a built-in neural model: its networks rebuilt layer by layer, its
-    loss written out, trained by the textbook loop."""
-
-    def __init__(self, model: Any, loss: Callable[..., Tensor], enc: nn.Module, dec: nn.Module):
-        self.model = model
-        self.loss = loss
-        self.device = model.device
-        self.enc = enc.to(self.device)
-        self.dec = dec.to(self.device)
-        self.latent_dim = int(model.latent_dim)
-        self.shape = tuple(model.input_shape)
-        self.batch_size = int(model.batch_size)
-        self.lr = float(model.lr)
-        self.description = "plain torch: same layers and weights, shuffle-slice loop, Adam"
-
-    def train(self, x: Tensor) -> int:
-        """One epoch over ``x`` ``(N, C, H, W)``; returns the samples processed."""
-        x = x.reshape(x.shape[0], -1)
-        params = [*self.enc.parameters(), *self.dec.parameters()]
-        opt = torch.optim.Adam(params, lr=self.lr)
-        n = x.shape[0]
-        perm = torch.randperm(n, device=self.device)
-        for i in range(0, n, self.batch_size):
-            xb = x[perm[i : i + self.batch_size]]
-            with _autocast(self.device):
-                loss = self.loss(self.enc, self.dec, xb, self.model)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        return n
-
-    def encode(self, x: Tensor) -> Tensor:
-        with torch.inference_mode():
-            return self.enc(x.reshape(x.shape[0], -1))[:, : self.latent_dim]
-
-    def decode(self, z: Tensor) -> Tensor:
-        with torch.inference_mode():
-            return torch.sigmoid(self.dec(z)).reshape(z.shape[0], *self.shape)
-
-
-class StepsReference:
-    """A plain loop of a multi-optimiser model's own training step on a copy of the model: per
-    batch its ``loss``, each optimiser's entry back-propagated into that optimiser's parameters
-    (``backward(inputs=...)``), default Adam per optimiser with the model's learning rates. No
-    vaebench loop code; it calls the model's ``loss`` (not a rewritten one)."""
-
-    description = (
-        "plain loop of the model's own multi-optimiser step (loss, backward per optimiser, Adam)"
-    )
+    description = "plain loop of the model's own loss/step: shuffle, slice, backward, its optimiser"
 
     def __init__(self, model: Any) -> None:
-        self.model = copy.deepcopy(model)
-        self.device = model.device
+        self.model = copy.deepcopy(model).eval()
+        self.device: torch.device = model.device
         self.batch_size = int(model.batch_size)
+        self.shape = tuple(model.input_shape)
+        self._bare = all(
+            callable(getattr(model, a, None)) for a in ("encoder_outputs", "code", "decoder_logits")
+        )
 
-    def train(self, x: Tensor) -> int:
+    def _optimisers(self) -> list[tuple[torch.optim.Optimizer, str, list[Tensor] | None]]:
+        """``(optimiser, loss entry, parameters or None)`` per optimiser of the copy."""
         m = self.model
-        steps = m.configure_optimizers()
-        groups = [[p for g in s.optimizer.param_groups for p in g["params"]] for s in steps]
-        opts = [
-            torch.optim.Adam(ps, lr=s.optimizer.param_groups[0]["lr"])
-            for s, ps in zip(steps, groups, strict=True)
-        ]
+        multi = getattr(m, "configure_optimizers", None)
+        steps = multi() if callable(multi) else None
+        if steps:
+            return [
+                (s.optimizer, s.loss, [p for g in s.optimizer.param_groups for p in g["params"]])
+                for s in steps
+            ]
+        if callable(getattr(m, "configure_optimizer", None)):
+            return [(m.configure_optimizer(), "loss", None)]
+        lr = float(getattr(m, "lr", 1e-3))
+        return [(torch.optim.Adam(m.parameters(), lr=lr), "loss", None)]
+
+    def train(self, x: Tensor, y: Tensor | None = None) -> int:
+        """One epoch over images ``x`` ``(N, C, H, W)`` (labels ``y`` ``(N,)`` passed to the
+        loss when given); returns ``N``, the samples processed."""
+        m = self.model
+        steps = self._optimisers()
         last = len(steps) - 1
         m.train()
         n = x.shape[0]
         perm = torch.randperm(n, device=self.device)
         for i in range(0, n, self.batch_size):
-            xb = x[perm[i : i + self.batch_size]]
-            if xb.shape[0] < 2:
+            idx = perm[i : i + self.batch_size]
+            if idx.shape[0] < 2:
                 continue
-            with _autocast(self.device):
-                losses = m.loss(xb)
-            for o in opts:
-                o.zero_grad(set_to_none=True)
-            for k, (s, ps) in enumerate(zip(steps, groups, strict=True)):
-                losses[s.loss].backward(inputs=ps, retain_graph=k < last)
-            for o in opts:
-                o.step()
+            with autocast(self.device):
+                losses = _losses_of(m, x[idx], None if y is None else y[idx])
+            for opt, _, _ in steps:
+                opt.zero_grad(set_to_none=True)
+            for k, (_, key, params) in enumerate(steps):
+                _entry(losses, key).backward(inputs=params, retain_graph=k < last)
+            for opt, _, _ in steps:
+                opt.step()
         m.eval()
         return n
 
     def encode(self, x: Tensor) -> Tensor:
-        return self.model.encode(x)
+        """Codes ``(N, latent_dim)`` of images ``(N, C, H, W)`` from the copy's bare encoder."""
+        m = self.model
+        with torch.inference_mode():
+            return m.code(m.encoder_outputs(x)) if self._bare else m.encode(x)
 
     def decode(self, z: Tensor) -> Tensor:
-        return self.model.decode(z)
+        """Images ``(N, C, H, W)`` in ``[0, 1]`` of codes ``(N, latent_dim)``, from the copy's
+        bare decoder."""
+        m = self.model
+        with torch.inference_mode():
+            if not self._bare:
+                return m.decode(z)
+            return torch.sigmoid(m.decoder_logits(z)).reshape(z.shape[0], *self.shape)
 
 
 class PcaReference:
-    """scikit-learn's ``PCA(svd_solver="randomized")`` for fitting (limited to the same number
-    of BLAS threads); encode and decode as plain matrix products with the model's fitted
+    """For a linear projection model (tensors ``mean`` ``(D,)`` and ``components`` ``(k, D)``,
+    no loss): scikit-learn's ``PCA(svd_solver="randomized")`` for fitting (limited to the same
+    number of BLAS threads); encode and decode as plain matrix products with the model's fitted
     components."""
 
     description = "scikit-learn PCA(svd_solver='randomized'); plain matmul encode/decode"
@@ -336,9 +251,10 @@ class PcaReference:
     def __init__(self, model: Any, threads: int) -> None:
         self.model = model
         self.threads = threads
-        self._host: tuple[tuple, Any] | None = None
+        self._host: tuple[tuple[Any, ...], Any] | None = None
 
-    def train(self, x: Tensor) -> int:
+    def train(self, x: Tensor, y: Tensor | None = None) -> int:
+        """Fit scikit-learn's PCA to images ``x`` ``(N, C, H, W)`` (``y`` unused); returns ``N``."""
         from sklearn.decomposition import PCA as SkPCA
         from threadpoolctl import threadpool_limits
 
@@ -350,7 +266,7 @@ class PcaReference:
             SkPCA(n_components=self.model.latent_dim, svd_solver="randomized", random_state=0).fit(
                 flat
             )
-        return x.shape[0]
+        return int(x.shape[0])
 
     def encode(self, x: Tensor) -> Tensor:
         m = self.model
@@ -364,25 +280,27 @@ class PcaReference:
             return out.reshape(z.shape[0], *m.input_shape)
 
 
-def reference_for(
-    model: Any, threads: int = 1
-) -> TorchReference | PcaReference | StepsReference | str:
-    """The reference of ``model``, or a string saying why it has none."""
-    from vaebench.models.pca import PCA
+Reference = LoopReference | PcaReference
 
-    if type(model) is PCA:
+
+def _is_linear_projection(model: Any) -> bool:
+    return not isinstance(model, nn.Module) and all(
+        isinstance(getattr(model, a, None), Tensor) for a in ("mean", "components")
+    )
+
+
+def reference_for(model: Any, threads: int = 1) -> Reference | str:
+    """The reference of ``model``, or a string saying why it has none: a torch module with its
+    own ``loss`` gets :class:`LoopReference`, a linear projection (``mean``, ``components``)
+    :class:`PcaReference`, any other model the harness columns only."""
+    if isinstance(model, nn.Module) and callable(getattr(model, "loss", None)):
+        return LoopReference(model)
+    if _is_linear_projection(model):
         return PcaReference(model, threads)
-    multi = getattr(model, "configure_optimizers", None)
-    if callable(multi) and multi() is not None:
-        return StepsReference(model)
-    loss = reference_losses().get(type(model))
-    if loss is None:
-        return f"no plain reference for {type(model).__name__} (harness columns only)"
-    enc = plain_copy(getattr(model, "encoder", nn.Identity()))
-    dec = plain_copy(getattr(model, "decoder", nn.Identity()))
-    if enc is None or dec is None:
-        return "network is not one of the reference architectures (harness columns only)"
-    return TorchReference(model, loss, enc, dec)
+    return (
+        f"no plain reference for {type(model).__name__}: neither a torch module with its own "
+        "loss() nor a linear projection (harness columns only)"
+    )
 
 
 # ------------------------------------------------------------------------------- measuring
@@ -508,7 +426,11 @@ class _PeakMemory:
 
 
 # ------------------------------------------------------------------------------- one model
-def _build(registry: Any, name: str, shape: tuple, device: torch.device, cfg: BenchConfig) -> Any:
+def _build(
+    registry: Registry, name: str, shape: tuple[int, ...], device: torch.device, cfg: BenchConfig
+) -> tuple[Any, dict[str, Any]]:
+    """The model ``name`` from the registry with one epoch per fit and the bench's batch size
+    and code size where it has those hyperparameters; and those settings."""
     spec = registry.model(name).spec
     defaults = spec.defaults()
     params: dict[str, Any] = {}
@@ -529,19 +451,123 @@ def _train_step(model: Any, batch: Tensor) -> Callable[[], Any] | None:
 
     def step() -> None:
         model.train()
-        with _autocast(batch.device):
-            losses = model.loss(batch)
-        loss = losses["loss"] if isinstance(losses, dict) else losses
+        with autocast(batch.device):
+            loss = _entry(model.loss(batch), "loss")
         loss.backward()
         model.zero_grad(set_to_none=True)
 
     return step
 
 
+@dataclasses.dataclass
+class _Job:
+    """One measured quantity: the harness's call and the reference's (``None``: no reference),
+    calls per timed window, and samples per call of each."""
+
+    harness: Callable[[], Any]
+    reference: Callable[[], Any] | None
+    calls: int
+    per_call: int
+    ref_per_call: int
+
+
+@dataclasses.dataclass
+class _Data:
+    """The model's slices of the dataset, on the device."""
+
+    x_train: Tensor
+    y_train: Tensor | None
+    x_eval: Tensor
+
+    @classmethod
+    def of(cls, ds: Dataset, model: Any, device: torch.device, cfg: BenchConfig) -> _Data:
+        n = (
+            len(ds.x_train)
+            if cfg.train_samples is None
+            else min(cfg.train_samples, len(ds.x_train))
+        )
+        y = None
+        if model.tags.uses_labels and ds.y_train is not None:
+            y = ds.y_train[:n].to(device)
+        return cls(ds.x_train[:n].to(device), y, ds.x_test[: cfg.eval_batch_size].to(device))
+
+
+def _calibrate(
+    model: Any, ref: Reference | str, data: _Data, timed: _Timer, cfg: BenchConfig
+) -> dict[str, _Job]:
+    """Warm both sides up (a slice, then a whole epoch, which also fits encode/decode) and size
+    each window: the train, encode and decode jobs."""
+    x, y, x_eval = data.x_train, data.y_train, data.x_eval
+    seen: list[int] = []  # samples per fit, as the model reports them (its epochs may be fixed)
+
+    def harness_train() -> None:
+        seen.append((model.fit(x) if y is None else model.fit(x, y)).samples_seen)
+
+    warm = x[: min(len(x), 8 * cfg.batch_size)]
+    model.fit(warm) if y is None else model.fit(warm, y[: len(warm)])
+    train_calls = max(1, math.ceil(cfg.window_s / timed(harness_train, 1)))
+    z_eval = model.encode(x_eval)
+    enc_calls = timed.calls_for(lambda: model.encode(x_eval), cfg.window_s / 4)
+    dec_calls = timed.calls_for(lambda: model.decode(z_eval), cfg.window_s / 4)
+    r = None if isinstance(ref, str) else ref
+    if r is None:
+        refs: list[Callable[[], Any] | None] = [None, None, None]
+    else:
+        r.train(warm, None if y is None else y[: len(warm)])
+        r.train(x, y)
+        r.encode(x_eval), r.decode(z_eval)
+        refs = [lambda: r.train(x, y), lambda: r.encode(x_eval), lambda: r.decode(z_eval)]
+    e = len(x_eval)
+    return {
+        "train": _Job(harness_train, refs[0], train_calls, seen[-1], len(x)),
+        "encode": _Job(lambda: model.encode(x_eval), refs[1], enc_calls, e, e),
+        "decode": _Job(lambda: model.decode(z_eval), refs[2], dec_calls, e, e),
+    }
+
+
+def _measure(
+    jobs: dict[str, _Job], products: _Products | None, timed: _Timer, cfg: BenchConfig
+) -> tuple[dict[str, dict[str, list[float]]], list[float]]:
+    """Rates per repeat (samples/s) of every job, harness and reference in alternating order,
+    and the matrix-product replay's GFLOP/s."""
+    rates: dict[str, dict[str, list[float]]] = {
+        what: {"harness": [], "reference": []} for what in jobs
+    }
+    replay_rates: list[float] = []
+    prod_calls = timed.calls_for(products.replay, cfg.window_s / 4) if products else 0
+    for r in range(cfg.repeats):
+        for what, job in jobs.items():
+            order = [
+                ("harness", job.harness, job.per_call),
+                ("reference", job.reference, job.ref_per_call),
+            ]
+            for who, fn, per_call in order[:: -1 if r % 2 else 1]:
+                if fn is not None:
+                    rates[what][who].append(job.calls * per_call / timed(fn, job.calls))
+        if products is not None:
+            seconds = timed(products.replay, prod_calls)
+            replay_rates.append(prod_calls * products.replay_flops / seconds / 1e9)
+    return rates, replay_rates
+
+
+def _flops(
+    products: _Products | None, train_rates: list[float], replay_rates: list[float]
+) -> dict[str, Any] | None:
+    if products is None:
+        return None
+    achieved = [products.flops_per_sample * v / 1e9 for v in train_rates]
+    return {
+        "train_flops_per_sample": products.flops_per_sample,
+        "achieved_gflops": summarize(achieved),
+        "matmul_gflops": summarize(replay_rates),
+        "fraction": summarize([a / b for a, b in zip(achieved, replay_rates, strict=True)]),
+    }
+
+
 def bench_model(
-    registry: Any,
+    registry: Registry,
     name: str,
-    ds: Any,
+    ds: Dataset,
     device: torch.device,
     cfg: BenchConfig,
     threads: int,
@@ -551,115 +577,32 @@ def bench_model(
     memory = _PeakMemory(device)
     memory.reset()
     model, params = _build(registry, name, ds.shape, device, cfg)
-    n = (
-        ds.x_train.shape[0]
-        if cfg.train_samples is None
-        else min(cfg.train_samples, len(ds.x_train))
-    )
-    x_train = ds.x_train[:n].to(device)
-    y_train = None
-    if model.tags.uses_labels and ds.y_train is not None:
-        y_train = ds.y_train[:n].to(device)
-    x_eval = ds.x_test[: cfg.eval_batch_size].to(device)
-
-    def harness_train() -> None:
-        if y_train is not None:
-            seen.append(model.fit(x_train, y_train).samples_seen)
-        else:
-            seen.append(model.fit(x_train).samples_seen)
-
-    seen: list[int] = []  # samples per fit, as the model reports them (its epochs may be fixed)
-
-    # warm-up on a slice, calibration on a whole epoch (which also fits encode/decode)
+    data = _Data.of(ds, model, device, cfg)
     ref = reference_for(model, threads)
-    warm = x_train[: min(n, 8 * cfg.batch_size)]
-    if y_train is not None:
-        model.fit(warm, y_train[: len(warm)])
-    else:
-        model.fit(warm)
-    train_calls = max(1, math.ceil(cfg.window_s / timed(harness_train, 1)))
-    per_fit = seen[-1]
-    z_eval = model.encode(x_eval)
-    enc_calls = timed.calls_for(lambda: model.encode(x_eval), cfg.window_s / 4)
-    dec_calls = timed.calls_for(lambda: model.decode(z_eval), cfg.window_s / 4)
-
-    has_ref = not isinstance(ref, str)
-    if has_ref:
-        ref.train(warm)
-        ref.train(x_train)
-        ref.encode(x_eval), ref.decode(z_eval)
-
-    step = _train_step(model, x_train[: cfg.batch_size])
-    products = None
-    if step is not None:
-        products = _trace_products(step, min(cfg.batch_size, n), device)
-        prod_calls = timed.calls_for(products.replay, cfg.window_s / 4)
-
-    rates: dict[str, dict[str, list[float]]] = {
-        what: {"harness": [], "reference": []} for what in ("train", "encode", "decode")
-    }
-    replay_rates: list[float] = []
-    jobs = {
-        "train": (harness_train, ref.train if has_ref else None, train_calls, per_fit),
-        "encode": (
-            lambda: model.encode(x_eval),
-            (lambda: ref.encode(x_eval)) if has_ref else None,
-            enc_calls,
-            len(x_eval),
-        ),
-        "decode": (
-            lambda: model.decode(z_eval),
-            (lambda: ref.decode(z_eval)) if has_ref else None,
-            dec_calls,
-            len(x_eval),
-        ),
-    }
-    for r in range(cfg.repeats):
-        for what, (h_fn, r_fn, calls, per_call) in jobs.items():
-            order = [("harness", h_fn), ("reference", r_fn)]
-            if r % 2:
-                order.reverse()
-            for who, fn in order:
-                if fn is None:
-                    continue
-                if what == "train" and who == "reference":
-                    seconds = timed(lambda fn=fn: fn(x_train), calls)
-                    rates[what][who].append(calls * n / seconds)
-                else:
-                    seconds = timed(fn, calls)
-                    rates[what][who].append(calls * per_call / seconds)
-        if products is not None:
-            seconds = timed(products.replay, prod_calls)
-            replay_rates.append(prod_calls * products.replay_flops / seconds / 1e9)
-
+    jobs = _calibrate(model, ref, data, timed, cfg)
+    n = len(data.x_train)
+    step = _train_step(model, data.x_train[: cfg.batch_size])
+    products = None if step is None else _trace_products(step, min(cfg.batch_size, n), device)
+    rates, replay_rates = _measure(jobs, products, timed, cfg)
     record: dict[str, Any] = {
         "model": name,
         "status": "ok",
         "params": params,
         "n_params": int(model.n_params),
-        "reference": ref.description if has_ref else None,
-        "reference_note": ref if not has_ref else None,
+        "reference": None if isinstance(ref, str) else ref.description,
+        "reference_note": ref if isinstance(ref, str) else None,
         "train_samples": n,
-        "samples_per_fit": per_fit,
-        "calls_per_window": {"train": train_calls, "encode": enc_calls, "decode": dec_calls},
+        "samples_per_fit": jobs["train"].per_call,
+        "calls_per_window": {what: job.calls for what, job in jobs.items()},
     }
-    for what in ("train", "encode", "decode"):
+    for what in jobs:
         h, rr = rates[what]["harness"], rates[what]["reference"]
         record[what] = {
             "harness": summarize(h),
             "reference": summarize(rr) if rr else None,
             "ratio": summarize([a / b for a, b in zip(h, rr, strict=True)]) if rr else None,
         }
-    if products is not None:
-        achieved = [products.flops_per_sample * v / 1e9 for v in rates["train"]["harness"]]
-        record["flops"] = {
-            "train_flops_per_sample": products.flops_per_sample,
-            "achieved_gflops": summarize(achieved),
-            "matmul_gflops": summarize(replay_rates),
-            "fraction": summarize([a / b for a, b in zip(achieved, replay_rates, strict=True)]),
-        }
-    else:
-        record["flops"] = None
+    record["flops"] = _flops(products, rates["train"]["harness"], replay_rates)
     record["peak_memory_mib"] = memory.peak_mib()
     record["peak_memory_kind"] = memory.kind
     record["busy"] = _busy(record)
@@ -681,7 +624,7 @@ def _busy(record: dict[str, Any]) -> list[str]:
 # ------------------------------------------------------------------------------- the run
 
 
-def resolve(cfg: BenchConfig, registry: Any) -> tuple[list[str], torch.device]:
+def resolve(cfg: BenchConfig, registry: Registry) -> tuple[list[str], torch.device]:
     """Check ``cfg`` against the registry; raise :class:`ConfigError` naming the bad value."""
     from vaebench.plugins import BUILTIN_DIST, UnknownNameError
     from vaebench.train import select_device
@@ -715,7 +658,7 @@ def resolve(cfg: BenchConfig, registry: Any) -> tuple[list[str], torch.device]:
 
 def run_bench(
     cfg: BenchConfig,
-    registry: Any = None,
+    registry: Registry | None = None,
     echo: Callable[[str], None] | None = None,
     on_update: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:

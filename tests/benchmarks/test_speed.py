@@ -7,7 +7,7 @@ commits (results land in ``.benchmarks/``, with machine info and the commit)::
     pytest tests/benchmarks --benchmark-enable --benchmark-compare \\
         --benchmark-compare-fail=median:10%
 
-Each group puts vaebench next to its reference (a plain-torch loop of the same network from
+Each group puts vaebench next to its reference (a plain-torch loop of the model's own step from
 :mod:`vaebench.bench`, or scikit-learn for PCA), so one run also gives the ratio. No test here
 asserts a time: a busy machine must not fail the suite.
 """
@@ -53,7 +53,7 @@ def _model(name: str, shape, **params):
 @pytest.mark.parametrize("name", NEURAL)
 def test_train_epoch(benchmark, data, name, who):
     """One epoch on digits (1438 images, batch 256): the model's ``fit`` (the shared loop)
-    against the plain reference loop of the same network."""
+    against the plain reference loop of the model's own step."""
     benchmark.group = f"train-epoch-{name}"
     model = _model(name, data.shape, epochs=1, batch_size=256)
     x = data.x_train
