@@ -446,13 +446,14 @@ def _build(
 
 def _train_step(model: Any, batch: Tensor) -> Callable[[], Any] | None:
     """One forward and backward pass of a model with a ``loss(x)`` method, else ``None``."""
-    if not (callable(getattr(model, "loss", None)) and isinstance(model, nn.Module)):
+    loss_of = getattr(model, "loss", None)
+    if not (callable(loss_of) and isinstance(model, nn.Module)):
         return None
 
     def step() -> None:
         model.train()
         with autocast(batch.device):
-            loss = _entry(model.loss(batch), "loss")
+            loss = _entry(loss_of(batch), "loss")
         loss.backward()
         model.zero_grad(set_to_none=True)
 

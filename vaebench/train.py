@@ -30,7 +30,7 @@ import dataclasses
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -153,7 +153,7 @@ def check_training_data(x: Tensor, y: Tensor | None, batch_size: int) -> None:
             raise ValueError(f"labels y must be integers, got dtype {y.dtype}")
 
 
-def fused_optimizer_ok(params: list[Tensor]) -> bool:
+def fused_optimizer_ok(params: Sequence[Tensor]) -> bool:
     """Whether Adam/AdamW can run their fused kernel on ``params``: floating tensors on CUDA, or
     on the CPU from torch 2.4 on. One kernel instead of a dozen per parameter tensor: 1.1x the
     speed of a whole training step of the default MLP on one CPU thread (Fashion-MNIST shapes,
@@ -237,6 +237,88 @@ def _diverged(
     )
 
 
+class _Epochs:
+    """The epoch bookkeeping both loops share, outside their batch loops (see
+    :func:`train_loop`): the model's epoch hooks, the history of the epoch means, the
+    schedulers, the progress callback and the clock."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        epochs: int,
+        progress: ProgressCallback | None,
+        schedulers: Sequence[torch.optim.lr_scheduler.LRScheduler | None],
+    ) -> None:
+        self.model = model
+        self.epochs = epochs
+        self.progress = progress
+        self.schedulers = [s for s in schedulers if s is not None]
+        self.on_start = getattr(model, "on_epoch_start", None)
+        self.on_end = getattr(model, "on_epoch_end", None)
+        self.history: dict[str, list[float]] = {}
+        self.start = time.perf_counter()
+
+    def begin(self, epoch: int) -> None:
+        """Training mode, then ``model.on_epoch_start(epoch, epochs)`` when defined."""
+        self.model.train()
+        if self.on_start is not None:
+            self.on_start(epoch, self.epochs)
+
+    def finish(self, epoch: int, logs: dict[str, float]) -> None:
+        """After a checked epoch: ``on_epoch_end``, the history, the schedulers, ``progress``."""
+        if self.on_end is not None:
+            self.on_end(epoch, logs)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+        for s in self.schedulers:
+            s.step()
+        if self.progress is not None:
+            self.progress(epoch, self.epochs, logs)
+
+    def report(self, n: int) -> FitReport:
+        """The fit's report: ``n`` examples per epoch, seconds since construction."""
+        seconds = time.perf_counter() - self.start
+        return FitReport(
+            history=self.history, seconds=seconds, samples_seen=n * self.epochs, epochs=self.epochs
+        )
+
+
+@contextlib.contextmanager
+def _leaves_eval_mode(model: nn.Module, device: torch.device) -> Iterator[None]:
+    """The model is left in evaluation mode (and CUDA synchronised), also when training fails."""
+    try:
+        yield
+    finally:
+        model.eval()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+
+def _entries_changed(keys: list[str], losses: dict[str, Tensor], epoch: int) -> ValueError:
+    return ValueError(
+        f"loss() must return the same entries every batch (they are logged per epoch): "
+        f"first {keys}, now {list(losses)} at epoch {epoch}"
+    )
+
+
+def _epoch_means(sums: Tensor | None, keys: list[str] | None, n: int) -> dict[str, float]:
+    """The epoch's mean of every logged entry from the per-batch sums (one host sync)."""
+    if sums is None or keys is None:  # no batch: check_training_data rules it out
+        raise ValueError("an epoch without a batch")
+    return dict(zip(keys, (sums / n).tolist(), strict=True))
+
+
+def _default_optimizer(model: nn.Module, lr: float | None) -> torch.optim.Optimizer:
+    """``model.configure_optimizer()`` when the model has one and ``lr`` is not given, else
+    Adam with ``lr`` (default ``1e-3``; fused where :func:`fused_optimizer_ok`)."""
+    configure = getattr(model, "configure_optimizer", None)
+    if lr is None and configure is not None:
+        optimizer: torch.optim.Optimizer = configure()
+        return optimizer
+    params = list(model.parameters())
+    return torch.optim.Adam(params, lr=1e-3 if lr is None else lr, fused=fused_optimizer_ok(params))
+
+
 def train_loop(
     model: nn.Module,
     x: Tensor,
@@ -287,34 +369,39 @@ def train_loop(
             grad_clip=grad_clip, progress=progress,
         )  # fmt: skip
     if optimizer is None:
-        if lr is None and hasattr(model, "configure_optimizer"):
-            optimizer = model.configure_optimizer()
-        else:
-            params = list(model.parameters())
-            optimizer = torch.optim.Adam(
-                params, lr=1e-3 if lr is None else lr, fused=fused_optimizer_ok(params)
-            )
+        optimizer = _default_optimizer(model, lr)
+    return _train_one(model, x, y, optimizer, _Epochs(model, epochs, progress, [scheduler]),
+                      batch_size=batch_size, grad_clip=grad_clip)  # fmt: skip
+
+
+def _train_one(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor | None,
+    optimizer: torch.optim.Optimizer,
+    run: _Epochs,
+    *,
+    batch_size: int,
+    grad_clip: float,
+) -> FitReport:
+    """:func:`train_loop` with one optimiser (``x``, ``y`` already on the device and checked)."""
+    device = x.device
+    loss_of: Callable[..., dict[str, Tensor]] = getattr(model, "loss")  # noqa: B009 - typed
     n = x.shape[0]
     bounds = batch_bounds(n, batch_size)
     clipped = [p for p in model.parameters() if p.requires_grad] if grad_clip > 0 else []
-    on_epoch_start = getattr(model, "on_epoch_start", None)
-    on_epoch_end = getattr(model, "on_epoch_end", None)
     amp = autocast(device)
-    history: dict[str, list[float]] = {}
     keys: list[str] | None = None
-    start = time.perf_counter()
-    try:
-        for epoch in range(1, epochs + 1):
-            model.train()
-            if on_epoch_start is not None:
-                on_epoch_start(epoch, epochs)
+    with _leaves_eval_mode(model, device):
+        for epoch in range(1, run.epochs + 1):
+            run.begin(epoch)
             perm = torch.randperm(n, device=device)
             sums: Tensor | None = None
             for lo, hi in bounds:
                 idx = perm[lo:hi]
                 batch = x[idx]
                 with amp:
-                    losses = model.loss(batch) if y is None else model.loss(batch, y[idx])
+                    losses = loss_of(batch) if y is None else loss_of(batch, y[idx])
                 optimizer.zero_grad(set_to_none=True)
                 losses["loss"].backward()
                 if clipped:
@@ -323,34 +410,14 @@ def train_loop(
                 if keys is None:
                     keys = list(losses)
                 elif len(losses) != len(keys) or any(k not in losses for k in keys):
-                    raise ValueError(
-                        f"loss() must return the same entries every batch (they are logged per "
-                        f"epoch): first {keys}, now {list(losses)} at epoch {epoch}"
-                    )
+                    raise _entries_changed(keys, losses, epoch)
                 stacked = torch.stack([losses[k].detach().float() for k in keys]) * (hi - lo)
                 sums = stacked if sums is None else sums + stacked
-            means = (sums / n).tolist()  # one host sync per epoch
-            logs = dict(zip(keys, means, strict=True))
-            if not all(np.isfinite(v) for v in means):
-                bad = {k: v for k, v in logs.items() if not np.isfinite(v)}
-                raise DivergenceError(
-                    f"loss diverged at epoch {epoch}/{epochs}: "
-                    + ", ".join(f"{k}={v}" for k, v in bad.items())
-                )
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, logs)
-            for k, v in logs.items():
-                history.setdefault(k, []).append(v)
-            if scheduler is not None:
-                scheduler.step()
-            if progress is not None:
-                progress(epoch, epochs, logs)
-    finally:
-        model.eval()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    return FitReport(history=history, seconds=seconds, samples_seen=n * epochs, epochs=epochs)
+            logs = _epoch_means(sums, keys, n)
+            if not all(np.isfinite(v) for v in logs.values()):
+                raise DivergenceError(_diverged(epoch, run.epochs, logs, {}, len(bounds), []))
+            run.finish(epoch, logs)
+    return run.report(n)
 
 
 def _train_steps(
@@ -369,41 +436,28 @@ def _train_steps(
     parameters only, then every optimiser steps."""
     device = x.device
     groups = _check_steps(steps)
+    loss_of: Callable[..., dict[str, Tensor]] = getattr(model, "loss")  # noqa: B009 - typed
     n = x.shape[0]
     bounds = batch_bounds(n, batch_size)
-    on_epoch_start = getattr(model, "on_epoch_start", None)
-    on_epoch_end = getattr(model, "on_epoch_end", None)
     amp = autocast(device)
-    history: dict[str, list[float]] = {}
     keys: list[str] | None = None
     last = len(steps) - 1
-    start = time.perf_counter()
-    try:
+    run = _Epochs(model, epochs, progress, [s.scheduler for s in steps])
+    with _leaves_eval_mode(model, device):
         for epoch in range(1, epochs + 1):
-            model.train()
-            if on_epoch_start is not None:
-                on_epoch_start(epoch, epochs)
+            run.begin(epoch)
             perm = torch.randperm(n, device=device)
             sums: Tensor | None = None
-            first: Tensor | None = None  # per entry: first batch where it was not finite
+            first = torch.full((0,), len(bounds))  # per entry: first batch where it was not finite
             for b, (lo, hi) in enumerate(bounds):
                 idx = perm[lo:hi]
                 batch = x[idx]
                 with amp:
-                    losses = model.loss(batch) if y is None else model.loss(batch, y[idx])
+                    losses = loss_of(batch) if y is None else loss_of(batch, y[idx])
                 if keys is None:
-                    missing = [s.loss for s in steps if s.loss not in losses]
-                    if missing:
-                        raise ValueError(
-                            f"loss() returned {list(losses)}; the optimisers minimise "
-                            f"{[s.loss for s in steps]} (missing: {missing})"
-                        )
-                    keys = list(losses)
+                    keys = _first_entries(losses, steps)
                 elif len(losses) != len(keys) or any(k not in losses for k in keys):
-                    raise ValueError(
-                        f"loss() must return the same entries every batch (they are logged per "
-                        f"epoch): first {keys}, now {list(losses)} at epoch {epoch}"
-                    )
+                    raise _entries_changed(keys, losses, epoch)
                 for s in steps:
                     s.optimizer.zero_grad(set_to_none=True)
                 for i, (s, params) in enumerate(zip(steps, groups, strict=True)):
@@ -414,26 +468,24 @@ def _train_steps(
                     s.optimizer.step()
                 stacked = torch.stack([losses[k].detach().float() for k in keys]) * (hi - lo)
                 sums = stacked if sums is None else sums + stacked
-                if first is None:
+                if b == 0:
                     first = torch.full_like(stacked, len(bounds))
                 first = torch.where(torch.isfinite(stacked), first, first.clamp(max=b))
-            means = (sums / n).tolist()  # one host sync per epoch
-            logs = dict(zip(keys, means, strict=True))
-            if not all(np.isfinite(v) for v in means):
-                first_bad = dict(zip(keys, (int(v) for v in first.tolist()), strict=True))
+            logs = _epoch_means(sums, keys, n)
+            if not all(np.isfinite(v) for v in logs.values()):
+                first_bad = dict(zip(logs, (int(v) for v in first.tolist()), strict=True))
                 raise DivergenceError(_diverged(epoch, epochs, logs, first_bad, len(bounds), steps))
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, logs)
-            for k, v in logs.items():
-                history.setdefault(k, []).append(v)
-            for s in steps:
-                if s.scheduler is not None:
-                    s.scheduler.step()
-            if progress is not None:
-                progress(epoch, epochs, logs)
-    finally:
-        model.eval()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
-    return FitReport(history=history, seconds=seconds, samples_seen=n * epochs, epochs=epochs)
+            run.finish(epoch, logs)
+    return run.report(n)
+
+
+def _first_entries(losses: dict[str, Tensor], steps: Sequence[OptimizerStep]) -> list[str]:
+    """The entries of the first batch's ``loss()``; ``ValueError`` when an optimiser's entry
+    is missing."""
+    missing = [s.loss for s in steps if s.loss not in losses]
+    if missing:
+        raise ValueError(
+            f"loss() returned {list(losses)}; the optimisers minimise "
+            f"{[s.loss for s in steps]} (missing: {missing})"
+        )
+    return list(losses)
