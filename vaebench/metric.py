@@ -96,7 +96,7 @@ class EvalContext:
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
     artifacts: dict[str, Any] = dataclasses.field(default_factory=dict)
     metric: str = ""
-    cache: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cache: dict[Any, Any] = dataclasses.field(default_factory=dict)
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
     cache_dir: Path | None = None
     not_applicable: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -127,7 +127,9 @@ class EvalContext:
         :class:`~vaebench.errors.NotApplicableError`)."""
         self.not_applicable[str(name)] = " ".join(str(reason).split())
 
-    def add_artifact(self, name: str, value: np.ndarray | list | dict) -> None:
+    def add_artifact(
+        self, name: str, value: np.ndarray | torch.Tensor | list[Any] | dict[str, Any]
+    ) -> None:
         self.artifacts[name] = value
 
 

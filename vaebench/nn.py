@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import math
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -212,7 +212,7 @@ def mlp(
 class _FlatMLP(nn.Sequential):
     """An :func:`mlp` applied to flattened images ``(N, C, H, W) -> (N, C*H*W)``."""
 
-    def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor) -> Tensor:
         return super().forward(x.flatten(1))
 
 
@@ -653,7 +653,7 @@ class TorchAutoencoder(nn.Module, Model):
         return self.make_optimizer([p for p in self.parameters() if p.requires_grad])
 
     def make_optimizer(
-        self, params: Sequence[Tensor], lr: float | None = None
+        self, params: Iterable[Tensor], lr: float | None = None
     ) -> torch.optim.Optimizer:
         """An optimiser of the model's kind (``optimizer``, ``weight_decay``; fused Adam/AdamW
         where torch has the kernel) over ``params`` with learning rate ``lr`` (default: the

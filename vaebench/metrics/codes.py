@@ -102,7 +102,7 @@ def check_bounded(options: dict[str, Any], bounds: Mapping[str, Bounds | tuple[A
         if key not in options:
             continue
         if _is_range(spec):
-            check_range(options, key, spec)  # type: ignore[arg-type]
+            check_range(options, key, spec)
         else:
             check_choice(options, key, spec)
 

@@ -227,7 +227,8 @@ def explicitness_score(
     mean, std = z_train.mean(0), z_train.std(0)
     std = np.where(std > 0, std, 1.0)
     zt, ze = (z_train - mean) / std, (z_test - mean) / std
-    out_train, out_test = [], []
+    out_train: list[float] = []
+    out_test: list[float] = []
     for j in range(c_train.shape[1]):
         clf = LogisticRegression().fit(zt, c_train[:, j])
         for z, c, out in ((zt, c_train[:, j], out_train), (ze, c_test[:, j], out_test)):

@@ -140,7 +140,7 @@ class Reconstruction(Metric):
         idx = torch.randperm(x.shape[0], generator=ctx.generator)[:k].sort().values
         xy, projection = latent_projection(model.encode(x[idx].to(ctx.device)).cpu())
         if dataset.y_test is not None:
-            labels = [int(v) for v in dataset.y_test[idx]]
+            labels: list[int] | list[float] | None = [int(v) for v in dataset.y_test[idx]]
         elif dataset.factors_test is not None:
             labels = [round(float(v), 4) for v in dataset.factors_test[idx, 0]]
         else:

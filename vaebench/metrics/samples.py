@@ -364,6 +364,8 @@ class TwoStageVAE(torch.nn.Module):
         self.encoder = mlp([d, width, width, 2 * d])
         self.decoder = mlp([d, width, width, d])
         self.log_gamma = torch.nn.Parameter(torch.zeros(()))
+        #: The loss of the last training batch (:func:`fit_two_stage`), NaN before training.
+        self.final_loss: float = float("nan")
 
     def loss(self, z: Tensor, eps: Tensor) -> Tensor:
         from vaebench.nn import gaussian_kl
@@ -406,7 +408,7 @@ def fit_two_stage(z: Tensor, steps: int, width: int, seed: int) -> TwoStageVAE:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        net.final_loss = float(loss.detach())  # type: ignore[attr-defined]
+        net.final_loss = float(loss.detach())
     return net.eval()
 
 
@@ -437,7 +439,7 @@ def _generate(
             mean, chol = expost_gaussian(z)
             eps = torch.randn(n, z.shape[1], generator=g, dtype=torch.float64)
             codes = (mean + eps @ chol.T).float()
-            info = {
+            info: dict[str, Any] = {
                 "description": "ex-post density estimation: a full-covariance Gaussian "
                 f"{fitted} (Ghosh et al. 2020)"
             }
@@ -458,7 +460,7 @@ def _generate(
                 f"hidden units, learned decoder variance, {steps} Adam steps) {fitted}",
                 "two_stage_steps": steps,
                 "two_stage_width": width,
-                "two_stage_final_loss": net.final_loss,  # type: ignore[attr-defined]
+                "two_stage_final_loss": net.final_loss,
                 "two_stage_gamma": float(torch.exp(net.log_gamma)),
             }
         for i in range(0, n, bs):
@@ -595,7 +597,7 @@ class _SampleMetric(Metric):
             out.update({f"{k}@{sampler}": v for k, v in values.items()})
             ctx.add_artifact(f"samples@{sampler}", ctx.cache["vaebench.samples.last_preview"])
         common = ("n_real", "n_generated", "real_split", "n_test_total", "feature_net")
-        first = next((d for d in per.values() if "n_real" in d), {})
+        first: dict[str, Any] = next((d for d in per.values() if "n_real" in d), {})
         ctx.details.update({k: first[k] for k in common if k in first})
         ctx.details.update({"samplers": per})
         return out

@@ -59,10 +59,14 @@ LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _number(name: str, value: object, low: float = 0.0) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or value < low:  # type: ignore[arg-type]
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < low
+    ):
         raise ValueError(f"{name} must be a finite number >= {low:g}, got {value!r}")
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
 def gaussian_log_density(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
@@ -108,7 +112,7 @@ def permute_dims(z: Tensor) -> Tensor:
 class _RegularisedVAE(VAE):
     """The VAE's loss plus :meth:`penalty` (per batch, nats per image)."""
 
-    def fit(self, x: Tensor, y: Tensor | None = None, progress=None):  # type: ignore[override]
+    def fit(self, x: Tensor, y: Tensor | None = None, progress=None):
         self._n_train = int(x.shape[0])  # the data set size N of beta-TC-VAE's estimate
         return super().fit(x, y, progress)
 

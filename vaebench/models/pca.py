@@ -112,7 +112,10 @@ def randomized_pca(
     n, d = flat.shape
     x = flat.to(torch.float32)
     rows = max(1, _CHUNK_BYTES // (4 * d))
-    mean = sum(x[i : i + rows].sum(0).to(torch.float64) for i in range(0, n, rows)) / n
+    total = torch.zeros(d, dtype=torch.float64, device=flat.device)
+    for i in range(0, n, rows):
+        total += x[i : i + rows].sum(0).to(torch.float64)
+    mean = total / n
     q = min(k + _OVERSAMPLES, n, d)
     devices = [flat.device] if flat.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):

@@ -101,6 +101,12 @@ class VQVAE(TorchAutoencoder):
         indices instead. ``quantize(z)`` returns ``(q, idx)``.
     """
 
+    # buffers (``codebook`` is a parameter without ``ema``), declared for type checkers
+    codebook: Tensor
+    cluster_size: Tensor
+    embed_sum: Tensor
+    code_counts: Tensor
+
     param_docs = {
         "codebook_size": "number of codebook vectors K",
         "code_dim": "values per codebook vector, dividing latent_dim; 0 = 2 if latent_dim is even, else 1",

@@ -246,7 +246,8 @@ def _check_dataset_render(s: _DatasetSubject) -> None:
     ds = s.load()
     if ds.render is None:
         raise _NotApplicable("the dataset has no render()")
-    _expect(ds.factors_test is not None, "expected factors_test alongside render")
+    if ds.factors_test is None:
+        raise _Mismatch("expected factors_test alongside render")
     f = ds.factors_test[:16]
     x = ds.x_test[:16]
     a, b = ds.render(f), ds.render(f)

@@ -106,6 +106,7 @@ def _check(kind: str, expectation: str) -> Callable[[Callable[[Any], str | None]
             bound = signature.bind(*args, **kwargs)  # TypeError for a wrong argument
             options = dict(bound.arguments)
             obj = options.pop(first)
+            subject: Any
             if isinstance(obj, k.subject_type):
                 subject = obj
             else:
@@ -180,7 +181,7 @@ def _run(
                 time.perf_counter() - start,
             )
         else:
-            skipped = bool(note) and note.startswith(NOT_APPLICABLE)
+            skipped = note is not None and note.startswith(NOT_APPLICABLE)
             elapsed = time.perf_counter() - start
             yield CheckResult(check.__name__, subject.name, True, note or "", elapsed, skipped)
 

@@ -485,7 +485,8 @@ def _save_load_diagnosis(
             f"the loaded model's tensors differ from the saved model's in {_names(differ)}: "
             "state_dict() must hold every tensor {method} uses, and load_state_dict() restore it"
         )
-    if not isinstance(fresh, torch.nn.Module):
+    is_module = isinstance(fresh, torch.nn.Module)  # a flag: fresh keeps its model type
+    if not is_module:
         return (
             "although state_dict() after load equals the saved one, so {method} depends on "
             "something state_dict() does not return: it must hold every tensor {method} uses"
@@ -534,10 +535,10 @@ def _check_fit_lowers_loss(s: _ModelSubject) -> None:
         f"expected fit() to return a vaebench.model.FitReport, got {type(report).__name__}",
     )
     history = report.history.get("loss") if isinstance(report.history, dict) else None
-    _expect(
-        isinstance(history, list) and len(history) >= 1,
-        f'expected FitReport.history["loss"] to be a non-empty list, got {history!r}',
-    )
+    if not (isinstance(history, list) and len(history) >= 1):
+        raise _Mismatch(
+            f'expected FitReport.history["loss"] to be a non-empty list, got {history!r}'
+        )
     _expect(
         all(isinstance(v, (int, float)) and math.isfinite(v) for v in history),
         f'expected finite floats in FitReport.history["loss"], got {history!r}',
