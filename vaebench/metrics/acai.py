@@ -49,11 +49,11 @@ from torch import Tensor
 
 from vaebench.dataset import check_factor_info
 from vaebench.hookspecs import hookimpl
-from vaebench.metric import EvalContext, Metric, Value
+from vaebench.metric import EvalContext, Value
 from vaebench.metrics.interpolation import (
     INTERPOLATION_OPTION_DOCS,
     INTERPOLATION_OPTIONS,
-    check_interpolation_options,
+    InterpolationMetric,
     decode_paths,
     draw_pairs,
     interpolation_options,
@@ -327,13 +327,10 @@ def factor_error(estimate: np.ndarray, ideal: np.ndarray, period: float | None) 
     return np.abs(d)
 
 
-class AcaiInterpolation(Metric):
+class AcaiInterpolation(InterpolationMetric):
     """The ACAI paper's Mean Distance and Smoothness, plus extras (see module docstring)."""
 
     name = "acai"
-    group = "interpolation"
-    options = INTERPOLATION_OPTIONS
-    option_docs = INTERPOLATION_OPTION_DOCS
     version = 2  # per-metric random stream
     values = (
         Value("mean_distance", False, DISTANCE_UNIT, 2,
@@ -359,9 +356,6 @@ class AcaiInterpolation(Metric):
         Value("pairs_midpoint_mse_se", None, "per pixel", 5,
               "standard error of pairs_midpoint_mse", REF_EXTRA),
     )  # fmt: skip
-
-    def check_options(self, options: dict[str, Any]) -> None:
-        check_interpolation_options(options)
 
     def applies_to(self, model: Any, dataset: Any) -> bool | str:
         if factor_spec(dataset) is None:
@@ -436,7 +430,7 @@ def interpolation_scores(
 LECTURE_FULL, LECTURE_HALF, LECTURE_MID = 1.0, 0.5, 0.75
 
 
-class LectureMidpoint(Metric):
+class LectureMidpoint(InterpolationMetric):
     """The lecture's experiment on moons: decode the code midpoint of a full and a half moon.
 
     Values (``x_mid`` = decoded midpoint, ``x_3/4`` = ``render(0.75)``):
@@ -456,7 +450,6 @@ class LectureMidpoint(Metric):
     """
 
     name = "midpoint"
-    group = "interpolation"
     options = {"interpolation": INTERPOLATION_OPTIONS["interpolation"]}
     option_docs = {"interpolation": INTERPOLATION_OPTION_DOCS["interpolation"]}
     values = (
@@ -476,9 +469,6 @@ class LectureMidpoint(Metric):
         Value("midpoint_endpoint_mse", False, "per pixel", 5,
               "mean reconstruction MSE of the full and the half moon", REF_LECTURE),
     )  # fmt: skip
-
-    def check_options(self, options: dict[str, Any]) -> None:
-        check_interpolation_options(options)
 
     def applies_to(self, model: Any, dataset: Any) -> bool | str:
         spec = factor_spec(dataset)

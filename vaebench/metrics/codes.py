@@ -16,17 +16,18 @@ valid.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from vaebench.metric import EvalContext
+from vaebench.metric import EvalContext, Metric
 
 __all__ = [
     "SPLITS",
     "TRAIN_SUBSET_SEED",
     "Bounds",
+    "BoundedMetric",
     "check_range",
     "check_choice",
     "check_bounded",
@@ -117,6 +118,24 @@ def documented(
         if key in out and _is_range(spec):
             out[key] = f"{out[key]}; {_fmt(spec[0])} to {_fmt(spec[1])}"
     return out
+
+
+class BoundedMetric(Metric):
+    """A metric whose options are checked against documented bounds: ``bounds`` maps an option
+    to a ``(low, high)`` range or a tuple of choices (:func:`check_bounded`)."""
+
+    bounds: ClassVar[Mapping[str, Bounds | tuple[Any, ...]]] = {}
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        check_bounded(self.resolve_options(options), self.bounds)
+
+    def checked_options(self, ctx: EvalContext) -> dict[str, Any]:
+        """The options of ``ctx`` resolved against the defaults (:meth:`resolve_options`) and
+        checked (:meth:`check_options`: ``ValueError`` naming ``eval.KEY``, the value and what
+        is valid)."""
+        opts = self.resolve_options(ctx.options)
+        self.check_options(opts)
+        return opts
 
 
 # ----------------------------------------------------------------------------- splits

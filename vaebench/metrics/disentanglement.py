@@ -52,7 +52,7 @@ import torch
 
 from vaebench.errors import NotApplicableError
 from vaebench.hookspecs import hookimpl
-from vaebench.metric import EvalContext, Metric, Value
+from vaebench.metric import EvalContext, Value
 from vaebench.metrics import codes as codes_mod
 
 __all__ = [
@@ -394,11 +394,10 @@ def _sample(pool: FactorPool, n: int, rs: np.random.RandomState):
     return pool.z[rows], pool.classes[rows]
 
 
-class _Disentanglement(Metric):
+class _Disentanglement(codes_mod.BoundedMetric):
     group = "disentanglement"
     default = False
     version = 1
-    bounds: dict[str, Any] = {}
 
     def applies_to(self, model: Any, dataset: Any) -> bool | str:
         names = tuple(getattr(dataset, "factor_names", ()) or ())
@@ -409,12 +408,8 @@ class _Disentanglement(Metric):
             )
         return True
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        codes_mod.check_bounded(self.resolve_options(options), self.bounds)
-
     def _setup(self, model: Any, dataset: Any, ctx: EvalContext):
-        opts = self.resolve_options(ctx.options)
-        self.check_options(opts)
+        opts = self.checked_options(ctx)
         pool = _pool(model, dataset, ctx)
         varying = sum(len(np.unique(c)) > 1 for c in pool.classes.T)
         if varying < 2:
@@ -693,8 +688,7 @@ class Traversal(_Disentanglement):
     )  # fmt: skip
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = self.resolve_options(ctx.options)
-        self.check_options(opts)
+        opts = self.checked_options(ctx)
         z, _, kind = codes_mod.representation_codes(model, dataset, "test", ctx)
         z = z.float()
         if kind == "posterior mean":

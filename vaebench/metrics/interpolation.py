@@ -294,13 +294,23 @@ def midpoint_nn_ratios(mid: Tensor, end_a: Tensor, end_b: Tensor, reference: Ten
     return ratio.numpy()
 
 
-class PathInterpolation(Metric):
-    """Interpolation smoothness and midpoint realism without ground truth (see module docstring)."""
+class InterpolationMetric(Metric):
+    """A metric of the interpolation group: the interpolation options (``n_pairs``,
+    ``n_steps``, ``interpolation``; a subclass may declare fewer), checked by
+    :func:`check_interpolation_options`."""
 
-    name = "interpolation"
     group = "interpolation"
     options = INTERPOLATION_OPTIONS
     option_docs = INTERPOLATION_OPTION_DOCS
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        check_interpolation_options(options)
+
+
+class PathInterpolation(InterpolationMetric):
+    """Interpolation smoothness and midpoint realism without ground truth (see module docstring)."""
+
+    name = "interpolation"
     # 2: per-metric random stream; 3: path_step_ratio descriptive, midpoint_nn_ratio normalised
     # by the cross-fade of the endpoints
     version = 3
@@ -324,9 +334,6 @@ class PathInterpolation(Metric):
         Value("midpoint_nn_ratio_se", None, "", 3, "standard error of midpoint_nn_ratio",
               REF_OWN),
     )  # fmt: skip
-
-    def check_options(self, options: dict[str, Any]) -> None:
-        check_interpolation_options(options)
 
     def applies_to(self, model: Any, dataset: Any) -> bool | str:
         if dataset.x_test.shape[0] < 2:

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from vaebench.hookspecs import hookimpl
-from vaebench.metric import EvalContext, Metric, Value
+from vaebench.metric import EvalContext, Value
 from vaebench.metrics import codes as codes_mod
 from vaebench.model import Model
 from vaebench.nn import gaussian_kl
@@ -308,7 +308,7 @@ BOUNDS: dict[str, codes_mod.Bounds] = {
 }
 
 
-class Elbo(Metric):
+class Elbo(codes_mod.BoundedMetric):
     """Test ELBO with its reconstruction and KL terms (see the module docstring)."""
 
     name = "elbo"
@@ -317,6 +317,7 @@ class Elbo(Metric):
     default = True
     version = 1
     options = {"elbo_samples": 10}
+    bounds = BOUNDS
     option_docs = codes_mod.documented(
         {"elbo_samples": "draws of z per test image for E_q[log p(x|z)] (the KL is exact)"},
         BOUNDS,
@@ -344,12 +345,8 @@ class Elbo(Metric):
     def applies_to(self, model: Any, dataset: Any) -> bool | str:
         return _applies(model)
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        codes_mod.check_bounded(self.resolve_options(options), BOUNDS)
-
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = self.resolve_options(ctx.options)
-        self.check_options(opts)
+        opts = self.checked_options(ctx)
         samples = opts["elbo_samples"]
         x = dataset.x_test
         mean, logvar, _ = codes_mod.posterior(model, dataset, "test", ctx)
@@ -377,7 +374,7 @@ class Elbo(Metric):
         }
 
 
-class Iwae(Metric):
+class Iwae(codes_mod.BoundedMetric):
     """Importance-weighted upper bound on the test NLL (see the module docstring)."""
 
     name = "iwae"
@@ -386,6 +383,7 @@ class Iwae(Metric):
     default = False
     version = 1
     options = {"iwae_k": 1000, "iwae_test_n": 10000}
+    bounds = BOUNDS
     option_docs = codes_mod.documented(
         {
             "iwae_k": "importance samples K per test image (Burda et al. 2016 use 5000)",
@@ -409,12 +407,8 @@ class Iwae(Metric):
     def applies_to(self, model: Any, dataset: Any) -> bool | str:
         return _applies(model)
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        codes_mod.check_bounded(self.resolve_options(options), BOUNDS)
-
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = self.resolve_options(ctx.options)
-        self.check_options(opts)
+        opts = self.checked_options(ctx)
         k = opts["iwae_k"]
         mean, logvar, idx = codes_mod.posterior(model, dataset, "test", ctx, opts["iwae_test_n"])
         x = dataset.x_test[idx]

@@ -44,7 +44,7 @@ from torch import Tensor
 
 from vaebench.errors import NotApplicableError
 from vaebench.hookspecs import hookimpl
-from vaebench.metric import EvalContext, Metric, Value
+from vaebench.metric import EvalContext, Value
 from vaebench.metrics import codes as codes_mod
 
 __all__ = [
@@ -221,19 +221,17 @@ def _labels_reason(dataset: Any) -> bool | str:
     return True
 
 
-class _LabelledCodes(Metric):
+class _LabelledCodes(codes_mod.BoundedMetric):
     """Shared part of the accuracy metrics: labels, codes, the training cap."""
 
     group = "representation"
     cost = "cheap"
     default = True
     version = 1
+    bounds = BOUNDS
 
     def applies_to(self, model: Any, dataset: Any) -> bool | str:
         return _labels_reason(dataset)
-
-    def check_options(self, options: dict[str, Any]) -> None:
-        codes_mod.check_bounded(self.resolve_options(options), BOUNDS)
 
     def _codes(self, model: Any, dataset: Any, ctx: EvalContext, opts: dict[str, Any]):
         z_train, idx, kind = codes_mod.representation_codes(
@@ -286,8 +284,7 @@ class LinearProbe(_LabelledCodes):
     )  # fmt: skip
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = self.resolve_options(ctx.options)
-        self.check_options(opts)
+        opts = self.checked_options(ctx)
         z_train, y_train, z_test, y_test = self._codes(model, dataset, ctx, opts)
         if len(np.unique(y_train)) < 2:
             raise NotApplicableError(
@@ -324,8 +321,7 @@ class KnnAccuracy(_LabelledCodes):
     )  # fmt: skip
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = self.resolve_options(ctx.options)
-        self.check_options(opts)
+        opts = self.checked_options(ctx)
         z_train, y_train, z_test, y_test = self._codes(model, dataset, ctx, opts)
         k = opts["knn_k"]
         if len(z_train) < k:
@@ -373,8 +369,7 @@ class ClusterAccuracy(_LabelledCodes):
         return True
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = self.resolve_options(ctx.options)
-        self.check_options(opts)
+        opts = self.checked_options(ctx)
         z_train, _, z_test, y_test = self._codes(model, dataset, ctx, opts)
         n_clusters = ctx.details["n_classes"]
         if len(z_train) < n_clusters:
@@ -402,7 +397,7 @@ class ClusterAccuracy(_LabelledCodes):
         return {"cluster_acc": 100.0 * acc}
 
 
-class ActiveUnits(Metric):
+class ActiveUnits(codes_mod.BoundedMetric):
     """Active units of the code (see the module docstring); applies to every model."""
 
     name = "active_units"
@@ -411,6 +406,7 @@ class ActiveUnits(Metric):
     default = True
     version = 1
     options = {"au_threshold": 0.01}
+    bounds = BOUNDS
     option_docs = codes_mod.documented(
         {
             "au_threshold": "a code dimension is active when its variance over the test set of "
@@ -431,12 +427,8 @@ class ActiveUnits(Metric):
         ),
     )  # fmt: skip
 
-    def check_options(self, options: dict[str, Any]) -> None:
-        codes_mod.check_bounded(self.resolve_options(options), BOUNDS)
-
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = self.resolve_options(ctx.options)
-        self.check_options(opts)
+        opts = self.checked_options(ctx)
         threshold = float(opts["au_threshold"])
         z, _, kind = codes_mod.representation_codes(model, dataset, "test", ctx)
         count, var = active_units(z, threshold)

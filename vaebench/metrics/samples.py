@@ -66,7 +66,7 @@ from torch import Tensor
 
 from vaebench.errors import MetricError
 from vaebench.hookspecs import hookimpl
-from vaebench.metric import EvalContext, Metric, Value, metric_seed
+from vaebench.metric import EvalContext, Value, metric_seed
 from vaebench.metrics import codes as codes_mod
 from vaebench.metrics.features import FeatureNetConfig, feature_extractor, feature_labels
 
@@ -530,11 +530,12 @@ def sample_features(
 # ----------------------------------------------------------------------------- the metrics
 
 
-class _SampleMetric(Metric):
+class _SampleMetric(codes_mod.BoundedMetric):
     group = "samples"
     cost = "expensive"
     default = False
     version = 1
+    bounds = BOUNDS
 
     def applies_to(self, model: Any, dataset: Any) -> bool | str:
         if feature_labels(dataset) is None:
@@ -545,9 +546,8 @@ class _SampleMetric(Metric):
         return True
 
     def check_options(self, options: dict[str, Any]) -> None:
-        opts = self.resolve_options(options)
-        codes_mod.check_bounded(opts, BOUNDS)
-        parse_samplers(opts["sampler"])
+        super().check_options(options)
+        parse_samplers(self.resolve_options(options)["sampler"])
 
     def declared(self, options: dict[str, Any] | None = None) -> dict[str, Value]:
         """The declared values; with several samplers in ``options["sampler"]`` each value once
@@ -571,8 +571,7 @@ class _SampleMetric(Metric):
         raise NotImplementedError
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = self.resolve_options(ctx.options)
-        self.check_options(opts)
+        opts = self.checked_options(ctx)
         samplers = parse_samplers(opts["sampler"])
         if len(samplers) == 1:
             real, fake, details = sample_features(model, dataset, ctx, opts, samplers[0])
