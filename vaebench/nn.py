@@ -354,11 +354,26 @@ def image_critic(
 # ------------------------------------------------------------------------------- validation
 
 
-def _positive_int(name: str, value: Any, minimum: int = 1, why: str = "") -> int:
+def positive_int(name: str, value: Any, minimum: int = 1, why: str = "") -> int:
+    """``value`` as an int if it is an integer (not a bool) >= ``minimum``; else ``ValueError``
+    naming ``name`` and the value (a model hyperparameter's check)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ValueError(f"{name} must be {what}{why}, got {value!r}")
     return int(value)
+
+
+def finite_number(name: str, value: object, low: float = 0.0) -> float:
+    """``value`` as a float if it is a finite number (not a bool) >= ``low``; else
+    ``ValueError``: ``"NAME must be a finite number >= LOW, got VALUE"``."""
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < low
+    ):
+        raise ValueError(f"{name} must be a finite number >= {low:g}, got {value!r}")
+    return float(value)
 
 
 def _real(name: str, value: Any, *, positive: bool = False) -> float:
@@ -481,14 +496,14 @@ class TorchAutoencoder(nn.Module, Model):
                 )
         self.input_shape = tuple(int(s) for s in shape)
         self.arch = _choice("arch", arch, ARCHS)
-        self.latent_dim = _positive_int("latent_dim", latent_dim)
+        self.latent_dim = positive_int("latent_dim", latent_dim)
         self.hidden = _int_tuple("hidden", hidden, allow_empty=True)
         self.conv_channels = _int_tuple("conv_channels", conv_channels, allow_empty=False)
         if not isinstance(batch_norm, bool):
             raise ValueError(f"batch_norm must be true or false, got {batch_norm!r}")
         self.batch_norm = batch_norm
-        self.epochs = _positive_int("epochs", epochs)
-        self.batch_size = _positive_int(
+        self.epochs = positive_int("epochs", epochs)
+        self.batch_size = positive_int(
             "batch_size", batch_size, 2, " (a batch of one breaks batch normalisation)"
         )
         self.lr = _real("lr", lr, positive=True)

@@ -170,24 +170,24 @@ def mix_codes(z_a: Tensor, z_b: Tensor, t: Tensor, method: str = "linear") -> Te
     return torch.where(ok[:, None, None], slerp, linear).to(z_a.dtype)
 
 
-def decode_batched(model: Any, z: Tensor, batch_size: int) -> Tensor:
-    """``model.decode`` in batches under inference mode; codes ``(N, D)`` -> CPU images."""
+def _batched(fn: Any, t: Tensor, device: torch.device, batch_size: int) -> Tensor:
+    """``fn`` of ``t`` in batches of ``batch_size`` rows moved to ``device``, under inference
+    mode; the outputs as one float32 CPU tensor."""
     outs = []
     with torch.inference_mode():
-        for i in range(0, z.shape[0], batch_size):
-            zb = z[i : i + batch_size].to(model.device)
-            outs.append(model.decode(zb).float().cpu())
+        for i in range(0, t.shape[0], batch_size):
+            outs.append(fn(t[i : i + batch_size].to(device)).float().cpu())
     return torch.cat(outs)
+
+
+def decode_batched(model: Any, z: Tensor, batch_size: int) -> Tensor:
+    """``model.decode`` in batches under inference mode; codes ``(N, D)`` -> CPU images."""
+    return _batched(model.decode, z, model.device, batch_size)
 
 
 def encode_batched(model: Any, x: Tensor, batch_size: int) -> Tensor:
     """``model.encode`` in batches under inference mode; images ``(N, C, H, W)`` -> CPU codes."""
-    outs = []
-    with torch.inference_mode():
-        for i in range(0, x.shape[0], batch_size):
-            xb = x[i : i + batch_size].to(model.device)
-            outs.append(model.encode(xb).float().cpu())
-    return torch.cat(outs)
+    return _batched(model.encode, x, model.device, batch_size)
 
 
 def decode_paths(

@@ -308,16 +308,24 @@ BOUNDS: dict[str, codes_mod.Bounds] = {
 }
 
 
-class Elbo(codes_mod.BoundedMetric):
+class _LikelihoodMetric(codes_mod.BoundedMetric):
+    """Shared part of the likelihood metrics: what they apply to, their option bounds."""
+
+    group = "likelihood"
+    version = 1
+    bounds = BOUNDS
+
+    def applies_to(self, model: Any, dataset: Any) -> bool | str:
+        return _applies(model)
+
+
+class Elbo(_LikelihoodMetric):
     """Test ELBO with its reconstruction and KL terms (see the module docstring)."""
 
     name = "elbo"
-    group = "likelihood"
     cost = "cheap"
     default = True
-    version = 1
     options = {"elbo_samples": 10}
-    bounds = BOUNDS
     option_docs = codes_mod.documented(
         {"elbo_samples": "draws of z per test image for E_q[log p(x|z)] (the KL is exact)"},
         BOUNDS,
@@ -341,9 +349,6 @@ class Elbo(codes_mod.BoundedMetric):
             "-ELBO / (D ln 2): an upper bound on the test NLL in bits per dimension", REF_VAE,
         ),
     )  # fmt: skip
-
-    def applies_to(self, model: Any, dataset: Any) -> bool | str:
-        return _applies(model)
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
         opts = self.checked_options(ctx)
@@ -374,16 +379,13 @@ class Elbo(codes_mod.BoundedMetric):
         }
 
 
-class Iwae(codes_mod.BoundedMetric):
+class Iwae(_LikelihoodMetric):
     """Importance-weighted upper bound on the test NLL (see the module docstring)."""
 
     name = "iwae"
-    group = "likelihood"
     cost = "expensive"
     default = False
-    version = 1
     options = {"iwae_k": 1000, "iwae_test_n": 10000}
-    bounds = BOUNDS
     option_docs = codes_mod.documented(
         {
             "iwae_k": "importance samples K per test image (Burda et al. 2016 use 5000)",
@@ -403,9 +405,6 @@ class Iwae(codes_mod.BoundedMetric):
             "the importance-weighted NLL bound in bits per dimension", REF_IWAE,
         ),
     )  # fmt: skip
-
-    def applies_to(self, model: Any, dataset: Any) -> bool | str:
-        return _applies(model)
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
         opts = self.checked_options(ctx)

@@ -36,7 +36,7 @@ generator, so the numbers are deterministic given the cell's seed.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -221,6 +221,15 @@ def _labels_reason(dataset: Any) -> bool | str:
     return True
 
 
+class _Labelled(NamedTuple):
+    """Codes ``(n, d)`` float64 and labels ``(n,)`` of the training and the test images."""
+
+    z_train: np.ndarray
+    y_train: np.ndarray
+    z_test: np.ndarray
+    y_test: np.ndarray
+
+
 class _LabelledCodes(codes_mod.BoundedMetric):
     """Shared part of the accuracy metrics: labels, codes, the training cap."""
 
@@ -233,7 +242,19 @@ class _LabelledCodes(codes_mod.BoundedMetric):
     def applies_to(self, model: Any, dataset: Any) -> bool | str:
         return _labels_reason(dataset)
 
-    def _codes(self, model: Any, dataset: Any, ctx: EvalContext, opts: dict[str, Any]):
+    def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
+        opts = self.checked_options(ctx)
+        return self.score(self._codes(model, dataset, ctx, opts), dataset, ctx, opts)
+
+    def score(
+        self, codes: _Labelled, dataset: Any, ctx: EvalContext, opts: dict[str, Any]
+    ) -> dict[str, float]:
+        """The values from the codes and labels of the training images (at most
+        ``eval.rep_train_n``) and of the test images; ``ctx.details`` already describes the
+        codes (:meth:`_codes`)."""
+        raise NotImplementedError
+
+    def _codes(self, model: Any, dataset: Any, ctx: EvalContext, opts: dict[str, Any]) -> _Labelled:
         z_train, idx, kind = codes_mod.representation_codes(
             model, dataset, "train", ctx, opts["rep_train_n"]
         )
@@ -249,7 +270,7 @@ class _LabelledCodes(codes_mod.BoundedMetric):
                 "n_classes": int(len(np.union1d(y_train, y_test))),
             }
         )
-        return _np(z_train), y_train, _np(z_test), y_test
+        return _Labelled(_np(z_train), y_train, _np(z_test), y_test)
 
 
 def _too_few(
@@ -283,9 +304,8 @@ class LinearProbe(_LabelledCodes):
         ),
     )  # fmt: skip
 
-    def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = self.checked_options(ctx)
-        z_train, y_train, z_test, y_test = self._codes(model, dataset, ctx, opts)
+    def score(self, codes: _Labelled, dataset: Any, ctx: EvalContext, opts: dict[str, Any]):
+        z_train, y_train, z_test, y_test = codes
         if len(np.unique(y_train)) < 2:
             raise NotApplicableError(
                 f"the probe needs at least two classes among the {len(y_train)} training codes "
@@ -320,9 +340,8 @@ class KnnAccuracy(_LabelledCodes):
         ),
     )  # fmt: skip
 
-    def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = self.checked_options(ctx)
-        z_train, y_train, z_test, y_test = self._codes(model, dataset, ctx, opts)
+    def score(self, codes: _Labelled, dataset: Any, ctx: EvalContext, opts: dict[str, Any]):
+        z_train, y_train, z_test, y_test = codes
         k = opts["knn_k"]
         if len(z_train) < k:
             raise _too_few(f"eval.knn_k={k}", k, len(z_train), dataset, opts)
@@ -368,9 +387,8 @@ class ClusterAccuracy(_LabelledCodes):
             )
         return True
 
-    def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts = self.checked_options(ctx)
-        z_train, _, z_test, y_test = self._codes(model, dataset, ctx, opts)
+    def score(self, codes: _Labelled, dataset: Any, ctx: EvalContext, opts: dict[str, Any]):
+        z_train, _, z_test, y_test = codes
         n_clusters = ctx.details["n_classes"]
         if len(z_train) < n_clusters:
             raise _too_few(f"k-means with {n_clusters} clusters", n_clusters, len(z_train),

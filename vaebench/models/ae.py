@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
-from vaebench.nn import TorchAutoencoder, reconstruction_loss
+from vaebench.nn import TorchAutoencoder, finite_number, reconstruction_loss
 
 
 class AE(TorchAutoencoder):
@@ -28,13 +28,7 @@ class NoisyAE(TorchAutoencoder):
 
     def __init__(self, *args, noise_std: float = 1.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if (
-            isinstance(noise_std, bool)
-            or not isinstance(noise_std, int | float)
-            or not (0 <= noise_std < float("inf"))
-        ):
-            raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
-        self.noise_std = float(noise_std)
+        self.noise_std = finite_number("noise_std", noise_std)
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         z = self.code(self.encoder_outputs(x))
@@ -51,15 +45,7 @@ class DenoisingAE(TorchAutoencoder):
 
     def __init__(self, *args, input_noise_std: float = 0.2, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if (
-            isinstance(input_noise_std, bool)
-            or not isinstance(input_noise_std, int | float)
-            or not (0 <= input_noise_std < float("inf"))
-        ):
-            raise ValueError(
-                f"input_noise_std must be a finite number >= 0, got {input_noise_std!r}"
-            )
-        self.input_noise_std = float(input_noise_std)
+        self.input_noise_std = finite_number("input_noise_std", input_noise_std)
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         noisy = x + self.input_noise_std * torch.randn_like(x)

@@ -42,7 +42,7 @@ from torch.nn import functional as F
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
 from vaebench.models.vae import VAE
-from vaebench.nn import discriminator_mlp, reconstruction_loss, reparameterize
+from vaebench.nn import discriminator_mlp, finite_number, reconstruction_loss, reparameterize
 from vaebench.train import OptimizerStep
 
 __all__ = [
@@ -56,17 +56,6 @@ __all__ = [
 ]
 
 LOG_2PI = math.log(2.0 * math.pi)
-
-
-def _number(name: str, value: object, low: float = 0.0) -> float:
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value < low
-    ):
-        raise ValueError(f"{name} must be a finite number >= {low:g}, got {value!r}")
-    return float(value)
 
 
 def gaussian_log_density(z: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
@@ -135,7 +124,7 @@ class BetaTCVAE(_RegularisedVAE):
 
     def __init__(self, *args, beta: float = 6.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.tc_beta = _number("beta", beta)
+        self.tc_beta = finite_number("beta", beta)
         self._n_train = 1
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
@@ -165,8 +154,8 @@ class DIPVAE(_RegularisedVAE):
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.lambda_od = _number("lambda_od", lambda_od)
-        self.lambda_d = _number("lambda_d_factor", lambda_d_factor) * self.lambda_od
+        self.lambda_od = finite_number("lambda_od", lambda_od)
+        self.lambda_d = finite_number("lambda_d_factor", lambda_d_factor) * self.lambda_od
         if dip_type not in ("i", "ii"):
             raise ValueError(f"unknown dip_type {dip_type!r}; valid: i, ii")
         self.dip_type = dip_type
@@ -200,11 +189,11 @@ class FactorVAE(_RegularisedVAE):
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.gamma = _number("gamma", gamma)
+        self.gamma = finite_number("gamma", gamma)
         for name, v in (("disc_width", disc_width), ("disc_depth", disc_depth)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        self.disc_lr = _number("disc_lr", disc_lr)
+        self.disc_lr = finite_number("disc_lr", disc_lr)
         if self.disc_lr <= 0:
             raise ValueError(f"disc_lr must be > 0, got {disc_lr!r}")
         self.discriminator = discriminator_mlp(self.latent_dim, (disc_width,) * disc_depth)

@@ -8,7 +8,15 @@ from torch import Tensor
 
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
-from vaebench.nn import TorchAutoencoder, gaussian_kl, log_likelihood, reparameterize, vae_loss
+from vaebench.nn import (
+    TorchAutoencoder,
+    finite_number,
+    gaussian_kl,
+    log_likelihood,
+    positive_int,
+    reparameterize,
+    vae_loss,
+)
 
 __all__ = ["VAE", "gaussian_kl", "kl_schedule"]
 
@@ -42,21 +50,8 @@ class VAE(TorchAutoencoder):
 
     def __init__(self, *args, beta: float = 1.0, kl_warmup_epochs: int = 0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if (
-            isinstance(beta, bool)
-            or not isinstance(beta, int | float)
-            or not (0 <= beta < float("inf"))
-        ):
-            raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
-        if (
-            isinstance(kl_warmup_epochs, bool)
-            or not isinstance(kl_warmup_epochs, int)
-            or kl_warmup_epochs < 0
-        ):
-            raise ValueError(
-                f"kl_warmup_epochs must be an integer >= 0 (0 = no warm-up), "
-                f"got {kl_warmup_epochs!r}"
-            )
+        finite_number("beta", beta)
+        positive_int("kl_warmup_epochs", kl_warmup_epochs, minimum=0, why=" (0 = no warm-up)")
         self.beta = float(beta)
         self.kl_warmup_epochs = int(kl_warmup_epochs)
         #: The KL weight of the current epoch (``beta`` outside training).

@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
 from vaebench.models.vae import VAE
-from vaebench.nn import gaussian_log_density, log_likelihood, reconstruction_loss
+from vaebench.nn import gaussian_log_density, log_likelihood, positive_int, reconstruction_loss
 
 __all__ = ["IWAE", "VampVAE", "BetaVAE", "iwae_bound"]
 
@@ -86,13 +86,7 @@ class VampVAE(VAE):
 
     def __init__(self, *args, pseudo_inputs: int = 500, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if (
-            isinstance(pseudo_inputs, bool)
-            or not isinstance(pseudo_inputs, int)
-            or pseudo_inputs < 1
-        ):
-            raise ValueError(f"pseudo_inputs must be a positive integer, got {pseudo_inputs!r}")
-        self.pseudo_inputs = int(pseudo_inputs)
+        self.pseudo_inputs = positive_int("pseudo_inputs", pseudo_inputs)
         where = torch.device("meta") if self.device.type == "meta" else torch.device("cpu")
         init = torch.empty(self.pseudo_inputs, *self.input_shape, device=where)
         if where.type != "meta":

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
-from vaebench.nn import TorchAutoencoder, reconstruction_loss
+from vaebench.nn import TorchAutoencoder, finite_number, positive_int, reconstruction_loss
 
 __all__ = ["VQVAE", "nearest_code", "vq_objective", "ema_update"]
 
@@ -126,12 +126,7 @@ class VQVAE(TorchAutoencoder):
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
-        if (
-            isinstance(codebook_size, bool)
-            or not isinstance(codebook_size, int)
-            or codebook_size < 1
-        ):
-            raise ValueError(f"codebook_size must be a positive integer, got {codebook_size!r}")
+        positive_int("codebook_size", codebook_size)
         if (
             isinstance(code_dim, bool)
             or not isinstance(code_dim, int)
@@ -144,12 +139,7 @@ class VQVAE(TorchAutoencoder):
             )
         if code_dim == 0:
             code_dim = 2 if self.latent_dim % 2 == 0 else 1
-        if (
-            isinstance(beta, bool)
-            or not isinstance(beta, int | float)
-            or not 0 <= beta < float("inf")
-        ):
-            raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+        finite_number("beta", beta)
         if not isinstance(ema, bool):
             raise ValueError(f"ema must be true or false, got {ema!r}")
         if isinstance(decay, bool) or not isinstance(decay, int | float) or not 0 <= decay < 1:

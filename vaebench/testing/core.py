@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, TypeGuard
 
+import torch
 from torch import Tensor
 
 #: Image shapes ``(C, H, W)`` of the model checks: tiny grey, MNIST-sized grey, tiny colour. Each
@@ -80,6 +81,20 @@ class _NotApplicable(Exception):  # noqa: N818 - a control-flow signal, not an e
 def _expect(condition: Any, message: str) -> None:
     if not condition:
         raise _Mismatch(message)
+
+
+def _expect_float32(
+    t: Any, what: str, want: tuple[int, ...], of: str, where: str, after: str = ""
+) -> None:
+    """Expect ``t``, what ``what`` returned, to be a float32 Tensor of shape ``want``; the
+    messages name ``what`` (``of`` and ``after`` around the shape: the input's description,
+    ``where`` after the dtype: the image shape)."""
+    _expect(isinstance(t, Tensor), f"expected {what} to return a Tensor, got {type(t).__name__}")
+    _expect(
+        tuple(t.shape) == want,
+        f"expected {what}{of} to have shape {want}{after}, got {tuple(t.shape)}",
+    )
+    _expect(t.dtype == torch.float32, f"expected {what} to be float32 {where}, got {t.dtype}")
 
 
 def _maxdiff(a: Tensor, b: Tensor) -> str:

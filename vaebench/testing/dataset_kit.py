@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from vaebench.testing.core import MAX_TEST_OVERLAP, _expect, _Mismatch, _NotApplicable, _shape
-from vaebench.testing.mechanism import _KINDS, _check, _Kind
+from vaebench.testing.mechanism import _KINDS, _as_spec, _check, _Kind
 
 if TYPE_CHECKING:
     from vaebench.dataset import Dataset, DatasetSpec
@@ -21,21 +21,11 @@ if TYPE_CHECKING:
 def _as_dataset_spec(dataset: Any) -> DatasetSpec:
     from vaebench.dataset import DatasetSpec
 
-    if isinstance(dataset, DatasetSpec):
-        return dataset
-    if isinstance(dataset, str):
-        from vaebench.plugins import get_registry
+    def wrap(loader: Any) -> DatasetSpec:
+        return DatasetSpec(getattr(loader, "__name__", "dataset"), loader)
 
-        return get_registry().dataset(dataset).spec
-    spec = getattr(dataset, "spec", None)
-    if isinstance(spec, DatasetSpec):
-        return spec
-    if callable(dataset):
-        return DatasetSpec(getattr(dataset, "__name__", "dataset"), dataset)
-    raise TypeError(
-        f"expected a vaebench.dataset.DatasetSpec, a registered dataset name or a loader "
-        f"callable, got {type(dataset).__name__}"
-    )
+    spec: DatasetSpec = _as_spec(dataset, DatasetSpec, "dataset", wrap, "loader")
+    return spec
 
 
 @dataclasses.dataclass

@@ -37,6 +37,27 @@ class _Kind:
 _KINDS: dict[str, _Kind] = {}
 
 
+def _as_spec(obj: Any, spec_type: type, kind: str, wrap: Callable[[Any], Any], what: str) -> Any:
+    """``obj`` when it is a ``spec_type``, the spec registered as ``kind`` (``"model"``,
+    ``"dataset"``) under the name ``obj``, the ``spec`` of a registry entry, or ``wrap(obj)``
+    for a callable ``obj`` (a ``what``: factory, loader); else ``TypeError`` naming them."""
+    if isinstance(obj, spec_type):
+        return obj
+    if isinstance(obj, str):
+        from vaebench.plugins import get_registry
+
+        return getattr(get_registry(), kind)(obj).spec
+    spec = getattr(obj, "spec", None)
+    if isinstance(spec, spec_type):  # a vaebench.plugins.Registered
+        return spec
+    if callable(obj):
+        return wrap(obj)
+    raise TypeError(
+        f"expected a {spec_type.__module__}.{spec_type.__name__}, a registered {kind} name or "
+        f"a {what} callable, got {type(obj).__name__}"
+    )
+
+
 def _subject_name(obj: Any) -> str:
     name = getattr(obj, "name", None)
     if isinstance(name, str) and name:

@@ -17,6 +17,7 @@ from vaebench.testing.core import (
     FIT_EPOCHS,
     N_FIT,
     _expect,
+    _expect_float32,
     _is_int,
     _maxdiff,
     _Mismatch,
@@ -167,20 +168,8 @@ def _check_encode_shape(s: _ModelSubject) -> None:
         model, x = s.fitted(shape)
         for k in (5, 1):
             z = model.encode(x[:k])
-            want = (k, model.latent_dim)
-            _expect(
-                isinstance(z, Tensor),
-                f"expected encode(x) to return a Tensor, got {type(z).__name__}",
-            )
-            _expect(
-                tuple(z.shape) == want,
-                f"expected encode(x) for x of shape {tuple(x[:k].shape)} to have shape {want}, "
-                f"got {tuple(z.shape)}",
-            )
-            _expect(
-                z.dtype == torch.float32,
-                f"expected encode(x) to be float32 for input shape {shape}, got {z.dtype}",
-            )
+            of = f" for x of shape {tuple(x[:k].shape)}"
+            _expect_float32(z, "encode(x)", (k, model.latent_dim), of, f"for input shape {shape}")
             _expect(
                 bool(torch.isfinite(z).all()),
                 f"expected finite codes for input shape {shape}",
@@ -199,19 +188,8 @@ def _check_decode_shape(s: _ModelSubject) -> None:
         for what, code in (("decode(encode(x))", z), ("decode(z) of random codes", z_rand)):
             out = model.decode(code)
             want = (code.shape[0], *shape)
-            _expect(
-                isinstance(out, Tensor),
-                f"expected {what} to return a Tensor, got {type(out).__name__}",
-            )
-            _expect(
-                tuple(out.shape) == want,
-                f"expected {what} to have shape {want} (codes {tuple(code.shape)}), "
-                f"got {tuple(out.shape)}",
-            )
-            _expect(
-                out.dtype == torch.float32,
-                f"expected {what} to be float32 for shape {shape}, got {out.dtype}",
-            )
+            codes = f" (codes {tuple(code.shape)})"
+            _expect_float32(out, what, want, "", f"for shape {shape}", after=codes)
 
 
 @_check("model", "decode returns finite values in [0, 1]")

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from vaebench.testing.core import N_TINY, PROBE_SHAPES, SHAPES, _expect
-from vaebench.testing.mechanism import _KINDS, _device, _Kind
+from vaebench.testing.mechanism import _KINDS, _as_spec, _device, _Kind
 from vaebench.testing.tiny import tiny_images, tiny_labels
 
 if TYPE_CHECKING:
@@ -23,22 +23,12 @@ def _as_model_spec(model: Any) -> ModelSpec:
     """Accept a ModelSpec, a registered name, a registry entry, or a factory/Model class."""
     from vaebench.model import ModelSpec
 
-    if isinstance(model, ModelSpec):
-        return model
-    if isinstance(model, str):
-        from vaebench.plugins import get_registry
+    def wrap(factory: Any) -> ModelSpec:
+        name = getattr(factory, "__name__", type(factory).__name__)
+        return ModelSpec(name, factory, inspect.getdoc(factory) or "")
 
-        return get_registry().model(model).spec
-    spec = getattr(model, "spec", None)
-    if isinstance(spec, ModelSpec):  # a vaebench.plugins.Registered
-        return spec
-    if callable(model):
-        name = getattr(model, "__name__", type(model).__name__)
-        return ModelSpec(name, model, inspect.getdoc(model) or "")
-    raise TypeError(
-        f"expected a vaebench.model.ModelSpec, a registered model name or a factory "
-        f"callable, got {type(model).__name__}"
-    )
+    spec: ModelSpec = _as_spec(model, ModelSpec, "model", wrap, "factory")
+    return spec
 
 
 def _fit_shape(shape: Sequence[int], tags: Tags) -> tuple[int, int, int]:
