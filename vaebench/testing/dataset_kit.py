@@ -59,7 +59,7 @@ _KINDS["dataset"] = _Kind("dataset", _dataset_subject, _DatasetSubject)
 
 
 @_check("dataset", "the loader returns a vaebench.dataset.Dataset")
-def _check_dataset_loads(s: _DatasetSubject) -> None:
+def check_dataset_loads(s: _DatasetSubject) -> None:
     """The spec's name is usable on the command line, its options are JSON-serialisable and
     ``load()`` returns a :class:`~vaebench.dataset.Dataset`."""
     from vaebench.plugins import valid_name
@@ -78,7 +78,7 @@ def _check_dataset_loads(s: _DatasetSubject) -> None:
 
 
 @_check("dataset", "images are (N, C, H, W), alike in both splits and as declared by the spec")
-def _check_dataset_shapes(s: _DatasetSubject) -> None:
+def check_dataset_shapes(s: _DatasetSubject) -> None:
     """Train and test images are 4-D with the same ``(C, H, W)``; ``DatasetSpec.shape`` and
     ``DatasetSpec.sizes`` (shown by ``vaebench list``) match the loaded data (sizes only with
     default options)."""
@@ -107,7 +107,7 @@ def _check_dataset_shapes(s: _DatasetSubject) -> None:
 
 
 @_check("dataset", "images are finite float32 values in [0, 1]")
-def _check_dataset_range(s: _DatasetSubject) -> None:
+def check_dataset_range(s: _DatasetSubject) -> None:
     """Both splits are float32, finite, within ``[0, 1]`` and not constant."""
     ds = s.load()
     for split in ("train", "test"):
@@ -120,7 +120,7 @@ def _check_dataset_range(s: _DatasetSubject) -> None:
 
 
 @_check("dataset", "labels and factors have one entry per image")
-def _check_dataset_labels(s: _DatasetSubject) -> None:
+def check_dataset_labels(s: _DatasetSubject) -> None:
     """``y_*`` (when present) are integer tensors ``(N,)``; ``factors_*`` float ``(N, K)``
     present in both splits or neither, with ``K == len(factor_names)``."""
     ds = s.load()
@@ -189,7 +189,7 @@ def _declared_overlap(ds: Dataset) -> tuple[float, str] | None:
 
 
 @_check("dataset", f"at most {MAX_TEST_OVERLAP:.0%} of the test images copy a training image")
-def _check_dataset_overlap(s: _DatasetSubject) -> str:
+def check_dataset_overlap(s: _DatasetSubject) -> str:
     """Hash every image of both splits (exact float32 values) and count the test images that
     are identical to some training image. Above :data:`MAX_TEST_OVERLAP` (1 %) of the test
     split, test scores partly measure memorisation of the training set -- typical of a split
@@ -228,7 +228,7 @@ def _check_dataset_overlap(s: _DatasetSubject) -> str:
 
 
 @_check("dataset", "render(factors) draws images matching the dataset's own")
-def _check_dataset_render(s: _DatasetSubject) -> None:
+def check_dataset_render(s: _DatasetSubject) -> None:
     """Only when ``render`` is present: it needs ``factors_test``; ``render(factors_test[:16])``
     is deterministic, ``(16, C, H, W)`` in ``[0, 1]``, and each rendered image is much closer (mean
     absolute difference under half) to the test image it was rendered for than to the other test
@@ -262,7 +262,7 @@ def _check_dataset_render(s: _DatasetSubject) -> None:
 
 
 @_check("dataset", "loading twice gives identical data")
-def _check_dataset_deterministic(s: _DatasetSubject) -> None:
+def check_dataset_deterministic(s: _DatasetSubject) -> None:
     """Two loads with the same options give identical images, labels and factors (seed any
     random split or generator)."""
     a, b = s.load(), s.load()
@@ -272,15 +272,6 @@ def _check_dataset_deterministic(s: _DatasetSubject) -> None:
             u is not None and v is not None and u.shape == v.shape and torch.equal(u, v)
         )
         _expect(same, f"expected identical {attr} from two loads")
-
-
-check_dataset_loads = _check_dataset_loads
-check_dataset_shapes = _check_dataset_shapes
-check_dataset_range = _check_dataset_range
-check_dataset_labels = _check_dataset_labels
-check_dataset_overlap = _check_dataset_overlap
-check_dataset_render = _check_dataset_render
-check_dataset_deterministic = _check_dataset_deterministic
 
 
 def dataset_checks() -> tuple[Callable[..., str | None], ...]:

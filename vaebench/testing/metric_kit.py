@@ -98,7 +98,7 @@ _KINDS["metric"] = _Kind("metric", _metric_subject, _MetricSubject)
 
 
 @_check("metric", "the metric declares a name, its values and its options")
-def _check_metric_declares(s: _MetricSubject) -> None:
+def check_metric_declares(s: _MetricSubject) -> None:
     """``name`` is usable on the command line; ``values`` is a non-empty tuple of
     :class:`~vaebench.metric.Value` with unique names, a direction in ``{True, False, None}`` and
     integer ``decimals``; ``options`` maps names to JSON-serialisable defaults, ``option_docs``
@@ -183,7 +183,7 @@ def _not_applicable(s: _MetricSubject, model: Model, dataset: Dataset) -> str | 
 
 
 @_check("metric", "evaluate returns exactly the declared values as finite floats")
-def _check_metric_values(s: _MetricSubject) -> None:
+def check_metric_values(s: _MetricSubject) -> None:
     """``applies_to`` returns ``True``, ``False`` or a reason (the check does not apply unless
     ``True`` for its model and dataset: pass your own with ``model=`` / ``dataset=``);
     ``evaluate`` returns every declared value and no other, each a finite real number (a value
@@ -242,7 +242,7 @@ def _is_real_scalar(v: Any) -> bool:
 
 
 @_check("metric", "evaluate gives the same values for the same seed")
-def _check_metric_deterministic(s: _MetricSubject) -> None:
+def check_metric_deterministic(s: _MetricSubject) -> None:
     """Two evaluations with fresh contexts of one seed give equal values (draw random choices
     from ``ctx.generator``). Values with a timing unit (see :data:`TIMING_UNITS`) and those named
     in ``nondeterministic`` are exempt."""
@@ -267,11 +267,6 @@ def _check_metric_deterministic(s: _MetricSubject) -> None:
         f"expected equal values from two evaluations with seed 0, got {differ} "
         f"(draw random choices from ctx.generator)",
     )
-
-
-check_metric_declares = _check_metric_declares
-check_metric_values = _check_metric_values
-check_metric_deterministic = _check_metric_deterministic
 
 
 def metric_checks() -> tuple[Callable[..., str | None], ...]:

@@ -37,7 +37,7 @@ from vaebench.testing.tiny import tiny_images
 
 
 @_check("model", "the factory builds a complete vaebench.model.Model")
-def _check_interface(s: _ModelSubject) -> None:
+def check_interface(s: _ModelSubject) -> None:
     """The spec's name is usable on the command line; the factory returns a
     :class:`~vaebench.model.Model`, accepts every default parameter, its defaults are
     JSON-serialisable (they are stored in result files), ``to`` returns the model and
@@ -84,7 +84,7 @@ def _check_interface(s: _ModelSubject) -> None:
 
 
 @_check("model", "the model's tags are a valid vaebench.model.Tags, backed by its methods")
-def _check_tags(s: _ModelSubject) -> str:
+def check_tags(s: _ModelSubject) -> str:
     """``tags`` is a :class:`~vaebench.model.Tags` with ``min_image_size`` an int >= 1,
     ``max_image_size`` ``None`` or an int >= it, ``channels`` ``None`` or a non-empty tuple of
     positive ints, boolean flags and ``likelihood`` empty or one of
@@ -139,7 +139,7 @@ def _check_tags(s: _ModelSubject) -> str:
 
 
 @_check("model", "latent_dim, n_params and input_shape describe the model")
-def _check_metadata(s: _ModelSubject) -> None:
+def check_metadata(s: _ModelSubject) -> None:
     """For each image shape: ``latent_dim`` is a positive int, ``n_params`` an int > 0,
     ``input_shape`` the shape the model was built for and ``device`` a :class:`torch.device`."""
     for shape in s.shapes:
@@ -160,7 +160,7 @@ def _check_metadata(s: _ModelSubject) -> None:
 
 
 @_check("model", "encode returns float32 codes (N, latent_dim) for every image shape it supports")
-def _check_encode_shape(s: _ModelSubject) -> None:
+def check_encode_shape(s: _ModelSubject) -> None:
     """For each image shape (:data:`SHAPES` fitted to the tags), after a one-epoch fit,
     ``encode`` of 5 images (and of one image) returns finite float32 codes
     ``(N, latent_dim)``."""
@@ -177,7 +177,7 @@ def _check_encode_shape(s: _ModelSubject) -> None:
 
 
 @_check("model", "decode returns float32 images (N, C, H, W) for every image shape it supports")
-def _check_decode_shape(s: _ModelSubject) -> None:
+def check_decode_shape(s: _ModelSubject) -> None:
     """For each image shape, after a one-epoch fit, ``decode(encode(x))`` and ``decode`` of
     random codes return float32 images of the input's shape."""
     for shape in s.shapes:
@@ -193,7 +193,7 @@ def _check_decode_shape(s: _ModelSubject) -> None:
 
 
 @_check("model", "decode returns finite values in [0, 1]")
-def _check_decode_range(s: _ModelSubject) -> None:
+def check_decode_range(s: _ModelSubject) -> None:
     """``decode(encode(x))`` and ``decode`` of large random codes (``3 * N(0, I)``) are finite
     and lie in ``[0, 1]`` (images; apply a sigmoid or clamp), for the first image shape and the
     colour one."""
@@ -217,7 +217,7 @@ def _check_decode_range(s: _ModelSubject) -> None:
 
 
 @_check("model", "encode and decode run without autograd and leave grad mode as they found it")
-def _check_no_grad(s: _ModelSubject) -> None:
+def check_no_grad(s: _ModelSubject) -> None:
     """Outputs of ``encode``/``decode`` have ``requires_grad=False`` (wrap them in
     ``torch.inference_mode()`` or ``torch.no_grad()``), and grad mode is still enabled after."""
     model, x = s.fitted(s.shapes[0])
@@ -301,7 +301,7 @@ def _inference_leaves_model_unchanged(s: _ModelSubject, model: Any, x: Tensor, w
     "inference (encode, decode, sample, posterior, log_likelihood) never changes the model and "
     "treats each image on its own",
 )
-def _check_inference_unchanged(s: _ModelSubject) -> None:
+def check_inference_unchanged(s: _ModelSubject) -> None:
     """On a freshly built model, a fitted one, and a fresh one that loaded the fitted one's
     saved state: ``encode`` 8 images and 1, ``decode`` both (and ``sample``, ``posterior``,
     ``log_likelihood`` when the tags offer them). After every call each parameter and buffer
@@ -326,7 +326,7 @@ def _check_inference_unchanged(s: _ModelSubject) -> None:
 
 
 @_check("model", "the model lives and computes on the device it was built for")
-def _check_device(s: _ModelSubject) -> None:
+def check_device(s: _ModelSubject) -> None:
     """``model.device`` matches the requested device; parameters, buffers, state tensors and
     ``encode``/``decode`` outputs are on it; ``to("cpu")`` moves everything back."""
     model, x = s.fitted(s.shapes[0])
@@ -359,7 +359,7 @@ def _check_device(s: _ModelSubject) -> None:
 
 
 @_check("model", "models built and fitted under the same seed give identical outputs")
-def _check_deterministic(s: _ModelSubject) -> str | None:
+def check_deterministic(s: _ModelSubject) -> str | None:
     """``encode`` called twice on one model gives the same codes (a VAE returns its posterior
     mean); unless the tags say ``deterministic=False``, two models built and fitted after
     ``seed_everything(0)`` on the same data give identical codes and reconstructions.
@@ -398,7 +398,7 @@ def _check_deterministic(s: _ModelSubject) -> str | None:
 
 
 @_check("model", "save then load into a fresh model reproduces encode and decode exactly")
-def _check_save_load(s: _ModelSubject) -> None:
+def check_save_load(s: _ModelSubject) -> None:
     """Fit, :meth:`~vaebench.model.Model.save`, build a fresh model under another seed,
     :meth:`~vaebench.model.Model.load` (``weights_only=True``): codes and reconstructions must be
     identical. A failure says why: the outputs are not deterministic to begin with; or the
@@ -491,7 +491,7 @@ def _save_load_diagnosis(
 
 
 @_check("model", "fitting on a tiny dataset lowers the loss or the reconstruction error")
-def _check_fit_lowers_loss(s: _ModelSubject) -> None:
+def check_fit_lowers_loss(s: _ModelSubject) -> None:
     """Fit on 64 blob images (``epochs=5``, ``batch_size=16`` when the model has those
     parameters; see :data:`FIT_EPOCHS`). ``fit`` must return a
     :class:`~vaebench.model.FitReport` with a finite ``history["loss"]``; the check passes when
@@ -537,7 +537,7 @@ def _check_fit_lowers_loss(s: _ModelSubject) -> None:
 
 
 @_check("model", "fit works when the last batch holds a single image")
-def _check_fit_last_batch_of_one(s: _ModelSubject) -> str:
+def check_fit_last_batch_of_one(s: _ModelSubject) -> str:
     """Fit one epoch on ``N = 2 * batch_size + 1`` images (``batch_size=16`` unless you set
     it; a model without a ``batch_size`` parameter gets 33), so a naive batching leaves a final
     batch of one image -- which BatchNorm cannot train on and which makes a variance or an
@@ -581,7 +581,7 @@ def _check_fit_last_batch_of_one(s: _ModelSubject) -> str:
 
 
 @_check("model", "sample(n) draws n images in [0, 1], reproducibly for a seeded generator")
-def _check_sample(s: _ModelSubject) -> None:
+def check_sample(s: _ModelSubject) -> None:
     """Only when the tags say ``can_sample``: ``sample(n, generator)`` returns ``(n, C, H, W)``
     float32 images in ``[0, 1]`` without autograd, identical for two generators with one seed;
     ``sample(1)`` works."""
@@ -614,7 +614,7 @@ def _check_sample(s: _ModelSubject) -> None:
 
 
 @_check("model", "posterior(x) returns the mean and log-variance (N, latent_dim) of q(z|x)")
-def _check_posterior(s: _ModelSubject) -> None:
+def check_posterior(s: _ModelSubject) -> None:
     """Only when the tags say ``has_posterior``: ``posterior(x)`` of 5 images (and of one)
     returns a pair ``(mean, logvar)`` of finite float32 tensors ``(N, latent_dim)``, the same on
     a second call. Outputs that carry autograd are accepted: models written for the first
@@ -653,7 +653,7 @@ def _check_posterior(s: _ModelSubject) -> None:
 
 
 @_check("model", "log_likelihood(x, z) returns finite log p(x|z) per image, summed over pixels")
-def _check_log_likelihood(s: _ModelSubject) -> None:
+def check_log_likelihood(s: _ModelSubject) -> None:
     """Only when the tags name a ``likelihood``: ``log_likelihood(x, z)`` for 5 images and their
     codes returns a finite float tensor ``(5,)``, the same for one image alone and on a second
     call (autograd is accepted, as for ``posterior``). Under ``bernoulli`` it must equal ``sum x log p + (1 - x) log(1 - p)``
@@ -705,24 +705,6 @@ def _check_log_likelihood(s: _ModelSubject) -> None:
             f"{t.shape[1]} pixels: {[round(v, 3) for v in ref.tolist()]}, got "
             f"{[round(v, 3) for v in ll.double().tolist()]}",
         )
-
-
-check_interface = _check_interface
-check_tags = _check_tags
-check_metadata = _check_metadata
-check_encode_shape = _check_encode_shape
-check_decode_shape = _check_decode_shape
-check_decode_range = _check_decode_range
-check_no_grad = _check_no_grad
-check_inference_unchanged = _check_inference_unchanged
-check_device = _check_device
-check_deterministic = _check_deterministic
-check_save_load = _check_save_load
-check_fit_lowers_loss = _check_fit_lowers_loss
-check_fit_last_batch_of_one = _check_fit_last_batch_of_one
-check_sample = _check_sample
-check_posterior = _check_posterior
-check_log_likelihood = _check_log_likelihood
 
 
 def model_checks() -> tuple[Callable[..., str | None], ...]:
