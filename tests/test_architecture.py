@@ -173,3 +173,15 @@ def test_docs_architecture_lists_every_module():
     rows |= {f"| `testing/{p.name}` |" for p in (PACKAGE / "testing").glob("*.py")}
     missing = sorted(row for row in rows if row not in text)
     assert not missing, f"docs/architecture.md has no row for {missing}"
+
+
+def test_bench_compares_with_the_models_own_step_not_a_built_in():
+    """``vaebench bench`` gets every model from the registry: it imports no built-in model
+    module, not even for type checkers, and copies no loss (issue 20)."""
+    source = (PACKAGE / "bench.py").read_text()
+    tree = ast.parse(source)
+    imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    assert not {m for m in imported if m.startswith(("vaebench.models", "vaebench.metrics"))}
+    assert "reconstruction_loss" not in source and "binary_cross_entropy" not in source
