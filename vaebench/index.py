@@ -37,14 +37,13 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vaebench.record import metric_group
+from vaebench.record import failure_reason, value_rows
 
 __all__ = ["available", "enabled", "INDEX_VERSION", "light_record", "load_records", "update_index"]
 
@@ -174,36 +173,19 @@ def _listing(run: Path) -> dict[str, tuple[int, int, int]]:
 
 def _cell_rows(name: str, ident: tuple[int, int, int], cell: dict[str, Any]) -> tuple[dict, list]:
     status = cell["status"]
-    if status == "skipped":
-        error = cell.get("skip_reason", "")
-    elif status != "ok":
-        error = (cell.get("error") or {}).get("reason", "")
-    else:
-        error = None
     row = {
         "file": name, "size": ident[0], "mtime_ns": ident[1], "ino": ident[2],
         "model": cell["model"], "dataset": cell["dataset"], "seed": int(cell["seed"]),
-        "config_hash": cell["config_hash"], "status": status, "error": error,
+        "config_hash": cell["config_hash"], "status": status, "error": failure_reason(cell),
         "config": json.dumps(cell.get("config") or {}, sort_keys=True, default=str),
     }  # fmt: skip
     row["record"], row["shared"] = light_record(cell)
     values = []
     if status == "ok":
-        info = cell.get("metric_info", {})
-        for metric, value in sorted(cell.get("metrics", {}).items()):
-            meta = info.get(metric, {})
-            hib = meta.get("higher_is_better")
-            order = meta.get("order")
-            values.append({
-                "file": name, "metric": metric,
-                "value": math.nan if value is None else float(value),
-                "unit": meta.get("unit", ""),
-                "higher_is_better": None if hib is None else bool(hib),
-                "decimals": int(meta.get("decimals", 3)),
-                "source": meta.get("metric", ""),
-                "group": metric_group(meta.get("metric", ""), meta.get("group")),
-                "order": None if order is None else int(order),
-            })  # fmt: skip
+        for v in value_rows(cell):  # Arrow's types: a bool or null, an integer or null
+            hib, order = v["higher_is_better"], v["order"]
+            values.append({**v, "file": name, "higher_is_better": None if hib is None else bool(hib),
+                           "order": None if order is None else int(order)})  # fmt: skip
     return row, values
 
 

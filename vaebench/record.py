@@ -52,11 +52,13 @@ __all__ = [
     "checked_record",
     "decode_images",
     "encode_images",
+    "failure_reason",
     "flat_views",
     "metric_group",
     "migrate_v1",
     "nonfinite_kind",
     "to_json",
+    "value_rows",
 ]
 #: Largest seed a cell may hold (``vaebench.config.MAX_SEED``: NumPy's limit, 2**32 - 1).
 MAX_SEED = 2**32 - 1
@@ -306,6 +308,38 @@ def metric_group(source: str, stored: str | None = None) -> str:
     if stored in GROUPS:
         return stored
     return SOURCE_GROUPS.get(source or "", "quality")
+
+
+def failure_reason(record: dict[str, Any]) -> str | None:
+    """Why a cell has no values: ``skip_reason`` of a skipped cell, ``error.reason`` of a failed
+    one (``""`` where the record lacks it); ``None`` for an ok cell."""
+    if record["status"] == "skipped":
+        return str(record.get("skip_reason", ""))
+    if record["status"] != "ok":
+        return str((record.get("error") or {}).get("reason", ""))
+    return None
+
+
+def value_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per value of a read record's flat views (:func:`flat_views`), by value name:
+    ``metric`` (the value's name), ``value`` (float; NaN for null), ``unit``,
+    ``higher_is_better`` and ``order`` as stored (``None`` where missing), ``decimals`` (int,
+    default 3), ``source`` (the metric plugin) and ``group`` (:func:`metric_group`)."""
+    info = record.get("metric_info", {})
+    rows = []
+    for name, value in sorted(record.get("metrics", {}).items()):
+        meta = info.get(name, {})
+        rows.append({
+            "metric": name,
+            "value": math.nan if value is None else float(value),
+            "unit": meta.get("unit", ""),
+            "higher_is_better": meta.get("higher_is_better"),
+            "decimals": int(meta.get("decimals", 3)),
+            "source": meta.get("metric", ""),
+            "group": metric_group(meta.get("metric", ""), meta.get("group")),
+            "order": meta.get("order"),
+        })  # fmt: skip
+    return rows
 
 
 # ----------------------------------------------------------------------------- images

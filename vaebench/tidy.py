@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from vaebench.index import enabled as index_enabled
 from vaebench.index import update_index
-from vaebench.record import metric_group
+from vaebench.record import failure_reason, value_rows
 from vaebench.results import load_cells
 
 if TYPE_CHECKING:
@@ -230,30 +230,13 @@ def tidy_frame(
         }
         if cell["status"] != "ok":
             if include_failed:
-                if cell["status"] == "skipped":
-                    what, reason = "skipped", cell.get("skip_reason", "")
-                else:
-                    what, reason = "failed", (cell.get("error") or {}).get("reason", "")
-                rows.append({**base, "metric": what, "value": math.nan, "error": reason})
+                what = "skipped" if cell["status"] == "skipped" else "failed"
+                rows.append(
+                    {**base, "metric": what, "value": math.nan, "error": failure_reason(cell)}
+                )
             continue
-        info = cell.get("metric_info", {})
-        for name, value in sorted(cell.get("metrics", {}).items()):
-            meta = info.get(name, {})
-            hib = meta.get("higher_is_better")
-            rows.append(
-                {
-                    **base,
-                    "metric": name,
-                    "value": math.nan if value is None else float(value),
-                    "unit": meta.get("unit", ""),
-                    "higher_is_better": hib,
-                    "direction": direction(hib),
-                    "decimals": int(meta.get("decimals", 3)),
-                    "source": meta.get("metric", ""),
-                    "group": metric_group(meta.get("metric", ""), meta.get("group")),
-                    "order": meta.get("order"),
-                }
-            )
+        rows.extend({**base, **v, "direction": direction(v["higher_is_better"])}
+                    for v in value_rows(cell))  # fmt: skip
     columns = COLUMNS + (["error"] if include_failed else [])
     return finish_frame(pd.DataFrame(rows, columns=columns))
 
@@ -289,8 +272,8 @@ def load_results(
       metric that does not apply to the model has no row: its reason is in the cell record);
     - ``unit``, ``higher_is_better`` (True / False / None), ``direction`` (``"higher"``,
       ``"lower"`` or ``"none"`` for descriptive values such as ``n_params``), ``decimals`` (table
-      precision), ``source`` (the metric plugin that produced the value), ``group``
-      (one of :data:`vaebench.record.GROUPS`, see :func:`vaebench.record.metric_group`) and ``order``
+      precision), ``source`` (the metric plugin that produced the value), ``group`` (one of
+      :data:`vaebench.record.GROUPS`, see :func:`vaebench.record.metric_group`) and ``order``
       (the value's position in its metric's declaration when stored, else missing).
 
     ``models``, ``datasets`` and ``metrics`` keep only those names. With ``include_failed`` each
