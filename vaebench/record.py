@@ -99,6 +99,8 @@ class Evaluation(TypedDict, total=False):
     #: name -> small artifact (an encoded image: :func:`encode_images`)
     artifacts: dict[str, Any]
     details: dict[str, Any]
+    #: the metric's name; ``plugin``: the plugin (module or distribution) that provided it
+    metric: str
     plugin: str
     seconds: float
     evaluated: str
@@ -138,6 +140,8 @@ class CellRecord(_Provenance, total=False):
     dataset_info: dict[str, Any]
     model_info: dict[str, Any]
     wall_seconds: float
+    #: when ``vaebench evaluate`` last added evaluations to the cell
+    evaluated: str
     #: curve name -> one number (or null) per epoch
     history: dict[str, list[float | None]]
     fit: dict[str, Any]
