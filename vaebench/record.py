@@ -655,7 +655,7 @@ def migrate_v1(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def flat_views(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def flat_views(record: dict[str, Any]) -> FlatViews:
     """``metrics`` (value -> number or None), ``metric_info`` (value -> declaration) and
     ``artifacts`` (name -> artifact) of a record, from its ok evaluations in stored order."""
     metrics: dict[str, Any] = {}
