@@ -185,3 +185,63 @@ def test_bench_compares_with_the_models_own_step_not_a_built_in():
     }
     assert not {m for m in imported if m.startswith(("vaebench.models", "vaebench.metrics"))}
     assert "reconstruction_loss" not in source and "binary_cross_entropy" not in source
+
+
+#: The store: cell files, their record, their index, the tidy frame, file I/O, environment.
+STORE_MODULES = ("results", "record", "index", "fileio", "environment", "tidy")
+#: Training code the store never imports (a prefix matches its submodules).
+TRAINING_CODE = ("torch", "vaebench.train", "vaebench.runner", "vaebench.grid", "vaebench.task",
+                 "vaebench.cells", "vaebench.models", "vaebench.nn", "vaebench.metrics")  # fmt: skip
+
+
+def _every_import(path: Path, package: tuple[str, ...] | None = None) -> set[str]:
+    """Every module a file imports anywhere: at module level or inside functions, at run time
+    or under ``if TYPE_CHECKING:`` (``from vaebench import nn`` counts as ``vaebench.nn``;
+    relative imports are resolved against ``package``, by default the file's own)."""
+    if package is None:
+        package = path.parent.relative_to(PACKAGE.parent).parts
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = ".".join(package[: len(package) - node.level + 1])
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+    return found
+
+
+def _is_training_code(module: str) -> bool:
+    return any(module == t or module.startswith(f"{t}.") for t in TRAINING_CODE)
+
+
+def test_the_store_imports_no_training_code():
+    """results, record, index, fileio, environment and tidy import nothing of torch, the
+    training loop, the runner's modules, the models, nn or the metrics -- in any form."""
+    for name in STORE_MODULES:
+        path = PACKAGE / f"{name}.py"
+        bad = sorted(m for m in _every_import(path) if _is_training_code(m))
+        assert not bad, f"vaebench/{name}.py imports {bad}"
+
+
+def test_the_store_rule_sees_every_form_of_import(tmp_path):
+    """The rule above catches imports inside functions, under TYPE_CHECKING and by ``from``."""
+    sample = tmp_path / "sample.py"
+    code = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import torch.nn\n"
+            "def f():\n    from vaebench import nn\n    from . import train\n")  # fmt: skip
+    sample.write_text(code, encoding="utf-8")
+    found = {m for m in _every_import(sample, ("vaebench",)) if _is_training_code(m)}
+    assert {"torch.nn", "vaebench.nn", "vaebench.train"} <= found
+    assert not _is_training_code("vaebench.tidy") and not _is_training_code("torchvision")
+
+
+def test_importing_the_store_loads_no_torch():
+    code = ("import sys\n" + "".join(f"import vaebench.{m}\n" for m in STORE_MODULES)
+            + "print('torch' in sys.modules)")  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "False"

@@ -259,7 +259,7 @@ def test_acai_and_midpoint_do_not_apply_to_digits(digits, registry) -> None:
 
 
 def _cell(model: str, seed: int, phase: float) -> dict:
-    from vaebench.results import encode_images
+    from vaebench.record import encode_images
 
     g = torch.Generator().manual_seed(seed)
     return {

@@ -371,8 +371,8 @@ def test_metric_plugins_on_a_factor_dataset():
 def test_traversal_codes_and_figure():
     import torch
 
+    from vaebench.record import encode_images
     from vaebench.report.interpolation_figures import latent_traversal
-    from vaebench.results import encode_images
 
     base = torch.tensor([0.5, -1.0, 2.0])
     z = dis.traversal_codes(base, torch.tensor([1.0, 2.0, 0.0]), torch.zeros(3), 5, 2.0)

@@ -1,5 +1,6 @@
 """Synthetic result folders for the report and tidy tests (written in the schema of
-vaebench.results with atomic_write_json), plus checks that they read back as real cells."""
+vaebench.record with vaebench.results.atomic_write_json), plus checks that they read back as
+real cells."""
 
 from __future__ import annotations
 
@@ -10,14 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from vaebench.results import (
-    SCHEMA,
-    atomic_write_json,
-    cell_stem,
-    encode_images,
-    migrate_v1,
-    read_cell,
-)
+from vaebench.record import SCHEMA, encode_images, migrate_v1
+from vaebench.results import atomic_write_json, cell_stem, read_cell
 
 #: name -> (higher_is_better, unit, decimals, metric plugin)
 INFO: dict[str, tuple[bool | None, str, int, str]] = {

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from test_report_cells import evaluation, write_cell, write_manifest
 
+from vaebench.record import encode_images
 from vaebench.report import build_report
 from vaebench.report import figures as F
 from vaebench.report.build import collect
-from vaebench.results import encode_images
 
 EVIL = "<img src=x onerror=alert(1)>"
 LIK_NOTE = (

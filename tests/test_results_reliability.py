@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from vaebench.fileio import HOST_TAG
+from vaebench.record import MANIFEST_SCHEMA, SCHEMA
 from vaebench.results import (
-    HOST_TAG,
-    MANIFEST_SCHEMA,
-    SCHEMA,
     CellLock,
     ResultsError,
     SchemaMismatchError,
@@ -352,7 +351,7 @@ def test_folder_check_lists_corrupt_cells_and_refuses_a_file(tmp_path):
 def test_image_artifacts_round_trip_exactly_at_8_bits(shape):
     import numpy as np
 
-    from vaebench.results import decode_images, encode_images
+    from vaebench.record import decode_images, encode_images
 
     x = np.random.default_rng(0).random(shape)
     encoded = encode_images(x)
@@ -366,7 +365,7 @@ def test_png_artifacts_compress_simple_images_and_refuse_a_wrong_size():
 
     import numpy as np
 
-    from vaebench.results import decode_images, encode_images
+    from vaebench.record import decode_images, encode_images
 
     moons_like = np.zeros((16, 1, 32, 32))
     moons_like[:, :, 8:24, 8:24] = 1.0

@@ -13,12 +13,12 @@ import torch
 
 from vaebench.config import RunConfig
 from vaebench.dataset import DatasetError, DatasetSpec
+from vaebench.fileio import HOST_TAG
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
 from vaebench.models.ae import AE
 from vaebench.models.pca import PCA
 from vaebench.results import (
-    HOST_TAG,
     CellLock,
     ResultsError,
     atomic_write_json,

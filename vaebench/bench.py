@@ -672,8 +672,8 @@ def run_bench(
     ``"complete": False`` until the last model), e.g. to save partial results.
     """
     from vaebench.dataset import DatasetError
+    from vaebench.environment import environment, now_iso
     from vaebench.plugins import get_registry
-    from vaebench.results import environment, now_iso
 
     registry = registry if registry is not None else get_registry()
     names, device = resolve(cfg, registry)

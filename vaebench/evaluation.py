@@ -267,7 +267,7 @@ def _float(value: Any) -> float:
 
 
 def _jsonable_artifacts(artifacts: Mapping[str, Any]) -> dict[str, Any]:
-    from vaebench.results import encode_images
+    from vaebench.record import encode_images
 
     out: dict[str, Any] = {}
     for k, v in artifacts.items():
@@ -294,7 +294,7 @@ def evaluate_metrics(
     Raises :class:`ModelContractError` when the model breaks the contract (the cell fails);
     everything a metric itself raises is recorded in its evaluation. See the module docstring.
     """
-    from vaebench.results import now_iso
+    from vaebench.environment import now_iso
 
     origins = origins or {}
     out: dict[str, dict[str, Any]] = {}
@@ -431,7 +431,7 @@ def _values(
             f"returned values {sorted(got)}; declared {sorted(declared)} (missing {missing}, "
             f"undeclared {extra})"
         )
-    from vaebench.results import nonfinite_kind
+    from vaebench.record import nonfinite_kind
 
     values: dict[str, float | None] = {}
     nan: dict[str, str] = {}
@@ -533,7 +533,7 @@ def cell_warnings(record: Mapping[str, Any]) -> list[dict[str, str]]:
       reason);
     - ``metric_failed``: a metric raised (its values are missing).
     """
-    from vaebench.results import NONFINITE_TEXT
+    from vaebench.record import NONFINITE_TEXT
 
     out: list[dict[str, str]] = []
     if record.get("status") != "ok":

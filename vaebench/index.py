@@ -37,18 +37,15 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 import os
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import pandas as pd
+from vaebench.record import failure_reason, value_rows
 
-__all__ = ["available", "enabled", "INDEX_VERSION", "light_record", "load_frame", "load_records",
-           "update_index"]  # fmt: skip
+__all__ = ["available", "enabled", "INDEX_VERSION", "light_record", "load_records", "update_index"]
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +128,7 @@ def _shared(text: str, memo: dict[str, Any]) -> tuple[list[str], dict[str, Any],
 
 
 def _from_light(own_text: str, shared: tuple[list[str], dict[str, Any], list[Any]]) -> dict:
-    from vaebench.results import flat_views
+    from vaebench.record import flat_views
 
     keys, parts, evs = shared
     d = json.loads(own_text)
@@ -175,39 +172,20 @@ def _listing(run: Path) -> dict[str, tuple[int, int, int]]:
 
 
 def _cell_rows(name: str, ident: tuple[int, int, int], cell: dict[str, Any]) -> tuple[dict, list]:
-    from vaebench.tidy import metric_group
-
     status = cell["status"]
-    if status == "skipped":
-        error = cell.get("skip_reason", "")
-    elif status != "ok":
-        error = (cell.get("error") or {}).get("reason", "")
-    else:
-        error = None
     row = {
         "file": name, "size": ident[0], "mtime_ns": ident[1], "ino": ident[2],
         "model": cell["model"], "dataset": cell["dataset"], "seed": int(cell["seed"]),
-        "config_hash": cell["config_hash"], "status": status, "error": error,
+        "config_hash": cell["config_hash"], "status": status, "error": failure_reason(cell),
         "config": json.dumps(cell.get("config") or {}, sort_keys=True, default=str),
     }  # fmt: skip
     row["record"], row["shared"] = light_record(cell)
     values = []
     if status == "ok":
-        info = cell.get("metric_info", {})
-        for metric, value in sorted(cell.get("metrics", {}).items()):
-            meta = info.get(metric, {})
-            hib = meta.get("higher_is_better")
-            order = meta.get("order")
-            values.append({
-                "file": name, "metric": metric,
-                "value": math.nan if value is None else float(value),
-                "unit": meta.get("unit", ""),
-                "higher_is_better": None if hib is None else bool(hib),
-                "decimals": int(meta.get("decimals", 3)),
-                "source": meta.get("metric", ""),
-                "group": metric_group(meta.get("metric", ""), meta.get("group")),
-                "order": None if order is None else int(order),
-            })  # fmt: skip
+        for v in value_rows(cell):  # Arrow's types: a bool or null, an integer or null
+            hib, order = v["higher_is_better"], v["order"]
+            values.append({**v, "file": name, "higher_is_better": None if hib is None else bool(hib),
+                           "order": None if order is None else int(order)})  # fmt: skip
     return row, values
 
 
@@ -251,21 +229,12 @@ def _schemas() -> tuple[Any, Any]:
     return cells, values
 
 
-def update_index(run_dir: str | os.PathLike, records: bool = False) -> tuple[Any, Any]:
-    """The up-to-date ``(cells, values)`` :class:`pyarrow.Table` pair of ``run_dir`` (see the
-    module docstring): the stored index where it matches the files, the changed files read
-    again; saved when anything changed and the folder is writable. The cells table has the
-    :data:`RECORD_COLUMNS` (:func:`light_record`; ``shared`` dictionary-encoded where it
-    comes from the stored index) only when ``records`` is true (they are the largest columns:
-    a load of values alone does not read them). Raises
-    :class:`vaebench.results.ResultsError` as :func:`vaebench.results.load_cells` does."""
+def _stored(run: Path, records: bool) -> tuple[Any, Any]:
+    """The stored ``(cells, values)`` tables of ``run``'s index (cells with the
+    :data:`RECORD_COLUMNS`, ``shared`` dictionary-encoded, only when ``records``), or two empty
+    tables where there is none, or it is of another version, schema or generation."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    from vaebench.results import read_cell
-
-    run = Path(run_dir)
-    listing = _listing(run)
     where = run / "index"
     cells_schema, values_schema = _schemas()
     slim_schema = pa.schema([f for f in cells_schema if f.name not in RECORD_COLUMNS])
@@ -287,7 +256,28 @@ def update_index(run_dir: str | os.PathLike, records: bool = False) -> tuple[Any
     except (OSError, ValueError, Exception) as exc:  # noqa: BLE001 - any bad index: rebuild
         if not isinstance(exc, FileNotFoundError):
             log.debug("index of %s not used: %s", run, exc)
-        old_cells, old_values = cells_schema.empty_table(), values_schema.empty_table()
+        return cells_schema.empty_table(), values_schema.empty_table()
+    return old_cells, old_values
+
+
+def update_index(run_dir: str | os.PathLike, records: bool = False) -> tuple[Any, Any]:
+    """The up-to-date ``(cells, values)`` :class:`pyarrow.Table` pair of ``run_dir`` (see the
+    module docstring): the stored index where it matches the files, the changed files read
+    again; saved when anything changed and the folder is writable. The cells table has the
+    :data:`RECORD_COLUMNS` (:func:`light_record`; ``shared`` dictionary-encoded where it
+    comes from the stored index) only when ``records`` is true (they are the largest columns:
+    a load of values alone does not read them). Raises
+    :class:`vaebench.results.ResultsError` as :func:`vaebench.results.load_cells` does."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from vaebench.results import read_cell
+
+    run = Path(run_dir)
+    listing = _listing(run)
+    where = run / "index"
+    cells_schema, values_schema = _schemas()
+    old_cells, old_values = _stored(run, records)
     generation = (old_cells.schema.metadata or {}).get(b"vaebench_generation")
     files = old_cells.column("file").to_pylist()
     idents = zip(old_cells.column("size").to_pylist(), old_cells.column("mtime_ns").to_pylist(),
@@ -381,72 +371,3 @@ def load_records(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
                     pos += 1
         del cells, shared, own
     return out
-
-
-def load_frame(
-    run_dirs: Sequence[str | os.PathLike],
-    include_failed: bool = False,
-    models: Sequence[str] | None = None,
-    datasets: Sequence[str] | None = None,
-) -> pd.DataFrame:
-    """The frame of :func:`vaebench.tidy.load_results` (before its filters) from the indexes of
-    ``run_dirs``, updated first (:func:`update_index`): the same rows, columns, types and
-    order as building it from the cell records; ``models``/``datasets`` keep only those
-    cells (before the variant labels are made, as there)."""
-    import pandas as pd
-
-    from vaebench.tidy import COLUMNS, direction, finish_frame, tidy_frame, variant_labels
-
-    cell_frames, value_frames = [], []
-    for d in run_dirs:
-        cells, values = update_index(d)
-        cf = cells.drop_columns(["size", "mtime_ns", "ino"]).to_pandas()
-        cf.insert(0, "run", Path(d).name)
-        cf["_pos"] = range(len(cf))
-        cell_frames.append(cf)
-        value_frames.append((Path(d).name, values.to_pandas()))
-    cf = pd.concat(cell_frames, ignore_index=True)
-    if models is not None:
-        cf = cf[cf["model"].isin(set(models))]
-    if datasets is not None:
-        cf = cf[cf["dataset"].isin(set(datasets))]
-    cf = cf.reset_index(drop=True)
-    # variant labels from one representative per (model, dataset, configuration without seed)
-    configs = cf["config"].map(json.loads)
-    setup = [json.dumps({k: v for k, v in c.items() if k != "seed"}, sort_keys=True, default=str)
-             for c in configs]  # fmt: skip
-    cf["setupkey"] = setup
-    reps = cf.drop_duplicates(["model", "dataset", "setupkey"])
-    labels = variant_labels(
-        {"model": r.model, "dataset": r.dataset, "config_hash": r.config_hash,
-         "config": configs[r.Index]}
-        for r in reps.itertuples()
-    )  # fmt: skip
-    rep_label = {(r.model, r.dataset, r.setupkey): labels[r.config_hash]
-                 for r in reps.itertuples()}  # fmt: skip
-    cf["variant"] = [rep_label[k] for k in zip(cf["model"], cf["dataset"], cf["setupkey"],
-                                                strict=True)]  # fmt: skip
-    base_cols = ["run", "model", "variant", "dataset", "seed", "config_hash"]
-    parts = []
-    for run, vf in value_frames:
-        sub = cf[cf["run"] == run]
-        merged = vf.merge(sub[["file", "_pos", *base_cols]], on="file", how="inner", sort=False)
-        merged["direction"] = merged["higher_is_better"].map(direction)
-        parts.append(merged)
-    if include_failed:
-        bad = cf[cf["status"] != "ok"].copy()
-        bad["metric"] = bad["status"].where(bad["status"] == "skipped", "failed")
-        bad["value"] = math.nan
-        parts.append(bad[["file", "_pos", "metric", "value", "error", *base_cols]])
-    columns = COLUMNS + (["error"] if include_failed else [])
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return tidy_frame([], include_failed=include_failed)
-    rows = pd.concat(parts, ignore_index=True)
-    # the order of building from the records: folders as given, cells by file name (a failed
-    # cell's row where its values would be), values by name; then tidy_frame's stable sort
-    run_pos = {Path(d).name: i for i, d in reversed(list(enumerate(run_dirs)))}
-    rows["_run"] = rows["run"].map(run_pos)
-    rows = rows.sort_values(["_run", "_pos", "metric"], kind="stable")
-    frame = rows.reindex(columns=columns).reset_index(drop=True)
-    return finish_frame(frame)

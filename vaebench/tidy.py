@@ -21,8 +21,12 @@ import json
 import math
 import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vaebench.index import enabled as index_enabled
+from vaebench.index import update_index
+from vaebench.record import failure_reason, value_rows
 from vaebench.results import load_cells
 
 if TYPE_CHECKING:
@@ -35,10 +39,8 @@ __all__ = [
     "tidy_frame",
     "variant_labels",
     "direction",
-    "metric_group",
     "format_setting",
     "sweep_values",
-    "GROUPS",
 ]
 
 #: Columns of :func:`load_results` (``error`` is added with ``include_failed=True``).
@@ -47,51 +49,9 @@ COLUMNS = [
     "higher_is_better", "direction", "decimals", "source", "group", "order",
 ]  # fmt: skip
 
-#: The groups a value can belong to, in the order reports show them: the kind of question it
-#: answers (see docs/reports.md).
-GROUPS = (
-    "quality", "interpolation", "likelihood", "representation", "disentanglement", "samples",
-    "cost",
-)  # fmt: skip
-
-#: Kind of question a built-in metric plugin answers; others count as "quality" unless their
-#: stored declaration names a ``group`` (one of :data:`GROUPS`).
-SOURCE_GROUPS = {
-    "reconstruction": "quality",
-    "interpolation": "interpolation",
-    "acai": "interpolation",
-    "midpoint": "interpolation",
-    "elbo": "likelihood",
-    "iwae": "likelihood",
-    "probe": "representation",
-    "knn": "representation",
-    "cluster": "representation",
-    "active_units": "representation",
-    "fd": "samples",
-    "kid": "samples",
-    "prdc": "samples",
-    "throughput": "cost",
-    "betavae_score": "disentanglement",
-    "factorvae_score": "disentanglement",
-    "mig": "disentanglement",
-    "dci": "disentanglement",
-    "sap": "disentanglement",
-    "modularity": "disentanglement",
-    "traversal": "disentanglement",
-}
-
 #: Config entries that do not make two cells different set-ups of one model (``sweep`` repeats
 #: values that ``params`` holds).
 _NOT_SETUP = ("seed", "schema", "model", "dataset", "sweep")
-
-
-def metric_group(source: str, stored: str | None = None) -> str:
-    """The group (one of :data:`GROUPS`: ``"quality"``, ``"interpolation"``, ``"likelihood"``,
-    ``"representation"``, ``"samples"`` or ``"cost"`` -- throughput, time, size) of a value
-    produced by metric plugin ``source``; a ``group`` stored with the value wins."""
-    if stored in GROUPS:
-        return stored
-    return SOURCE_GROUPS.get(source or "", "quality")
 
 
 def direction(higher_is_better: bool | None) -> str:
@@ -270,30 +230,13 @@ def tidy_frame(
         }
         if cell["status"] != "ok":
             if include_failed:
-                if cell["status"] == "skipped":
-                    what, reason = "skipped", cell.get("skip_reason", "")
-                else:
-                    what, reason = "failed", (cell.get("error") or {}).get("reason", "")
-                rows.append({**base, "metric": what, "value": math.nan, "error": reason})
+                what = "skipped" if cell["status"] == "skipped" else "failed"
+                rows.append(
+                    {**base, "metric": what, "value": math.nan, "error": failure_reason(cell)}
+                )
             continue
-        info = cell.get("metric_info", {})
-        for name, value in sorted(cell.get("metrics", {}).items()):
-            meta = info.get(name, {})
-            hib = meta.get("higher_is_better")
-            rows.append(
-                {
-                    **base,
-                    "metric": name,
-                    "value": math.nan if value is None else float(value),
-                    "unit": meta.get("unit", ""),
-                    "higher_is_better": hib,
-                    "direction": direction(hib),
-                    "decimals": int(meta.get("decimals", 3)),
-                    "source": meta.get("metric", ""),
-                    "group": metric_group(meta.get("metric", ""), meta.get("group")),
-                    "order": meta.get("order"),
-                }
-            )
+        rows.extend({**base, **v, "direction": direction(v["higher_is_better"])}
+                    for v in value_rows(cell))  # fmt: skip
     columns = COLUMNS + (["error"] if include_failed else [])
     return finish_frame(pd.DataFrame(rows, columns=columns))
 
@@ -329,8 +272,8 @@ def load_results(
       metric that does not apply to the model has no row: its reason is in the cell record);
     - ``unit``, ``higher_is_better`` (True / False / None), ``direction`` (``"higher"``,
       ``"lower"`` or ``"none"`` for descriptive values such as ``n_params``), ``decimals`` (table
-      precision), ``source`` (the metric plugin that produced the value), ``group``
-      (one of :data:`GROUPS`, see :func:`metric_group`) and ``order``
+      precision), ``source`` (the metric plugin that produced the value), ``group`` (one of
+      :data:`vaebench.record.GROUPS`, see :func:`vaebench.record.metric_group`) and ``order``
       (the value's position in its metric's declaration when stored, else missing).
 
     ``models``, ``datasets`` and ``metrics`` keep only those names. With ``include_failed`` each
@@ -344,10 +287,8 @@ def load_results(
             dirs.extend(d)
         else:
             dirs.append(d)  # type: ignore[arg-type]
-    from vaebench import index
-
-    if dirs and index.available() and os.environ.get("VAEBENCH_NO_INDEX", "") in ("", "0"):
-        frame = index.load_frame(dirs, include_failed, models, datasets)
+    if dirs and index_enabled():
+        frame = _indexed_frame(dirs, include_failed, models, datasets)
     else:
         cells = load_records(dirs)
         if models is not None:
@@ -359,3 +300,71 @@ def load_results(
         keep = set(metrics) | ({"failed", "skipped"} if include_failed else set())
         frame = frame[frame["metric"].isin(keep)].reset_index(drop=True)
     return frame
+
+
+def _indexed_frame(
+    run_dirs: Sequence[str | os.PathLike],
+    include_failed: bool = False,
+    models: Sequence[str] | None = None,
+    datasets: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The frame of :func:`load_results` (before its filters) from the columnar indexes of
+    ``run_dirs`` (:mod:`vaebench.index`), updated first (:func:`vaebench.index.update_index`):
+    the same rows, columns, types and order as building it from the cell records;
+    ``models``/``datasets`` keep only those cells (before the variant labels are made, as
+    there)."""
+    import pandas as pd
+
+    cell_frames, value_frames = [], []
+    for d in run_dirs:
+        cells, values = update_index(d)
+        cf = cells.drop_columns(["size", "mtime_ns", "ino"]).to_pandas()
+        cf.insert(0, "run", Path(d).name)
+        cf["_pos"] = range(len(cf))
+        cell_frames.append(cf)
+        value_frames.append((Path(d).name, values.to_pandas()))
+    cf = pd.concat(cell_frames, ignore_index=True)
+    if models is not None:
+        cf = cf[cf["model"].isin(set(models))]
+    if datasets is not None:
+        cf = cf[cf["dataset"].isin(set(datasets))]
+    cf = cf.reset_index(drop=True)
+    # variant labels from one representative per (model, dataset, configuration without seed)
+    configs = cf["config"].map(json.loads)
+    setup = [json.dumps({k: v for k, v in c.items() if k != "seed"}, sort_keys=True, default=str)
+             for c in configs]  # fmt: skip
+    cf["setupkey"] = setup
+    reps = cf.drop_duplicates(["model", "dataset", "setupkey"])
+    labels = variant_labels(
+        {"model": r.model, "dataset": r.dataset, "config_hash": r.config_hash,
+         "config": configs[r.Index]}
+        for r in reps.itertuples()
+    )  # fmt: skip
+    rep_label = {(r.model, r.dataset, r.setupkey): labels[r.config_hash]
+                 for r in reps.itertuples()}  # fmt: skip
+    cf["variant"] = [rep_label[k] for k in zip(cf["model"], cf["dataset"], cf["setupkey"],
+                                                strict=True)]  # fmt: skip
+    base_cols = ["run", "model", "variant", "dataset", "seed", "config_hash"]
+    parts = []
+    for run, vf in value_frames:
+        sub = cf[cf["run"] == run]
+        merged = vf.merge(sub[["file", "_pos", *base_cols]], on="file", how="inner", sort=False)
+        merged["direction"] = merged["higher_is_better"].map(direction)
+        parts.append(merged)
+    if include_failed:
+        bad = cf[cf["status"] != "ok"].copy()
+        bad["metric"] = bad["status"].where(bad["status"] == "skipped", "failed")
+        bad["value"] = math.nan
+        parts.append(bad[["file", "_pos", "metric", "value", "error", *base_cols]])
+    columns = COLUMNS + (["error"] if include_failed else [])
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return tidy_frame([], include_failed=include_failed)
+    rows = pd.concat(parts, ignore_index=True)
+    # the order of building from the records: folders as given, cells by file name (a failed
+    # cell's row where its values would be), values by name; then tidy_frame's stable sort
+    run_pos = {Path(d).name: i for i, d in reversed(list(enumerate(run_dirs)))}
+    rows["_run"] = rows["run"].map(run_pos)
+    rows = rows.sort_values(["_run", "_pos", "metric"], kind="stable")
+    frame = rows.reindex(columns=columns).reset_index(drop=True)
+    return finish_frame(frame)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -99,17 +98,6 @@ def select_device(name: str = "auto") -> torch.device:
     ):
         raise ValueError(f"device {name!r} requested but MPS is not available; use cpu or auto")
     return torch.device(name)
-
-
-def device_name(device: torch.device) -> str:
-    """Human-readable device name for result files (GPU model on CUDA)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "cpu":
-        import platform
-
-        return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
-    return str(device)
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:

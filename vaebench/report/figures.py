@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from vaebench.record import decode_images
 from vaebench.report.escape import plot_text
 from vaebench.report.files import save_figure
-from vaebench.results import decode_images
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

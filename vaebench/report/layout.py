@@ -2,7 +2,7 @@
 
 Columns follow the reader's questions: quality first (reconstruction and any other metric that
 judges the model's output), then interpolation, likelihood, representation, samples, then cost
-(throughput, time, size); see :func:`vaebench.tidy.metric_group`. Within a group, the values of one metric plugin stay
+(throughput, time, size); see :func:`vaebench.record.metric_group`. Within a group, the values of one metric plugin stay
 together; descriptive values without a direction (``n_params``) come after the scored ones;
 then the order the metric declared its values in, when the cell stored it
 (``metric_info[name]["order"]``), else names alphabetically.
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vaebench.tidy import metric_group
+from vaebench.record import metric_group
 
 #: Column groups in table order, with their header labels.
 GROUPS: dict[str, str] = {

@@ -24,9 +24,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from vaebench.record import NONFINITE_TEXT, metric_group
 from vaebench.report.stats import format_number
-from vaebench.results import NONFINITE_TEXT
-from vaebench.tidy import metric_group
 
 __all__ = [
     "NAN_MARK",

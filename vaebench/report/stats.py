@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vaebench.tidy import metric_group
+from vaebench.record import metric_group
 
 __all__ = [
     "CORRECTIONS",

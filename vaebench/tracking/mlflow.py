@@ -218,7 +218,7 @@ def _finite(value: Any) -> bool:
 def cell_metrics(record: Mapping[str, Any]) -> dict[str, float]:
     """The final metric values of a cell record (NaN values, stored as null, are left out)
     and its ``wall_seconds``."""
-    from vaebench.results import flat_views
+    from vaebench.record import flat_views
 
     values = {k: float(v) for k, v in flat_views(dict(record))["metrics"].items() if _finite(v)}
     if _finite(record.get("wall_seconds")):
@@ -377,7 +377,7 @@ def log_cell(
 
 def _log_record(client: Any, run_id: str, record: Mapping[str, Any]) -> None:
     """The cell record as the artifact ``cell/STEM.json`` (replaced on update)."""
-    from vaebench.results import DERIVED_FIELDS
+    from vaebench.record import DERIVED_FIELDS
 
     stored = {k: v for k, v in record.items() if k not in DERIVED_FIELDS and k != "_path"}
     with tempfile.TemporaryDirectory(prefix="vaebench-mlflow-") as tmp:
