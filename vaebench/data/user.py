@@ -1,7 +1,8 @@
 """User data: ``--datasets path/to/file.npz`` or ``--datasets path/to/folder/`` of images.
 
 A dataset name that looks like a path (ends in ``.npz``, contains ``/`` or starts with ``.``)
-is loaded by :func:`load_user_dataset`.
+is claimed through the hook ``vaebench_dataset_for_path`` -- this module is a built-in plugin
+like any other -- and loaded by :func:`load_user_dataset`.
 
 **.npz files** hold ``x_train`` and ``x_test`` and optionally ``y_train`` and ``y_test``
 (integer labels, one per image); any other array name is an error. They are read member by
@@ -55,6 +56,7 @@ image) and what is wrong.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import logging
@@ -68,11 +70,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaebench.dataset import Dataset, DatasetError
+from vaebench.dataset import Dataset, DatasetError, DatasetSpec
+from vaebench.hookspecs import hookimpl
 
 __all__ = [
+    "is_dataset_path",
     "load_user_dataset",
     "user_dataset_defaults",
+    "vaebench_dataset_for_path",
     "load_npz",
     "load_image_folder",
     "to_nchw",
@@ -176,6 +181,26 @@ def user_dataset_defaults() -> dict[str, Any]:
     """Options of :func:`load_user_dataset` and their defaults (for ``--set PATH.KEY=VALUE``)."""
     sig = inspect.signature(load_user_dataset)
     return {k: p.default for k, p in sig.parameters.items() if p.default is not p.empty}
+
+
+def is_dataset_path(name: str) -> bool:
+    """Whether a dataset name is a path this module loads: it ends in ``.npz``, contains ``/``
+    or starts with ``.`` (registered names contain no ``/``)."""
+    return name.endswith(".npz") or "/" in name or name.startswith(".")
+
+
+@hookimpl
+def vaebench_dataset_for_path(path: str) -> DatasetSpec | None:
+    """Claim ``path`` when :func:`is_dataset_path`: a spec named ``path`` that loads it with
+    :func:`load_user_dataset` (options :func:`user_dataset_defaults`)."""
+    if not is_dataset_path(path):
+        return None
+    return DatasetSpec(
+        name=path,
+        loader=functools.partial(load_user_dataset, path),
+        description=f"user data from {path}",
+        options=user_dataset_defaults(),
+    )
 
 
 # ----------------------------------------------------------------------------- arrays
