@@ -402,7 +402,7 @@ def _password_message(name: str) -> str:
     )
 
 
-#: At most this many entries in a list of layer sizes (``hidden``, ``conv_channels``).
+#: At most this many entries in a tuple of layer sizes (a network's widths).
 MAX_LAYERS = 100
 
 
