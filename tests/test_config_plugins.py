@@ -218,3 +218,12 @@ def test_without_a_claim_a_name_is_looked_up_among_the_registered_datasets():
     assert spec.name == "data/x.npz" and spec.defaults() == user_dataset_defaults()
     with pytest.raises(ConfigError, match="unknown dataset 'mem:toy'; valid: "):
         RunConfig.build(reg, models="pca", datasets="mem:toy")
+
+
+def test_mlflow_and_track_mlflow_may_agree_but_not_differ():
+    reg = get_registry()
+    same = RunConfig.build(reg, models="pca", mlflow="file:./a", track={"mlflow": "file:./a"})
+    assert same.track == {"mlflow": "file:./a"}
+    with pytest.raises(ConfigError) as err:
+        RunConfig.build(reg, models="pca", mlflow="file:./a", track={"mlflow": "file:./b"})
+    assert str(err.value) == "mlflow given twice (as mlflow and as track.mlflow): give it once"

@@ -511,7 +511,7 @@ def _execution_settings(src: _Sources) -> dict[str, Any]:
     return out
 
 
-def _given_track(source: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _given_track(source: Mapping[str, Any]) -> dict[str, Any]:
     """``track`` of one source with its ``mlflow`` (the first interface's key) folded in."""
     given = source.get("track")
     if given is None:
@@ -520,16 +520,16 @@ def _given_track(source: Mapping[str, Any], where: str) -> dict[str, Any]:
         check_track(given)  # raises, naming the value
     mlflow = source.get("mlflow")
     if mlflow is not None and given.get("mlflow", mlflow) != mlflow:
-        raise ConfigError(f"{where}: mlflow given twice (mlflow and track.mlflow): give it once")
+        raise ConfigError("mlflow given twice (as mlflow and as track.mlflow): give it once")
     return {**given, **({"mlflow": mlflow} if mlflow is not None else {})}
 
 
 def _track(src: _Sources) -> dict[str, str]:
     """``{tracker name: argument}``: the file's, then the command line's per name (see
     :func:`vaebench.options.check_track`); a bad value from the file names the file."""
+    from_cli = _given_track(src.cli)
     try:
-        from_file = _given_track(src.file, src.origin)
-        from_cli = _given_track(src.cli, "the command line")
+        from_file = _given_track(src.file)
         kept = check_track({k: v for k, v in from_file.items() if k not in from_cli})
     except ConfigError as exc:
         raise ConfigError(f"{src.origin}: {exc}") from None
