@@ -245,3 +245,16 @@ def test_importing_the_store_loads_no_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.strip() == "False"
+
+
+def test_the_configuration_imports_no_built_in_plugin_and_declares_no_model_bound():
+    """Bounds belong to the model specs (``param_limits``), path datasets to the plugin that
+    claims them (``vaebench_dataset_for_path``): config, options and sweeps import no built-in
+    plugin module (data, models, metrics, tracking), not even lazily, and name no parameter."""
+    plugin_packages = ("vaebench.data", "vaebench.models", "vaebench.metrics", "vaebench.tracking")
+    for name in ("config.py", "options.py", "sweeps.py"):
+        imported = _runtime_vaebench_imports(PACKAGE / name)
+        assert not [m for m in imported if m.startswith(plugin_packages)], (name, imported)
+        source = (PACKAGE / name).read_text()
+        for parameter in ("kl_warmup_epochs", "conv_channels", "disc_hidden", "codebook_size"):
+            assert parameter not in source, (name, parameter)

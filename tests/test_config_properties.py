@@ -12,11 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vaebench.config import (
+from vaebench.config import ConfigError, RunConfig, eval_defaults
+from vaebench.options import (
     MAX_SEED,
-    ConfigError,
-    RunConfig,
-    eval_defaults,
     parse_assignment,
     parse_name_list,
     parse_seeds,
@@ -392,13 +390,14 @@ def _doc_examples() -> list[str]:
 def test_the_documented_config_example_builds_and_sets_every_key(tmp_path) -> None:
     tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
 
-    from vaebench.config import FILE_KEYS
+    from vaebench.options import FILE_KEYS
 
     full, dask = _doc_examples()[:2]
     data = tomllib.loads(full)
     # scheduler: shown in the Dask example; latent_dim: swept in [sweep] (set or swept, not both);
-    # mlflow: needs the extra and creates a store, so only the keys table shows it
-    assert set(FILE_KEYS) - set(data) == {"scheduler", "latent_dim", "mlflow"}
+    # mlflow, track: need a tracking plugin's extra and create a store, so only the keys table
+    # shows them
+    assert set(FILE_KEYS) - set(data) == {"scheduler", "latent_dim", "mlflow", "track"}
     assert set(tomllib.loads(dask)) == {"executor", "scheduler"}
     path = tmp_path / "grid.toml"
     path.write_text(full)

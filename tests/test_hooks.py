@@ -40,6 +40,7 @@ def test_the_hooks_are_the_documented_six():
     assert HOOKS == [
         "vaebench_cell_finished",
         "vaebench_commands",
+        "vaebench_dataset_for_path",
         "vaebench_datasets",
         "vaebench_epoch_end",
         "vaebench_metrics",

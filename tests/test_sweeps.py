@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from vaebench.config import MAX_CELLS, ConfigError, RunConfig, parse_sweep
+from vaebench.config import ConfigError, RunConfig
+from vaebench.options import MAX_CELLS
 from vaebench.runner import plan, shard_cells
+from vaebench.sweeps import parse_sweep
 
 FAST = ["eval.throughput_seconds=0.01"]
 

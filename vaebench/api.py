@@ -188,7 +188,7 @@ def run(
     reg = _registry(registry)
     cfg = RunConfig.build(reg, models=models, datasets=datasets, seeds=seeds, sets=sets,
                           sweeps=sweeps, metrics=metrics, mlflow=mlflow, **options)  # fmt: skip
-    configure(cfg.mlflow, out)
+    configure(cfg.track.get("mlflow"), out)
     return run_grid(cfg, out, registry=reg, force=force, show_progress=progress)
 
 

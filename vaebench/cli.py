@@ -315,7 +315,7 @@ def run(**opts: Any) -> None:
             out = cfg.out or DEFAULT_OUT
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    _use_mlflow(cfg.mlflow, out)
+    _use_mlflow(cfg.track.get("mlflow"), out)
     _execute("run", cfg, out, registry, force=opts["force"], progress=opts["progress"],
              report=not opts["no_report"])  # fmt: skip
 
@@ -733,7 +733,7 @@ def report(
         raise UsageError(f"unknown figure format {','.join(bad) or repr(figure_formats)}; "
                          f"valid: {', '.join(FIGURE_FORMATS)}")  # fmt: skip
     try:
-        from vaebench.config import parse_name_list  # '' and ',' refused as run does
+        from vaebench.options import parse_name_list  # '' and ',' refused as run does
 
         summary = None if summary_metrics is None else parse_name_list(summary_metrics, "metrics")
         written = build_report(list(runs), out_dir=out or runs[0], formats=fmts,
@@ -975,7 +975,8 @@ def check(
     Exit code: 0 when no check fails, 1 when a check fails, 2 for an unknown name or when
     nothing is named.
     """
-    from vaebench.config import ConfigError, parse_count
+    from vaebench.config import ConfigError
+    from vaebench.options import parse_count
     from vaebench.plugins import UnknownNameError, printable
     from vaebench.testing import run_dataset_checks, run_metric_checks, run_model_checks
 
@@ -1090,9 +1091,9 @@ def bench(
     commits use the pytest-benchmark suite (pytest tests/benchmarks --benchmark-enable).
     """
     from vaebench.bench import BenchConfig, format_header, run_bench
-    from vaebench.config import parse_count
     from vaebench.dataset import DatasetError
     from vaebench.errors import ConfigError
+    from vaebench.options import parse_count
 
     def number(name: str, raw: str | None, kind: type = int) -> Any:
         if raw is None:

@@ -260,7 +260,7 @@ class Dataset:
         """SHA-256 (16 hex digits) of the dataset's content: shapes and bytes of every split's
         images, labels and factors. Part of a cell's training key, so a changed file never
         passes for the data a stored model was trained on."""
-        cached = self.__dict__.get("_fingerprint")
+        cached: str | None = self.__dict__.get("_fingerprint")
         if cached is not None:
             return cached
         h = hashlib.sha256()

@@ -82,6 +82,7 @@ def vaebench_models() -> list[ModelSpec]:
 
     .. versionadded:: 1
     """
+    raise NotImplementedError  # a specification: pluggy calls the implementations
 
 
 @hookspec
@@ -99,6 +100,7 @@ def vaebench_datasets() -> list[DatasetSpec]:
 
     .. versionadded:: 1
     """
+    raise NotImplementedError  # a specification: pluggy calls the implementations
 
 
 @hookspec
@@ -116,6 +118,7 @@ def vaebench_metrics() -> list[Metric]:
 
     .. versionadded:: 1
     """
+    raise NotImplementedError  # a specification: pluggy calls the implementations
 
 
 @hookspec
@@ -166,6 +169,25 @@ def vaebench_cell_finished(cell: CellInfo, record: dict[str, Any]) -> None:
     TensorBoard, W&B): the record holds the per-epoch ``history``, every metric value and the
     cell's key. Called defensively: an exception is reported naming the plugin; the stored
     cell is never lost.
+
+    .. versionadded:: 2
+    """
+
+
+@hookspec(firstresult=True)
+def vaebench_dataset_for_path(path: str) -> DatasetSpec | None:
+    """Claim a dataset given as a path where a dataset name goes (``--datasets data/x.npz``,
+    ``--datasets ./photos``).
+
+    :param path: the text as the user gave it; decide from the text alone (it is asked while
+        the configuration is checked, before anything is read).
+    :return: a :class:`vaebench.dataset.DatasetSpec` named ``path`` whose ``loader`` loads it
+        (its options are what ``--set PATH.KEY=VALUE`` sets), or ``None`` to leave the path to
+        other plugins. The first spec returned wins; a name no plugin claims is looked up among
+        the registered datasets.
+
+    The built-in :mod:`vaebench.data.user` claims names that end in ``.npz``, contain ``/`` or
+    start with ``.`` (``.npz`` files and folders of images).
 
     .. versionadded:: 2
     """

@@ -38,7 +38,7 @@ import inspect
 import math
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -156,6 +156,20 @@ class Model(abc.ABC):
     latent_dim: int
     #: Shape of one input image ``(C, H, W)``.
     input_shape: tuple[int, ...]
+    #: Upper bounds of the hyperparameters whose size is work or memory, ``{name: (largest
+    #: value, why)}``; a class declares those of the parameters it adds, next to its
+    #: ``param_docs``, and :meth:`ModelSpec.limits` merges them along the class hierarchy. A
+    #: value above its bound (or, for a tuple of layer sizes, any entry above it) is refused
+    #: with the reason before anything trains. The contract bounds the shorthand options every
+    #: model may share (``--epochs``, ``--latent-dim``, ``--batch-size``).
+    param_limits: ClassVar[dict[str, tuple[int, str]]] = {
+        "epochs": (100_000, "training time grows with it"),
+        "latent_dim": (100_000, "code size: the networks grow with it"),
+        "batch_size": (
+            1_000_000,
+            "images per step; a batch larger than the data is the whole data",
+        ),
+    }
 
     @abc.abstractmethod
     def fit(
@@ -266,14 +280,14 @@ class Model(abc.ABC):
     def load_state_dict(self, state: dict[str, Tensor]) -> Any:
         """Inverse of :meth:`state_dict`."""
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`state_dict` to ``path`` atomically (temp file in the same folder, then
         rename; a symbolic link at ``path`` is replaced, never written through)."""
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
         with atomic_writer(path) as fh:
             torch.save(state, fh)
 
-    def load(self, path: str | os.PathLike) -> Model:
+    def load(self, path: str | os.PathLike[str]) -> Model:
         """Load a state written by :meth:`save` (``weights_only=True``: no unpickling)."""
         state = torch.load(os.fspath(path), map_location=self.device, weights_only=True)
         self.load_state_dict(state)
@@ -289,7 +303,9 @@ class ModelSpec:
     read from the keyword defaults of ``factory``'s signature (and, for a class whose
     ``__init__`` passes ``**kwargs`` on, its bases'). Their default values fix each parameter's
     type. ``param_docs`` gives a one-line meaning per parameter for ``vaebench list models``
-    (default: the factory's ``param_docs`` attribute, merged along its class hierarchy).
+    (default: the factory's ``param_docs`` attribute, merged along its class hierarchy);
+    ``param_limits`` bounds parameters beyond those the factory's classes declare (see
+    :meth:`limits`).
     """
 
     name: str
@@ -297,11 +313,12 @@ class ModelSpec:
     description: str = ""
     params: dict[str, Any] | None = None
     param_docs: dict[str, str] | None = None
+    param_limits: dict[str, tuple[int, str]] | None = None
 
     def _factories(self) -> list[Callable[..., Any]]:
         if not inspect.isclass(self.factory):
             return [self.factory]
-        return [c.__init__ for c in self.factory.__mro__ if "__init__" in vars(c)]
+        return [vars(c)["__init__"] for c in self.factory.__mro__ if "__init__" in vars(c)]
 
     def defaults(self) -> dict[str, Any]:
         """Every user-settable hyperparameter with its default value (a factory's
@@ -333,6 +350,20 @@ class ModelSpec:
             for cls in reversed(self.factory.__mro__):
                 docs.update(vars(cls).get("param_docs", {}) or {})
         return {k: docs.get(k, "") for k in self.defaults()}
+
+    def limits(self) -> dict[str, tuple[int, str]]:
+        """Upper bound of each hyperparameter that has one, ``{name: (largest value, why)}``:
+        the contract's (:attr:`Model.param_limits`), then the ``param_limits`` of the factory's
+        classes merged along its hierarchy (a subclass overrides its bases), then this spec's
+        ``param_limits``; only parameters of :meth:`defaults` are listed. The harness refuses a
+        larger value (each entry, for a tuple of layer sizes) with ``why`` before training."""
+        merged = dict(Model.param_limits)
+        if inspect.isclass(self.factory):
+            for cls in reversed(self.factory.__mro__):
+                merged.update(vars(cls).get("param_limits", {}) or {})
+        merged.update(self.param_limits or {})
+        defaults = self.defaults()
+        return {k: v for k, v in merged.items() if k in defaults}
 
     def create(
         self, input_shape: Sequence[int], device: torch.device | str = "cpu", **params: Any

@@ -460,6 +460,11 @@ class TorchAutoencoder(nn.Module, Model):
         "grad_clip": "maximum global L2 norm of the gradient; 0 = no clipping",
         "recon_loss": "bce (Bernoulli) or mse (Gaussian, variance 1/2) reconstruction loss",
     }
+    #: Upper bounds (:attr:`vaebench.model.Model.param_limits`): each width of the networks.
+    param_limits = {
+        "hidden": (100_000, "layer width: the weights grow with its square"),
+        "conv_channels": (100_000, "channels per stage: the weights grow with its square"),
+    }
 
     def __init__(
         self,

@@ -61,6 +61,7 @@ DEFAULT_PLUGINS = (
     "vaebench.data.moons",
     "vaebench.data.lines",
     "vaebench.data.sprites",
+    "vaebench.data.user",
     "vaebench.metrics.reconstruction",
     "vaebench.metrics.throughput",
     "vaebench.metrics.interpolation",
@@ -153,6 +154,12 @@ class Registry:
 
     def dataset(self, name: str) -> Registered:
         return self._get(self.datasets, "dataset", name)
+
+    def dataset_for_path(self, path: str) -> Any:
+        """The :class:`~vaebench.dataset.DatasetSpec` a plugin claims for ``path`` -- a file or
+        folder given where a dataset name goes (hook ``vaebench_dataset_for_path``; the
+        built-in :mod:`vaebench.data.user` claims ``.npz`` files and folders) -- or ``None``."""
+        return get_plugin_manager().hook.vaebench_dataset_for_path(path=path)
 
     def metric(self, name: str) -> Registered:
         return self._get(self.metrics, "metric", name)

@@ -323,15 +323,9 @@ def load_dataset(
     Any failure raises :class:`vaebench.errors.DatasetError` naming the dataset (a loader's own
     exception is chained as its cause).
     """
-    from vaebench.config import _is_path_dataset
-
     try:
-        if _is_path_dataset(name):
-            from vaebench.data.user import load_user_dataset
-
-            ds = load_user_dataset(name, **options)
-        else:
-            ds = registry.dataset(name).spec.load(data_dir=data_dir, **options)
+        spec = registry.dataset_for_path(name) or registry.dataset(name).spec
+        ds = spec.load(data_dir=data_dir, **options)
         if subset is not None:
             ds = ds.subset(subset)
     except DatasetError:

@@ -1,7 +1,8 @@
 """User data: ``--datasets path/to/file.npz`` or ``--datasets path/to/folder/`` of images.
 
 A dataset name that looks like a path (ends in ``.npz``, contains ``/`` or starts with ``.``)
-is loaded by :func:`load_user_dataset`.
+is claimed through the hook ``vaebench_dataset_for_path`` -- this module is a built-in plugin
+like any other -- and loaded by :func:`load_user_dataset`.
 
 **.npz files** hold ``x_train`` and ``x_test`` and optionally ``y_train`` and ``y_test``
 (integer labels, one per image); any other array name is an error. They are read member by
@@ -55,6 +56,7 @@ image) and what is wrong.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import logging
@@ -68,11 +70,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaebench.dataset import Dataset, DatasetError
+from vaebench.dataset import Dataset, DatasetError, DatasetSpec
+from vaebench.hookspecs import hookimpl
 
 __all__ = [
+    "is_dataset_path",
     "load_user_dataset",
     "user_dataset_defaults",
+    "vaebench_dataset_for_path",
     "load_npz",
     "load_image_folder",
     "to_nchw",
@@ -176,6 +181,26 @@ def user_dataset_defaults() -> dict[str, Any]:
     """Options of :func:`load_user_dataset` and their defaults (for ``--set PATH.KEY=VALUE``)."""
     sig = inspect.signature(load_user_dataset)
     return {k: p.default for k, p in sig.parameters.items() if p.default is not p.empty}
+
+
+def is_dataset_path(name: str) -> bool:
+    """Whether a dataset name is a path this module loads: it ends in ``.npz``, contains ``/``
+    or starts with ``.`` (registered names contain no ``/``)."""
+    return name.endswith(".npz") or "/" in name or name.startswith(".")
+
+
+@hookimpl
+def vaebench_dataset_for_path(path: str) -> DatasetSpec | None:
+    """Claim ``path`` when :func:`is_dataset_path`: a spec named ``path`` that loads it with
+    :func:`load_user_dataset` (options :func:`user_dataset_defaults`)."""
+    if not is_dataset_path(path):
+        return None
+    return DatasetSpec(
+        name=path,
+        loader=functools.partial(load_user_dataset, path),
+        description=f"user data from {path}",
+        options=user_dataset_defaults(),
+    )
 
 
 # ----------------------------------------------------------------------------- arrays
@@ -540,15 +565,8 @@ def _read_image(path: Path) -> np.ndarray:
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - pillow ships with matplotlib
-        Image = None  # noqa: N806
+        return _read_png(path)
     try:
-        if Image is None:
-            if path.suffix.lower() != ".png":
-                raise DatasetError(f"{path}: reading {path.suffix} images needs Pillow")
-            import matplotlib.image as mpimg
-
-            a = mpimg.imread(path)
-            return a[..., :3] if a.ndim == 3 else a
         with Image.open(path) as im:
             im.load()
             mode = im.mode
@@ -576,6 +594,19 @@ def _read_image(path: Path) -> np.ndarray:
         raise DatasetError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
 
 
+def _read_png(path: Path) -> np.ndarray:
+    """Without Pillow: a PNG image read by matplotlib (float32 in [0, 1], alpha dropped)."""
+    if path.suffix.lower() != ".png":
+        raise DatasetError(f"{path}: reading {path.suffix} images needs Pillow")
+    try:
+        import matplotlib.image as mpimg
+
+        a = mpimg.imread(path)
+    except Exception as exc:  # noqa: BLE001 - any decoder error names the file
+        raise DatasetError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+    return a[..., :3] if a.ndim == 3 else a
+
+
 def _list_digest(root: Path, split_files: dict[str, list[Path]]) -> str:
     """SHA-256 over the split's relative file names and sizes (identifies the data cheaply)."""
     h = hashlib.sha256()
@@ -598,7 +629,7 @@ def _class_of(path: Path, base: Path) -> str | None:
 
 
 def load_image_folder(
-    folder: str | os.PathLike,
+    folder: str | os.PathLike[str],
     name: str | None = None,
     test_fraction: float = 0.2,
     split_seed: int = 0,
@@ -612,32 +643,73 @@ def load_image_folder(
         raise DatasetError(f"{root}: test_fraction must lie in (0, 1), got {test_fraction!r}")
     has_splits = (root / "train").is_dir() and (root / "test").is_dir()
     if has_splits:
-        split_files = {s: _list_images(root / s) for s in ("train", "test")}
-        bases = {"train": root / "train", "test": root / "test"}
-        for s, files in split_files.items():
-            if len(files) < MIN_IMAGES:
-                raise DatasetError(
-                    f"{root / s}: found {len(files)} image(s); vaebench needs at least "
-                    f"{MIN_IMAGES} per split (valid suffixes: {', '.join(IMAGE_SUFFIXES)})"
-                )
+        split_files, bases = _given_splits(root)
     else:
-        files = _list_images(root)
-        if len(files) < 2 * MIN_IMAGES:
-            raise DatasetError(
-                f"{root}: found {len(files)} image(s); need at least {2 * MIN_IMAGES} to make a "
-                f"train and a test split of {MIN_IMAGES} or more each (valid suffixes: "
-                f"{', '.join(IMAGE_SUFFIXES)})"
-            )
-        perm = np.random.default_rng(split_seed).permutation(len(files))
-        n_test = min(max(int(round(test_fraction * len(files))), MIN_IMAGES),
-                     len(files) - MIN_IMAGES)  # fmt: skip
-        split_files = {
-            "test": [files[i] for i in sorted(perm[:n_test])],
-            "train": [files[i] for i in sorted(perm[n_test:])],
-        }
+        split_files = _random_split(root, test_fraction, split_seed)
         bases = {"train": root, "test": root}
+    classes_of, classes = _folder_classes(root, split_files, bases)
+    images, any_colour = _read_images(root, split_files, limit, max_gib)
+    kw = _image_tensors(images, any_colour, classes_of, classes)
+    log.info(
+        "%s: %d train / %d test images of shape %s%s",
+        root, len(images["train"]), len(images["test"]), tuple(kw["x_train"].shape[1:]),
+        f", {len(classes)} classes" if classes else "",
+    )  # fmt: skip
+    return Dataset(
+        name=name or str(folder),
+        citation=f"user images from {root.name}/",
+        info={
+            "path": str(root.resolve()),
+            "split": "train/ and test/ folders" if has_splits else "seeded random split",
+            "test_fraction": None if has_splits else test_fraction,
+            "split_seed": None if has_splits else split_seed,
+            "classes": classes,
+            "n_files": {s: len(split_files[s]) for s in ("train", "test")},
+            "files_sha256": _list_digest(root, split_files),
+            "scaled_from": "8-bit pixel values divided by 255 (16-bit by 65535)",
+        },
+        x_train=kw["x_train"],
+        x_test=kw["x_test"],
+        y_train=kw.get("y_train"),
+        y_test=kw.get("y_test"),
+    )
 
-    # class subfolders: either every image is in one, or none is
+
+def _given_splits(root: Path) -> tuple[dict[str, list[Path]], dict[str, Path]]:
+    """The images of ``train/`` and ``test/`` (each split's files, each split's folder)."""
+    split_files = {s: _list_images(root / s) for s in ("train", "test")}
+    for s, files in split_files.items():
+        if len(files) < MIN_IMAGES:
+            raise DatasetError(
+                f"{root / s}: found {len(files)} image(s); vaebench needs at least "
+                f"{MIN_IMAGES} per split (valid suffixes: {', '.join(IMAGE_SUFFIXES)})"
+            )
+    return split_files, {"train": root / "train", "test": root / "test"}
+
+
+def _random_split(root: Path, test_fraction: float, split_seed: int) -> dict[str, list[Path]]:
+    """Every image of ``root``, sorted by relative path and split by a seeded permutation."""
+    files = _list_images(root)
+    if len(files) < 2 * MIN_IMAGES:
+        raise DatasetError(
+            f"{root}: found {len(files)} image(s); need at least {2 * MIN_IMAGES} to make a "
+            f"train and a test split of {MIN_IMAGES} or more each (valid suffixes: "
+            f"{', '.join(IMAGE_SUFFIXES)})"
+        )
+    perm = np.random.default_rng(split_seed).permutation(len(files))
+    n_test = min(max(int(round(test_fraction * len(files))), MIN_IMAGES),
+                 len(files) - MIN_IMAGES)  # fmt: skip
+    return {
+        "test": [files[i] for i in sorted(perm[:n_test])],
+        "train": [files[i] for i in sorted(perm[n_test:])],
+    }
+
+
+def _folder_classes(
+    root: Path, split_files: dict[str, list[Path]], bases: dict[str, Path]
+) -> tuple[dict[str, list[str | None]], list[str]]:
+    """Each image's class folder (or ``None``) and the sorted class names: either every image
+    is in a class subfolder, or none is."""
     classes_of = {s: [_class_of(p, bases[s]) for p in split_files[s]] for s in split_files}
     all_classes = [c for s in classes_of.values() for c in s]
     if any(c is None for c in all_classes) and any(c is not None for c in all_classes):
@@ -651,9 +723,14 @@ def load_image_folder(
             f"{root}: some images are in class subfolders and some are not (e.g. {loose}); put "
             "every image in a class folder, or none"
         )
-    classes = sorted({c for c in all_classes if c is not None})
-    index = {c: i for i, c in enumerate(classes)}
+    return classes_of, sorted({c for c in all_classes if c is not None})
 
+
+def _read_images(
+    root: Path, split_files: dict[str, list[Path]], limit: int, max_gib: float
+) -> tuple[dict[str, list[np.ndarray]], bool]:
+    """Every image of each split (one size for all; the memory estimated from the first one
+    must fit ``limit`` bytes) and whether any has colour."""
     images: dict[str, list[np.ndarray]] = {"train": [], "test": []}
     ref_shape: tuple[int, ...] | None = None
     ref_file: Path | None = None
@@ -680,8 +757,19 @@ def load_image_folder(
                 )
             any_colour = any_colour or a.ndim == 3
             images[s].append(a)
+    return images, any_colour
 
-    kw: dict[str, Any] = {}
+
+def _image_tensors(
+    images: dict[str, list[np.ndarray]],
+    any_colour: bool,
+    classes_of: dict[str, list[str | None]],
+    classes: list[str],
+) -> dict[str, torch.Tensor]:
+    """``x_train``, ``x_test`` as float32 ``(N, C, H, W)`` in [0, 1] (RGB for all when any
+    image has colour) and, with class folders, ``y_train``, ``y_test`` (int64 class indices)."""
+    index = {c: i for i, c in enumerate(classes)}
+    kw: dict[str, torch.Tensor] = {}
     for s in ("train", "test"):
         arrs = []
         for a in images[s]:
@@ -693,24 +781,7 @@ def load_image_folder(
             arrs.append(a.transpose(2, 0, 1) if a.ndim == 3 else a[None])
         kw[f"x_{s}"] = torch.from_numpy(np.stack(arrs))
         if classes:
-            kw[f"y_{s}"] = torch.tensor([index[c] for c in classes_of[s]], dtype=torch.int64)
-    log.info(
-        "%s: %d train / %d test images of shape %s%s",
-        root, len(images["train"]), len(images["test"]), tuple(kw["x_train"].shape[1:]),
-        f", {len(classes)} classes" if classes else "",
-    )  # fmt: skip
-    return Dataset(
-        name=name or str(folder),
-        citation=f"user images from {root.name}/",
-        info={
-            "path": str(root.resolve()),
-            "split": "train/ and test/ folders" if has_splits else "seeded random split",
-            "test_fraction": None if has_splits else test_fraction,
-            "split_seed": None if has_splits else split_seed,
-            "classes": classes,
-            "n_files": {s: len(split_files[s]) for s in ("train", "test")},
-            "files_sha256": _list_digest(root, split_files),
-            "scaled_from": "8-bit pixel values divided by 255 (16-bit by 65535)",
-        },
-        **kw,
-    )
+            kw[f"y_{s}"] = torch.tensor(
+                [index[c] for c in classes_of[s] if c is not None], dtype=torch.int64
+            )
+    return kw

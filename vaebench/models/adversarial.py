@@ -202,6 +202,9 @@ class AAE(TorchAutoencoder):
         "disc_hidden": "discriminator hidden widths (paper's code: 100,100)",
         "disc_lr": "discriminator learning rate (paper's code: 1e-4)",
     }
+    param_limits = {
+        "disc_hidden": (100_000, "discriminator layer width: the weights grow with its square")
+    }
 
     def __init__(
         self,

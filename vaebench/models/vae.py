@@ -47,6 +47,7 @@ class VAE(TorchAutoencoder):
         "beta": "weight of the KL term (1: the VAE; > 1: a beta-VAE)",
         "kl_warmup_epochs": "epochs of linear KL warm-up from beta/N to beta; 0 = off",
     }
+    param_limits = {"kl_warmup_epochs": (100_000, "an epoch count")}
 
     def __init__(self, *args, beta: float = 1.0, kl_warmup_epochs: int = 0, **kwargs) -> None:
         super().__init__(*args, **kwargs)

@@ -114,6 +114,9 @@ class VQVAE(TorchAutoencoder):
         "ema": "move the codebook by exponential moving averages (else learn it by gradient)",
         "decay": "EMA decay of the codebook (paper's appendix: 0.99)",
     }
+    param_limits = {
+        "codebook_size": (1_000_000, "codebook vectors: the distance matrix grows with it")
+    }
 
     def __init__(
         self,
