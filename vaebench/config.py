@@ -471,6 +471,7 @@ class RunConfig:
     shard: str | None = None
     out: str | None = None
     mlflow: str | None = None
+    track: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (the ``config`` of a run manifest)."""
@@ -539,6 +540,8 @@ class RunConfig:
         }
         _check_file_keys(file, "stored config")
         cli = {k: v for k, v in overrides.items() if v is not None}
+        if data.get("track") and "track" not in cli:
+            cli["track"] = data["track"]
         return cls._build(registry, file, cli, (), (), origin="stored config")
 
     @classmethod
@@ -564,6 +567,7 @@ class RunConfig:
         shard: str | None = None,
         out: str | None = None,
         mlflow: str | None = None,
+        track: Mapping[str, str] | None = None,
         **common: Any,
     ) -> RunConfig:
         """Merge defaults < config file < CLI values, and validate against the registry.
@@ -590,6 +594,7 @@ class RunConfig:
             "shard": shard,
             "out": out,
             "mlflow": mlflow,
+            "track": track,
         }
         extra = sorted(set(common) - set(COMMON_KEYS))
         if extra:
@@ -700,6 +705,9 @@ class RunConfig:
                     "Give the URI without it and set MLFLOW_TRACKING_USERNAME / "
                     "MLFLOW_TRACKING_PASSWORD (or a database's own credential file) instead"
                 )
+        track = {str(k): str(v) for k, v in dict(pick("track", None) or {}).items()}
+        if tracking is not None:
+            track["mlflow"] = tracking.strip()
         sched = pick("scheduler", None)
         with blame("scheduler"):
             if sched is not None:
@@ -853,6 +861,7 @@ class RunConfig:
             shard=shard,
             out=out_dir,
             mlflow=tracking.strip() if isinstance(tracking, str) else None,
+            track=track,
         )
 
     @classmethod
