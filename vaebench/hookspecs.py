@@ -199,7 +199,9 @@ class Tracker:
 
 @hookspec
 def vaebench_trackers() -> list[Tracker]:
-    """Return the experiment trackers this plugin provides (:class:`Tracker`).
+    """Return the experiment trackers this plugin provides.
+
+    :return: a list of :class:`Tracker` (name, ``configure(arg, out)``, description).
 
     ``--track NAME=ARG`` (repeatable) activates tracker ``NAME``; an unknown name stops the
     command with one line naming the valid ones. Built in: ``mlflow``

@@ -59,7 +59,7 @@ class OneLineErrors(click.Group):
     run cells add 74 disk full and 143 SIGTERM).
     """
 
-    def main(  # type: ignore[override]
+    def main(
         self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
         standalone_mode: bool = True, **extra: Any,
     ) -> Any:  # fmt: skip

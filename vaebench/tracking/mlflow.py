@@ -351,7 +351,9 @@ def log_cell(
     stored_params = {} if created else run.data.params
     stored_metrics = {} if created else run.data.metrics
     stored_tags = {} if created else run.data.tags
-    when = _ms(record.get("evaluated") or record.get("finished")) or _ms(datetime.now().isoformat())
+    when = _ms(record.get("evaluated") or record.get("finished")) or int(
+        datetime.now().timestamp() * 1000
+    )
 
     params = [Param(k, v) for k, v in cell_params(record).items() if k not in stored_params]
     tags = [RunTag(k, v) for k, v in _tags(record).items() if stored_tags.get(k) != v]
