@@ -24,66 +24,35 @@ def _number(name: str, raw: str | None, kind: type = int) -> Any:
         raise UsageError(f"invalid value {raw!r} for {name}: expected {what}") from None
 
 
+# fmt: off
 @click.command()
-@click.option(
-    "-m", "--models", metavar="NAMES", help="Comma-separated models (default: built-ins)."
-)
-@click.option(
-    "-d",
-    "--dataset",
-    default="digits",
-    metavar="NAME",
-    show_default=True,
-    help="Dataset to time on.",
-)
+@click.option("-m", "--models", metavar="NAMES", help="Comma-separated models (default: built-ins).")
+@click.option("-d", "--dataset", default="digits", metavar="NAME", show_default=True,
+              help="Dataset to time on.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, mps.")
-@click.option(
-    "--threads",
-    metavar="N",
-    help="Torch CPU threads, 1 to 1024 (default: what `vaebench run` uses per worker: 1 on "
-    "the CPU).",
-)
-@click.option(
-    "--batch-size", default="256", metavar="N", show_default=True, help="Training batch size."
-)
-@click.option(
-    "--eval-batch-size",
-    default="1024",
-    metavar="N",
-    show_default=True,
-    help="Batch of encode/decode calls.",
-)
+@click.option("--threads", metavar="N", help="Torch CPU threads, 1 to 1024 (default: what "
+              "`vaebench run` uses per worker: 1 on the CPU).")
+@click.option("--batch-size", default="256", metavar="N", show_default=True,
+              help="Training batch size.")
+@click.option("--eval-batch-size", default="1024", metavar="N", show_default=True,
+              help="Batch of encode/decode calls.")
 @click.option("--latent-dim", metavar="K", help="Code size of every model (default: its own).")
-@click.option(
-    "--train-samples", metavar="N", help="Train on the first N images (default: all: one epoch)."
-)
-@click.option(
-    "--repeats",
-    default="5",
-    metavar="N",
-    show_default=True,
-    help="Interleaved repeats (at least 3).",
-)
-@click.option(
-    "--window",
-    default="1.0",
-    metavar="SECONDS",
-    show_default=True,
-    help="Minimum seconds of one timed window.",
-)
-@click.option(
-    "--clock",
-    type=click.Choice(["wall", "cpu"]),
-    default="wall",
-    show_default=True,
-    help="wall: elapsed time; cpu: process CPU time (CPU device; less disturbed by other load).",
-)
+@click.option("--train-samples", metavar="N",
+              help="Train on the first N images (default: all: one epoch).")
+@click.option("--repeats", default="5", metavar="N", show_default=True,
+              help="Interleaved repeats (at least 3).")
+@click.option("--window", default="1.0", metavar="SECONDS", show_default=True,
+              help="Minimum seconds of one timed window.")
+@click.option("--clock", type=click.Choice(["wall", "cpu"]), default="wall", show_default=True,
+              help="wall: elapsed time; cpu: process CPU time (CPU device; less disturbed by "
+              "other load).")
 @click.option("--json", "json_path", metavar="FILE", help="Also write the full result as JSON.")
 def bench(
     models: str | None, dataset: str, device: str, threads: str | None, batch_size: str,
     eval_batch_size: str, latent_dim: str | None, train_samples: str | None, repeats: str,
     window: str, clock: str, json_path: str | None,
-) -> None:  # fmt: skip
+) -> None:
+    # fmt: on
     """Throughput of each model through the harness and through a plain-torch reference of the
     same network: train/encode/decode samples/s, their ratio, the matmul GFLOP/s of the
     model's shapes and the fraction reached, peak memory. Medians of interleaved repeats.

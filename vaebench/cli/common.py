@@ -3,7 +3,9 @@ registry as the commands see it, and text made safe to print."""
 
 from __future__ import annotations
 
-from typing import IO, TYPE_CHECKING, Any
+import signal
+import sys
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -50,3 +52,9 @@ def int_opt(name: str, raw: str | None) -> int | None:
         return int(raw)
     except ValueError:
         raise UsageError(f"invalid value {raw!r} for {name}: expected a positive integer") from None
+
+
+def exit_interrupted(message: str) -> NoReturn:
+    """Ctrl-C: ``message`` on stderr after a line break, exit code 130."""
+    click.echo(f"\n{message}", err=True)
+    sys.exit(128 + signal.SIGINT)

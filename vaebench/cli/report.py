@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import logging
 import shlex
-import signal
 import sys
 
 import click
 
 from vaebench import api
-from vaebench.cli.common import EXIT_DISK_FULL, UsageError
+from vaebench.cli.common import EXIT_DISK_FULL, UsageError, exit_interrupted
 from vaebench.errors import DiskFullError, ResultsError
 
 
@@ -108,12 +107,8 @@ def report(
             correction=correction, cd_test=cd_test, seeds_needed=seeds_needed,
         )  # fmt: skip
     except KeyboardInterrupt:
-        click.echo(
-            f"\ninterrupted while writing the report; the stored results in "
-            f"{', '.join(runs)} are intact. Write it again with: {again}",
-            err=True,
-        )
-        sys.exit(128 + signal.SIGINT)
+        exit_interrupted(f"interrupted while writing the report; the stored results in "
+                         f"{', '.join(runs)} are intact. Write it again with: {again}")  # fmt: skip
     except (ResultsError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     except OSError as exc:

@@ -18,6 +18,7 @@ from vaebench.cli.common import (
     EXIT_DISK_FULL,
     EXIT_FAILED_CELLS,
     UsageError,
+    exit_interrupted,
     int_opt,
     line,
     registry,
@@ -33,67 +34,66 @@ F = TypeVar("F", bound=Callable[..., Any])
 _MLFLOW_DEFAULT = "sqlite:///mlruns.db"
 
 
-def _per_command(**texts: str) -> dict[str, str]:
-    return texts
+Option = tuple[tuple[str, ...], dict[str, Any], dict[str, str]]
 
 
-#: The options ``run`` and ``evaluate`` share, once: ``(declarations, settings)``; a ``help``
-#: given per command is ``{"run": ..., "evaluate": ...}``.
-GRID_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
-    (("--metrics",), dict(metavar="NAMES", help=_per_command(
-        run="Metrics to evaluate (default: those on by default; `vaebench list metrics`).",
-        evaluate="Metrics to evaluate (default: the run's selection, else those on by default), "
-        "e.g. probe,knn,cluster,active_units,elbo,iwae,fd,kid,prdc."))),
-    (("--set", "sets"), dict(multiple=True, metavar=_per_command(
-        run="NAME.KEY=VALUE", evaluate="eval.KEY=VALUE"), help=_per_command(
-        run="Override one hyperparameter, dataset option or evaluation option, e.g. "
-        "--set vae.beta=4 --set moons.regime=gap --set eval.n_pairs=64. Repeatable. "
-        "`vaebench list` shows every key with its default.",
-        evaluate="Evaluation option, e.g. --set eval.iwae_k=5000 (a changed option re-evaluates "
-        "the metrics that use it). Repeatable."))),
-    (("--sweep", "sweeps"), dict(multiple=True, metavar=_per_command(
-        run="[MODEL.]KEY=VALUES", evaluate="eval.sampler=A,B"), help=_per_command(
-        run="Add a grid axis: --sweep vae.beta=0.5,1,4 (one model), --sweep latent_dim=2,8,32 "
-        "(every model that has it), ranges lr=1e-4:1e-2:log5 or epochs=10:50:5. Repeatable; the "
-        "report groups the variants (vae (beta=4)) and draws each swept parameter.",
-        evaluate="Evaluate the sample metrics (fd, kid, prdc) once per sampler, on the stored "
-        "models: --sweep eval.sampler=prior,gaussian,gmm,two-stage (values named VALUE@SAMPLER). "
-        "Only eval.sampler can be swept here."))),
-    (("--data-dir",), dict(metavar="DIR", help=_per_command(
-        run="Where to look for dataset files first (then $VAEBENCH_DATA, system paths, the user "
-        "cache).", evaluate="Where to look for dataset files first."))),
-    (("--device",), dict(metavar="DEVICE", help=_per_command(
-        run="auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps [default: auto].",
-        evaluate="auto, cpu, cuda, cuda:N or mps."))),
-    (("--workers",), dict(metavar="N", help=_per_command(
-        run="Cells trained at once [default: one per CPU core, one per GPU; fewer while other "
-        "processes keep the cores busy].", evaluate="Cells evaluated at once."))),
-    (("--threads",), dict(metavar="N", help=_per_command(
-        run="Torch CPU threads per worker [default: cores // workers]. Recorded in every result: "
-        "results are identical run to run at the same thread count.",
-        evaluate="Torch CPU threads per worker."))),
-    (("--executor",), dict(metavar="NAME", help=_per_command(
-        run="local (worker processes on this machine; default) or dask (pip install "
-        "'vaebench[dask]'; a local Dask cluster, or --scheduler ADDRESS).",
-        evaluate="local or dask."))),
-    (("--scheduler",), dict(metavar="ADDRESS", help="Dask scheduler to use with --executor dask.")),
-    (("--force",), dict(is_flag=True, help=_per_command(
-        run="Retrain cells that already finished.",
-        evaluate="Re-evaluate the selected metrics even where stored."))),
-    (("--track", "tracks"), dict(multiple=True, metavar="NAME[=ARG]", help="Log every cell to "
-        "the experiment tracker NAME of a tracking plugin, e.g. --track mlflow=URI (ARG left out: "
-        "the tracker's default). Repeatable; `vaebench plugins --all` shows the plugins with "
-        "the vaebench_trackers hook.")),
-    (("--mlflow",), dict(metavar="URI", is_flag=False, flag_value=_MLFLOW_DEFAULT, help="Alias "
-        "of --track mlflow=URI: log every cell as an MLflow run to URI; --mlflow alone: "
-        "sqlite:///mlruns.db (a database in the current folder, which MLflow 3's tools read; they "
-        "refuse file: stores) (pip install 'vaebench[mlflow]'; MLFLOW_TRACKING_URI does the "
-        "same). Experiment: MLFLOW_EXPERIMENT_NAME, else the results folder's name.")),
-    (("--no-report",), dict(is_flag=True, help=_per_command(
-        run="Do not write the report after the run.",
-        evaluate="Do not rewrite the report afterwards."))),
-    (("--progress/--no-progress",), dict(default=None, help="Progress bars (default: on when "
-        "stderr is a terminal).")),
+def _opt(*decls: str, run: str, evaluate: str = "", **settings: Any) -> Option:
+    """One shared option: its declarations, settings, and help for ``run`` and ``evaluate``
+    (the same text when ``evaluate`` is not given)."""
+    return decls, settings, {"run": run, "evaluate": evaluate or run}
+
+
+#: The options ``run`` and ``evaluate`` share, once. A ``metavar`` given as a dict is per command.
+GRID_OPTIONS: list[Option] = [
+    _opt("--metrics", metavar="NAMES",
+         run="Metrics to evaluate (default: those on by default; `vaebench list metrics`).",
+         evaluate="Metrics to evaluate (default: the run's selection, else those on by "
+         "default), e.g. probe,knn,cluster,active_units,elbo,iwae,fd,kid,prdc."),
+    _opt("--set", "sets", multiple=True,
+         metavar={"run": "NAME.KEY=VALUE", "evaluate": "eval.KEY=VALUE"},
+         run="Override one hyperparameter, dataset option or evaluation option, e.g. "
+         "--set vae.beta=4 --set moons.regime=gap --set eval.n_pairs=64. Repeatable. "
+         "`vaebench list` shows every key with its default.",
+         evaluate="Evaluation option, e.g. --set eval.iwae_k=5000 (a changed option "
+         "re-evaluates the metrics that use it). Repeatable."),
+    _opt("--sweep", "sweeps", multiple=True,
+         metavar={"run": "[MODEL.]KEY=VALUES", "evaluate": "eval.sampler=A,B"},
+         run="Add a grid axis: --sweep vae.beta=0.5,1,4 (one model), --sweep latent_dim=2,8,32 "
+         "(every model that has it), ranges lr=1e-4:1e-2:log5 or epochs=10:50:5. Repeatable; "
+         "the report groups the variants (vae (beta=4)) and draws each swept parameter.",
+         evaluate="Evaluate the sample metrics (fd, kid, prdc) once per sampler, on the stored "
+         "models: --sweep eval.sampler=prior,gaussian,gmm,two-stage (values named "
+         "VALUE@SAMPLER). Only eval.sampler can be swept here."),
+    _opt("--data-dir", metavar="DIR", evaluate="Where to look for dataset files first.",
+         run="Where to look for dataset files first (then $VAEBENCH_DATA, system paths, the "
+         "user cache)."),
+    _opt("--device", metavar="DEVICE", evaluate="auto, cpu, cuda, cuda:N or mps.",
+         run="auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps [default: auto]."),
+    _opt("--workers", metavar="N", evaluate="Cells evaluated at once.",
+         run="Cells trained at once [default: one per CPU core, one per GPU; fewer while other "
+         "processes keep the cores busy]."),
+    _opt("--threads", metavar="N", evaluate="Torch CPU threads per worker.",
+         run="Torch CPU threads per worker [default: cores // workers]. Recorded in every "
+         "result: results are identical run to run at the same thread count."),
+    _opt("--executor", metavar="NAME", evaluate="local or dask.",
+         run="local (worker processes on this machine; default) or dask (pip install "
+         "'vaebench[dask]'; a local Dask cluster, or --scheduler ADDRESS)."),
+    _opt("--scheduler", metavar="ADDRESS", run="Dask scheduler to use with --executor dask."),
+    _opt("--force", is_flag=True, run="Retrain cells that already finished.",
+         evaluate="Re-evaluate the selected metrics even where stored."),
+    _opt("--track", "tracks", multiple=True, metavar="NAME[=ARG]",
+         run="Log every cell to the experiment tracker NAME of a tracking plugin, e.g. --track "
+         "mlflow=URI (ARG left out: the tracker's default). Repeatable; `vaebench plugins "
+         "--all` shows the plugins with the vaebench_trackers hook."),
+    _opt("--mlflow", metavar="URI", is_flag=False, flag_value=_MLFLOW_DEFAULT,
+         run="Alias of --track mlflow=URI: log every cell as an MLflow run to URI; --mlflow "
+         "alone: sqlite:///mlruns.db (a database in the current folder, which MLflow 3's tools "
+         "read; they refuse file: stores) (pip install 'vaebench[mlflow]'; MLFLOW_TRACKING_URI "
+         "does the same). Experiment: MLFLOW_EXPERIMENT_NAME, else the results folder's name."),
+    _opt("--no-report", is_flag=True, run="Do not write the report after the run.",
+         evaluate="Do not rewrite the report afterwards."),
+    _opt("--progress/--no-progress", default=None,
+         run="Progress bars (default: on when stderr is a terminal)."),
 ]  # fmt: skip
 
 
@@ -101,9 +101,9 @@ def grid_options(command: str) -> Callable[[F], F]:
     """Apply :data:`GRID_OPTIONS` to ``command`` (``"run"`` or ``"evaluate"``), in order."""
 
     def decorate(fn: F) -> F:
-        for decls, settings in reversed(GRID_OPTIONS):
+        for decls, settings, helps in reversed(GRID_OPTIONS):
             chosen = {k: v[command] if isinstance(v, dict) else v for k, v in settings.items()}
-            fn = click.option(*decls, **chosen)(fn)
+            fn = click.option(*decls, help=helps[command], **chosen)(fn)
         return fn
 
     return decorate
@@ -246,9 +246,7 @@ def _guarded(mode: str, out: str, call: Callable[[], RunSummary]) -> RunSummary:
     except KeyboardInterrupt as exc:
         stopped = api.interruption(exc)
         if stopped is None:
-            click.echo(f"\ninterrupted before the grid started; nothing was run in {out}",
-                       err=True)  # fmt: skip
-            sys.exit(128 + signal.SIGINT)
+            exit_interrupted(f"interrupted before the grid started; nothing was run in {out}")
         s, signum = stopped
         what = "interrupted" if signum == signal.SIGINT else f"stopped by signal {signum}"
         click.echo(
@@ -365,12 +363,8 @@ def _write_report(out: str) -> None:
     try:
         written = api.write_run_report(out)
     except KeyboardInterrupt:
-        click.echo(
-            f"\ninterrupted while writing the report; the results in {out} are complete. "
-            f"Write it again with: vaebench report {out}",
-            err=True,
-        )
-        sys.exit(128 + signal.SIGINT)
+        exit_interrupted(f"interrupted while writing the report; the results in {out} are "
+                         f"complete. Write it again with: vaebench report {out}")  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - the results are safe; say why no report
         log.debug("report failed", exc_info=True)
         click.echo(f"warning: report not written: {type(exc).__name__}: {line(exc)} "
