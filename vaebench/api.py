@@ -1,4 +1,7 @@
-"""The Python API: the command line's verbs as functions (re-exported by :mod:`vaebench`).
+"""The Python API: the command line's verbs as functions (the common ones re-exported by
+:mod:`vaebench`). The command line (:mod:`vaebench.cli`) parses, calls these, prints: every
+command has its function here (``run``, ``resume``, ``evaluate``, ``report``, ``check``,
+``bench``, the registry, tracking), and it imports nothing else of vaebench.
 
 >>> import vaebench as vb
 >>> vb.list_models("*ae")                                   # doctest: +SKIP

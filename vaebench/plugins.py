@@ -355,7 +355,7 @@ def _drop_value_clashes(metrics: dict[str, Registered]) -> dict[str, Registered]
 
 
 def get_registry(*, strict: bool | None = None) -> Registry:
-    """Every registered model, dataset and metric (built once; see :func:`reset`).
+    """Every registered model, dataset, metric and tracker (built once; see :func:`reset`).
 
     ``strict`` (default: ``VAEBENCH_STRICT_PLUGINS``): raise :class:`PluginError` -- on every
     call, not only the first -- while any plugin problem exists; the message is one line naming
