@@ -92,7 +92,7 @@ def test_report_and_tidy_never_import_a_model_or_the_runner():
 
 def test_nothing_imports_the_cli():
     for path in PACKAGE.rglob("*.py"):
-        if path.name == "cli.py":
+        if PACKAGE / "cli" in path.parents:  # the command line's own modules
             continue
         assert "vaebench.cli" not in _runtime_vaebench_imports(path), path
 
@@ -258,3 +258,71 @@ def test_the_configuration_imports_no_built_in_plugin_and_declares_no_model_boun
         source = (PACKAGE / name).read_text()
         for parameter in ("kl_warmup_epochs", "conv_channels", "disc_hidden", "codebook_size"):
             assert parameter not in source, (name, parameter)
+
+
+def _imports_with_names(path: Path) -> list[tuple[str, list[str]]]:
+    """``(module, names)`` of every import in a file: module level, inside functions and in
+    ``if TYPE_CHECKING:`` blocks alike (``names`` empty for ``import x``)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(a.name, []) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{path}: relative import"
+            found.append((node.module or "", [a.name for a in node.names]))
+    return found
+
+
+def test_the_cli_imports_only_the_api_errors_and_its_own_parts():
+    """The command line parses, calls the Python API, prints: of vaebench it imports only
+    vaebench.api, vaebench.errors and vaebench.cli's own modules; besides, click and the
+    standard library."""
+    files = sorted((PACKAGE / "cli").glob("*.py"))
+    assert {p.name for p in files} >= {"__init__.py", "__main__.py"}
+    assert not (PACKAGE / "cli.py").exists()
+    allowed = {"vaebench.api", "vaebench.errors"}
+    wrong = []
+    for path in files:
+        for module, names in _imports_with_names(path):
+            top = module.split(".")[0]
+            if module == "vaebench":
+                bad = [n for n in names if f"vaebench.{n}" not in allowed]
+            elif top == "vaebench":
+                ok = (
+                    module in allowed
+                    or module == "vaebench.cli"
+                    or module.startswith("vaebench.cli.")
+                )
+                bad = [] if ok else [module]
+            else:
+                bad = (
+                    []
+                    if top in sys.stdlib_module_names or top in ("click", "__future__")
+                    else [module]
+                )
+            wrong += [f"{path.name}: {b}" for b in bad]
+    assert not wrong, wrong
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_no_builtin_plugin_module_is_imported_by_core_modules():
+    """The built-in plugins (DEFAULT_PLUGINS) are registered through the hooks like any other
+    plugin; no core module imports one (not even for type checkers). Exempt: the plugin modules
+    themselves, plugins.py which lists them by name, and the conformance kit, whose metric
+    checks fit a small built-in VAE."""
+    from vaebench.plugins import DEFAULT_PLUGINS
+
+    builtin = set(DEFAULT_PLUGINS)
+    wrong = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = _module_name(path)
+        if name in builtin or name == "vaebench.plugins" or name.startswith("vaebench.testing"):
+            continue
+        for module, names in _imports_with_names(path):
+            hits = {module, *(f"{module}.{n}" for n in names)} & builtin
+            wrong += [f"{name} imports {hit}" for hit in sorted(hits)]
+    assert not wrong, wrong

@@ -36,7 +36,7 @@ def _block(lang: str, first_line: str) -> str:
     return blocks[0]
 
 
-def test_the_hooks_are_the_documented_six():
+def test_the_hooks_are_the_documented_seven():
     assert HOOKS == [
         "vaebench_cell_finished",
         "vaebench_commands",
@@ -45,6 +45,7 @@ def test_the_hooks_are_the_documented_six():
         "vaebench_epoch_end",
         "vaebench_metrics",
         "vaebench_models",
+        "vaebench_trackers",
     ]
 
 

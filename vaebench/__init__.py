@@ -14,6 +14,13 @@ import torch or matplotlib:
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 __version__ = "0.1.0"
 
 #: Version of the plugin API (the hooks and the Model/Dataset/Metric contracts).
@@ -39,14 +46,16 @@ _API = ("list_models", "list_datasets", "list_metrics", "create_model", "load_da
         "load_model", "run", "evaluate")  # fmt: skip
 
 
-def load_results(*run_dirs, **kwargs):
+def load_results(
+    *run_dirs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], **kwargs: Any
+) -> pd.DataFrame:
     """Load stored results as a tidy frame; see :func:`vaebench.tidy.load_results`."""
     from vaebench.tidy import load_results as _load
 
     return _load(*run_dirs, **kwargs)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     """The API functions (:mod:`vaebench.api`) and :class:`VaebenchError`, imported on first
     use so that ``import vaebench`` stays light."""
     if name in _API:

@@ -1,4 +1,7 @@
-"""The Python API: the command line's verbs as functions (re-exported by :mod:`vaebench`).
+"""The Python API: the command line's verbs as functions (the common ones re-exported by
+:mod:`vaebench`). The command line (:mod:`vaebench.cli`) parses, calls these, prints: every
+command has its function here (``run``, ``resume``, ``evaluate``, ``report``, ``check``,
+``bench``, the registry, tracking), and it imports nothing else of vaebench.
 
 >>> import vaebench as vb
 >>> vb.list_models("*ae")                                   # doctest: +SKIP
@@ -14,17 +17,23 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from vaebench import __version__ as __version__
+from vaebench.text import printable
 
 if TYPE_CHECKING:
     import torch
 
+    from vaebench.config import RunConfig
     from vaebench.dataset import Dataset
     from vaebench.model import Model
-    from vaebench.plugins import Registry
-    from vaebench.runner import RunSummary
+    from vaebench.plugins import Registered as Registered
+    from vaebench.plugins import Registry as Registry
+    from vaebench.runner import RunSummary as RunSummary
+    from vaebench.testing import CheckResult as CheckResult
 
 __all__ = [
     "list_models",
@@ -34,14 +43,123 @@ __all__ = [
     "load_dataset",
     "load_model",
     "run",
+    "resume",
     "evaluate",
+    "report",
+    "write_run_report",
+    "check",
+    "bench",
+    "run_folder",
+    "configure_tracking",
+    "load_registry",
+    "strict_plugins",
+    "command_hooks",
+    "interruption",
+    "is_disk_full",
+    "parse_count",
+    "printable",
 ]
+
+#: Where ``run`` writes when neither ``out`` nor the config file's ``out`` says.
+DEFAULT_OUT = "results/vaebench-run"
 
 
 def _registry(registry: Registry | None) -> Registry:
     from vaebench.plugins import get_registry
 
     return registry if registry is not None else get_registry()
+
+
+def load_registry(*, strict: bool | None = None, quiet: bool = False) -> Registry:
+    """Every registered model, dataset, metric and tracker with the plugin each comes from
+    (:func:`vaebench.plugins.get_registry`). ``strict`` (default ``VAEBENCH_STRICT_PLUGINS``):
+    raise :class:`vaebench.errors.PluginError` while any plugin problem exists; otherwise each
+    problem is warned about once (not with ``quiet``: the caller lists them) and listed in
+    ``Registry.problems``."""
+    import warnings
+
+    from vaebench.plugins import PluginWarning, get_registry
+
+    if not quiet:
+        return get_registry(strict=strict)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        return get_registry(strict=strict)
+
+
+def strict_plugins() -> bool:
+    """Whether strict plugin mode is on (``VAEBENCH_STRICT_PLUGINS``)."""
+    from vaebench.plugins import strict_mode
+
+    return strict_mode()
+
+
+def command_hooks(*, strict_check: bool = True) -> list[tuple[str, Callable[..., object]]]:
+    """``(plugin name, function)`` of every ``vaebench_commands`` hook implementation, in
+    registration order, for a front end to call one by one (one broken plugin loses only its
+    commands). With ``strict_check`` in strict plugin mode, any plugin problem raises
+    :class:`vaebench.errors.PluginError` first."""
+    from vaebench.plugins import get_plugin_manager, get_registry, strict_mode
+
+    pm = get_plugin_manager()
+    if strict_check and strict_mode():
+        get_registry()
+    return [(impl.plugin_name, impl.function) for impl in pm.hook.vaebench_commands.get_hookimpls()]
+
+
+def parse_count(option: str, raw: object) -> int:
+    """A ``--workers``/``--threads`` value as an integer from 1 to 1024; anything else raises
+    :class:`vaebench.errors.ConfigError` naming ``option``, the value and the valid range."""
+    from vaebench.config import parse_count as _parse
+
+    return _parse(option, raw)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a full disk (``ENOSPC``, :class:`vaebench.errors.DiskFullError`)."""
+    from vaebench.results import is_enospc
+
+    return is_enospc(exc)
+
+
+def interruption(exc: BaseException) -> tuple[RunSummary, int] | None:
+    """``(summary, signal number)`` when ``exc`` is a grid stopped by a signal (Ctrl-C,
+    SIGTERM; :class:`vaebench.runner.RunInterrupted`: finished cells are saved), else
+    ``None``."""
+    import sys
+
+    runner = sys.modules.get("vaebench.runner")  # raised only once the runner is imported
+    if runner is None or not isinstance(exc, runner.RunInterrupted):
+        return None
+    return exc.summary, int(exc.signum)
+
+
+def configure_tracking(
+    track: Mapping[str, str] | None,
+    out: str | os.PathLike[str],
+    *,
+    registry: Registry | None = None,
+) -> None:
+    """Hand ``--track NAME=ARG`` to the trackers of the ``vaebench_trackers`` hook for a run
+    writing to ``out``: each registered tracker is configured once, with its ``ARG`` (``""``:
+    its default) or ``None`` when not asked for. Raises :class:`vaebench.errors.ConfigError`
+    for an unknown name (``unknown tracker 'x'; valid: mlflow``, before any tracker is
+    configured) or a tracker's own refusal of its ``ARG``."""
+    from vaebench.errors import ConfigError
+
+    reg = _registry(registry)
+    track = dict(track or {})
+    for name in track:
+        if name not in reg.trackers:
+            valid = ", ".join(sorted(reg.trackers)) or "(none)"
+            raise ConfigError(f"unknown tracker {name!r} in --track; valid: {valid}")
+    for name, registered in reg.trackers.items():
+        try:
+            registered.spec.configure(track.get(name), str(out))
+        except ConfigError:
+            raise
+        except ValueError as exc:
+            raise ConfigError(f"--track {name}: {exc}") from None
 
 
 def _names(table: dict[str, Any], pattern: str | None) -> list[str]:
@@ -85,15 +203,16 @@ def create_model(
 
     spec = _registry(registry).model(name).spec
     try:
-        return spec.create(tuple(input_shape), device=torch.device(device), **params)
+        model: Model = spec.create(tuple(input_shape), device=torch.device(device), **params)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"model {name!r}: {exc}") from exc
+    return model
 
 
 def load_dataset(
     name: str,
     subset: int | None = None,
-    data_dir: str | os.PathLike | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
     *,
     registry: Registry | None = None,
     **options: Any,
@@ -104,13 +223,14 @@ def load_dataset(
     :class:`vaebench.errors.DatasetError` naming the dataset when it cannot be loaded."""
     from vaebench.runner import load_dataset as _load
 
-    return _load(_registry(registry), name, options, None if data_dir is None else str(data_dir),
-                 subset)  # fmt: skip
+    dataset: Dataset = _load(_registry(registry), name, options,
+                             None if data_dir is None else str(data_dir), subset)  # fmt: skip
+    return dataset
 
 
 def load_model(
-    results_dir: str | os.PathLike,
-    cell: str | os.PathLike | dict[str, Any],
+    results_dir: str | os.PathLike[str],
+    cell: str | os.PathLike[str] | dict[str, Any],
     device: str | torch.device = "cpu",
     *,
     registry: Registry | None = None,
@@ -158,11 +278,63 @@ def load_model(
     return model
 
 
+def _stored_config(
+    run_dir: str | os.PathLike[str], what: str, required: bool
+) -> dict[str, Any] | None:
+    """The configuration in the most recently written manifest of ``run_dir``."""
+    from vaebench.errors import ResultsError
+    from vaebench.results import latest_manifest_config
+
+    try:
+        config = latest_manifest_config(run_dir)
+    except ResultsError as exc:
+        raise ResultsError(f"cannot {what} {run_dir}: {exc}") from None
+    if config is None and required:
+        raise ResultsError(f"cannot {what} {run_dir}: no manifests/ found (not a vaebench run?)")
+    return config
+
+
+def run_folder(out: str | None = None, config_file: str | None = None) -> str:
+    """Where :func:`run` writes: ``out``, else the ``out`` of ``config_file``, else
+    :data:`DEFAULT_OUT`. Raises :class:`vaebench.errors.ConfigError` for a config file that
+    cannot be read (as :func:`run` would)."""
+    if out:
+        return out
+    if config_file:
+        from vaebench.config import load_toml
+
+        stored = load_toml(config_file).get("out")
+        if isinstance(stored, str) and stored.strip():
+            return stored
+    return DEFAULT_OUT
+
+
+def _execute(
+    mode: str,
+    cfg: RunConfig,
+    out: str | os.PathLike[str],
+    reg: Registry,
+    *,
+    force: bool,
+    progress: bool | None,
+    argv: Sequence[str] | None,
+) -> RunSummary:
+    """Configure the trackers of ``cfg.track``, then run (``mode="run"``) or evaluate the grid."""
+    from vaebench.runner import evaluate as evaluate_grid
+    from vaebench.runner import run as run_grid
+
+    configure_tracking(cfg.track, out, registry=reg)
+    args = None if argv is None else list(argv)
+    if mode == "run":
+        return run_grid(cfg, out, registry=reg, force=force, show_progress=progress, argv=args)
+    return evaluate_grid(out, cfg, registry=reg, force=force, show_progress=progress, argv=args)
+
+
 def run(
     models: str | Sequence[str] | None = None,
     datasets: str | Sequence[str] | None = None,
     seeds: str | int | Sequence[int] | None = None,
-    out: str | os.PathLike = "results/vaebench-run",
+    out: str | os.PathLike[str] | None = None,
     *,
     sets: Sequence[str] = (),
     sweeps: Sequence[str] = (),
@@ -170,59 +342,224 @@ def run(
     force: bool = False,
     progress: bool | None = False,
     mlflow: str | None = None,
+    track: Mapping[str, str] | None = None,
+    argv: Sequence[str] | None = None,
     registry: Registry | None = None,
     **options: Any,
 ) -> RunSummary:
     """Run a grid, as ``vaebench run`` does, and return its :class:`vaebench.runner.RunSummary`.
 
-    ``options`` take every other ``run`` option by its Python name: ``epochs``, ``latent_dim``,
-    ``batch_size``, ``lr``, ``arch``, ``config_file``, ``device``, ``data_dir``, ``subset``,
-    ``val_fraction``, ``workers``, ``threads``, ``executor``, ``scheduler``, ``shard``.
-    ``mlflow``: a tracking URI (as ``--mlflow``; the experiment is named after ``out``). Raises
-    :class:`vaebench.errors.ConfigError` for bad input before anything trains.
+    ``out``: the results folder (default: the config file's ``out``, else
+    :data:`DEFAULT_OUT`). ``options`` take every other ``run`` option by its Python name:
+    ``epochs``, ``latent_dim``, ``batch_size``, ``lr``, ``arch``, ``config_file``, ``device``,
+    ``data_dir``, ``subset``, ``val_fraction``, ``workers``, ``threads``, ``executor``,
+    ``scheduler``, ``shard``. ``track``: ``{tracker name: ARG}`` as ``--track NAME=ARG``
+    (:func:`configure_tracking`); ``mlflow``: a tracking URI, the same as
+    ``track={"mlflow": URI}`` (the experiment is named after ``out``). ``argv``: the command
+    line recorded in the run manifest. Raises :class:`vaebench.errors.ConfigError` for bad
+    input before anything trains; :class:`vaebench.runner.RunInterrupted` (a
+    ``KeyboardInterrupt``) when a signal stops the grid.
     """
     from vaebench.config import RunConfig
-    from vaebench.runner import run as run_grid
-    from vaebench.tracking.mlflow import configure
 
     reg = _registry(registry)
     cfg = RunConfig.build(reg, models=models, datasets=datasets, seeds=seeds, sets=sets,
-                          sweeps=sweeps, metrics=metrics, mlflow=mlflow, **options)  # fmt: skip
-    configure(cfg.track.get("mlflow"), out)
-    return run_grid(cfg, out, registry=reg, force=force, show_progress=progress)
+                          sweeps=sweeps, metrics=metrics, mlflow=mlflow, track=track,
+                          out=None if out is None else str(out), **options)  # fmt: skip
+    return _execute("run", cfg, cfg.out or DEFAULT_OUT, reg, force=force, progress=progress,
+                    argv=argv)  # fmt: skip
+
+
+def resume(
+    run_dir: str | os.PathLike[str],
+    *,
+    force: bool = False,
+    progress: bool | None = False,
+    mlflow: str | None = None,
+    track: Mapping[str, str] | None = None,
+    argv: Sequence[str] | None = None,
+    registry: Registry | None = None,
+    **execution: Any,
+) -> RunSummary:
+    """Continue the run stored in ``run_dir`` with the configuration it was started with, as
+    ``vaebench run --resume`` does. ``execution`` (``device``, ``workers``, ``threads``,
+    ``executor``, ``scheduler``, ``shard``), ``mlflow`` and ``track`` override the stored
+    settings. Raises :class:`vaebench.errors.ResultsError` (``cannot resume DIR: ...``) when
+    the folder holds no readable manifest, :class:`vaebench.errors.ConfigError` when the
+    stored configuration is no longer valid."""
+    from vaebench.config import RunConfig
+
+    reg = _registry(registry)
+    stored = _stored_config(run_dir, "resume", required=True)
+    assert stored is not None
+    cfg = RunConfig.from_dict(stored, reg, mlflow=mlflow, track=track, **execution)
+    return _execute("run", cfg, run_dir, reg, force=force, progress=progress, argv=argv)
 
 
 def evaluate(
-    results_dir: str | os.PathLike,
+    results_dir: str | os.PathLike[str],
     metrics: str | Sequence[str] | None = None,
     *,
     sets: Sequence[str] = (),
     force: bool = False,
     progress: bool | None = False,
     mlflow: str | None = None,
+    track: Mapping[str, str] | None = None,
+    argv: Sequence[str] | None = None,
     registry: Registry | None = None,
     **execution: Any,
 ) -> RunSummary:
     """Evaluate the stored models of ``results_dir`` without training, as ``vaebench
     evaluate`` does (``sets``: ``eval.KEY=VALUE`` options; ``execution``: ``device``,
-    ``workers``, ``threads``, ``executor``, ``scheduler``, ``data_dir``; ``mlflow``: a
-    tracking URI whose runs of these cells are updated)."""
+    ``workers``, ``threads``, ``executor``, ``scheduler``, ``data_dir``; ``mlflow``/``track``
+    as in :func:`run`: the tracked runs of these cells are updated). A damaged cell file is
+    reported in the summary (``unreadable``), not raised. Raises
+    :class:`vaebench.errors.ResultsError` when ``results_dir`` is not a results folder or its
+    manifest is unreadable, :class:`vaebench.errors.ConfigError` for bad options."""
     from vaebench.config import RunConfig
-    from vaebench.results import iter_cells, latest_manifest_config
-    from vaebench.runner import evaluate as evaluate_grid
-    from vaebench.tracking.mlflow import configure
-
-    configure(mlflow, results_dir)
+    from vaebench.errors import ResultsError
+    from vaebench.results import iter_cell_paths, read_cell
 
     reg = _registry(registry)
-    cells = list(iter_cells(results_dir))
+    cells = []
+    for path in iter_cell_paths(results_dir):
+        try:
+            cells.append(read_cell(path))
+        except ResultsError:  # damaged or foreign files are reported by the evaluation
+            continue
+    stored = _stored_config(results_dir, "evaluate", required=False)
     cfg = RunConfig.for_evaluation(
         reg,
         models=list(dict.fromkeys(c["model"] for c in cells)),
         datasets=list(dict.fromkeys(c["dataset"] for c in cells)),
-        stored=latest_manifest_config(results_dir),
+        stored=stored,
         metrics=metrics,
         sets=sets,
+        mlflow=mlflow,
+        track=track,
         **execution,
     )
-    return evaluate_grid(results_dir, cfg, registry=reg, force=force, show_progress=progress)
+    return _execute("evaluate", cfg, results_dir, reg, force=force, progress=progress,
+                    argv=argv)  # fmt: skip
+
+
+def report(
+    runs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str] | None = None,
+    *,
+    formats: str | Sequence[str] | None = None,
+    figures: str | Sequence[str] | bool = "png,pdf",
+    summary_metrics: str | Sequence[str] | None = None,
+    **options: Any,
+) -> list[Path]:
+    """Write tables, figures and ``report.md`` from stored results, as ``vaebench report``
+    does (nothing is retrained); return the paths written.
+
+    ``out``: default the first run folder. ``formats``: table formats among ``md``, ``csv``,
+    ``tex``, ``html`` (default: md,csv plus those of the previous report in ``out``);
+    ``figures``: figure formats among ``png``, ``pdf`` (``False``: none); ``summary_metrics``:
+    columns of the cross-dataset summary. ``options``: ``baseline``, ``ci``, ``alpha``,
+    ``correction``, ``cd_test``, ``seeds_needed`` (see
+    :func:`vaebench.report.build_report`). Raises :class:`vaebench.errors.ConfigError` for an
+    unknown format, :class:`vaebench.errors.ResultsError` for unreadable results and
+    ``OSError`` when the report cannot be written.
+    """
+    from vaebench.config import parse_name_list
+    from vaebench.errors import ConfigError
+    from vaebench.report import build_report
+    from vaebench.report.build import FIGURE_FORMATS, FORMATS
+
+    fmts = None
+    if formats is not None:
+        given = formats.split(",") if isinstance(formats, str) else list(formats)
+        fmts = [f.strip() for f in given if f.strip()]
+        bad = [f for f in fmts if f not in FORMATS]
+        if bad or not fmts:
+            raise ConfigError(
+                f"unknown format {','.join(bad) or formats!r}; valid: {', '.join(FORMATS)}"
+            )
+    shown: bool | list[str] = figures if isinstance(figures, bool) else []
+    if not isinstance(figures, bool):
+        given = figures.split(",") if isinstance(figures, str) else list(figures)
+        shown = [f.strip().lower() for f in given if f.strip()]
+        bad = [f for f in shown if f not in FIGURE_FORMATS]
+        if bad or not shown:
+            raise ConfigError(f"unknown figure format {','.join(bad) or repr(figures)}; "
+                              f"valid: {', '.join(FIGURE_FORMATS)}")  # fmt: skip
+    summary = None if summary_metrics is None else parse_name_list(summary_metrics, "metrics")
+    return build_report(list(runs), out_dir=out or runs[0], formats=fmts, figures=shown,
+                        summary_metrics=summary, **options)  # fmt: skip
+
+
+def write_run_report(out: str | os.PathLike[str]) -> list[Path]:
+    """The report ``vaebench run``/``evaluate`` writes into ``out`` after the grid: tables and
+    PNG figures only (the figure formats a run writes)."""
+    from vaebench.report import build_report
+    from vaebench.report.build import RUN_FIGURE_FORMATS
+
+    return build_report([out], out_dir=out, figures=RUN_FIGURE_FORMATS)
+
+
+def check(
+    kind: str,
+    name: str,
+    *,
+    device: str = "cpu",
+    threads: int = 1,
+    data_dir: str | None = None,
+    registry: Registry | None = None,
+) -> tuple[Registered, Iterator[CheckResult]]:
+    """The conformance kit (:mod:`vaebench.testing`) on one registered ``kind`` (``"model"``,
+    ``"dataset"`` or ``"metric"``) called ``name``, as ``vaebench check`` runs it: the
+    registration (for its origin) and the checks, run one by one as the iterator is consumed
+    (a failing check is reported in its result, never raised). Raises
+    :class:`vaebench.plugins.UnknownNameError` for an unknown name, at once."""
+    from vaebench.testing import run_dataset_checks, run_metric_checks, run_model_checks
+
+    reg = _registry(registry)
+    getters: dict[str, Callable[[str], Registered]] = {
+        "model": reg.model, "dataset": reg.dataset, "metric": reg.metric,
+    }  # fmt: skip
+    registered = getters[kind](name)
+    if kind == "model":
+        results = run_model_checks(registered.spec, device=device, threads=threads)
+    elif kind == "dataset":
+        results = run_dataset_checks(registered.spec, data_dir=data_dir, threads=threads)
+    else:
+        results = run_metric_checks(registered.spec, threads=threads)
+    return registered, results
+
+
+def bench(
+    *,
+    echo: Callable[[str], None] | None = None,
+    json_path: str | os.PathLike[str] | None = None,
+    registry: Registry | None = None,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Throughput of each model through the harness and through a plain reference, as
+    ``vaebench bench`` measures it (:func:`vaebench.bench.run_bench`); return the JSON-ready
+    result. ``settings``: the fields of :class:`vaebench.bench.BenchConfig` (``models``,
+    ``dataset``, ``device``, ``threads``, ``batch_size``, ``eval_batch_size``, ``repeats``,
+    ``train_samples``, ``latent_dim``, ``window_s``, ``clock``). ``echo`` receives the table's
+    header, then one line per finished model; ``json_path``: the result so far is written there
+    (atomically) after every model. Raises :class:`vaebench.errors.ConfigError` for bad
+    settings, :class:`vaebench.errors.DatasetError` when the dataset cannot be loaded."""
+    from vaebench.bench import BenchConfig, format_header, run_bench
+
+    header: list[str] = [format_header()]
+
+    def line(text: str) -> None:
+        if echo is not None:
+            for first in header:
+                echo(first)
+            header.clear()
+            echo(text)
+
+    def save(result: dict[str, Any]) -> None:  # after every model: a partial run is kept
+        if json_path is not None:
+            from vaebench.results import atomic_write_json
+
+            atomic_write_json(json_path, result)
+
+    return run_bench(BenchConfig(**settings), _registry(registry), echo=line, on_update=save)

@@ -127,17 +127,14 @@ def plan_workers(
     cores = usable_cores() if cores is None else cores
     busy = _busy_cores() if busy is None else busy
     cells = max(1, n_cells)
-    chosen = workers is None
     per_grid = n_gpus if device_type == "cuda" and n_gpus else cores
     if threads is None:  # from the workers a full grid would have: not from n_cells or load
-        threads = max(1, cores // max(1, per_grid if chosen else workers))
-    if chosen:
-        workers = min(per_grid, cells)
-    workers = max(1, workers)
-    concurrent = min(workers, cells)
-    if device_type == "cpu" and chosen:
+        threads = max(1, cores // max(1, per_grid if workers is None else workers))
+    n_workers = max(1, min(per_grid, cells) if workers is None else workers)
+    concurrent = min(n_workers, cells)
+    if device_type == "cpu" and workers is None:
         concurrent = max(1, min(concurrent, cores - busy))
-    return WorkerPlan(workers, threads, concurrent, n_gpus if device_type == "cuda" else 0)
+    return WorkerPlan(n_workers, threads, concurrent, n_gpus if device_type == "cuda" else 0)
 
 
 def gpu_assignment(

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:  # for type checkers only; the contract names no vaebench module at all
+    from collections.abc import Callable
+
     import click
 
     ModelSpec = Any  # a vaebench.model.ModelSpec
@@ -188,6 +190,46 @@ def vaebench_dataset_for_path(path: str) -> DatasetSpec | None:
 
     The built-in :mod:`vaebench.data.user` claims names that end in ``.npz``, contain ``/`` or
     start with ``.`` (``.npz`` files and folders of images).
+
+    .. versionadded:: 2
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class Tracker:
+    """An experiment tracker a plugin offers (hook :func:`vaebench_trackers`), chosen on the
+    command line with ``--track NAME=ARG`` (``vaebench.run(track={NAME: ARG})`` in Python).
+
+    :ivar name: what ``--track`` calls it, e.g. ``"mlflow"`` (unique across plugins).
+    :ivar configure: ``configure(arg, out)``, called once per ``run``/``evaluate``, before any
+        cell runs, in the process that writes results (where :func:`vaebench_cell_finished` is
+        called). ``arg`` is the ``ARG`` of ``--track NAME=ARG`` (``""`` for ``--track NAME``
+        alone: the tracker's default), or ``None`` when this tracker was not asked for (it may
+        still be active through its own environment, e.g. ``MLFLOW_TRACKING_URI``); ``out`` is
+        the results folder. Raise ``ValueError`` (e.g. :class:`vaebench.errors.ConfigError`)
+        with one line for a bad ``arg``: the command stops with exit code 2 before anything
+        trains. The tracker then logs through the cell hooks.
+    :ivar description: one line for listings.
+
+    .. versionadded:: 2
+    """
+
+    name: str
+    configure: Callable[[str | None, str], None]
+    description: str = ""
+
+
+@hookspec
+def vaebench_trackers() -> list[Tracker]:
+    """Return the experiment trackers this plugin provides.
+
+    :return: a list of :class:`Tracker` (name, ``configure(arg, out)``, description).
+
+    ``--track NAME=ARG`` (repeatable) activates tracker ``NAME``; an unknown name stops the
+    command with one line naming the valid ones. Built in: ``mlflow``
+    (:mod:`vaebench.tracking.mlflow`; ``--mlflow URI`` is an alias of ``--track mlflow=URI``).
+    A W&B or TensorBoard plugin implements this hook and :func:`vaebench_cell_finished` (and
+    :func:`vaebench_epoch_end` for live curves); nothing in vaebench names it.
 
     .. versionadded:: 2
     """

@@ -99,7 +99,7 @@ def valid_name(name: object) -> bool:
 
 
 class UnknownNameError(VaebenchError, KeyError):
-    """A model, dataset or metric name that no plugin registers."""
+    """A model, dataset, metric or tracker name that no plugin registers."""
 
     def __init__(self, kind: str, name: str, valid: list[str]) -> None:
         self.kind, self.name, self.valid = kind, name, valid
@@ -142,6 +142,8 @@ class Registry:
     metrics: dict[str, Registered]
     plugins: list[PluginInfo]
     problems: list[str]
+    #: Experiment trackers (hook ``vaebench_trackers``), by the name ``--track NAME=ARG`` uses.
+    trackers: dict[str, Registered] = dataclasses.field(default_factory=dict)
 
     def _get(self, table: dict[str, Registered], kind: str, name: str) -> Registered:
         try:
@@ -163,6 +165,9 @@ class Registry:
 
     def metric(self, name: str) -> Registered:
         return self._get(self.metrics, "metric", name)
+
+    def tracker(self, name: str) -> Registered:
+        return self._get(self.trackers, "tracker", name)
 
 
 _pm: pluggy.PluginManager | None = None
@@ -357,7 +362,7 @@ def _drop_value_clashes(metrics: dict[str, Registered]) -> dict[str, Registered]
 
 
 def get_registry(*, strict: bool | None = None) -> Registry:
-    """Every registered model, dataset and metric (built once; see :func:`reset`).
+    """Every registered model, dataset, metric and tracker (built once; see :func:`reset`).
 
     ``strict`` (default: ``VAEBENCH_STRICT_PLUGINS``): raise :class:`PluginError` -- on every
     call, not only the first -- while any plugin problem exists; the message is one line naming
@@ -374,12 +379,13 @@ def get_registry(*, strict: bool | None = None) -> Registry:
         models = _collect(pm, "vaebench_models", "model", ModelSpec)
         datasets = _collect(pm, "vaebench_datasets", "dataset", DatasetSpec)
         metrics = _drop_value_clashes(_collect(pm, "vaebench_metrics", "metric", Metric))
+        trackers = _collect(pm, "vaebench_trackers", "tracker", hookspecs.Tracker)
         plugins = []
         for name, plugin in pm.list_name_plugin():
             dist, version = _dists.get(name, ("unknown distribution", "?"))
             hooks = tuple(sorted(h.name for h in pm.get_hookcallers(plugin) or []))
             plugins.append(PluginInfo(name, dist, version, dist == BUILTIN_DIST, hooks))
-        _registry = Registry(models, datasets, metrics, plugins, list(_problems))
+        _registry = Registry(models, datasets, metrics, plugins, list(_problems), trackers)
     problems = _registry.problems
     if problems and (strict_mode() if strict is None else strict):
         more = (

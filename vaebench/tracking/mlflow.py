@@ -1,8 +1,10 @@
 """MLflow tracking: every finished cell becomes one MLflow run (a built-in plugin on the
 ``vaebench_cell_finished`` hook; install ``pip install 'vaebench[mlflow]'``).
 
-**When.** The plugin is active while a tracking URI is set: ``vaebench run --mlflow URI`` (and
-``vaebench evaluate --mlflow URI``) sets ``MLFLOW_TRACKING_URI`` for the process, which is also
+**When.** The plugin is active while a tracking URI is set: ``vaebench run --track mlflow=URI``
+(or its alias ``--mlflow URI``; the same for ``vaebench evaluate``; the core passes it to the
+``mlflow`` tracker of the ``vaebench_trackers`` hook) sets ``MLFLOW_TRACKING_URI`` for the
+process, which is also
 how MLflow itself reads it; a ``MLFLOW_TRACKING_URI`` already in the environment works the
 same. A local store needs no server: ``--mlflow`` alone is :data:`DEFAULT_URI`
 (``sqlite:///mlruns.db``, a database in the current folder: what MLflow recommends and what
@@ -55,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from vaebench.errors import ConfigError
-from vaebench.hookspecs import hookimpl
+from vaebench.hookspecs import Tracker, hookimpl
 
 log = logging.getLogger("vaebench.tracking.mlflow")
 
@@ -70,6 +72,7 @@ __all__ = [
     "cell_metrics",
     "vaebench_cell_finished",
     "vaebench_commands",
+    "vaebench_trackers",
 ]
 
 #: What to install for MLflow tracking.
@@ -348,7 +351,9 @@ def log_cell(
     stored_params = {} if created else run.data.params
     stored_metrics = {} if created else run.data.metrics
     stored_tags = {} if created else run.data.tags
-    when = _ms(record.get("evaluated") or record.get("finished")) or _ms(datetime.now().isoformat())
+    when = _ms(record.get("evaluated") or record.get("finished")) or int(
+        datetime.now().timestamp() * 1000
+    )
 
     params = [Param(k, v) for k, v in cell_params(record).items() if k not in stored_params]
     tags = [RunTag(k, v) for k, v in _tags(record).items() if stored_tags.get(k) != v]
@@ -408,6 +413,19 @@ def log_folder(
 
 
 # ----------------------------------------------------------------------------- the hooks
+
+
+def _configure_tracker(arg: str | None, out: str) -> None:
+    """``--track mlflow=URI`` (``--mlflow URI``); ``--track mlflow`` alone: :data:`DEFAULT_URI`;
+    not asked for (``None``): ``MLFLOW_TRACKING_URI`` decides, the experiment is still named
+    after ``out``."""
+    configure(DEFAULT_URI if arg == "" else arg, out)
+
+
+@hookimpl
+def vaebench_trackers() -> list[Tracker]:
+    """The ``mlflow`` tracker: ``--track mlflow=URI`` (alias ``--mlflow URI``)."""
+    return [Tracker("mlflow", _configure_tracker, "every cell as an MLflow run (vaebench[mlflow])")]
 
 
 @hookimpl
