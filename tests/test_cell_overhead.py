@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from vaebench import evaluation, runner
+from vaebench import evaluation, grid
 from vaebench.config import RunConfig
 from vaebench.plugins import get_registry
 
@@ -65,21 +65,21 @@ def test_grid_writes_the_running_manifest_at_most_every_interval(tmp_path, monke
     start and at the end only (before: after every cell, O(N^2) over a grid), and the final
     one lists every cell."""
     writes: list[str] = []
-    original = runner.atomic_write_json
+    original = grid.atomic_write_json
 
     def counting(path, obj, *root):
         if "manifests" in str(path):
             writes.append(obj["status"])
         return original(path, obj, *root)
 
-    monkeypatch.setattr(runner, "atomic_write_json", counting)
-    monkeypatch.setattr(runner, "MANIFEST_INTERVAL", 3600.0)
+    monkeypatch.setattr(grid, "atomic_write_json", counting)
+    monkeypatch.setattr(grid, "MANIFEST_INTERVAL", 3600.0)
     reg = get_registry()
     cfg = RunConfig.build(
         reg, models="pca", datasets="digits", seeds="0-5", subset=100, device="cpu",
         workers=1, threads=1, metrics="reconstruction",
     )  # fmt: skip
-    summary = runner.run(cfg, tmp_path, registry=reg, show_progress=False)
+    summary = grid.run(cfg, tmp_path, registry=reg, show_progress=False)
     assert len(summary.ran) == 6
     assert writes == ["running", "finished"]
     (manifest,) = [json.loads(p.read_text()) for p in (tmp_path / "manifests").glob("*.json")]

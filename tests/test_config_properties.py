@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from vaebench.cells import plan
 from vaebench.config import (
     MAX_SEED,
     ConfigError,
@@ -23,7 +24,6 @@ from vaebench.config import (
     parse_value,
 )
 from vaebench.plugins import get_registry
-from vaebench.runner import plan
 
 LECTURE_MODELS = ["pca", "ae", "noisy", "vae"]
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

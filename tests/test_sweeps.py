@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from vaebench.cells import plan, shard_cells
 from vaebench.config import MAX_CELLS, ConfigError, RunConfig, parse_sweep
-from vaebench.runner import plan, shard_cells
 
 FAST = ["eval.throughput_seconds=0.01"]
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from vaebench.dataset import Dataset
     from vaebench.model import Model
     from vaebench.plugins import Registry
-    from vaebench.runner import RunSummary
+    from vaebench.summary import RunSummary
 
 __all__ = [
     "list_models",
@@ -102,7 +102,7 @@ def load_dataset(
     path of a user ``.npz`` file or image folder, with ``options`` (``binarize="fixed"``) and at
     most ``subset`` images per split (the same images a run with ``--subset`` uses). Raises
     :class:`vaebench.errors.DatasetError` naming the dataset when it cannot be loaded."""
-    from vaebench.runner import load_dataset as _load
+    from vaebench.cells import load_dataset as _load
 
     return _load(_registry(registry), name, options, None if data_dir is None else str(data_dir),
                  subset)  # fmt: skip
@@ -150,7 +150,7 @@ def load_model(
     shape = (record.get("dataset_info") or {}).get("shape")
     if not shape:
         raise ResultsError(f"cell {stem} does not record its image shape")
-    from vaebench.runner import check_state
+    from vaebench.task import check_state
 
     check_state(state.read_bytes(), record, stem)  # the weights this cell was trained to
     model = create_model(record["model"], shape, device, registry=registry, **params)
@@ -173,7 +173,7 @@ def run(
     registry: Registry | None = None,
     **options: Any,
 ) -> RunSummary:
-    """Run a grid, as ``vaebench run`` does, and return its :class:`vaebench.runner.RunSummary`.
+    """Run a grid, as ``vaebench run`` does, and return its :class:`vaebench.summary.RunSummary`.
 
     ``options`` take every other ``run`` option by its Python name: ``epochs``, ``latent_dim``,
     ``batch_size``, ``lr``, ``arch``, ``config_file``, ``device``, ``data_dir``, ``subset``,
@@ -182,7 +182,7 @@ def run(
     :class:`vaebench.errors.ConfigError` for bad input before anything trains.
     """
     from vaebench.config import RunConfig
-    from vaebench.runner import run as run_grid
+    from vaebench.grid import run as run_grid
     from vaebench.tracking.mlflow import configure
 
     reg = _registry(registry)
@@ -208,8 +208,8 @@ def evaluate(
     ``workers``, ``threads``, ``executor``, ``scheduler``, ``data_dir``; ``mlflow``: a
     tracking URI whose runs of these cells are updated)."""
     from vaebench.config import RunConfig
+    from vaebench.grid import evaluate as evaluate_grid
     from vaebench.results import iter_cells, latest_manifest_config
-    from vaebench.runner import evaluate as evaluate_grid
     from vaebench.tracking.mlflow import configure
 
     configure(mlflow, results_dir)

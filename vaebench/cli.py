@@ -471,10 +471,10 @@ def _execute(
     from vaebench.config import ConfigError
     from vaebench.dataset import DatasetError
     from vaebench.errors import DiskFullError
+    from vaebench.grid import evaluate as evaluate_grid
+    from vaebench.grid import run as run_grid
     from vaebench.results import ResultsError, is_enospc
-    from vaebench.runner import RunInterrupted
-    from vaebench.runner import evaluate as evaluate_grid
-    from vaebench.runner import run as run_grid
+    from vaebench.signals import RunInterrupted
 
     argv = ["vaebench", *sys.argv[1:]]
     try:

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import itertools
-import json
 import math
 import os
 import re
@@ -52,7 +50,6 @@ __all__ = [
     "parse_assignment",
     "parse_sweep",
     "load_toml",
-    "config_hash",
     "eval_defaults",
     "Sweep",
 ]
@@ -404,12 +401,6 @@ def load_toml(path: str) -> dict[str, Any]:
             "values are names, numbers or lists of them (see docs/config.md)"
         )
     return data
-
-
-def config_hash(obj: Mapping[str, Any]) -> str:
-    """Stable hash of a JSON-able config (sorted keys); 12 hex digits."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 _DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
