@@ -23,6 +23,7 @@ import hashlib
 import io
 import logging
 import os
+import sys
 import time
 import traceback
 from collections.abc import Mapping
@@ -111,12 +112,9 @@ def execute_task(task: CellTask) -> dict[str, Any]:
     before = torch.get_num_threads()
     if task.threads is not None and before != task.threads:
         torch.set_num_threads(task.threads)
-    blas = contextlib.nullcontext()
+    blas: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if task.threads is not None and not os.environ.get("VAEBENCH_WORKER"):
-        with contextlib.suppress(ImportError):  # in-process: BLAS threads as a worker has them
-            from threadpoolctl import threadpool_limits
-
-            blas = threadpool_limits(limits=task.threads)
+        blas = _blas_limits(task.threads)  # in-process: BLAS threads as a worker has them
     try:
         with blas:
             registry = _registry_for(task)
@@ -127,6 +125,26 @@ def execute_task(task: CellTask) -> dict[str, Any]:
     finally:  # in the caller's process, leave its thread count as it was
         if torch.get_num_threads() != before and not os.environ.get("VAEBENCH_WORKER"):
             torch.set_num_threads(before)
+
+
+#: The process's ``threadpoolctl.ThreadpoolController`` and ``len(sys.modules)`` when it was made.
+_BLAS: list[Any] = [None, -1]
+
+
+def _blas_limits(threads: int) -> contextlib.AbstractContextManager[Any]:
+    """BLAS thread pools limited to ``threads`` inside the block (nothing without threadpoolctl).
+
+    The loaded libraries are searched once, and again only after new modules were imported (a
+    plugin may load another BLAS): the search reads every loaded shared library, ~5 ms, which
+    every cell paid before."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return contextlib.nullcontext()
+    if _BLAS[0] is None or _BLAS[1] != len(sys.modules):
+        _BLAS[:] = [ThreadpoolController(), len(sys.modules)]
+    limiter: contextlib.AbstractContextManager[Any] = _BLAS[0].limit(limits=threads)
+    return limiter
 
 
 def _base_record(
