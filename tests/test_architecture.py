@@ -173,3 +173,50 @@ def test_docs_architecture_lists_every_module():
     rows |= {f"| `testing/{p.name}` |" for p in (PACKAGE / "testing").glob("*.py")}
     missing = sorted(row for row in rows if row not in text)
     assert not missing, f"docs/architecture.md has no row for {missing}"
+
+
+def _all_vaebench_imports(path: Path) -> set[str]:
+    """vaebench modules a file names in any import: top level, inside functions and under
+    ``if TYPE_CHECKING:`` alike."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vaebench"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("vaebench"))
+    return found
+
+
+#: The run modules (issue 20): a parameter walks down config -> cells -> grid -> task -> the
+#: model -> results. Each may import only the run modules listed for it (runtime, lazy or
+#: type-only imports alike), so none returns to a module the walk has left.
+RUN_MODULES_ALLOWED = {
+    "cells": set(),
+    "summary": {"cells"},
+    "signals": {"summary"},
+    "task": {"cells"},
+    "grid": {"cells", "summary", "signals", "task"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(RUN_MODULES_ALLOWED))
+def test_the_run_modules_import_downward_only(name):
+    imported = {m.split(".")[1] for m in _all_vaebench_imports(PACKAGE / f"{name}.py") if "." in m}
+    run_modules = imported & (set(RUN_MODULES_ALLOWED) | {"runner"})
+    assert run_modules <= RUN_MODULES_ALLOWED[name], f"{name}.py imports {run_modules}"
+
+
+def test_no_module_below_the_grid_imports_the_run_modules():
+    """The contract, the store, the evaluation framework, models and metrics know no cell
+    object, task or grid (only ``config_hash`` of :mod:`vaebench.cells` is shared, by the
+    evaluation keys)."""
+    above = {"vaebench.grid", "vaebench.task", "vaebench.signals", "vaebench.summary"}
+    for path in [
+        *(PACKAGE / n for n in ("model.py", "metric.py", "dataset.py", "hookspecs.py",
+                                "results.py", "evaluation.py", "train.py", "nn.py")),
+        *(PACKAGE / "models").glob("*.py"),
+        *(PACKAGE / "metrics").glob("*.py"),
+    ]:  # fmt: skip
+        bad = _all_vaebench_imports(path) & above
+        assert not bad, f"{path.name} imports {bad}"
+    assert not (PACKAGE / "runner.py").exists()

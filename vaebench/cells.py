@@ -16,6 +16,7 @@ a worker loads (and checks) a cell's dataset. Nothing here trains, evaluates or 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -87,8 +88,10 @@ class Cell:
     def params(self) -> dict[str, Any]:
         return self.config.get("params", {})
 
-    @property
+    @functools.cached_property
     def stem(self) -> str:
+        """The cell's file name without extension, ``MODEL--DATASET--seedS--KEY`` (computed
+        once: every manifest write lists every cell so far)."""
         return cell_stem(self.model, self.dataset, self.seed, self.hash)
 
     @property
