@@ -108,10 +108,11 @@ def run(
     """Run the grid of ``cfg`` into ``out_dir`` and return what happened to each cell.
 
     ``force`` retrains cells that finished before this call; ``show_progress`` ``None`` shows
-    progress bars only when stderr is a terminal. Raises :class:`RunInterrupted` on Ctrl-C,
-    SIGTERM or SIGHUP, :class:`vaebench.errors.ResultsError` when ``out_dir`` holds results of
-    an unknown schema, :class:`vaebench.errors.DatasetError` when a dataset cannot be loaded
-    and :class:`vaebench.errors.ConfigError` for an invalid hyperparameter (nothing is trained
+    progress bars only when stderr is a terminal. Raises
+    :class:`~vaebench.signals.RunInterrupted` on Ctrl-C, SIGTERM or SIGHUP,
+    :class:`vaebench.errors.ResultsError` when ``out_dir`` holds results of an unknown schema,
+    :class:`vaebench.errors.DatasetError` when a dataset cannot be loaded and
+    :class:`vaebench.errors.ConfigError` for an invalid hyperparameter (nothing is trained
     then), and :class:`vaebench.errors.DiskFullError` when the disk is full. See the module
     docstring for the rules.
     """
@@ -156,7 +157,8 @@ class Grid:
     folder (stale temporary files and locks removed, corrupt cells reported), list the cells
     (:meth:`plan_cells`), size the workers (:meth:`plan_execution`), write the ``running``
     manifest (:meth:`start_manifest`), then claim, submit and store every cell
-    (:meth:`execute`). Errors are those of :func:`run`.
+    (:meth:`execute`). Errors are those of :func:`run`; an unknown ``mode`` raises
+    :class:`ValueError`.
     """
 
     def __init__(
@@ -170,6 +172,8 @@ class Grid:
         argv: list[str] | None,
         mode: str,
     ) -> None:
+        if mode not in ("run", "evaluate"):
+            raise ValueError(f"Grid mode {mode!r}: expected 'run' or 'evaluate'")
         self.cfg, self.out, self.registry, self.mode = cfg, out, registry, mode
         self.force, self.save_states, self.argv = force, save_states, argv
         self.show_progress = show_progress
