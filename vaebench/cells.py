@@ -30,6 +30,7 @@ from vaebench.results import SCHEMA, cell_stem
 
 if TYPE_CHECKING:
     from vaebench.dataset import Dataset
+    from vaebench.model import ModelSpec
     from vaebench.plugins import Registry
 
 log = logging.getLogger("vaebench.cells")
@@ -324,7 +325,7 @@ def check_models(
     return unsupported
 
 
-def _params_text(cell: Cell, spec: Any) -> str:
+def _params_text(cell: Cell, spec: ModelSpec) -> str:
     """The hyperparameters of ``cell`` that differ from the model's defaults (or a phrase)."""
     defaults = spec.defaults()
     changed = {k: v for k, v in cell.params.items() if defaults.get(k, object()) != v}

@@ -335,7 +335,9 @@ class Grid:
             return {**self.execution, "workers": n_workers}
         return self.execution
 
-    def _task(self, cell: Cell, action: str, rec: Any, metrics: list[str]) -> CellTask:
+    def _task(
+        self, cell: Cell, action: str, rec: dict[str, Any] | None, metrics: list[str]
+    ) -> CellTask:
         state = None
         if action == "evaluate":
             state = (self.states_dir / f"{cell.stem}.pt").read_bytes()

@@ -78,7 +78,7 @@ class CellTask:
     progress: bool | None = False  # per-epoch bar (in-process only)
 
 
-def _registry_for(task: CellTask) -> Any:
+def _registry_for(task: CellTask) -> Registry:
     if task.registry is not None:
         return task.registry
     from vaebench.plugins import get_registry
@@ -94,7 +94,7 @@ def origin(registry: Registry, kind: str, name: str) -> str | None:
     return table[name].origin if name in table else None
 
 
-def _device_for(task: CellTask) -> Any:
+def _device_for(task: CellTask) -> torch.device:
     from vaebench.train import select_device
 
     return select_device(task.device)
@@ -214,7 +214,7 @@ def _failed(
     return record
 
 
-def _sanity_check(model: Any, x: Any) -> None:
+def _sanity_check(model: Model, x: torch.Tensor) -> None:
     """Before training: encode and decode two training images and check shapes, dtype,
     finiteness and range, so that a wrong-shape plugin fails in a second."""
     from vaebench.evaluation import GuardedModel
@@ -309,7 +309,7 @@ def _evaluate(
     return evaluate_metrics(model, ds, metrics, ctx, origins=origins, run_id=task.run_id)
 
 
-def _state_bytes(model: Any) -> bytes:
+def _state_bytes(model: Model) -> bytes:
     """The model's state as :meth:`Model.save` writes it (a plugin's own ``save`` is used
     when it overrides the standard one)."""
     import tempfile
@@ -340,7 +340,7 @@ def check_state(state: bytes, record: Mapping[str, Any], stem: str) -> None:
         )
 
 
-def _load_state(model: Any, state: bytes) -> None:
+def _load_state(model: Model, state: bytes) -> None:
     """Load state bytes into ``model`` through its own ``load`` (``weights_only=True``)."""
     import tempfile
 
@@ -365,7 +365,12 @@ class _EpochCallback:
     hook (each plugin called on its own; a raising plugin is reported once per cell)."""
 
     def __init__(
-        self, task: CellTask, model: Any, x_val: Any, curve: list, errors: list[str]
+        self,
+        task: CellTask,
+        model: Model,
+        x_val: torch.Tensor,
+        curve: list[float],
+        errors: list[str],
     ) -> None:
         from vaebench.plugins import get_plugin_manager
 
