@@ -81,6 +81,19 @@ class Cell:
     hash: str
     sweep: dict[str, Any] = dataclasses.field(default_factory=dict)
 
+    @classmethod
+    def of_record(cls, record: Mapping[str, Any]) -> Cell:
+        """The cell a stored record belongs to (its ``config``, training key and sweep)."""
+        config = record.get("config") or {}
+        return cls(
+            record["model"],
+            record["dataset"],
+            record["seed"],
+            config,
+            record["config_hash"],
+            dict(config.get("sweep") or {}),
+        )
+
     @property
     def key(self) -> str:
         return self.hash
@@ -153,6 +166,19 @@ class DatasetRef:
         cls, name: str, options: Mapping[str, Any], data_dir: str | None, subset: int | None
     ) -> DatasetRef:
         return cls(name, tuple(sorted(options.items())), data_dir, subset)
+
+    @classmethod
+    def of_cell(cls, cell: Cell, data_dir: str | None) -> DatasetRef:
+        """How to load the dataset a stored cell was trained on (its options, subset and
+        content fingerprint), from ``data_dir``."""
+        opts = cell.config.get("dataset_options") or {}
+        return cls(
+            cell.dataset,
+            tuple(sorted(opts.items())),
+            data_dir,
+            cell.config.get("subset"),
+            cell.config.get("dataset_fingerprint", ""),
+        )
 
 
 _DATASETS: dict[tuple[Any, ...], Dataset] = {}

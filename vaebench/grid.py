@@ -451,27 +451,12 @@ class Grid:
             except ResultsError as exc:
                 log.warning("%s", exc)
                 continue
-            config = rec.get("config") or {}
-            cell = Cell(
-                rec["model"],
-                rec["dataset"],
-                rec["seed"],
-                config,
-                rec["config_hash"],
-                dict(config.get("sweep") or {}),
-            )
+            cell = Cell.of_record(rec)
             if cell.stem != p.stem:
                 log.warning("%s does not hold the cell it is named after; not evaluated", p)
                 continue
             if rec["status"] == "ok" and cell.dataset not in self.refs:
-                opts = config.get("dataset_options") or {}
-                self.refs[cell.dataset] = DatasetRef(
-                    cell.dataset,
-                    tuple(sorted(opts.items())),
-                    self.cfg.data_dir,
-                    config.get("subset"),
-                    config.get("dataset_fingerprint", ""),
-                )
+                self.refs[cell.dataset] = DatasetRef.of_cell(cell, self.cfg.data_dir)
             cells.append(cell)
         return cells
 
