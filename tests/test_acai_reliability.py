@@ -20,10 +20,10 @@ from test_reliability_acceptance import (
 from torch import Tensor
 
 from vaebench.config import RunConfig
+from vaebench.grid import run
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
 from vaebench.models.adversarial import ACAI
-from vaebench.runner import run
 
 GRID = [
     "run", "--models", "aae,acai", "--seeds", "0,1", "--epochs", "2",

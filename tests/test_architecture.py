@@ -85,7 +85,7 @@ def test_moved_names_still_import_from_the_contract():
 def test_report_and_tidy_never_import_a_model_or_the_runner():
     for path in [*sorted((PACKAGE / "report").glob("*.py")), PACKAGE / "tidy.py"]:
         imported = _runtime_vaebench_imports(path)
-        bad = {m for m in imported if m.startswith(("vaebench.models", "vaebench.runner",
+        bad = {m for m in imported if m.startswith(("vaebench.models", "vaebench.grid", "vaebench.task",
                                                     "vaebench.nn", "vaebench.train"))}  # fmt: skip
         assert not bad, f"{path.name} imports {bad}"
 
@@ -190,7 +190,7 @@ def test_bench_compares_with_the_models_own_step_not_a_built_in():
 #: The store: cell files, their record, their index, the tidy frame, file I/O, environment.
 STORE_MODULES = ("results", "record", "index", "fileio", "environment", "tidy")
 #: Training code the store never imports (a prefix matches its submodules).
-TRAINING_CODE = ("torch", "vaebench.train", "vaebench.runner", "vaebench.grid", "vaebench.task",
+TRAINING_CODE = ("torch", "vaebench.train", "vaebench.grid", "vaebench.task",
                  "vaebench.cells", "vaebench.models", "vaebench.nn", "vaebench.metrics")  # fmt: skip
 
 
@@ -326,3 +326,50 @@ def test_no_builtin_plugin_module_is_imported_by_core_modules():
             hits = {module, *(f"{module}.{n}" for n in names)} & builtin
             wrong += [f"{name} imports {hit}" for hit in sorted(hits)]
     assert not wrong, wrong
+
+
+def _all_vaebench_imports(path: Path) -> set[str]:
+    """vaebench modules a file names in any import: top level, inside functions and under
+    ``if TYPE_CHECKING:`` alike."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vaebench"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("vaebench"))
+    return found
+
+
+#: The run modules (issue 20): a parameter walks down config -> cells -> grid -> task -> the
+#: model -> results. Each may import only the run modules listed for it (runtime, lazy or
+#: type-only imports alike), so none returns to a module the walk has left.
+RUN_MODULES_ALLOWED = {
+    "cells": set(),
+    "summary": {"cells"},
+    "signals": {"summary"},
+    "task": {"cells"},
+    "grid": {"cells", "summary", "signals", "task"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(RUN_MODULES_ALLOWED))
+def test_the_run_modules_import_downward_only(name):
+    imported = {m.split(".")[1] for m in _all_vaebench_imports(PACKAGE / f"{name}.py") if "." in m}
+    run_modules = imported & (set(RUN_MODULES_ALLOWED) | {"runner"})
+    assert run_modules <= RUN_MODULES_ALLOWED[name], f"{name}.py imports {run_modules}"
+
+
+def test_no_module_below_the_grid_imports_the_run_modules():
+    """The contract, the store, the evaluation framework, models and metrics know no cell
+    object, task or grid (only ``config_hash`` of :mod:`vaebench.cells` is shared, by the
+    evaluation keys)."""
+    above = {"vaebench.grid", "vaebench.task", "vaebench.signals", "vaebench.summary"}
+    for path in [
+        *(PACKAGE / n for n in ("model.py", "metric.py", "dataset.py", "hookspecs.py",
+                                "results.py", "evaluation.py", "train.py", "nn.py")),
+        *(PACKAGE / "models").glob("*.py"),
+        *(PACKAGE / "metrics").glob("*.py"),
+    ]:  # fmt: skip
+        bad = _all_vaebench_imports(path) & above
+        assert not bad, f"{path.name} imports {bad}"
+    assert not (PACKAGE / "runner.py").exists()

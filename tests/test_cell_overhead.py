@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from vaebench import evaluation, runner
+from vaebench import evaluation, grid
 from vaebench.config import RunConfig
 from vaebench.plugins import get_registry
 
@@ -65,22 +65,51 @@ def test_grid_writes_the_running_manifest_at_most_every_interval(tmp_path, monke
     start and at the end only (before: after every cell, O(N^2) over a grid), and the final
     one lists every cell."""
     writes: list[str] = []
-    original = runner.atomic_write_json
+    original = grid.atomic_write_json
 
     def counting(path, obj, *root):
         if "manifests" in str(path):
             writes.append(obj["status"])
         return original(path, obj, *root)
 
-    monkeypatch.setattr(runner, "atomic_write_json", counting)
-    monkeypatch.setattr(runner, "MANIFEST_INTERVAL", 3600.0)
+    monkeypatch.setattr(grid, "atomic_write_json", counting)
+    monkeypatch.setattr(grid, "MANIFEST_INTERVAL", 3600.0)
     reg = get_registry()
     cfg = RunConfig.build(
         reg, models="pca", datasets="digits", seeds="0-5", subset=100, device="cpu",
         workers=1, threads=1, metrics="reconstruction",
     )  # fmt: skip
-    summary = runner.run(cfg, tmp_path, registry=reg, show_progress=False)
+    summary = grid.run(cfg, tmp_path, registry=reg, show_progress=False)
     assert len(summary.ran) == 6
     assert writes == ["running", "finished"]
     (manifest,) = [json.loads(p.read_text()) for p in (tmp_path / "manifests").glob("*.json")]
     assert len(manifest["summary"]["ran"]) == 6
+
+
+def test_in_process_cells_limit_blas_threads_with_one_library_search(monkeypatch):
+    """In-process cells run with their BLAS pools at the task's thread count (restored after)
+    and search the loaded libraries once, not once per cell (~5 ms each): again only after
+    new modules were imported."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from vaebench import task
+
+    real = threadpoolctl.ThreadpoolController
+    searches: list[int] = []
+
+    class Counting(real):
+        def __init__(self) -> None:
+            searches.append(1)
+            super().__init__()
+
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", Counting)
+    monkeypatch.setattr(task, "_BLAS", [None, -1])
+    before = [lib["num_threads"] for lib in real().info()]
+    for _ in range(3):
+        with task._blas_limits(1):
+            assert all(lib["num_threads"] == 1 for lib in real().info())
+        assert [lib["num_threads"] for lib in real().info()] == before
+    assert len(searches) == 1
+    monkeypatch.setattr(task, "_BLAS", [task._BLAS[0], -1])  # as if a module were imported
+    with task._blas_limits(1):
+        pass
+    assert len(searches) == 2

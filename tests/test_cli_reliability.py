@@ -401,14 +401,14 @@ def fault_setup(name: str) -> Iterator[None]:
 
     from test_integrity import IntegrityPlugin
 
+    import vaebench.grid as grid_module
     import vaebench.report as report_module
-    import vaebench.runner as runner_module
     from vaebench import plugins
 
     plugins.reset()
     if name:
         plugins.get_plugin_manager().register(IntegrityPlugin(), name="integrity-test")
-    real_write = runner_module.atomic_write_bytes
+    real_write = grid_module.atomic_write_bytes
 
     def full_disk(path, data, *root):
         def no_space(fd):
@@ -423,7 +423,7 @@ def fault_setup(name: str) -> Iterator[None]:
 
     with pytest.MonkeyPatch.context() as mp:
         if name == "enospc":
-            mp.setattr(runner_module, "atomic_write_bytes", full_disk)
+            mp.setattr(grid_module, "atomic_write_bytes", full_disk)
         if name == "ctrl-c-report":
             mp.setattr(report_module, "build_report", interrupted)
         try:

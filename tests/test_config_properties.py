@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from vaebench.cells import plan
 from vaebench.config import ConfigError, RunConfig, eval_defaults
 from vaebench.options import (
     MAX_SEED,
@@ -21,7 +22,6 @@ from vaebench.options import (
     parse_value,
 )
 from vaebench.plugins import get_registry
-from vaebench.runner import plan
 
 LECTURE_MODELS = ["pca", "ae", "noisy", "vae"]
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -35,7 +35,7 @@ from test_executors import (  # noqa: E402 - after the importorskip
 
 from vaebench.config import RunConfig  # noqa: E402
 from vaebench.executors import DaskExecutor  # noqa: E402
-from vaebench.runner import run  # noqa: E402
+from vaebench.grid import run  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ def test_list_command_shows_shape_and_sizes():
 
 
 def test_runner_applies_options_and_subset(registry):
-    from vaebench.runner import load_dataset
+    from vaebench.cells import load_dataset
 
     ds = load_dataset(registry, "moons-gap", {"n_train": 50, "gap_width": 0.4}, None, 20)
     assert ds.x_train.shape[0] == 20 and ds.info["subset"] == 20

@@ -304,7 +304,7 @@ def test_bad_folders(tmp_path, rng):
 
 
 def test_runner_loads_a_path_dataset(tmp_path, rng, registry):
-    from vaebench.runner import load_dataset
+    from vaebench.cells import load_dataset
 
     x = rng.random((20, 6, 6)).astype(np.float32)
     path = save_npz(tmp_path / "mine.npz", x_train=x, x_test=x[:5])

@@ -13,11 +13,11 @@ import torch
 
 import vaebench
 from vaebench.config import RunConfig
+from vaebench.grid import evaluate, run
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
 from vaebench.models.pca import PCA
 from vaebench.results import read_cell
-from vaebench.runner import evaluate, run
 
 FAST = ["eval.throughput_seconds=0.01", "eval.n_pairs=16", "eval.n_steps=5"]
 
@@ -72,7 +72,7 @@ def test_evaluate_log_lists_only_the_metrics_it_evaluated(registry, tmp_path, ca
 
 
 def test_evaluation_summary_groups_metrics_by_outcome():
-    from vaebench.runner import evaluation_summary
+    from vaebench.summary import evaluation_summary
 
     evs = {"fd": {"status": "ok"}, "iwae": {"status": "not_applicable"},
            "knn": {"status": "failed"}, "kid": {"status": "ok"}}  # fmt: skip
@@ -305,7 +305,7 @@ def test_sweep_cells_carry_their_values_and_labels(registry, tmp_path):
 
 
 def test_shards_split_the_grid_disjointly(registry, tmp_path):
-    from vaebench.runner import plan, shard_cells
+    from vaebench.cells import plan, shard_cells
 
     cells = plan(build(registry, models="pca,ae,noisy,vae", seeds="0-4"), registry)
     parts = [shard_cells(cells, k, 3) for k in (1, 2, 3)]

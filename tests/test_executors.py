@@ -27,11 +27,11 @@ from vaebench.executors import (
     make_executor,
     plan_workers,
 )
+from vaebench.grid import run
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
 from vaebench.models.pca import PCA
 from vaebench.results import read_cell
-from vaebench.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["eval.throughput_seconds=0.01", "eval.n_pairs=16"]

@@ -288,7 +288,7 @@ def test_the_cell_hooks_receive_the_contracts_own_cell_type(fresh_plugins, tmp_p
     import dataclasses
 
     from vaebench.config import RunConfig
-    from vaebench.runner import run
+    from vaebench.grid import run
 
     seen: list[tuple[str, object]] = []
 

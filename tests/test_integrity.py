@@ -268,9 +268,9 @@ def test_batch_norm_models_train_on_a_last_batch_of_one_and_reload_exactly(reg, 
     """129 training images with batch 128 (and 33 with 16): the last batch of one joins the
     previous one; the reloaded BatchNorm model (eval mode) reproduces the stored numbers."""
     import vaebench
+    from vaebench.cells import load_dataset
     from vaebench.evaluation import evaluate_metrics
     from vaebench.metric import EvalContext
-    from vaebench.runner import load_dataset
 
     for n, batch in ((129, 128), (33, 16)):
         out = tmp_path / f"n{n}"
@@ -328,8 +328,8 @@ def test_binary_integer_npz_is_read_as_0_1_end_to_end(reg, tmp_path):
 
 
 def _stem(reg, model: str, dataset: str = "darkfirst") -> str:
+    from vaebench.cells import plan
     from vaebench.config import RunConfig
-    from vaebench.runner import plan
 
     cfg = RunConfig.build(reg, models=model, datasets=dataset, seeds="0")
     (cell,) = plan(cfg, reg)
@@ -397,9 +397,9 @@ def test_result_files_honour_the_umask(reg, tmp_path, umask):
 
 
 def test_disk_full_while_saving_weights_stops_the_grid_with_exit_74(reg, tmp_path, monkeypatch):
-    import vaebench.runner as runner_module
+    import vaebench.grid as grid_module
 
-    real_write = runner_module.atomic_write_bytes
+    real_write = grid_module.atomic_write_bytes
     states: list[Path] = []
 
     def write(path, data, *root):
@@ -414,7 +414,7 @@ def test_disk_full_while_saving_weights_stops_the_grid_with_exit_74(reg, tmp_pat
             m.setattr(os, "fsync", full)
             return real_write(path, data, *root)
 
-    monkeypatch.setattr(runner_module, "atomic_write_bytes", write)
+    monkeypatch.setattr(grid_module, "atomic_write_bytes", write)
     out = tmp_path / "run"
     args = run_args(out, "pixels", "--metrics", "reconstruction", "--no-report")
     args[args.index("--seeds") + 1] = "0,1,2"

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 mlflow = pytest.importorskip("mlflow")
 
 from vaebench.config import RunConfig  # noqa: E402
-from vaebench.runner import evaluate, run  # noqa: E402
+from vaebench.grid import evaluate, run  # noqa: E402
 from vaebench.tracking import mlflow as tracking  # noqa: E402
 
 FAST = ["eval.throughput_seconds=0.01"]

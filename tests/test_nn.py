@@ -343,8 +343,8 @@ def test_report_setup_shows_only_the_parameters_the_architecture_uses(registry, 
     import json
 
     from vaebench.config import RunConfig
+    from vaebench.grid import run
     from vaebench.report import build_report
-    from vaebench.runner import run
 
     cfg = RunConfig.build(registry, models="ae", datasets="digits", seeds="0", epochs="1",
                           subset=64, workers=1, threads=1, metrics="reconstruction",

@@ -14,12 +14,12 @@ import torch
 from torch import nn
 
 from vaebench.config import RunConfig
+from vaebench.grid import evaluate, run
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
 from vaebench.models.ae import AE
 from vaebench.models.pca import PCA
 from vaebench.results import load_cells
-from vaebench.runner import evaluate, run
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["eval.throughput_seconds=0.01", "eval.n_pairs=16"]

@@ -515,7 +515,7 @@ def test_failing_plugin_models_fail_their_cells_and_the_grid_goes_on(
     make_dist: MakeDist, tmp_path: Path
 ) -> None:
     from vaebench.config import RunConfig
-    from vaebench.runner import run
+    from vaebench.grid import run
 
     make_dist("vaebench-broken-models", "0.4", {"brk": "brk_plugin"}, {"brk_plugin": BROKEN_MODELS})
     reg = plugins.get_registry()

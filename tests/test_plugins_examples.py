@@ -105,7 +105,7 @@ def test_installed_example_appears_in_list_and_passes_check(with_example, dist):
 @pytest.mark.parametrize("dist", sorted(EXAMPLES))
 def test_installed_example_runs_next_to_a_builtin(with_example, dist, tmp_path):
     from vaebench.config import RunConfig
-    from vaebench.runner import run
+    from vaebench.grid import run
 
     reg = with_example(dist)
     model = EXAMPLES[dist]["models"][0]

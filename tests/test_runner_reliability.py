@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from vaebench.cells import plan
 from vaebench.config import RunConfig
 from vaebench.dataset import DatasetError, DatasetSpec
 from vaebench.fileio import HOST_TAG
+from vaebench.grid import run
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
 from vaebench.models.ae import AE
@@ -24,7 +26,7 @@ from vaebench.results import (
     atomic_write_json,
     read_cell,
 )
-from vaebench.runner import RunInterrupted, plan, run
+from vaebench.signals import RunInterrupted
 
 FAST = ["eval.throughput_seconds=0.01", "eval.n_pairs=16"]
 INTERRUPT_AT_FIT = threading.Event()
@@ -295,15 +297,15 @@ def test_interrupt_keeps_finished_cells_and_resume_completes(reg, tmp_path):
 
 def test_interrupt_right_after_a_cell_was_saved_still_counts_it(reg, tmp_path, monkeypatch):
     """Ctrl-C between writing a cell and booking it: the summary and manifest follow the files."""
-    import vaebench.runner as runner_module
+    import vaebench.grid as grid_module
 
-    real_write = runner_module.write_cell
+    real_write = grid_module.write_cell
 
     def write_then_interrupt(path, obj, *root):
         real_write(path, obj, *root)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner_module, "write_cell", write_then_interrupt)
+    monkeypatch.setattr(grid_module, "write_cell", write_then_interrupt)
     with pytest.raises(RunInterrupted) as info:
         run(build(reg, "pca", seeds="0,1"), tmp_path, registry=reg, show_progress=False)
     (saved,) = cell_files(tmp_path)
@@ -486,10 +488,10 @@ def test_disk_full_stops_the_run_with_one_line_and_keeps_finished_cells(reg, tmp
 
     from click.testing import CliRunner
 
-    import vaebench.runner as runner_module
+    import vaebench.grid as grid_module
     from vaebench.cli import cli
 
-    real_write = runner_module.write_cell
+    real_write = grid_module.write_cell
     writes = []
 
     def fill_disk_on_second_cell(path, obj, *root):
@@ -498,7 +500,7 @@ def test_disk_full_stops_the_run_with_one_line_and_keeps_finished_cells(reg, tmp
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(path, obj, *root)
 
-    monkeypatch.setattr(runner_module, "write_cell", fill_disk_on_second_cell)
+    monkeypatch.setattr(grid_module, "write_cell", fill_disk_on_second_cell)
     args = ["run", "--models", "pca", "--seeds", "0,1", "--epochs", "1", "--subset", "150",
             "--out", str(tmp_path), "--no-report", *[a for s in FAST for a in ("--set", s)]]  # fmt: skip
     result = CliRunner().invoke(cli, args)

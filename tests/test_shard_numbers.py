@@ -66,11 +66,11 @@ def test_shards_give_the_numbers_of_the_full_grid_also_under_load(tmp_path, monk
 def test_dask_cells_record_the_clusters_worker_count_not_the_local_default():
     from types import SimpleNamespace
 
-    from vaebench.runner import _Grid
+    from vaebench.grid import Grid
 
     planned = {"executor": "dask", "scheduler": "tcp://h:8786", "workers": 2, "concurrent": 2}
     grid = SimpleNamespace(cfg=SimpleNamespace(executor="dask"), execution=planned,
                            executor=SimpleNamespace(n_workers=7))  # fmt: skip
-    assert _Grid._cell_execution(grid)["workers"] == 7
+    assert Grid._cell_execution(grid)["workers"] == 7
     grid.cfg.executor = "local"
-    assert _Grid._cell_execution(grid)["workers"] == 2
+    assert Grid._cell_execution(grid)["workers"] == 2

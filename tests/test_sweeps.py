@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from vaebench.cells import plan, shard_cells
 from vaebench.config import ConfigError, RunConfig
 from vaebench.options import MAX_CELLS
-from vaebench.runner import plan, shard_cells
 from vaebench.sweeps import parse_sweep
 
 FAST = ["eval.throughput_seconds=0.01"]

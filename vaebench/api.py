@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from vaebench.model import Model
     from vaebench.plugins import Registered as Registered
     from vaebench.plugins import Registry as Registry
-    from vaebench.runner import RunSummary as RunSummary
+    from vaebench.summary import RunSummary as RunSummary
     from vaebench.testing import CheckResult as CheckResult
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "interruption",
     "is_disk_full",
     "parse_count",
+    "parse_track",
     "printable",
 ]
 
@@ -110,9 +111,19 @@ def command_hooks(*, strict_check: bool = True) -> list[tuple[str, Callable[...,
 def parse_count(option: str, raw: object) -> int:
     """A ``--workers``/``--threads`` value as an integer from 1 to 1024; anything else raises
     :class:`vaebench.errors.ConfigError` naming ``option``, the value and the valid range."""
-    from vaebench.config import parse_count as _parse
+    from vaebench.options import parse_count as _parse
 
     return _parse(option, raw)
+
+
+def parse_track(values: str | Sequence[str]) -> dict[str, str]:
+    """``--track NAME=ARG`` values (repeatable) as ``{tracker name: ARG}`` (``NAME`` alone:
+    ``""``, the tracker's default); a malformed item, a name given twice or a password in an
+    argument raises :class:`vaebench.errors.ConfigError` naming it. Whether a plugin serves
+    each name is checked by :func:`configure_tracking`."""
+    from vaebench.options import parse_track as _parse
+
+    return _parse(values)
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -124,12 +135,12 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def interruption(exc: BaseException) -> tuple[RunSummary, int] | None:
     """``(summary, signal number)`` when ``exc`` is a grid stopped by a signal (Ctrl-C,
-    SIGTERM; :class:`vaebench.runner.RunInterrupted`: finished cells are saved), else
+    SIGTERM; :class:`vaebench.signals.RunInterrupted`: finished cells are saved), else
     ``None``."""
     import sys
 
-    runner = sys.modules.get("vaebench.runner")  # raised only once the runner is imported
-    if runner is None or not isinstance(exc, runner.RunInterrupted):
+    signals = sys.modules.get("vaebench.signals")  # raised only once the grid is imported
+    if signals is None or not isinstance(exc, signals.RunInterrupted):
         return None
     return exc.summary, int(exc.signum)
 
@@ -221,7 +232,7 @@ def load_dataset(
     path of a user ``.npz`` file or image folder, with ``options`` (``binarize="fixed"``) and at
     most ``subset`` images per split (the same images a run with ``--subset`` uses). Raises
     :class:`vaebench.errors.DatasetError` naming the dataset when it cannot be loaded."""
-    from vaebench.runner import load_dataset as _load
+    from vaebench.cells import load_dataset as _load
 
     dataset: Dataset = _load(_registry(registry), name, options,
                              None if data_dir is None else str(data_dir), subset)  # fmt: skip
@@ -270,7 +281,7 @@ def load_model(
     shape = (record.get("dataset_info") or {}).get("shape")
     if not shape:
         raise ResultsError(f"cell {stem} does not record its image shape")
-    from vaebench.runner import check_state
+    from vaebench.task import check_state
 
     check_state(state.read_bytes(), record, stem)  # the weights this cell was trained to
     model = create_model(record["model"], shape, device, registry=registry, **params)
@@ -320,8 +331,8 @@ def _execute(
     argv: Sequence[str] | None,
 ) -> RunSummary:
     """Configure the trackers of ``cfg.track``, then run (``mode="run"``) or evaluate the grid."""
-    from vaebench.runner import evaluate as evaluate_grid
-    from vaebench.runner import run as run_grid
+    from vaebench.grid import evaluate as evaluate_grid
+    from vaebench.grid import run as run_grid
 
     configure_tracking(cfg.track, out, registry=reg)
     args = None if argv is None else list(argv)
@@ -347,7 +358,7 @@ def run(
     registry: Registry | None = None,
     **options: Any,
 ) -> RunSummary:
-    """Run a grid, as ``vaebench run`` does, and return its :class:`vaebench.runner.RunSummary`.
+    """Run a grid, as ``vaebench run`` does, and return its :class:`vaebench.summary.RunSummary`.
 
     ``out``: the results folder (default: the config file's ``out``, else
     :data:`DEFAULT_OUT`). ``options`` take every other ``run`` option by its Python name:
@@ -357,7 +368,7 @@ def run(
     (:func:`configure_tracking`); ``mlflow``: a tracking URI, the same as
     ``track={"mlflow": URI}`` (the experiment is named after ``out``). ``argv``: the command
     line recorded in the run manifest. Raises :class:`vaebench.errors.ConfigError` for bad
-    input before anything trains; :class:`vaebench.runner.RunInterrupted` (a
+    input before anything trains; :class:`vaebench.signals.RunInterrupted` (a
     ``KeyboardInterrupt``) when a signal stops the grid.
     """
     from vaebench.config import RunConfig

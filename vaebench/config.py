@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import itertools
-import json
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -64,7 +62,6 @@ __all__ = [
     "RunConfig",
     "EVAL_DEFAULTS",
     "EXECUTION_KEYS",
-    "config_hash",
     "eval_defaults",
     "default_metrics",
 ]
@@ -78,12 +75,6 @@ EVAL_DEFAULTS: dict[str, Any] = {"eval_batch_size": 1024}
 
 #: Executors of ``--executor``.
 EXECUTORS = ("local", "dask")
-
-
-def config_hash(obj: Mapping[str, Any]) -> str:
-    """Stable hash of a JSON-able config (sorted keys); 12 hex digits."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 _DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
@@ -519,6 +510,11 @@ def _given_track(source: Mapping[str, Any]) -> dict[str, Any]:
     elif not isinstance(given, Mapping):
         check_track(given)  # raises, naming the value
     mlflow = source.get("mlflow")
+    if mlflow is not None and (not isinstance(mlflow, str) or not mlflow.strip()):
+        raise ConfigError(
+            f"invalid mlflow {mlflow!r}: expected a tracking URI, e.g. "
+            "sqlite:///mlflow.db or file:./mlruns"
+        )
     if mlflow is not None and given.get("mlflow", mlflow) != mlflow:
         raise ConfigError("mlflow given twice (as mlflow and as track.mlflow): give it once")
     return {**given, **({"mlflow": mlflow} if mlflow is not None else {})}

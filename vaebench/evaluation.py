@@ -237,7 +237,7 @@ def metric_options(metric: Metric, eval_options: Mapping[str, Any]) -> dict[str,
 def evaluation_key(metric: Metric, options: Mapping[str, Any]) -> str:
     """12 hex digits identifying an evaluation: the metric's name, version and resolved
     options. A stored evaluation with another key is recomputed when the metric is selected."""
-    from vaebench.config import config_hash
+    from vaebench.cells import config_hash
 
     return config_hash(
         {"metric": metric.name, "version": int(getattr(metric, "version", 1)), "options": options}

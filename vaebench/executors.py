@@ -1,6 +1,6 @@
 """Executors: where the cells of a grid run. The grid process stays the only writer of results.
 
-An executor runs ``execute_task(task)`` (see :mod:`vaebench.runner`) somewhere and hands the
+An executor runs ``execute_task(task)`` (see :mod:`vaebench.task`) somewhere and hands the
 outcome back as a :class:`concurrent.futures.Future`; it never writes results. Three
 implementations share that one code path:
 

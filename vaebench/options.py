@@ -338,29 +338,31 @@ def parse_count(option: str, raw: Any) -> int:
 def parse_track(texts: str | Sequence[str]) -> dict[str, str]:
     """``--track NAME=ARG`` values (repeatable) as ``{tracker name: argument}``, e.g.
     ``["mlflow=sqlite:///m.db"]`` -> ``{"mlflow": "sqlite:///m.db"}``: which tracking plugin
-    logs the run, and its argument (a URI, a project name). The argument is split at the first
-    ``=``; names and arguments are then checked by :func:`check_track`. A malformed item or a
-    name given twice raises :class:`ConfigError` naming it."""
+    logs the run, and its argument (a URI, a project name); ``NAME`` alone (or ``NAME=``) is
+    ``""``, the tracker's default. The argument is split at the first ``=``; names and arguments
+    are then checked by :func:`check_track`. A malformed item or a name given twice raises
+    :class:`ConfigError` naming it."""
     items = [texts] if isinstance(texts, str) else texts
     if not isinstance(items, (list, tuple)):
         raise ConfigError(f"--track: expected NAME=ARG values, got {texts!r}")
     out: dict[str, str] = {}
     for text in items:
-        if not isinstance(text, str) or "=" not in text:
+        name, _, arg = text.partition("=") if isinstance(text, str) else ("", "", "")
+        name = name.strip()
+        if not name:
             raise ConfigError(
-                f"invalid --track {text!r}: expected NAME=ARG, e.g. mlflow=sqlite:///mlruns.db"
+                f"invalid --track {text!r}: expected NAME=ARG, e.g. --track mlflow=URI"
             )
-        name, arg = (part.strip() for part in text.split("=", 1))
         if name in out:
-            raise ConfigError(f"invalid --track {text!r}: tracker {name!r} given twice")
-        out[name] = arg
+            raise ConfigError(f"--track {name} is given twice; give each tracker once")
+        out[name] = arg.strip()
     return check_track(out)
 
 
 def check_track(track: Any) -> dict[str, str]:
     """Check ``{tracker name: argument}`` syntactically (whether a plugin serves the name is the
     command's business): names are letters, digits, ``_``, ``.`` and ``-``; an argument is a
-    non-empty string without a password (it is stored in the run manifest, and so in results
+    string (``""``: the tracker's default) without a password (it is stored in the run manifest, and so in results
     folders kept in git). Returns it with the arguments stripped; raises :class:`ConfigError`
     naming the bad name or argument."""
     if not isinstance(track, Mapping):
@@ -375,13 +377,8 @@ def check_track(track: Any) -> dict[str, str]:
                 f"invalid tracker name {name!r}: expected letters, digits, '_', '.' or '-', "
                 "e.g. mlflow"
             )
-        if not isinstance(arg, str) or not arg.strip():
-            if name == "mlflow":
-                raise ConfigError(
-                    f"invalid mlflow {arg!r}: expected a tracking URI, e.g. "
-                    "sqlite:///mlflow.db or file:./mlruns"
-                )
-            raise ConfigError(f"invalid track {name}={arg!r}: expected a non-empty argument")
+        if not isinstance(arg, str):
+            raise ConfigError(f"invalid track {name}={arg!r}: expected a string argument")
         if has_password(arg):
             raise ConfigError(_password_message(name))
         out[name] = arg.strip()

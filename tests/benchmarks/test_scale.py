@@ -42,7 +42,7 @@ def enabled(request) -> bool:
 
 
 def _grid(tmp: Path, n: int) -> dict:
-    from vaebench import runner
+    from vaebench import grid
     from vaebench.config import RunConfig
     from vaebench.plugins import get_registry
     from vaebench.results import load_cells
@@ -53,7 +53,7 @@ def _grid(tmp: Path, n: int) -> dict:
                           metrics="reconstruction")  # fmt: skip
     out = tmp / f"grid-{time.monotonic_ns()}"
     t0 = time.perf_counter()
-    runner.run(cfg, out, registry=reg, show_progress=False, save_states=False)
+    grid.run(cfg, out, registry=reg, show_progress=False, save_states=False)
     wall = time.perf_counter() - t0
     own = sum(c["wall_seconds"] for c in load_cells(out))
     shutil.rmtree(out, ignore_errors=True)
@@ -63,10 +63,10 @@ def _grid(tmp: Path, n: int) -> dict:
 
 @pytest.mark.parametrize("housekeeping", ["shipped", "gc-every-cell"])
 def test_cell_overhead(benchmark, tmp_path, enabled, monkeypatch, housekeeping):
-    from vaebench import evaluation, runner
+    from vaebench import evaluation, task
 
     if housekeeping == "gc-every-cell":
-        monkeypatch.setattr(runner, "_release_after_cell", evaluation.free_memory)
+        monkeypatch.setattr(task, "_release_after_cell", evaluation.free_memory)
     n = int(os.environ.get("VAEBENCH_OVERHEAD_CELLS", "200")) if enabled else 2
     benchmark.group = "cell-overhead"
     info = benchmark.pedantic(_grid, args=(tmp_path, n), rounds=3 if enabled else 1)

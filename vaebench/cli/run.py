@@ -118,22 +118,6 @@ _CONFIG_OPTIONS = (
 _EXECUTION_OPTIONS = ("device", "workers", "threads", "executor", "scheduler", "shard", "mlflow")
 
 
-def parse_tracks(values: Sequence[str]) -> dict[str, str]:
-    """``--track NAME=ARG`` (repeatable) as ``{NAME: ARG}``; ``--track NAME``: ``ARG`` ``""``."""
-    track: dict[str, str] = {}
-    for value in values:
-        name, _, arg = value.partition("=")
-        name = name.strip()
-        if not name:
-            raise UsageError(
-                f"invalid --track {value!r}: expected NAME=ARG, e.g. --track mlflow=URI"
-            )
-        if name in track:
-            raise UsageError(f"--track {name} is given twice; give each tracker once")
-        track[name] = arg.strip()
-    return track
-
-
 @click.command()
 @click.option("-m", "--models", metavar="NAMES",
               help="Comma-separated model names (default: pca,ae,noisy,vae). "
@@ -182,7 +166,7 @@ def run(**opts: Any) -> None:
     (Ctrl-C), 143 terminated (SIGTERM).
     """
     reg = registry()
-    track = parse_tracks(opts["tracks"]) or None
+    track = _tracks(opts["tracks"])
     overrides = {k: opts[k] for k in _EXECUTION_OPTIONS}
     common: dict[str, Any] = dict(registry=reg, force=opts["force"], progress=opts["progress"],
                                   track=track, argv=["vaebench", *sys.argv[1:]])  # fmt: skip
@@ -207,6 +191,15 @@ def run(**opts: Any) -> None:
     _finish(summary, out, "run", report=not opts["no_report"])
 
 
+def _tracks(values: Sequence[str]) -> dict[str, str] | None:
+    """``--track NAME=ARG`` values as ``{NAME: ARG}`` (``None``: none given); exit 2 naming a
+    malformed one."""
+    try:
+        return api.parse_track(list(values)) or None
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
 @click.command()
 @click.argument("run_dir", metavar="RUN_DIR")
 @grid_options("evaluate")
@@ -229,7 +222,7 @@ def evaluate(run_dir: str, **opts: Any) -> None:
                 "eval.sampler=prior,gmm); set other evaluation options with --set eval.KEY=VALUE"
             )
         sets.append(f"eval.sampler={values.strip()}")
-    track = parse_tracks(opts["tracks"]) or None
+    track = _tracks(opts["tracks"])
     execution = {k: opts[k] for k in _EXECUTION_OPTIONS if k in opts}
     summary = _guarded("evaluate", run_dir, lambda: api.evaluate(
         run_dir, opts["metrics"], sets=sets, data_dir=opts["data_dir"], registry=reg,

@@ -182,7 +182,7 @@ def _stem(record: Mapping[str, Any]) -> str:
 
 
 def _label(record: Mapping[str, Any]) -> str:
-    from vaebench.runner import cell_label
+    from vaebench.cells import cell_label
 
     sweep = (record.get("config") or {}).get("sweep") or {}
     return cell_label(record["model"], record["dataset"], record["seed"], sweep)

@@ -1,0 +1,70 @@
+"""Signals of a grid run: Ctrl-C (SIGINT), SIGTERM and SIGHUP stop it the same way.
+
+:func:`termination_as_interrupt` turns SIGTERM and SIGHUP into a ``KeyboardInterrupt`` carrying
+the signal number inside a block; the grid (:class:`vaebench.grid.Grid`) then keeps its finished
+cells, drops those in progress, marks the manifest ``interrupted`` and raises
+:class:`RunInterrupted` with its summary (the CLI exits ``128 + signum``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vaebench.summary import RunSummary
+
+__all__ = ["RunInterrupted", "signal_of", "termination_as_interrupt"]
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """The run was stopped by a signal (Ctrl-C, SIGTERM, SIGHUP); finished cells are saved.
+
+    ``summary`` says what is done; ``signum`` is the signal (exit code ``128 + signum``).
+    """
+
+    def __init__(self, summary: RunSummary, signum: int = signal.SIGINT) -> None:
+        super().__init__()
+        self.summary = summary
+        self.signum = int(signum)
+
+
+class _Terminated(KeyboardInterrupt):
+    """Raised by our SIGTERM/SIGHUP handler so that termination unwinds like Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__()
+        self.signum = signum
+
+
+def signal_of(exc: KeyboardInterrupt) -> int:
+    """The signal that raised ``exc`` inside :func:`termination_as_interrupt` (SIGTERM,
+    SIGHUP), or SIGINT for a plain Ctrl-C."""
+    return exc.signum if isinstance(exc, _Terminated) else int(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def termination_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into a ``KeyboardInterrupt`` (with ``signum``) inside the block
+    (main thread only; signals somebody set to be ignored, e.g. SIGHUP under ``nohup``, stay
+    ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Terminated(signum)
+
+    previous: dict[signal.Signals, Any] = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
