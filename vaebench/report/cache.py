@@ -35,6 +35,7 @@ DRAWING_MODULES = (
     "vaebench.report.interpolation_figures",
     "vaebench.report.sweeps",
     "vaebench.report.build",
+    "vaebench.report.content",
     "vaebench.report.layout",
     "vaebench.report.files",
     "vaebench.report.ranks",

@@ -6,8 +6,8 @@ results hold nothing to draw), so a notebook can show it; saving is a separate s
 :func:`save` (PNG and PDF, atomically, with fixed metadata so that regenerating from the same
 results gives the same bytes)::
 
-    from vaebench.report import build, figures
-    rep = build.collect(["results/my-run"])
+    from vaebench.report import content, figures
+    rep = content.collect(["results/my-run"])
     fig = figures.metric_bars(rep.agg, rep.frame, "digits", ["mse", "psnr"], rep.models)
     figures.save(fig, "digits-bars")          # digits-bars.png, digits-bars.pdf
 

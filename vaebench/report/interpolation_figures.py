@@ -180,14 +180,14 @@ def draw(
 ) -> list[Path]:
     """Draw this dataset's interpolation figures into ``fig_dir`` (as each of ``suffixes``);
     return the written paths. ``stem``: the dataset's file-name stem (see
-    :func:`vaebench.report.build.file_stems`)."""
+    :func:`vaebench.report.content.file_stems`)."""
     if stem is None:
-        from vaebench.report.build import file_stems
+        from vaebench.report.content import file_stems
 
         stem = file_stems([dataset])[dataset]
     fig = midpoint_strips(cells, dataset, models, colors)
     out = _save(fig, Path(fig_dir) / f"{stem}-midpoint", suffixes)
-    from vaebench.report.build import file_stems
+    from vaebench.report.content import file_stems
 
     variants = sorted({c.get("variant") or c["model"] for c in cells
                        if c.get("model") in models and c.get("dataset") == dataset

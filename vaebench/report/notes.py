@@ -2,7 +2,7 @@
 NaN values, warnings, and the provenance a table's caption must state.
 
 Every function here takes the report's cell records (deduplicated, each with its ``variant``
-label; see :func:`vaebench.report.build.collect`) and returns plain data; nothing is drawn or
+label; see :func:`vaebench.report.content.collect`) and returns plain data; nothing is drawn or
 formatted here except the caption sentences of :func:`table_notes`.
 
 Marks in table entries (explained in the caption of every table that has them):

@@ -17,7 +17,7 @@ from vaebench.report.escape import escape_markdown, md_code, md_code_block
 from vaebench.report.tables import to_markdown
 
 if TYPE_CHECKING:
-    from vaebench.report.build import Report
+    from vaebench.report.content import Report
     from vaebench.report.tables import Table
 
 __all__ = ["render"]

@@ -240,7 +240,7 @@ def seeds_needed_rows(rep: Any) -> pd.DataFrame:
     """Per (dataset, directional metric) column: the two best models, their observed paired
     difference and its spread, the seeds used and the seeds needed
     (:func:`vaebench.report.power.seeds_needed`)."""
-    from vaebench.report.build import table_sources
+    from vaebench.report.content import table_sources
     from vaebench.report.power import seeds_needed
 
     rows = []
@@ -334,11 +334,12 @@ def write(
     paths to ``written``. Returns the Markdown section(s) for report.md."""
     from vaebench.report import figures as F
     from vaebench.report import tables as T
-    from vaebench.report.build import _directional, _write, file_stems, headline_metrics
+    from vaebench.report.content import directional, file_stems, headline_metrics
     from vaebench.report.escape import escape_markdown
+    from vaebench.report.files import write_report_file
 
     text = "### Ranks across datasets\n\n"
-    agg = _directional(rep.agg)
+    agg = directional(rep.agg)
     metrics = [m for m in headline_metrics(rep) if m in set(agg["metric"])]
     results: list[RankResult] = []
     refused: list[str] = []
@@ -359,13 +360,13 @@ def write(
         table = rank_table(results, rep.models)
         text += T.to_markdown(table)
         if "md" in formats:
-            written.append(_write(tdir / "ranks.md", T.to_markdown(table)))
+            written.append(write_report_file(tdir / "ranks.md", T.to_markdown(table)))
         if "tex" in formats:
-            written.append(_write(tdir / "ranks.tex", T.to_latex(table)))
+            written.append(write_report_file(tdir / "ranks.tex", T.to_latex(table)))
         if "html" in formats:
-            written.append(_write(tdir / "ranks.html", T.to_html(table)))
+            written.append(write_report_file(tdir / "ranks.html", T.to_html(table)))
         if "csv" in formats:
-            written.append(_write(tdir / "ranks.csv", _csv(results)))
+            written.append(write_report_file(tdir / "ranks.csv", _csv(results)))
         if suffixes:
             from vaebench.report.cache import FigureCache
 
@@ -395,10 +396,10 @@ def write(
         else:
             md = _seeds_md(frame, rep.alpha)
             text += md
-            written.append(_write(tdir / "seeds-needed.md", md))
+            written.append(write_report_file(tdir / "seeds-needed.md", md))
             from vaebench.report.escape import csv_safe_frame
 
-            written.append(_write(tdir / "seeds-needed.csv", csv_safe_frame(
+            written.append(write_report_file(tdir / "seeds-needed.csv", csv_safe_frame(
                 frame.drop(columns=["decimals"])).to_csv(index=False, float_format="%.10g",
                                                          lineterminator="\n")))  # fmt: skip
     return text
