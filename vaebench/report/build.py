@@ -102,7 +102,7 @@ def build_tables(rep: Report, summary_metrics: Sequence[str] | None = None) -> d
     from vaebench.report.notes import table_notes
     from vaebench.report.tables import build_table
 
-    common = dict(interval=rep.interval, confidence=rep.confidence, alpha=rep.alpha,
+    common: dict[str, Any] = dict(interval=rep.interval, confidence=rep.confidence, alpha=rep.alpha,
                   baseline=rep.baseline, flags=rep.flags,
                   nonfinite=notes_nonfinite_text(rep.nan),
                   correction=rep.correction)  # fmt: skip
@@ -188,14 +188,8 @@ def build_figures(
     """Draw every figure the stored results allow and save it (as each of ``suffixes``);
     ``{dataset: [paths]}``. A dataset whose figures' inputs did not change since the last
     report into ``fig_dir`` keeps its files (:mod:`vaebench.report.cache`)."""
-    from vaebench.report import figures as F
-    from vaebench.report import interpolation_figures
     from vaebench.report.cache import FigureCache, dataset_key
-    from vaebench.report.sweeps import sweep_points, swept_parameters
 
-    colors = F.model_colors(rep.models)
-    for cell in rep.cells:  # other drawers key colours by model name: its first variant's
-        colors.setdefault(cell["model"], colors[cell["variant"]])
     out: dict[str, list[Path]] = {}
     cells = rep.cells
     cache = FigureCache(fig_dir)
@@ -212,51 +206,71 @@ def build_figures(
         "colors": list({c["model"]: c["variant"] for c in reversed(cells)}.items()),
     }
     for ds in rep.datasets:
-        s = rep.stems[ds]
         inputs_key = dataset_key([c for c in cells if c["dataset"] == ds], options, suffixes)
         kept = cache.reuse(ds, inputs_key)
         if kept is not None:
             out[ds] = kept
             continue
-        made: list[Path] = []
-
-        def draw(name: str, fig: Any) -> None:
-            made.extend(F.save(fig, fig_dir / f"{s}-{name}", suffixes))  # noqa: B023
-
-        for key, metrics in table_sources(rep, ds):
-            sub = rep.agg[(rep.agg["dataset"] == ds) & rep.agg["metric"].isin(metrics)]
-            scored = [m for m in metrics
-                      if sub[sub["metric"] == m]["higher_is_better"].map(
-                          lambda v: v is not None and v == v).any()
-                      and sub[sub["metric"] == m]["group"].iloc[0] != "cost"]  # fmt: skip
-            draw(f"bars-{rep.source_stems[key]}",
-                 F.metric_bars(rep.agg, rep.frame, ds, scored, rep.models, colors, rep.interval,
-                               title=f"{ds}: {key}"))  # fmt: skip
-        q, t = pareto or pareto_metrics(rep, ds)
-        if q and t:
-            draw("pareto", F.pareto_scatter(rep.agg, ds, q, t, rep.models, colors, rep.interval))
-        draw("reconstructions", F.reconstruction_grid(cells, ds, rep.models, colors))
-        draw("samples", F.sample_grid(cells, ds, rep.models, colors))
-        draw("interpolation", F.interpolation_strips(cells, ds, rep.models, colors))
-        draw("latent", F.latent_scatter(cells, ds, rep.models, colors))
-        draw("training", F.training_curves(cells, ds, rep.models, colors))
-        params = swept_parameters(cells, ds)
-        for key, stem in file_stems(params).items():
-            points = {m: sweep_points(cells, rep.frame, ds, key, m, rep.base_models)
-                      for m in sweep_metrics(rep, ds)}  # fmt: skip
-            decls = {m: declaration(rep, ds, m) for m in points}
-            draw(f"sweep-{stem}", F.sweep_lines(points, key, decls,
-                                                title=f"{ds}: {key} sweep"))  # fmt: skip
-        try:
-            made += list(interpolation_figures.draw(cells, ds, list(rep.base_models), colors,
-                                                    fig_dir, stem=s, suffixes=suffixes))  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - one broken drawer must not lose the report
-            log.warning("interpolation figures for %s not drawn: %s: %s", ds,
-                        type(exc).__name__, exc)  # fmt: skip
-        out[ds] = made
-        cache.record(ds, inputs_key, made)
+        out[ds] = _draw_dataset(rep, ds, fig_dir, pareto, suffixes)
+        cache.record(ds, inputs_key, out[ds])
     cache.save()
     return out
+
+
+def _draw_dataset(
+    rep: Report,
+    ds: str,
+    fig_dir: Path,
+    pareto: tuple[str, str] | None,
+    suffixes: Sequence[str],
+) -> list[Path]:
+    """Draw and save the figures of dataset ``ds`` (matplotlib is loaded here, on the first
+    dataset whose figures are not kept); the paths written."""
+    from vaebench.report import figures as F
+    from vaebench.report import interpolation_figures
+    from vaebench.report.sweeps import sweep_points, swept_parameters
+
+    colors = F.model_colors(rep.models)
+    for cell in rep.cells:  # other drawers key colours by model name: its first variant's
+        colors.setdefault(cell["model"], colors[cell["variant"]])
+    cells = rep.cells
+    s = rep.stems[ds]
+    made: list[Path] = []
+
+    def draw(name: str, fig: Any) -> None:
+        made.extend(F.save(fig, fig_dir / f"{s}-{name}", suffixes))
+
+    for key, metrics in table_sources(rep, ds):
+        sub = rep.agg[(rep.agg["dataset"] == ds) & rep.agg["metric"].isin(metrics)]
+        scored = [m for m in metrics
+                  if sub[sub["metric"] == m]["higher_is_better"].map(
+                      lambda v: v is not None and v == v).any()
+                  and sub[sub["metric"] == m]["group"].iloc[0] != "cost"]  # fmt: skip
+        draw(f"bars-{rep.source_stems[key]}",
+             F.metric_bars(rep.agg, rep.frame, ds, scored, rep.models, colors, rep.interval,
+                           title=f"{ds}: {key}"))  # fmt: skip
+    q, t = pareto or pareto_metrics(rep, ds)
+    if q and t:
+        draw("pareto", F.pareto_scatter(rep.agg, ds, q, t, rep.models, colors, rep.interval))
+    draw("reconstructions", F.reconstruction_grid(cells, ds, rep.models, colors))
+    draw("samples", F.sample_grid(cells, ds, rep.models, colors))
+    draw("interpolation", F.interpolation_strips(cells, ds, rep.models, colors))
+    draw("latent", F.latent_scatter(cells, ds, rep.models, colors))
+    draw("training", F.training_curves(cells, ds, rep.models, colors))
+    params = swept_parameters(cells, ds)
+    for key, stem in file_stems(params).items():
+        points = {m: sweep_points(cells, rep.frame, ds, key, m, rep.base_models)
+                  for m in sweep_metrics(rep, ds)}  # fmt: skip
+        decls = {m: declaration(rep, ds, m) for m in points}
+        draw(f"sweep-{stem}", F.sweep_lines(points, key, decls,
+                                            title=f"{ds}: {key} sweep"))  # fmt: skip
+    try:
+        made += list(interpolation_figures.draw(cells, ds, list(rep.base_models), colors,
+                                                fig_dir, stem=s, suffixes=suffixes))  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - one broken drawer must not lose the report
+        log.warning("interpolation figures for %s not drawn: %s: %s", ds,
+                    type(exc).__name__, exc)  # fmt: skip
+    return made
 
 
 def build_report(

@@ -46,18 +46,20 @@ _CODE: list[str] = []
 
 def code_digest() -> str:
     """SHA-256 of the drawing modules' source (:data:`DRAWING_MODULES`), matplotlib's version
-    and vaebench's version; computed once per process."""
+    and vaebench's version; computed once per process. Nothing is imported: the modules are
+    found, not run, and matplotlib's version is read from its metadata (a report whose figures
+    are all kept never loads matplotlib)."""
     if not _CODE:
-        import importlib
-
-        import matplotlib
+        import importlib.util
+        from importlib.metadata import version
 
         import vaebench
 
         h = hashlib.sha256()
-        h.update(f"matplotlib {matplotlib.__version__} vaebench {vaebench.__version__}".encode())
+        h.update(f"matplotlib {version('matplotlib')} vaebench {vaebench.__version__}".encode())
         for name in DRAWING_MODULES:
-            path = getattr(importlib.import_module(name), "__file__", None)
+            spec = importlib.util.find_spec(name)
+            path = spec.origin if spec is not None else None
             h.update(name.encode())
             if path:
                 h.update(Path(path).read_bytes())

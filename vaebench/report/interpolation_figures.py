@@ -26,6 +26,7 @@ from vaebench.results import decode_images
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from matplotlib.typing import RcKeyType
 
 __all__ = ["draw", "midpoint_strips", "latent_traversal"]
 
@@ -33,7 +34,7 @@ COLUMNS = ("full (decoded)", "code midpoint", "half (decoded)", "true ¾")
 
 
 #: Style of these figures (applied while drawing and saving; global state is untouched).
-STYLE = {"font.size": 8, "axes.titlesize": 8, "figure.dpi": 150, "savefig.dpi": 150,
+STYLE: dict[RcKeyType, Any] = {"font.size": 8, "axes.titlesize": 8, "figure.dpi": 150, "savefig.dpi": 150,
          "savefig.bbox": "tight", "pdf.fonttype": 42}  # fmt: skip
 
 
