@@ -114,3 +114,20 @@ def test_cli_figures_option(tmp_path):
     assert res.exit_code == 2 and "unknown figure format gif; valid: png, pdf" in res.output
     res = CliRunner().invoke(cli, ["report", str(run), "--no-figures"])
     assert res.exit_code == 0 and not list((run / "figures").glob("*.png"))
+
+
+def test_a_report_whose_figures_are_all_kept_loads_no_plotting_library(tmp_path):
+    """Issue 25: with every figure kept, matplotlib, seaborn and scikit-posthocs (whose import
+    loads pyplot and seaborn) are never imported -- about a second of each report."""
+    import subprocess
+    import sys
+
+    run = two_datasets(tmp_path)
+    build_report([run], formats=["md"])
+    code = ("import sys; from vaebench.report import build_report; "
+            f"build_report([{str(run)!r}], formats=['md']); "
+            "print(sorted(m for m in ('matplotlib', 'seaborn', 'scikit_posthocs') "
+            "if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parent.parent)  # fmt: skip
+    assert out.stdout.strip().splitlines()[-1] == "[]"
