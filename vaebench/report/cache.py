@@ -103,7 +103,9 @@ def dataset_key(
 
 
 class FigureCache:
-    """``OUT/figures/.figure-keys.json``: ``{dataset: {"key": ..., "files": {name: size}}}``."""
+    """``OUT/figures/.figure-keys.json``: ``{dataset: {"key": ..., "files": [[name, size], ...]}}``,
+    the files in the order they were drawn (report.md shows them in that order, whether they
+    are drawn or kept)."""
 
     def __init__(self, fig_dir: Path, name: str = CACHE_NAME) -> None:
         self.fig_dir = Path(fig_dir)
@@ -122,10 +124,12 @@ class FigureCache:
         if not isinstance(entry, dict) or entry.get("key") != key:
             return None
         files = entry.get("files")
-        if not isinstance(files, dict):
+        if not isinstance(files, list) or not all(
+            isinstance(f, list) and len(f) == 2 and isinstance(f[0], str) for f in files
+        ):
             return None
         out = []
-        for name, size in files.items():
+        for name, size in files:
             p = self.fig_dir / str(name)
             if Path(name).name != name or not p.is_file() or p.is_symlink():
                 return None
@@ -138,7 +142,7 @@ class FigureCache:
     def record(self, dataset: str, key: str, files: Iterable[Path]) -> None:
         self.new[dataset] = {
             "key": key,
-            "files": {p.name: p.stat().st_size for p in files if p.parent == self.fig_dir},
+            "files": [[p.name, p.stat().st_size] for p in files if p.parent == self.fig_dir],
         }
 
     def save(self) -> None:

@@ -91,12 +91,18 @@ class NanValue:
 
 
 @dataclasses.dataclass(frozen=True)
-class FailedMetric:
-    """A metric that raised in the cells (seeds) of one model on one dataset."""
+class _Cells:
+    """The cells (``seeds``) of one model (``variant``) on one dataset."""
 
     dataset: str
     variant: str
     seeds: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class FailedMetric(_Cells):
+    """A metric that raised in the cells (seeds) of one model on one dataset."""
+
     metric: str
     plugin: str
     reason: str
@@ -126,12 +132,9 @@ class CellWarning:
 
 
 @dataclasses.dataclass(frozen=True)
-class Skipped:
+class Skipped(_Cells):
     """Cells of a model on a dataset that the model does not support (its tags)."""
 
-    dataset: str
-    variant: str
-    seeds: tuple[int, ...]
     reason: str
 
 

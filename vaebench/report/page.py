@@ -127,8 +127,8 @@ def _models_table(rep: Report) -> list[str]:
         for i, (params, dss) in enumerate(by_params.items()):
             where = f" ({', '.join(dss)})" if len(by_params) > 1 else ""
             first = i == 0
-            lines.append(f"| {_md(m) if first else ''} | {_md(params + where)} | "
-                         f"{count if first else ''} | {wall if first else ''} |")  # fmt: skip
+            lines.append(_row(_md(m) if first else "", _md(params + where),
+                              count if first else "", wall if first else ""))  # fmt: skip
     lines.append("")
     return lines
 
@@ -151,8 +151,7 @@ def _datasets_table(rep: Report) -> list[str]:
                      if opts else "")  # fmt: skip
         cite = str(info.get("citation") or "").strip()
         subset = f"≤ {_fmt_value(subset)}" if subset else "all"
-        lines.append(f"| {_md(name)} | {_md(shape)} | {_md(sizes)} | {_md(subset)} | "
-                     f"{_md(cite)} |")  # fmt: skip
+        lines.append(_row(_md(name), _md(shape), _md(sizes), _md(subset), _md(cite)))
     lines.append("")
     return lines
 
@@ -257,13 +256,17 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else "?"
 
 
+def _row(*cells: str) -> str:
+    """One Markdown table row of already escaped ``cells``."""
+    return "| " + " | ".join(cells) + " |"
+
+
 def _section(title: str, intro: str, header: Sequence[str], align: str,
              rows: Iterable[Sequence[str]]) -> list[str]:  # fmt: skip
     """A report.md section: ``## title``, an ``intro`` paragraph (if any) and a table of
     ``rows`` (Markdown-escaped cells) under ``header`` with the ``align`` row."""
     lines = [f"## {title}", ""] + ([intro, ""] if intro else [])
-    lines += ["| " + " | ".join(header) + " |", align]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+    return lines + [_row(*header), align] + [_row(*row) for row in rows] + [""]
 
 
 def _skipped(rep: Report) -> list[str]:
