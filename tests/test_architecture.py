@@ -336,6 +336,15 @@ def _all_vaebench_imports(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vaebench"):
             found.add(node.module)
         elif isinstance(node, ast.Import):
+def _all_vaebench_imports(path: Path) -> set[str]:
+    """vaebench modules a file imports, ``if TYPE_CHECKING:`` blocks and functions included."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vaebench"):
+            found.add(node.module or "")
+            if node.module == "vaebench.report":
+                found.update(f"vaebench.report.{a.name}" for a in node.names)
+        if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("vaebench"))
     return found
 
@@ -373,3 +382,12 @@ def test_no_module_below_the_grid_imports_the_run_modules():
         bad = _all_vaebench_imports(path) & above
         assert not bad, f"{path.name} imports {bad}"
     assert not (PACKAGE / "runner.py").exists()
+def test_report_content_sits_below_the_modules_that_write_draw_and_render():
+    """report/content.py (what a report shows) is read by the writer, the drawers and the page
+    and imports none of them, not even for type checkers: no cycle through the report."""
+    above = {f"vaebench.report.{m}" for m in ("build", "page", "ranks", "figures", "html",
+                                                "interpolation_figures", "tables", "sweeps")}  # fmt: skip
+    assert not _all_vaebench_imports(PACKAGE / "report" / "content.py") & above
+    for name in ("page", "ranks", "interpolation_figures"):
+        assert "vaebench.report.build" not in _all_vaebench_imports(PACKAGE / "report" /
+                                                                   f"{name}.py")  # fmt: skip

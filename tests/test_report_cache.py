@@ -114,3 +114,45 @@ def test_cli_figures_option(tmp_path):
     assert res.exit_code == 2 and "unknown figure format gif; valid: png, pdf" in res.output
     res = CliRunner().invoke(cli, ["report", str(run), "--no-figures"])
     assert res.exit_code == 0 and not list((run / "figures").glob("*.png"))
+
+
+def test_a_report_whose_figures_are_all_kept_loads_no_plotting_library(tmp_path):
+    """Issue 25: with every figure kept, matplotlib, seaborn and scikit-posthocs (whose import
+    loads pyplot and seaborn) are never imported -- about a second of each report."""
+    import subprocess
+    import sys
+
+    run = two_datasets(tmp_path)
+    build_report([run], formats=["md"])
+    code = ("import sys; from vaebench.report import build_report; "
+            f"build_report([{str(run)!r}], formats=['md']); "
+            "print(sorted(m for m in ('matplotlib', 'seaborn', 'scikit_posthocs') "
+            "if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).parent.parent)  # fmt: skip
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_report_md_is_the_same_whether_figures_are_drawn_or_kept(tmp_path, saves):
+    """The kept figures are listed in the order they were drawn, so a report that keeps every
+    figure writes the same report.md as the one that drew them."""
+    run = two_datasets(tmp_path)
+    build_report([run], formats=["md"])
+    drawn = (run / "report.md").read_bytes()
+    saves.clear()
+    build_report([run], formats=["md"])
+    assert saves == []
+    assert (run / "report.md").read_bytes() == drawn
+
+
+def test_kept_figures_come_back_in_the_order_they_were_drawn(tmp_path):
+    from vaebench.report.cache import FigureCache
+
+    drawn = [tmp_path / n for n in ("d-samples.png", "d-interpolation.png", "d-bars-x.png")]
+    for i, p in enumerate(drawn):
+        p.write_bytes(b"x" * (i + 1))
+    cache = FigureCache(tmp_path)
+    cache.record("d", "k", drawn)
+    cache.save()
+    assert FigureCache(tmp_path).reuse("d", "k") == drawn
+    assert FigureCache(tmp_path).reuse("d", "other key") is None

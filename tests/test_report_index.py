@@ -13,7 +13,7 @@ from test_report_cells import evaluation, image_artifacts, standard_run, write_c
 
 from vaebench import index
 from vaebench.report import build_report
-from vaebench.report.build import collect
+from vaebench.report.content import collect
 from vaebench.tidy import load_records
 
 pytest.importorskip("pyarrow")

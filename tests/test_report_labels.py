@@ -10,7 +10,7 @@ from pathlib import Path
 from test_report_cells import write_cell, write_manifest
 
 from vaebench.report import build_report
-from vaebench.report.build import collect
+from vaebench.report.content import collect
 
 
 def sweep_run(root: Path) -> Path:

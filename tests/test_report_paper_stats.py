@@ -202,6 +202,21 @@ def test_ranks_friedman_and_nemenyi_agree_with_scipy_and_scikit_posthocs(metric:
     assert r.cd == pytest.approx(2.569 * math.sqrt(4 * 5 / (6 * 4)), abs=1e-3)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_nemenyi_friedman_is_scikit_posthocs_to_the_bit(seed: int) -> None:
+    from vaebench.report.ranks import nemenyi_friedman
+
+    rng = np.random.default_rng(seed)
+    k, n = 3 + seed % 4, 2 + seed
+    values = rng.normal(size=(n, k))
+    values[0, :2] = values[0, 0]  # a tie
+    blocks = pd.DataFrame(values, columns=[f"m{i}" for i in range(k)])
+    want = sp.posthoc_nemenyi_friedman(blocks)
+    got = nemenyi_friedman(blocks)
+    assert list(got.index) == list(want.index) and list(got.columns) == list(want.columns)
+    assert np.array_equal(got.to_numpy(), want.to_numpy())
+
+
 def test_wilcoxon_holm_posthoc_is_scikit_posthocs() -> None:
     agg = _reference_agg()
     datasets = ["digits", "fashion-mnist", "moons", "lines"]

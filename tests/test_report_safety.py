@@ -421,7 +421,7 @@ def _axes(fig) -> list:
 
 @pytest.mark.parametrize("throughputs", [(21000.0, 26000.0, 34000.0), (900.0, 31000.0, 5e5)])
 def test_pareto_tick_labels_never_overlap(tmp_path: Path, throughputs) -> None:
-    from vaebench.report.build import collect
+    from vaebench.report.content import collect
 
     run = tmp_path / "r"
     for model, t in zip(("pca", "ae", "vae"), throughputs, strict=True):
@@ -547,7 +547,7 @@ def test_ctrl_c_during_report_says_results_are_intact_and_how_to_write_it_again(
 
 @pytest.mark.parametrize("name", ["-2+3.npz", "--help", ".hidden", "-.x", ".-", "-"])
 def test_file_stems_never_start_with_a_dash_or_a_dot(name):
-    from vaebench.report.build import file_stems
+    from vaebench.report.content import file_stems
 
     stems = file_stems([name, name.lstrip(".-") or "x"])
     assert all(s and s[0] not in ".-" for s in stems.values()), stems

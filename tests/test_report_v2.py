@@ -16,7 +16,7 @@ from test_report_cells import evaluation, write_cell, write_manifest
 from vaebench.record import encode_images
 from vaebench.report import build_report
 from vaebench.report import figures as F
-from vaebench.report.build import collect
+from vaebench.report.content import collect
 
 EVIL = "<img src=x onerror=alert(1)>"
 LIK_NOTE = (
@@ -252,7 +252,7 @@ def test_sample_scores_state_counts_feature_net_and_sampler(rich) -> None:
 
 
 def test_headline_metrics_exclude_values_a_linear_model_wins_by_construction(tmp_path) -> None:
-    from vaebench.report.build import headline_metrics
+    from vaebench.report.content import headline_metrics
     from vaebench.report.layout import NOT_HEADLINE, headline
 
     run = rich_run(tmp_path)
@@ -387,7 +387,7 @@ def test_ablation_tables_pivot_the_swept_parameter(tmp_path: Path) -> None:
 
 
 def test_sweep_figure_draws_one_line_per_model_against_each_headline(tmp_path: Path) -> None:
-    from vaebench.report.build import sweep_metrics
+    from vaebench.report.content import sweep_metrics
     from vaebench.report.sweeps import sweep_points
 
     rep = collect([sweep_run(tmp_path)])

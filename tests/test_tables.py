@@ -10,7 +10,7 @@ import pytest
 from test_report_cells import standard_run, write_cell
 
 import vaebench
-from vaebench.report.build import collect, table_sources
+from vaebench.report.content import collect, table_sources
 from vaebench.report.stats import aggregate
 from vaebench.report.tables import (
     build_table,

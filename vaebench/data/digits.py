@@ -95,12 +95,17 @@ def load_digits(
     return apply_binarization(ds, binarize, binarize_seed)
 
 
+#: The options of :func:`apply_binarization`, as every loader that takes them documents them.
+BINARIZE_DOCS = {
+    "binarize": "none | fixed: binary pixels drawn once (likelihood papers)",
+    "binarize_seed": "seed of the fixed binarisation",
+}
+
 #: Meaning of each option (``vaebench list datasets``).
 OPTION_DOCS = {
     "test_fraction": "fraction of the 1797 images held out for test, in (0, 1)",
     "split_seed": "seed of the train/test split",
-    "binarize": "none | fixed: binary pixels drawn once (likelihood papers)",
-    "binarize_seed": "seed of the fixed binarisation",
+    **BINARIZE_DOCS,
 }
 
 

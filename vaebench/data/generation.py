@@ -244,7 +244,9 @@ def load_cifar10(
         out[f"x_{split}"] = torch.from_numpy(images.copy()).float().div_(255.0)
         out[f"y_{split}"] = torch.from_numpy(labels.astype(np.int64))
     log.info("loaded cifar10 in %.2f s", time.perf_counter() - t0)
-    return Dataset(name="cifar10", citation=CIFAR10_CITATION, info=info, **out)
+    return Dataset(name="cifar10", x_train=out["x_train"], x_test=out["x_test"],
+                   y_train=out["y_train"], y_test=out["y_test"], citation=CIFAR10_CITATION,
+                   info=info)  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- CelebA
@@ -356,7 +358,8 @@ def load_celeba(
         if zf is not None:
             zf.close()
     log.info("loaded celeba in %.2f s", time.perf_counter() - t0)
-    return Dataset(name="celeba", citation=CELEBA_CITATION, info=info, **out)
+    return Dataset(name="celeba", x_train=out["x_train"], x_test=out["x_test"],
+                   citation=CELEBA_CITATION, info=info)  # fmt: skip
 
 
 OPTION_DOCS = {

@@ -35,12 +35,12 @@ import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 
-from vaebench.data.digits import apply_binarization
+from vaebench.data.digits import BINARIZE_DOCS, apply_binarization
 from vaebench.dataset import Dataset, DatasetError, DatasetSpec
 from vaebench.fileio import atomic_writer
 from vaebench.hookspecs import hookimpl
@@ -121,33 +121,40 @@ class IdxSource:
             raise ValueError(f"IdxSource {self.name!r}: files lacks {', '.join(missing)}")
 
 
+#: File names of the MNIST layout, which Fashion-MNIST shares.
+_MNIST_STEMS = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def _mnist_layout(**md5s: tuple[str, str]) -> dict[str, IdxFile]:
+    """``IdxSource.files`` of a release with the MNIST file names: ``key=(md5, gz_md5)`` per
+    file (see :class:`IdxFile`)."""
+    return {key: IdxFile(_MNIST_STEMS[key], md5=md5, gz_md5=gz) for key, (md5, gz) in md5s.items()}
+
+
+class _Sizes(TypedDict):
+    image_shape: tuple[int, int]
+    n_train: int
+    n_test: int
+
+
+#: Image shape and split sizes of MNIST, which Fashion-MNIST shares.
+_MNIST_SIZES: _Sizes = {"image_shape": (28, 28), "n_train": 60000, "n_test": 10000}
+
+
 FASHION_MNIST = IdxSource(
     name="fashion-mnist",
-    files={
-        "train_images": IdxFile(
-            "train-images-idx3-ubyte",
-            md5="f4a8712d7a061bf5bd6d2ca38dc4d50a",
-            gz_md5="8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-        ),
-        "train_labels": IdxFile(
-            "train-labels-idx1-ubyte",
-            md5="9018921c3c673c538a1fc5bad174d6f9",
-            gz_md5="25c81989df183df01b3e8a0aad5dffbe",
-        ),
-        "test_images": IdxFile(
-            "t10k-images-idx3-ubyte",
-            md5="8181f5470baa50b63fa0f6fddb340f0a",
-            gz_md5="bef4ecab320f06d8554ea6380940ec79",
-        ),
-        "test_labels": IdxFile(
-            "t10k-labels-idx1-ubyte",
-            md5="15d484375f8d13e6eb1aabb0c3f46965",
-            gz_md5="bb300cfdad3c16e7a12a480ee83cd310",
-        ),
-    },
-    image_shape=(28, 28),
-    n_train=60000,
-    n_test=10000,
+    files=_mnist_layout(
+        train_images=("f4a8712d7a061bf5bd6d2ca38dc4d50a", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+        train_labels=("9018921c3c673c538a1fc5bad174d6f9", "25c81989df183df01b3e8a0aad5dffbe"),
+        test_images=("8181f5470baa50b63fa0f6fddb340f0a", "bef4ecab320f06d8554ea6380940ec79"),
+        test_labels=("15d484375f8d13e6eb1aabb0c3f46965", "bb300cfdad3c16e7a12a480ee83cd310"),
+    ),
+    **_MNIST_SIZES,
     classes=(
         "T-shirt/top",
         "Trouser",
@@ -174,31 +181,13 @@ FASHION_MNIST = IdxSource(
 
 MNIST = IdxSource(
     name="mnist",
-    files={
-        "train_images": IdxFile(
-            "train-images-idx3-ubyte",
-            md5="6bbc9ace898e44ae57da46a324031adb",
-            gz_md5="f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        ),
-        "train_labels": IdxFile(
-            "train-labels-idx1-ubyte",
-            md5="a25bea736e30d166cdddb491f175f624",
-            gz_md5="d53e105ee54ea40749a09fcbcd1e9432",
-        ),
-        "test_images": IdxFile(
-            "t10k-images-idx3-ubyte",
-            md5="2646ac647ad5339dbf082846283269ea",
-            gz_md5="9fb629c4189551a2d022fa330f9573f3",
-        ),
-        "test_labels": IdxFile(
-            "t10k-labels-idx1-ubyte",
-            md5="27ae3e4e09519cfbb04c329615203637",
-            gz_md5="ec29112dd5afa0611ce80d1b7f02629c",
-        ),
-    },
-    image_shape=(28, 28),
-    n_train=60000,
-    n_test=10000,
+    files=_mnist_layout(
+        train_images=("6bbc9ace898e44ae57da46a324031adb", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+        train_labels=("a25bea736e30d166cdddb491f175f624", "d53e105ee54ea40749a09fcbcd1e9432"),
+        test_images=("2646ac647ad5339dbf082846283269ea", "9fb629c4189551a2d022fa330f9573f3"),
+        test_labels=("27ae3e4e09519cfbb04c329615203637", "ec29112dd5afa0611ce80d1b7f02629c"),
+    ),
+    **_MNIST_SIZES,
     classes=tuple(str(i) for i in range(10)),
     subdirs=("mnist", "MNIST/raw", "MNIST"),
     mirrors=(
@@ -449,6 +438,36 @@ def _download(source: IdxSource, folder: Path) -> tuple[dict[str, Path] | None, 
 # ----------------------------------------------------------------------------- loading
 
 
+def _fetch_or_raise(
+    source: IdxSource, searched: list[Path], partial: list[str], download: bool
+) -> dict[str, Path]:
+    """Download ``source`` into the user cache (when ``download``) and return its files'
+    paths; else raise :class:`DatasetError` (one paragraph: what was searched, where to put
+    the files)."""
+    target = cache_dir() / source.name
+    paths, errors = _download(source, target) if download else (None, [])
+    if paths is None:
+        names = ", ".join(f"{f.stem}[.gz]" for f in source.files.values())
+        why = (
+            "downloading failed (" + "; ".join(errors) + ")"
+            if download
+            else "downloading is off (download=false)"
+        )
+        # one paragraph: the CLI prints errors on one line
+        msg = (
+            f"dataset {source.name!r}: files not found and {why}. Put the four files "
+            f"{names} into {target} (the user cache), or into a folder given with --data-dir "
+            f"or listed in $VAEBENCH_DATA (directly or in a {source.subdirs[0]}/ subfolder)."
+            f" Folders searched, in order: {', '.join(str(p) for p in searched)}."
+        )
+        if partial:
+            msg += " Incomplete folders: " + "; ".join(partial) + "."
+        if source.install_hint:
+            msg += f" Or {source.install_hint}."
+        raise DatasetError(msg)
+    return paths
+
+
 def load_idx_dataset(
     source: IdxSource,
     data_dir: str | os.PathLike | None = None,
@@ -464,29 +483,7 @@ def load_idx_dataset(
     t0 = time.perf_counter()
     paths, searched, partial = find_files(source, data_dir)
     if paths is None:
-        target = cache_dir() / source.name
-        errors: list[str] = []
-        if download:
-            paths, errors = _download(source, target)
-        if paths is None:
-            names = ", ".join(f"{f.stem}[.gz]" for f in source.files.values())
-            why = (
-                "downloading failed (" + "; ".join(errors) + ")"
-                if download
-                else "downloading is off (download=false)"
-            )
-            # one paragraph: the CLI prints errors on one line
-            msg = (
-                f"dataset {source.name!r}: files not found and {why}. Put the four files "
-                f"{names} into {target} (the user cache), or into a folder given with --data-dir "
-                f"or listed in $VAEBENCH_DATA (directly or in a {source.subdirs[0]}/ subfolder)."
-                f" Folders searched, in order: {', '.join(str(p) for p in searched)}."
-            )
-            if partial:
-                msg += " Incomplete folders: " + "; ".join(partial) + "."
-            if source.install_hint:
-                msg += f" Or {source.install_hint}."
-            raise DatasetError(msg)
+        paths = _fetch_or_raise(source, searched, partial, download)
     arrays: dict[str, np.ndarray] = {}
     files_info: dict[str, Any] = {}
     for key, spec in source.files.items():
@@ -576,8 +573,7 @@ def load_mnist(
 OPTION_DOCS = {
     "download": "fetch missing files into the user cache",
     "verify": "check the MD5 checksums of the files",
-    "binarize": "none | fixed: binary pixels drawn once (likelihood papers)",
-    "binarize_seed": "seed of the fixed binarisation",
+    **BINARIZE_DOCS,
 }
 
 

@@ -228,6 +228,60 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _check_options(
+    name: str,
+    regime: str,
+    n_train: int,
+    n_test: int,
+    size: int,
+    seed: int,
+    gap_center: float,
+    gap_width: float,
+    lecture_width: float,
+    unlit: float,
+    radius: float,
+    supersample: int,
+    shift: float,
+    rotation: float,
+) -> None:
+    """Raise :class:`DatasetError` (one line: the option, its value, the valid range) for an
+    option of :func:`load_moons` out of range, or a moon that does not fit in the image."""
+    _check(name, regime in REGIMES, "regime", regime, f"one of {', '.join(REGIMES)}")
+    _check(name, _is_int(n_train) and n_train >= 1, "n_train", n_train, "an integer >= 1")
+    _check(name, _is_int(n_test) and n_test >= 1, "n_test", n_test, "an integer >= 1")
+    _check(name, _is_int(size) and size >= 8, "size", size, "an integer >= 8")
+    _check(name, _is_int(seed) and seed >= 0, "seed", seed, "a non-negative integer")
+    _check(name, 0.0 <= gap_center <= 1.0, "gap_center", gap_center, "in [0, 1]")
+    _check(name, 0.0 < gap_width < 1.0, "gap_width", gap_width, "in (0, 1)")
+    _check(name, 0.0 < lecture_width <= 0.5, "lecture_width", lecture_width, "in (0, 0.5]")
+    _check(name, 0.0 < unlit < 1.0, "unlit", unlit, "in (0, 1)")
+    _check(name, _is_int(supersample) and supersample >= 1, "supersample", supersample, ">= 1")
+    _check(name, shift >= 0.0, "shift", shift, ">= 0 (pixels)")
+    _check(name, 0.0 <= rotation <= 180.0, "rotation", rotation, "in [0, 180] (degrees)")
+    _check(name, 0.0 < radius <= 0.5, "radius", radius, "in (0, 0.5] (fraction of size)")
+    if radius * size + shift * math.sqrt(2.0) > size / 2.0:
+        raise DatasetError(
+            f"{name}: a moon of radius {radius * size:g} px shifted by up to {shift:g} px does "
+            f"not fit in {size}x{size} images; lower radius or shift"
+        )
+
+
+def _factor_info(shift: float, rotation: float) -> dict[str, Any]:
+    """``info["factors"]``: the phase, and the nuisance jitter when there is one."""
+    factor_info: dict[str, Any] = {"phase": {"low": 0.0, "high": 1.0, "periodic": False}}
+    if shift > 0.0 or rotation > 0.0:
+        factor_info.update(
+            dx={"low": -shift, "high": shift, "unit": "px"},
+            dy={"low": -shift, "high": shift, "unit": "px"},
+            rotation={
+                "low": -math.radians(rotation),
+                "high": math.radians(rotation),
+                "unit": "rad",
+            },
+        )
+    return factor_info
+
+
 def load_moons(
     regime: str = "dense",
     n_train: int = 4000,
@@ -253,24 +307,8 @@ def load_moons(
     ``radius``: disc radius as a fraction of ``size``; ``supersample``: samples per pixel side.
     ``shift`` (px) and ``rotation`` (degrees): maximum nuisance jitter, 0 = off.
     """
-    _check(name, regime in REGIMES, "regime", regime, f"one of {', '.join(REGIMES)}")
-    _check(name, _is_int(n_train) and n_train >= 1, "n_train", n_train, "an integer >= 1")
-    _check(name, _is_int(n_test) and n_test >= 1, "n_test", n_test, "an integer >= 1")
-    _check(name, _is_int(size) and size >= 8, "size", size, "an integer >= 8")
-    _check(name, _is_int(seed) and seed >= 0, "seed", seed, "a non-negative integer")
-    _check(name, 0.0 <= gap_center <= 1.0, "gap_center", gap_center, "in [0, 1]")
-    _check(name, 0.0 < gap_width < 1.0, "gap_width", gap_width, "in (0, 1)")
-    _check(name, 0.0 < lecture_width <= 0.5, "lecture_width", lecture_width, "in (0, 0.5]")
-    _check(name, 0.0 < unlit < 1.0, "unlit", unlit, "in (0, 1)")
-    _check(name, _is_int(supersample) and supersample >= 1, "supersample", supersample, ">= 1")
-    _check(name, shift >= 0.0, "shift", shift, ">= 0 (pixels)")
-    _check(name, 0.0 <= rotation <= 180.0, "rotation", rotation, "in [0, 180] (degrees)")
-    _check(name, 0.0 < radius <= 0.5, "radius", radius, "in (0, 0.5] (fraction of size)")
-    if radius * size + shift * math.sqrt(2.0) > size / 2.0:
-        raise DatasetError(
-            f"{name}: a moon of radius {radius * size:g} px shifted by up to {shift:g} px does "
-            f"not fit in {size}x{size} images; lower radius or shift"
-        )
+    _check_options(name, regime, n_train, n_test, size, seed, gap_center, gap_width,
+                   lecture_width, unlit, radius, supersample, shift, rotation)  # fmt: skip
 
     nuisances = shift > 0.0 or rotation > 0.0
 
@@ -297,17 +335,6 @@ def load_moons(
     def labels(f: np.ndarray) -> Tensor:
         return torch.from_numpy(np.minimum((10 * f[:, 0]).astype(np.int64), 9))
 
-    factor_info: dict[str, Any] = {"phase": {"low": 0.0, "high": 1.0, "periodic": False}}
-    if nuisances:
-        factor_info.update(
-            dx={"low": -shift, "high": shift, "unit": "px"},
-            dy={"low": -shift, "high": shift, "unit": "px"},
-            rotation={
-                "low": -math.radians(rotation),
-                "high": math.radians(rotation),
-                "unit": "rad",
-            },
-        )
     info: dict[str, Any] = {
         "regime": regime,
         "seed": seed,
@@ -317,7 +344,7 @@ def load_moons(
         "supersample": supersample,
         "shift_px": shift,
         "rotation_deg": rotation,
-        "factors": factor_info,
+        "factors": _factor_info(shift, rotation),
         # checked by vaebench.testing.check_dataset_overlap (docs/datasets.md, "Test images
         # that equal training images")
         "test_overlap": {"max_fraction": MAX_TEST_OVERLAP, "reason": TEST_OVERLAP_REASON},
@@ -362,7 +389,7 @@ OPTION_DOCS = {
 def _spec(name: str, regime: str, description: str) -> DatasetSpec:
     import inspect
 
-    options = {
+    options: dict[str, Any] = {
         k: (regime if k == "regime" else p.default)
         for k, p in inspect.signature(load_moons).parameters.items()
         if p.kind is p.POSITIONAL_OR_KEYWORD

@@ -36,6 +36,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,7 @@ def sprite_grid(
     return {k: v[:: steps[k]] for k, v in SPRITE_FACTORS.items()}
 
 
-def _product(grid: dict[str, np.ndarray]) -> np.ndarray:
+def _product(grid: Mapping[Any, np.ndarray]) -> np.ndarray:
     """Every combination of the grid's values, ``(M, K)``, the last factor fastest."""
     mesh = np.meshgrid(*grid.values(), indexing="ij")
     return np.stack([m.reshape(-1) for m in mesh], 1)
@@ -454,9 +455,9 @@ def load_dsprites(
     factors[:, 0] -= 1.0  # shapes 1, 2, 3 -> 0, 1, 2
     split = _split(len(rows), test_fraction, seed, "dsprites")
     x = _pool(imgs[:, None], size, 64, 1.0)  # the file holds 0 and 1
-    steps = {"scale": scale_step, "orientation": orientation_step, "position": position_step}
+    kept = {"scale": scale_step, "orientation": orientation_step, "position": position_step}
     return _file_grid_dataset("dsprites", SPRITE_NAMES, CITATION_DSPRITES, x, classes, factors,
-                              1, split, path, verify, size, steps, seed)  # fmt: skip
+                              1, split, path, verify, size, kept, seed)  # fmt: skip
 
 
 def _file_grid_dataset(
@@ -566,10 +567,10 @@ def load_shapes3d(
         raise DatasetError(f"shapes3d: {path} is not the official HDF5 layout ({exc})") from None
     split = _split(len(rows), test_fraction, seed, "shapes3d")
     x = _pool(imgs.transpose(0, 3, 1, 2), size, 64, 255.0)
-    steps = {"hue": hue_step, "scale": scale_step, "orientation": orientation_step}
+    kept = {"hue": hue_step, "scale": scale_step, "orientation": orientation_step}
     # orientation in degrees, -30 to 30: not an angle in radians
     return _file_grid_dataset("shapes3d", SHAPES3D_NAMES, CITATION_SHAPES3D, x, classes, factors,
-                              4, split, path, verify, size, steps, seed, angle="")  # fmt: skip
+                              4, split, path, verify, size, kept, seed, angle="")  # fmt: skip
 
 
 _COMMON_DOCS = {

@@ -2,7 +2,7 @@
 
 Nothing here trains or imports a model; everything comes from the cell files written by the
 runner (see :mod:`vaebench.results`). :func:`build_report` writes everything; for a notebook,
-:func:`vaebench.report.build.collect` gives the aggregated results and every drawing function
+:func:`vaebench.report.content.collect` gives the aggregated results and every drawing function
 of :mod:`vaebench.report.figures` returns a :class:`matplotlib.figure.Figure` (see
 docs/reports.md).
 """

@@ -35,6 +35,7 @@ DRAWING_MODULES = (
     "vaebench.report.interpolation_figures",
     "vaebench.report.sweeps",
     "vaebench.report.build",
+    "vaebench.report.content",
     "vaebench.report.layout",
     "vaebench.report.files",
     "vaebench.report.ranks",
@@ -45,18 +46,20 @@ _CODE: list[str] = []
 
 def code_digest() -> str:
     """SHA-256 of the drawing modules' source (:data:`DRAWING_MODULES`), matplotlib's version
-    and vaebench's version; computed once per process."""
+    and vaebench's version; computed once per process. Nothing is imported: the modules are
+    found, not run, and matplotlib's version is read from its metadata (a report whose figures
+    are all kept never loads matplotlib)."""
     if not _CODE:
-        import importlib
-
-        import matplotlib
+        import importlib.util
+        from importlib.metadata import version
 
         import vaebench
 
         h = hashlib.sha256()
-        h.update(f"matplotlib {matplotlib.__version__} vaebench {vaebench.__version__}".encode())
+        h.update(f"matplotlib {version('matplotlib')} vaebench {vaebench.__version__}".encode())
         for name in DRAWING_MODULES:
-            path = getattr(importlib.import_module(name), "__file__", None)
+            spec = importlib.util.find_spec(name)
+            path = spec.origin if spec is not None else None
             h.update(name.encode())
             if path:
                 h.update(Path(path).read_bytes())
@@ -100,7 +103,9 @@ def dataset_key(
 
 
 class FigureCache:
-    """``OUT/figures/.figure-keys.json``: ``{dataset: {"key": ..., "files": {name: size}}}``."""
+    """``OUT/figures/.figure-keys.json``: ``{dataset: {"key": ..., "files": [[name, size], ...]}}``,
+    the files in the order they were drawn (report.md shows them in that order, whether they
+    are drawn or kept)."""
 
     def __init__(self, fig_dir: Path, name: str = CACHE_NAME) -> None:
         self.fig_dir = Path(fig_dir)
@@ -119,10 +124,12 @@ class FigureCache:
         if not isinstance(entry, dict) or entry.get("key") != key:
             return None
         files = entry.get("files")
-        if not isinstance(files, dict):
+        if not isinstance(files, list) or not all(
+            isinstance(f, list) and len(f) == 2 and isinstance(f[0], str) for f in files
+        ):
             return None
         out = []
-        for name, size in files.items():
+        for name, size in files:
             p = self.fig_dir / str(name)
             if Path(name).name != name or not p.is_file() or p.is_symlink():
                 return None
@@ -135,7 +142,7 @@ class FigureCache:
     def record(self, dataset: str, key: str, files: Iterable[Path]) -> None:
         self.new[dataset] = {
             "key": key,
-            "files": {p.name: p.stat().st_size for p in files if p.parent == self.fig_dir},
+            "files": [[p.name, p.stat().st_size] for p in files if p.parent == self.fig_dir],
         }
 
     def save(self) -> None:

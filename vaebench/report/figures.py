@@ -6,8 +6,8 @@ results hold nothing to draw), so a notebook can show it; saving is a separate s
 :func:`save` (PNG and PDF, atomically, with fixed metadata so that regenerating from the same
 results gives the same bytes)::
 
-    from vaebench.report import build, figures
-    rep = build.collect(["results/my-run"])
+    from vaebench.report import content, figures
+    rep = content.collect(["results/my-run"])
     fig = figures.metric_bars(rep.agg, rep.frame, "digits", ["mse", "psnr"], rep.models)
     figures.save(fig, "digits-bars")          # digits-bars.png, digits-bars.pdf
 
@@ -35,6 +35,7 @@ from vaebench.report.files import save_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from matplotlib.typing import RcKeyType
 
 __all__ = [
     "COLUMN_WIDTH",
@@ -57,7 +58,7 @@ COLUMN_WIDTH = 3.3
 #: Built-in models keep the same colour in every report, whatever else is in it.
 FIXED_SLOTS = {"pca": 0, "ae": 1, "noisy": 2, "vae": 3, "dae": 4}
 
-_STYLE = {
+_STYLE: dict[RcKeyType, Any] = {
     "font.size": 8,
     "axes.titlesize": 8,
     "figure.titlesize": 8.5,
@@ -131,10 +132,13 @@ def _label(metric: str, unit: str, higher_is_better: Any) -> str:
     return plot_text(f"{metric}{arrow}" + (f" [{unit}]" if unit else ""))
 
 
-def _spread(row: pd.Series, interval: str) -> float:
+def _spread(row: pd.Series, interval: str, finite: bool = False) -> float:
+    """Half-width of the error bar of an aggregate row; ``finite``: NaN and inf read 0."""
     if interval == "ci":
-        return (float(row["ci_high"]) - float(row["ci_low"])) / 2
-    return float(row["std"])
+        v = (float(row["ci_high"]) - float(row["ci_low"])) / 2
+    else:
+        v = float(row["std"])
+    return 0.0 if finite and not math.isfinite(v) else v
 
 
 # ----------------------------------------------------------------------------- bars
@@ -242,8 +246,8 @@ def pareto_scatter(
             if not (math.isfinite(x) and math.isfinite(y)):
                 continue
             on = m in front
-            ax.errorbar(x, y, xerr=_finite(_spread(t.loc[m], interval)),
-                        yerr=_finite(_spread(q.loc[m], interval)), fmt="o", ms=5,
+            ax.errorbar(x, y, xerr=_spread(t.loc[m], interval, finite=True),
+                        yerr=_spread(q.loc[m], interval, finite=True), fmt="o", ms=5,
                         color=colors[m], mfc=colors[m] if on else "white", mew=1.2,
                         elinewidth=0.8, capsize=2, zorder=3)  # fmt: skip
             ax.annotate(plot_text(m), (x, y), xytext=(6, 4), textcoords="offset points", fontsize=7,
@@ -265,10 +269,6 @@ def pareto_scatter(
         ax.margins(x=0.15, y=0.15)
         fig.tight_layout(pad=0.3)
         return fig
-
-
-def _finite(v: float) -> float:
-    return v if math.isfinite(v) else 0.0
 
 
 def _tick_text(value: float, _pos: Any = None) -> str:
@@ -297,7 +297,7 @@ def _value_axis(ax: Any, which: str, values: np.ndarray, decades: float) -> None
         lo, hi = math.log10(values.min()), math.log10(values.max())
         subs = (1.0, 2.0, 5.0) if hi - lo < 2.5 else (1.0,)
         axis.set_major_locator(LogLocator(base=10, subs=subs))
-        axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10) * 1.0))
+        axis.set_minor_locator(LogLocator(base=10, subs=(2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)))
         axis.set_major_formatter(FuncFormatter(_tick_text))
         axis.set_minor_formatter(NullFormatter())
     else:
@@ -564,10 +564,10 @@ def _one_dim_panel(
 ) -> Any:
     """Draw 1-D codes ``z`` on ``ax``: a strip per class, codes against a continuous label, or
     a histogram; returns the colour-mapped scatter (for a colour bar) or None."""
+    ax.set_ylabel("count" if lab is None else "label", fontsize=6, labelpad=1)
     if lab is None:
         ax.hist(z, bins=min(30, max(5, len(z) // 10)), color=color, alpha=0.8)
         ax.set_yticks([])
-        ax.set_ylabel("count", fontsize=6, labelpad=1)
         return None
     if discrete:
         idx = np.searchsorted(classes, lab.astype(int))
@@ -576,10 +576,8 @@ def _one_dim_panel(
         ax.set_yticks(range(len(classes)) if len(classes) <= 10 else [])
         if len(classes) <= 10:
             ax.set_yticklabels([str(c) for c in classes], fontsize=5)
-        ax.set_ylabel("label", fontsize=6, labelpad=1)
         return None
     sc = ax.scatter(z, lab.astype(float), s=2, c=lab.astype(float), cmap="viridis", linewidths=0)
-    ax.set_ylabel("label", fontsize=6, labelpad=1)
     ax.tick_params(axis="y", labelsize=5)
     return sc
 
@@ -609,8 +607,8 @@ def sample_grid(
         seeds.add(c["seed"])
     # with several samplers (eval.sampler=A,B): one row per (model, sampler)
     for m in models:
-        c = _first_cell(cells, m, dataset)
-        arts = (c or {}).get("artifacts", {})
+        c = _first_cell(cells, m, dataset) or {}
+        arts = c.get("artifacts", {})
         for name in sorted(a for a in arts if a.startswith("samples@")):
             sampler = name.split("@", 1)[1]
             if sampler == "prior" and "samples" in arts:
@@ -740,6 +738,7 @@ def sweep_lines(
     as categories. ``declarations[metric]``: ``unit`` and ``higher_is_better`` for the axis
     label. ``None`` when no panel has points."""
     from vaebench.report.sweeps import value_order
+    from vaebench.tidy import format_setting
 
     points = {m: p for m, p in points.items() if not p.empty}
     if not points:
@@ -783,7 +782,7 @@ def sweep_lines(
             if numeric and len(xv) and (xv > 0).all() and xv.max() / xv.min() > 10:
                 ax.set_xscale("log")
             ax.set_xticks(xv)
-            ax.set_xticklabels([plot_text(_tick_label(v)) for v in values], fontsize=6)
+            ax.set_xticklabels([plot_text(format_setting(v)) for v in values], fontsize=6)
             ax.minorticks_off()
             ax.set_xlabel(plot_text(key), fontsize=7)
             ax.grid(lw=0.3, alpha=0.5)
@@ -799,9 +798,3 @@ def sweep_lines(
         fig.suptitle(f"{plot_text(head)} (mean ± std over seeds; dots: seeds)", y=1.0)
         fig.tight_layout(pad=0.3, h_pad=0.6, w_pad=0.8, rect=(0, legend_h / height, 1, 1))
         return fig
-
-
-def _tick_label(value: Any) -> str:
-    from vaebench.tidy import format_setting
-
-    return format_setting(value)

@@ -287,18 +287,18 @@ class ReportIndex:
         removed = []
         hashes = self.previous["hashes"]
         for rel in sorted(set(self.previous_files) - set(new)):
-            p = _deletable(self.out, rel)
-            if p is None or rel not in hashes or p.is_symlink() or not p.is_file():
+            old = _deletable(self.out, rel)
+            if old is None or rel not in hashes or old.is_symlink() or not old.is_file():
                 continue
             try:
-                if _sha256(p.read_bytes()) != hashes[rel]:
+                if _sha256(old.read_bytes()) != hashes[rel]:
                     continue  # changed since vaebench wrote it: not ours to delete
-                fileio.remove_file(p, self.out)
+                fileio.remove_file(old, self.out)
             except OSError as exc:
                 log.warning("could not remove %s, left by an earlier report and now out of date: %s",
-                            p, exc)  # fmt: skip
+                            old, exc)  # fmt: skip
                 continue
-            removed.append(p)
+            removed.append(old)
         if removed:
             log.warning(
                 "removed %d file(s) of the previous report that this report does not rewrite "

@@ -15,7 +15,11 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 from urllib.parse import unquote
+
+if TYPE_CHECKING:
+    from markdown_it.renderer import RendererHTML
 
 __all__ = ["render", "SORT_SCRIPT", "STYLE"]
 
@@ -100,7 +104,8 @@ def render(markdown: str, out: str | Path, title: str = "vaebench report") -> st
 
     out = Path(out)
     md = MarkdownIt("commonmark", {"html": False}).enable("table")
-    default_image = md.renderer.rules.get("image")
+    html_renderer = cast("RendererHTML", md.renderer)  # the "commonmark" preset's
+    default_image = html_renderer.rules["image"]
 
     def image(renderer, tokens, idx, options, env):  # noqa: ANN001, ANN202 - markdown-it API
         token = tokens[idx]

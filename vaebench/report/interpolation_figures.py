@@ -26,6 +26,7 @@ from vaebench.report.files import save_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from matplotlib.typing import RcKeyType
 
 __all__ = ["draw", "midpoint_strips", "latent_traversal"]
 
@@ -33,7 +34,7 @@ COLUMNS = ("full (decoded)", "code midpoint", "half (decoded)", "true ¾")
 
 
 #: Style of these figures (applied while drawing and saving; global state is untouched).
-STYLE = {"font.size": 8, "axes.titlesize": 8, "figure.dpi": 150, "savefig.dpi": 150,
+STYLE: dict[RcKeyType, Any] = {"font.size": 8, "axes.titlesize": 8, "figure.dpi": 150, "savefig.dpi": 150,
          "savefig.bbox": "tight", "pdf.fonttype": 42}  # fmt: skip
 
 
@@ -180,14 +181,14 @@ def draw(
 ) -> list[Path]:
     """Draw this dataset's interpolation figures into ``fig_dir`` (as each of ``suffixes``);
     return the written paths. ``stem``: the dataset's file-name stem (see
-    :func:`vaebench.report.build.file_stems`)."""
+    :func:`vaebench.report.content.file_stems`)."""
     if stem is None:
-        from vaebench.report.build import file_stems
+        from vaebench.report.content import file_stems
 
         stem = file_stems([dataset])[dataset]
     fig = midpoint_strips(cells, dataset, models, colors)
     out = _save(fig, Path(fig_dir) / f"{stem}-midpoint", suffixes)
-    from vaebench.report.build import file_stems
+    from vaebench.report.content import file_stems
 
     variants = sorted({c.get("variant") or c["model"] for c in cells
                        if c.get("model") in models and c.get("dataset") == dataset

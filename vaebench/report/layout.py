@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +87,9 @@ def metric_sort_key(meta: dict[str, Any], name: str) -> tuple:
     declared order, name."""
     group = meta.get("group") or metric_group(meta.get("source", ""))
     source = str(meta.get("source") or "")
-    order = meta.get("order")
+    raw = meta.get("order")
     try:
-        order = int(order)
+        order = int(raw) if raw is not None else 1_000_000
     except (TypeError, ValueError):
         order = 1_000_000
     return (
@@ -133,7 +133,7 @@ def requested_order(run_dirs: Sequence[str | os.PathLike], key: str) -> list[str
     return order
 
 
-def ordered(present: Sequence[str], preferred: Sequence[str]) -> list[str]:
+def ordered(present: Iterable[str], preferred: Sequence[str]) -> list[str]:
     """``present`` names in ``preferred`` order, then the rest alphabetically."""
     have = set(present)
     head = [n for n in dict.fromkeys(preferred) if n in have]

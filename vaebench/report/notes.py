@@ -2,7 +2,7 @@
 NaN values, warnings, and the provenance a table's caption must state.
 
 Every function here takes the report's cell records (deduplicated, each with its ``variant``
-label; see :func:`vaebench.report.build.collect`) and returns plain data; nothing is drawn or
+label; see :func:`vaebench.report.content.collect`) and returns plain data; nothing is drawn or
 formatted here except the caption sentences of :func:`table_notes`.
 
 Marks in table entries (explained in the caption of every table that has them):
@@ -90,12 +90,18 @@ class NanValue:
 
 
 @dataclasses.dataclass(frozen=True)
-class FailedMetric:
-    """A metric that raised in the cells (seeds) of one model on one dataset."""
+class _Cells:
+    """The cells (``seeds``) of one model (``variant``) on one dataset."""
 
     dataset: str
     variant: str
     seeds: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class FailedMetric(_Cells):
+    """A metric that raised in the cells (seeds) of one model on one dataset."""
+
     metric: str
     plugin: str
     reason: str
@@ -125,12 +131,9 @@ class CellWarning:
 
 
 @dataclasses.dataclass(frozen=True)
-class Skipped:
+class Skipped(_Cells):
     """Cells of a model on a dataset that the model does not support (its tags)."""
 
-    dataset: str
-    variant: str
-    seeds: tuple[int, ...]
     reason: str
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shlex
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ from vaebench.report.escape import escape_markdown, md_code, md_code_block
 from vaebench.report.tables import to_markdown
 
 if TYPE_CHECKING:
-    from vaebench.report.build import Report
+    from vaebench.report.content import Report
     from vaebench.report.tables import Table
 
 __all__ = ["render"]
@@ -57,6 +57,8 @@ def _env_value(env: dict[str, Any], label: str, key: str | None) -> str:
         )
     if label == "CPU cores / torch threads":
         return f"{env.get('cpu_count', '?')} / {env.get('torch_threads', '?')}"
+    if key is None:  # every label without a key is handled above
+        return "?"
     if label == "device" and not env.get(key):
         return str(env.get("device", "?"))
     return str(env.get(key, "?"))
@@ -104,21 +106,10 @@ def _seconds(s: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
-def _setup(rep: Report) -> list[str]:
+def _models_table(rep: Report) -> list[str]:
+    """Models: hyperparameters (per variant; per dataset where they differ) and compute."""
     cells = rep.cells
-    ok = rep.ok()
-    lines = ["## Setup", ""]
-    commands = _commands(rep.run_dirs)
-    if commands:
-        lines += ["Produced by:", "", *md_code_block(commands, "sh"), ""]
-    envs = [c.get("environment") or {} for c in cells]
-    lines += ["| environment | |", "|:--|:--|"]
-    for label, key in ENV_KEYS:
-        lines.append(f"| {label} | {_md(_counted([_env_value(e, label, key) for e in envs]))} |")
-    lines.append("")
-
-    # models: hyperparameters (per variant; per dataset where they differ) and compute
-    lines += ["| model | hyperparameters | cells (failed) | wall time |", "|:--|:--|--:|--:|"]
+    lines = ["| model | hyperparameters | cells (failed) | wall time |", "|:--|:--|--:|--:|"]
     for m in rep.models:
         mine = [c for c in cells if c["variant"] == m]
         ran = [c for c in mine if c["status"] != "skipped"] or mine
@@ -136,13 +127,17 @@ def _setup(rep: Report) -> list[str]:
         for i, (params, dss) in enumerate(by_params.items()):
             where = f" ({', '.join(dss)})" if len(by_params) > 1 else ""
             first = i == 0
-            lines.append(f"| {_md(m) if first else ''} | {_md(params + where)} | "
-                         f"{count if first else ''} | {wall if first else ''} |")  # fmt: skip
+            lines.append(_row(_md(m) if first else "", _md(params + where),
+                              count if first else "", wall if first else ""))  # fmt: skip
     lines.append("")
+    return lines
 
-    # datasets
-    lines += ["| dataset | image shape | train / test | subset (per split) | source |",
-              "|:--|:--|--:|--:|:--|"]  # fmt: skip
+
+def _datasets_table(rep: Report) -> list[str]:
+    """Datasets: image shape, sizes, subset, source."""
+    cells = rep.cells
+    lines = ["| dataset | image shape | train / test | subset (per split) | source |",
+             "|:--|:--|--:|--:|:--|"]  # fmt: skip
     for ds in rep.datasets:
         mine = [c for c in cells if c["dataset"] == ds]
         first = next((c for c in mine if c["status"] == "ok"), mine[0])
@@ -156,9 +151,26 @@ def _setup(rep: Report) -> list[str]:
                      if opts else "")  # fmt: skip
         cite = str(info.get("citation") or "").strip()
         subset = f"≤ {_fmt_value(subset)}" if subset else "all"
-        lines.append(f"| {_md(name)} | {_md(shape)} | {_md(sizes)} | {_md(subset)} | "
-                     f"{_md(cite)} |")  # fmt: skip
+        lines.append(_row(_md(name), _md(shape), _md(sizes), _md(subset), _md(cite)))
     lines.append("")
+    return lines
+
+
+def _setup(rep: Report) -> list[str]:
+    cells = rep.cells
+    ok = rep.ok()
+    lines = ["## Setup", ""]
+    commands = _commands(rep.run_dirs)
+    if commands:
+        lines += ["Produced by:", "", *md_code_block(commands, "sh"), ""]
+    envs = [c.get("environment") or {} for c in cells]
+    lines += ["| environment | |", "|:--|:--|"]
+    for label, key in ENV_KEYS:
+        lines.append(f"| {label} | {_md(_counted([_env_value(e, label, key) for e in envs]))} |")
+    lines.append("")
+
+    lines += _models_table(rep)
+    lines += _datasets_table(rep)
 
     evals = sorted({json.dumps((c.get("config") or {}).get("eval") or {}, sort_keys=True)
                     for c in cells})  # fmt: skip
@@ -244,32 +256,42 @@ def _first_line(text: str) -> str:
     return lines[0] if lines else "?"
 
 
+def _row(*cells: str) -> str:
+    """One Markdown table row of already escaped ``cells``."""
+    return "| " + " | ".join(cells) + " |"
+
+
+def _section(title: str, intro: str, header: Sequence[str], align: str,
+             rows: Iterable[Sequence[str]]) -> list[str]:  # fmt: skip
+    """A report.md section: ``## title``, an ``intro`` paragraph (if any) and a table of
+    ``rows`` (Markdown-escaped cells) under ``header`` with the ``align`` row."""
+    lines = [f"## {title}", ""] + ([intro, ""] if intro else [])
+    return lines + [_row(*header), align] + [_row(*row) for row in rows] + [""]
+
+
 def _skipped(rep: Report) -> list[str]:
     from vaebench.report.notes import skipped
 
     rows = skipped(rep.cells)
     if not rows:
         return []
-    lines = ["## Skipped", "",
-             "Model and dataset combinations the model does not support (its tags); nothing was "
-             "trained.", "", "| model | dataset | seeds | reason |", "|:--|:--|:--|:--|"]  # fmt: skip
-    for r in rows:
-        lines.append(f"| {_md(r.variant)} | {_md(r.dataset)} | {_seeds(r.seeds)} | "
-                     f"{_md(_first_line(r.reason))} |")  # fmt: skip
-    return lines + [""]
+    return _section("Skipped", "Model and dataset combinations the model does not support (its "
+                    "tags); nothing was trained.", ("model", "dataset", "seeds", "reason"),
+                    "|:--|:--|:--|:--|",
+                    ((_md(r.variant), _md(r.dataset), _seeds(r.seeds), _md(_first_line(r.reason)))
+                     for r in rows))  # fmt: skip
 
 
 def _failed_cells(rep: Report) -> list[str]:
     failed = rep.failed()
     if not failed:
         return []
-    lines = ["## Failed cells", "", "| model | dataset | seed | reason |", "|:--|:--|--:|:--|"]
-    for c in sorted(failed, key=lambda c: (c["dataset"], c["variant"], c["seed"])):
-        reason = _first_line((c.get("error") or {}).get("reason") or "?")
-        lines.append(f"| {_md(c['variant'])} | {_md(c['dataset'])} | {c['seed']} | "
-                     f"{_md(reason)} |")  # fmt: skip
-    return lines + ["", "Full tracebacks are in the cell files (`cells/*.json`, field `error`).",
-                    ""]  # fmt: skip
+    rows = ((_md(c["variant"]), _md(c["dataset"]), str(c["seed"]),
+             _md(_first_line((c.get("error") or {}).get("reason") or "?")))
+            for c in sorted(failed, key=lambda c: (c["dataset"], c["variant"], c["seed"])))  # fmt: skip
+    return _section("Failed cells", "", ("model", "dataset", "seed", "reason"),
+                    "|:--|:--|--:|:--|", rows) + [
+        "Full tracebacks are in the cell files (`cells/*.json`, field `error`).", ""]  # fmt: skip
 
 
 def _failed_metrics(rep: Report) -> list[str]:
@@ -278,31 +300,27 @@ def _failed_metrics(rep: Report) -> list[str]:
     rows = failed_metrics(rep.cells)
     if not rows:
         return []
-    lines = ["## Failed metrics", "",
-             "Metrics that raised: only their own values are missing; the model and the other "
-             "metrics of those cells were kept. Tracebacks are in the cell files "
-             "(`evaluations.METRIC.traceback`).", "",
-             "| model | dataset | seeds | metric | plugin | reason |",
-             "|:--|:--|:--|:--|:--|:--|"]  # fmt: skip
-    for r in rows:
-        lines.append(f"| {_md(r.variant)} | {_md(r.dataset)} | {_seeds(r.seeds)} | "
-                     f"{_md(r.metric)} | {_md(r.plugin or '?')} | {_md(r.reason)} |")  # fmt: skip
-    return lines + [""]
+    return _section("Failed metrics",
+                    "Metrics that raised: only their own values are missing; the model and the "
+                    "other metrics of those cells were kept. Tracebacks are in the cell files "
+                    "(`evaluations.METRIC.traceback`).",
+                    ("model", "dataset", "seeds", "metric", "plugin", "reason"),
+                    "|:--|:--|:--|:--|:--|:--|",
+                    ((_md(r.variant), _md(r.dataset), _seeds(r.seeds), _md(r.metric),
+                      _md(r.plugin or "?"), _md(r.reason)) for r in rows))  # fmt: skip
 
 
 def _nan_values(rep: Report) -> list[str]:
     if not rep.nan:
         return []
-    lines = ["## NaN and infinite values", "",
-             "Values that came back NaN or infinite (the reason says which), stored as null with "
-             "the metric's reason; in the tables their entries carry ‡ and average the finite "
-             "seeds only (an entry with no finite seed reads NaN, inf or -inf).", "",
-             "| model | dataset | seed | value | metric | reason |",
-             "|:--|:--|--:|:--|:--|:--|"]  # fmt: skip
-    for n in rep.nan:
-        lines.append(f"| {_md(n.variant)} | {_md(n.dataset)} | {n.seed} | {_md(n.value)} | "
-                     f"{_md(n.metric)} | {_md(_first_line(n.reason))} |")  # fmt: skip
-    return lines + [""]
+    return _section("NaN and infinite values",
+                    "Values that came back NaN or infinite (the reason says which), stored as "
+                    "null with the metric's reason; in the tables their entries carry ‡ and "
+                    "average the finite seeds only (an entry with no finite seed reads NaN, inf "
+                    "or -inf).", ("model", "dataset", "seed", "value", "metric", "reason"),
+                    "|:--|:--|--:|:--|:--|:--|",
+                    ((_md(n.variant), _md(n.dataset), str(n.seed), _md(n.value), _md(n.metric),
+                      _md(_first_line(n.reason))) for n in rep.nan))  # fmt: skip
 
 
 def _warnings(rep: Report) -> list[str]:
@@ -311,13 +329,11 @@ def _warnings(rep: Report) -> list[str]:
     rows = stored_warnings(rep.cells)
     if not rows:
         return []
-    lines = ["## Warnings", "", "| model | dataset | seed | warning | message |",
-             "|:--|:--|--:|:--|:--|"]  # fmt: skip
-    for w in rows:
-        kind = WARNING_KINDS.get(w.kind, w.kind)
-        lines.append(f"| {_md(w.variant)} | {_md(w.dataset)} | {w.seed} | {_md(kind)} | "
-                     f"{_md(_first_line(w.message))} |")  # fmt: skip
-    return lines + [""]
+    return _section("Warnings", "", ("model", "dataset", "seed", "warning", "message"),
+                    "|:--|:--|--:|:--|:--|",
+                    ((_md(w.variant), _md(w.dataset), str(w.seed),
+                      _md(WARNING_KINDS.get(w.kind, w.kind)), _md(_first_line(w.message)))
+                     for w in rows))  # fmt: skip
 
 
 def _not_applicable(rep: Report) -> list[str]:
@@ -326,13 +342,11 @@ def _not_applicable(rep: Report) -> list[str]:
     rows = not_applicable(rep.cells)
     if not rows:
         return []
-    lines = ["## Metrics that do not apply", "",
-             "| metric | model | datasets | reason |", "|:--|:--|:--|:--|"]  # fmt: skip
-    for r in rows:
-        what = f"{r.metric} ({', '.join(r.values)})" if r.values else r.metric
-        lines.append(f"| {_md(what)} | {_md(r.variant)} | {_md(', '.join(r.datasets))} | "
-                     f"{_md(_first_line(r.reason))} |")  # fmt: skip
-    return lines + [""]
+    return _section("Metrics that do not apply", "", ("metric", "model", "datasets", "reason"),
+                    "|:--|:--|:--|:--|",
+                    ((_md(f"{r.metric} ({', '.join(r.values)})" if r.values else r.metric),
+                      _md(r.variant), _md(", ".join(r.datasets)), _md(_first_line(r.reason)))
+                     for r in rows))  # fmt: skip
 
 
 def _glossary(rep: Report, shown: Sequence[str]) -> list[str]:
@@ -371,6 +385,27 @@ def _sweeps(
         head = t.title[len(ds) + 2 :] if t.title.startswith(f"{ds}: ") else t.title
         lines += [f"##### {_md(head)}", "", to_markdown(t)]
     return lines
+
+
+def _files(formats: Sequence[str], figures: bool) -> list[str]:
+    """The section that lists the files of the report."""
+    files = []
+    if "csv" in formats:
+        files.append("`tables/tidy.csv` -- every stored value, one row per cell and metric")
+        files.append("`tables/aggregate.csv` -- mean, std, CI and tests per dataset, model and "
+                     "metric")  # fmt: skip
+    if "tex" in formats:
+        files.append("`tables/*.tex` -- LaTeX tables (booktabs; `tables/tables.tex` compiles "
+                     "on its own)")  # fmt: skip
+    if "html" in formats:
+        files.append("`tables/*.html` -- HTML tables (`tables/tables.html`: all in one page)")
+    if "md" in formats:
+        files.append("`tables/*.md` -- the tables above, one file each")
+    if figures:
+        files.append("`figures/*.png`, `figures/*.pdf` -- the figures above (PDF for papers)")
+    files.append("`report.html` -- this page as one self-contained HTML file (figures inlined, "
+                 "tables sortable)")  # fmt: skip
+    return ["## Files", "", *(f"- {f}" for f in files), ""]
 
 
 def render(
@@ -439,23 +474,6 @@ def render(
     lines += _nan_values(rep)
     lines += _warnings(rep)
     lines += _not_applicable(rep)
-    lines += ["## Files", ""]
-    files = []
-    if "csv" in formats:
-        files.append("`tables/tidy.csv` -- every stored value, one row per cell and metric")
-        files.append("`tables/aggregate.csv` -- mean, std, CI and tests per dataset, model and "
-                     "metric")  # fmt: skip
-    if "tex" in formats:
-        files.append("`tables/*.tex` -- LaTeX tables (booktabs; `tables/tables.tex` compiles "
-                     "on its own)")  # fmt: skip
-    if "html" in formats:
-        files.append("`tables/*.html` -- HTML tables (`tables/tables.html`: all in one page)")
-    if "md" in formats:
-        files.append("`tables/*.md` -- the tables above, one file each")
-    if any(figs.values()):
-        files.append("`figures/*.png`, `figures/*.pdf` -- the figures above (PDF for papers)")
-    files.append("`report.html` -- this page as one self-contained HTML file (figures inlined, "
-                 "tables sortable)")  # fmt: skip
-    lines += [f"- {f}" for f in files] + [""]
+    lines += _files(formats, any(figs.values()))
     lines += _glossary(rep, shown)
     return "\n".join(lines)

@@ -8,7 +8,8 @@ there (Demšar 2006, "Statistical comparisons of classifiers over multiple data 
 - the **Friedman test** (:func:`scipy.stats.friedmanchisquare`, at least 3 models) asks whether
   all models have the same mean rank;
 - a **post-hoc** test decides which pairs differ: the **Nemenyi** test on the ranks
-  (:func:`scikit_posthocs.posthoc_nemenyi_friedman`, Demšar's critical difference
+  (:func:`nemenyi_friedman`: :func:`scikit_posthocs.posthoc_nemenyi_friedman`'s computation,
+  without loading scikit-posthocs and its plotting stack; Demšar's critical difference
   ``CD = q_α sqrt(k (k + 1) / (6 N))``), or pairwise **Wilcoxon signed-rank** tests over datasets
   with **Holm's** correction (:func:`scikit_posthocs.posthoc_wilcoxon`, Benavoli, Corani &
   Mangili 2016, "Should we really use post-hoc tests based on mean-ranks?", JMLR 17);
@@ -78,6 +79,28 @@ class RankResult:
                 if m == top or not float(self.posthoc.loc[m, top]) < self.alpha]  # fmt: skip
 
 
+def nemenyi_friedman(blocks: pd.DataFrame) -> pd.DataFrame:
+    """Nemenyi post-hoc p-values of a complete block design (rows: datasets, columns: models;
+    no NaN): the models x models matrix, 1 on the diagonal. The computation of
+    :func:`scikit_posthocs.posthoc_nemenyi_friedman` for a complete block matrix, step for step
+    (same values to the bit; tested), without importing scikit-posthocs, whose package import
+    loads matplotlib's pyplot and seaborn (about 0.5 s of every report)."""
+    from scipy import stats
+
+    values, groups = blocks.to_numpy(), blocks.columns.to_numpy(copy=True)
+    n, k = values.shape
+    mean_ranks = stats.rankdata(values, axis=1, method="average").mean(axis=0)
+    vs = np.zeros((k, k))
+    upper, lower = np.triu_indices(k, 1), np.tril_indices(k, -1)
+    q_values = np.abs(mean_ranks[upper[0]] - mean_ranks[upper[1]]) / np.sqrt(
+        k * (k + 1.0) / (6.0 * n)
+    )
+    vs[upper] = stats.studentized_range.sf(q_values * np.sqrt(2.0), k, np.inf)
+    vs[lower] = vs.T[lower]
+    np.fill_diagonal(vs, 1)
+    return pd.DataFrame(vs, index=groups, columns=groups)
+
+
 def rank_metric(
     agg: pd.DataFrame,
     metric: str,
@@ -92,7 +115,6 @@ def rank_metric(
     are used; entries left unranked there are left out here too). Raises :class:`ValueError`
     (one line) for an unknown ``cd_test``, a metric without a direction, or fewer than 2
     datasets or 2 models with a value on every dataset."""
-    import scikit_posthocs as sp
     from scipy import stats
 
     check_cd_test(cd_test)
@@ -121,13 +143,15 @@ def rank_metric(
             res = stats.friedmanchisquare(*(blocks[m].to_numpy() for m in complete))
             fstat, fp = float(res.statistic), float(res.pvalue)
         if cd_test == "nemenyi":
-            posthoc = sp.posthoc_nemenyi_friedman(blocks.reset_index(drop=True))
+            posthoc = nemenyi_friedman(blocks.reset_index(drop=True))
             k, n = len(complete), len(ds)
             q = float(stats.studentized_range.ppf(1 - alpha, k, np.inf)) / math.sqrt(2)
             cd = q * math.sqrt(k * (k + 1) / (6 * n))
         else:
             long = blocks.reset_index(drop=True).melt(var_name="model", value_name="value",
                                                       ignore_index=False)  # fmt: skip
+            import scikit_posthocs as sp
+
             posthoc = sp.posthoc_wilcoxon(long, val_col="value", group_col="model",
                                           p_adjust="holm", zero_method="zsplit")  # fmt: skip
             cd = math.nan
@@ -240,7 +264,7 @@ def seeds_needed_rows(rep: Any) -> pd.DataFrame:
     """Per (dataset, directional metric) column: the two best models, their observed paired
     difference and its spread, the seeds used and the seeds needed
     (:func:`vaebench.report.power.seeds_needed`)."""
-    from vaebench.report.build import table_sources
+    from vaebench.report.content import table_sources
     from vaebench.report.power import seeds_needed
 
     rows = []
@@ -320,6 +344,39 @@ def _figure_key(r: RankResult, suffixes: Sequence[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _cd_figures(
+    results: Sequence[RankResult], fdir: Path, suffixes: Sequence[str], written: list[Path]
+) -> str:
+    """Save the critical-difference diagram of each of ``results`` into ``fdir`` (drawn again
+    only when its values change); append the paths to ``written``; the Markdown that shows
+    them."""
+    from vaebench.report.cache import FigureCache
+    from vaebench.report.content import file_stems
+    from vaebench.report.escape import escape_markdown
+
+    text = ""
+    cache = FigureCache(fdir, RANKS_CACHE_NAME)
+    stems = file_stems([r.metric for r in results])
+    for r in results:
+        key = _figure_key(r, suffixes)
+        paths = cache.reuse(r.metric, key)
+        if paths is None:  # matplotlib is loaded only here
+            from vaebench.report import figures as F
+
+            paths = F.save(_cd_figure(r), fdir / f"ranks-cd-{stems[r.metric]}", suffixes)
+            cache.record(r.metric, key, paths)
+        written.extend(paths)
+        png = next((p for p in paths if p.suffix == ".png"), None)
+        if png is not None:
+            text += (f"\n![critical-difference diagram: {escape_markdown(r.metric)}]"
+                     f"(figures/{png.name})\n")  # fmt: skip
+    cache.save()
+    return text + (
+        "\nCritical-difference diagrams: models on the mean-rank axis (1 = best, "
+        "left); a bar joins models the post-hoc test does not separate.\n"
+    )
+
+
 def write(
     rep: Any,
     out: Path,
@@ -332,13 +389,13 @@ def write(
     """Write ``tables/ranks.*`` (the formats asked for), ``figures/ranks-cd-METRIC`` as each of
     ``suffixes`` (``()``: no figures) and, with ``seeds_needed``, ``tables/seeds-needed.{md,csv}``; append the
     paths to ``written``. Returns the Markdown section(s) for report.md."""
-    from vaebench.report import figures as F
     from vaebench.report import tables as T
-    from vaebench.report.build import _directional, _write, file_stems, headline_metrics
+    from vaebench.report.content import directional, headline_metrics
     from vaebench.report.escape import escape_markdown
+    from vaebench.report.files import write_report_file
 
     text = "### Ranks across datasets\n\n"
-    agg = _directional(rep.agg)
+    agg = directional(rep.agg)
     metrics = [m for m in headline_metrics(rep) if m in set(agg["metric"])]
     results: list[RankResult] = []
     refused: list[str] = []
@@ -359,34 +416,15 @@ def write(
         table = rank_table(results, rep.models)
         text += T.to_markdown(table)
         if "md" in formats:
-            written.append(_write(tdir / "ranks.md", T.to_markdown(table)))
+            written.append(write_report_file(tdir / "ranks.md", T.to_markdown(table)))
         if "tex" in formats:
-            written.append(_write(tdir / "ranks.tex", T.to_latex(table)))
+            written.append(write_report_file(tdir / "ranks.tex", T.to_latex(table)))
         if "html" in formats:
-            written.append(_write(tdir / "ranks.html", T.to_html(table)))
+            written.append(write_report_file(tdir / "ranks.html", T.to_html(table)))
         if "csv" in formats:
-            written.append(_write(tdir / "ranks.csv", _csv(results)))
+            written.append(write_report_file(tdir / "ranks.csv", _csv(results)))
         if suffixes:
-            from vaebench.report.cache import FigureCache
-
-            cache = FigureCache(fdir, RANKS_CACHE_NAME)  # drawn again only when its values change
-            stems = file_stems([r.metric for r in results])
-            for r in results:
-                key = _figure_key(r, suffixes)
-                paths = cache.reuse(r.metric, key)
-                if paths is None:
-                    paths = F.save(_cd_figure(r), fdir / f"ranks-cd-{stems[r.metric]}", suffixes)
-                    cache.record(r.metric, key, paths)
-                written.extend(paths)
-                png = next((p for p in paths if p.suffix == ".png"), None)
-                if png is not None:
-                    text += (f"\n![critical-difference diagram: {escape_markdown(r.metric)}]"
-                             f"(figures/{png.name})\n")  # fmt: skip
-            cache.save()
-            text += (
-                "\nCritical-difference diagrams: models on the mean-rank axis (1 = best, "
-                "left); a bar joins models the post-hoc test does not separate.\n"
-            )
+            text += _cd_figures(results, fdir, suffixes, written)
     if seeds_needed:
         frame = seeds_needed_rows(rep)
         text += "\n### Seeds needed\n\n"
@@ -395,10 +433,10 @@ def write(
         else:
             md = _seeds_md(frame, rep.alpha)
             text += md
-            written.append(_write(tdir / "seeds-needed.md", md))
+            written.append(write_report_file(tdir / "seeds-needed.md", md))
             from vaebench.report.escape import csv_safe_frame
 
-            written.append(_write(tdir / "seeds-needed.csv", csv_safe_frame(
+            written.append(write_report_file(tdir / "seeds-needed.csv", csv_safe_frame(
                 frame.drop(columns=["decimals"])).to_csv(index=False, float_format="%.10g",
                                                          lineterminator="\n")))  # fmt: skip
     return text

@@ -113,7 +113,7 @@ def adjust(pvalues: Sequence[float], correction: str) -> list[float]:
     # results/reference. Its result does not depend on it: the call sees a collector that does
     # nothing, and gc.collect is restored straight after.
     real_collect = gc.collect
-    gc.collect = _no_collect
+    gc.collect = _no_collect  # type: ignore[assignment]  # a stand-in for this call only
     try:
         adj = multipletests([out[i] for i in idx], method=method)[1]
     finally:
@@ -373,6 +373,99 @@ def aggregate(
     return out
 
 
+def _seed_stats(by_seed: dict[int, float], confidence: float) -> dict[str, Any]:
+    """``n``, ``seeds``, ``mean``, ``std``, ``sem``, ``ci_low``, ``ci_high`` of one entry's
+    finite seed values."""
+    finite = {s: v for s, v in by_seed.items() if math.isfinite(v)}
+    arr = np.array(list(finite.values()), dtype=float)
+    n = len(arr)
+    mean = float(arr.mean()) if n else math.nan
+    std = float(arr.std(ddof=1)) if n >= 2 else math.nan
+    lo, hi = t_interval(mean, std, n, confidence)
+    return {
+        "n": n,
+        "seeds": tuple(sorted(finite)),
+        "mean": mean,
+        "std": std,
+        "sem": std / math.sqrt(n) if n >= 2 else math.nan,
+        "ci_low": lo,
+        "ci_high": hi,
+    }
+
+
+def _best_of(stats_: dict[str, dict[str, Any]], ranked: list[str], higher: bool) -> str | None:
+    """The first ranked variant with the best mean, or None."""
+    if not ranked:
+        return None
+    best = ranked[0]
+    for v in ranked[1:]:
+        if _better(stats_[v]["mean"], stats_[best]["mean"], higher):
+            best = v
+    return best
+
+
+def _baseline_of(
+    baseline: str | None, stats_: Mapping[str, Any], variants: dict[str, str]
+) -> str | None:
+    """The baseline entry of a column: a variant label, or a model name with exactly one
+    variant in this dataset."""
+    if baseline is None:
+        return None
+    if baseline in stats_:
+        return baseline
+    cands = [v for v in stats_ if variants.get(v) == baseline]
+    return cands[0] if len(cands) == 1 else None
+
+
+def _empty_row(
+    dataset: str, metric: str, meta: dict[str, Any], variant: str, base_model: str
+) -> dict[str, Any]:
+    """An aggregate row before its statistics: declaration, no rank, bold or test."""
+    return {
+        "dataset": dataset,
+        "model": variant,
+        "base_model": base_model,
+        "metric": metric,
+        "source": meta["source"],
+        "group": meta["group"],
+        "unit": meta["unit"],
+        "higher_is_better": meta["higher_is_better"],
+        "decimals": meta["decimals"],
+    }
+
+
+_NO_TESTS: dict[str, Any] = {
+    "rank": math.nan,
+    "best": False,
+    "bold": False,
+    "test_vs_best": "",
+    "p_vs_best": math.nan,
+}
+_NO_DIFFS: dict[str, Any] = {
+    "p_adj_vs_best": math.nan,
+    "p_adj_vs_baseline": math.nan,
+    "diff_vs_best": math.nan,
+    "diff_ci_low": math.nan,
+    "diff_ci_high": math.nan,
+    "mde_vs_best": math.nan,
+}
+
+
+def _adjust_families(rows: list[dict[str, Any]], alpha: float, correction: str) -> None:
+    """Adjust each column's family of comparisons (with the best; with the baseline) and set
+    ``bold`` and ``significant_vs_baseline`` from the adjusted p-values, in place."""
+    for key, flag in (("best", "bold"), ("baseline", "significant_vs_baseline")):
+        tested = [r for r in rows if r[f"test_vs_{key}"] not in ("", "self")]
+        for r, p in zip(tested, adjust([r[f"p_vs_{key}"] for r in tested], correction),
+                        strict=True):  # fmt: skip
+            r[f"p_adj_vs_{key}"] = p
+            possible = r[f"test_vs_{key}"] != "none"
+            if flag == "bold":
+                r["bold"] = bool(r["best"] or (possible and p >= alpha))
+            else:
+                r[flag] = bool(possible and p < alpha)
+
+
 def _metric_rows(
     dataset: str,
     metric: str,
@@ -389,76 +482,25 @@ def _metric_rows(
 
     hib = meta["higher_is_better"]
     decimals = meta["decimals"]
-    stats_: dict[str, dict[str, Any]] = {}
-    for variant, by_seed in values.items():
-        finite = {s: v for s, v in by_seed.items() if math.isfinite(v)}
-        arr = np.array(list(finite.values()), dtype=float)
-        n = len(arr)
-        mean = float(arr.mean()) if n else math.nan
-        std = float(arr.std(ddof=1)) if n >= 2 else math.nan
-        lo, hi = t_interval(mean, std, n, confidence)
-        stats_[variant] = {
-            "n": n,
-            "seeds": tuple(sorted(finite)),
-            "mean": mean,
-            "std": std,
-            "sem": std / math.sqrt(n) if n >= 2 else math.nan,
-            "ci_low": lo,
-            "ci_high": hi,
-        }
+    stats_ = {variant: _seed_stats(by_seed, confidence) for variant, by_seed in values.items()}
     directional = hib is not None
     ranked = (
         [v for v in stats_ if math.isfinite(stats_[v]["mean"]) and v not in apart]
         if directional
         else []
     )
-    best_variant = None
-    if ranked:
-        best_variant = ranked[0]
-        for v in ranked[1:]:
-            if _better(stats_[v]["mean"], stats_[best_variant]["mean"], bool(hib)):
-                best_variant = v
+    best_variant = _best_of(stats_, ranked, bool(hib))
     shown_best = format_number(stats_[best_variant]["mean"], decimals) if best_variant else None
-    # baseline: a variant label, or a model name with exactly one variant in this dataset
-    base = None
-    if baseline is not None and directional:
-        if baseline in stats_:
-            base = baseline
-        else:
-            cands = [v for v in stats_ if variants.get(v) == baseline]
-            base = cands[0] if len(cands) == 1 else None
+    base = _baseline_of(baseline, stats_, variants) if directional else None
     rows = []
     for variant, s in stats_.items():
-        row: dict[str, Any] = {
-            "dataset": dataset,
-            "model": variant,
-            "base_model": variants.get(variant, variant),
-            "metric": metric,
-            "source": meta["source"],
-            "group": meta["group"],
-            "unit": meta["unit"],
-            "higher_is_better": hib,
-            "decimals": decimals,
-            **s,
-            "rank": math.nan,
-            "best": False,
-            "bold": False,
-            "test_vs_best": "",
-            "p_vs_best": math.nan,
-            "baseline": base or "",
-            "test_vs_baseline": "",
-            "p_vs_baseline": math.nan,
-            "significant_vs_baseline": False,
-            "correction": correction,
-            "alpha": alpha,
-            "p_adj_vs_best": math.nan,
-            "p_adj_vs_baseline": math.nan,
-            "diff_vs_best": math.nan,
-            "diff_ci_low": math.nan,
-            "diff_ci_high": math.nan,
-            "mde_vs_best": math.nan,
-        }
-        if directional and variant in ranked:
+        row = _empty_row(dataset, metric, meta, variant, variants.get(variant, variant))
+        row.update(s)
+        row.update(_NO_TESTS)
+        row.update({"baseline": base or "", "test_vs_baseline": "", "p_vs_baseline": math.nan,
+                    "significant_vs_baseline": False, "correction": correction, "alpha": alpha})  # fmt: skip
+        row.update(_NO_DIFFS)
+        if directional and variant in ranked and best_variant is not None:
             better = sum(1 for o in ranked if _better(stats_[o]["mean"], s["mean"], bool(hib)))
             row["rank"] = better + 1
             row["best"] = format_number(s["mean"], decimals) == shown_best
@@ -483,16 +525,7 @@ def _metric_rows(
             row["p_vs_baseline"] = cmp_.p
         rows.append(row)
     # one family per column: the comparisons with the best, and those with the baseline
-    for key, flag in (("best", "bold"), ("baseline", "significant_vs_baseline")):
-        tested = [r for r in rows if r[f"test_vs_{key}"] not in ("", "self")]
-        for r, p in zip(tested, adjust([r[f"p_vs_{key}"] for r in tested], correction),
-                        strict=True):  # fmt: skip
-            r[f"p_adj_vs_{key}"] = p
-            possible = r[f"test_vs_{key}"] != "none"
-            if flag == "bold":
-                r["bold"] = bool(r["best"] or (possible and p >= alpha))
-            else:
-                r[flag] = bool(possible and p < alpha)
+    _adjust_families(rows, alpha, correction)
     if best_variant is not None:
         mde = detectable_difference(values, best_variant,
                                     [r["model"] for r in rows if r["test_vs_best"] not in

@@ -141,6 +141,78 @@ def _tests_phrase(tests: set[str]) -> str:
     return f"{TESTS['paired']} where the seeds match, {TESTS['welch']} otherwise"
 
 
+def _table_columns(
+    agg: pd.DataFrame, datasets: Sequence[str], metrics: Sequence[str] | None, group_by: str
+) -> tuple[list[Column], list[pd.DataFrame]]:
+    """The columns of a table (``datasets`` x ``metrics``, those with rows) and each column's
+    aggregate rows indexed by model."""
+    columns: list[Column] = []
+    col_rows: list[pd.DataFrame] = []
+    for ds in datasets:
+        sub = agg[agg["dataset"] == ds]
+        names = list(dict.fromkeys(sub["metric"])) if metrics is None else list(metrics)
+        for metric in names:
+            rows = sub[sub["metric"] == metric]
+            if rows.empty:
+                continue
+            first = rows.iloc[0]
+            hib = first["higher_is_better"]
+            arrow = ARROWS[bool(hib)] if hib is not None and hib == hib else ""
+            group = GROUPS.get(first["group"], first["group"]) if group_by == "metric" else ds
+            columns.append(Column(ds, metric, arrow, str(first["unit"] or ""), group))
+            col_rows.append(rows.set_index("model"))
+    return columns, col_rows
+
+
+@dataclasses.dataclass
+class _Seen:
+    """What the entries of a table showed, for its caption."""
+
+    short: bool = False  # an entry has fewer seeds than its dataset's most
+    has_bold_col: bool = False
+    all_single: bool = True
+    tests_best: set[str] = dataclasses.field(default_factory=set)
+    untestable_best: bool = False
+    tests_base: set[str] = dataclasses.field(default_factory=set)
+
+
+def _entry(
+    r: pd.Series,
+    col: Column,
+    interval: str,
+    max_n: int,
+    mark_text: str,
+    nonfinite: str,
+    seen: _Seen,
+) -> Entry:
+    """The entry of one aggregate row ``r`` in column ``col``; records in ``seen`` what the
+    caption must explain."""
+    from vaebench.report.notes import NAN_MARK
+
+    n = int(r["n"])
+    if n >= 2:
+        seen.all_single = False
+    if interval == "ci" and n >= 2:
+        spread = (float(r["ci_high"]) - float(r["ci_low"])) / 2
+    else:
+        spread = float(r["std"])
+    text = format_mean_std(float(r["mean"]), spread, n, int(r["decimals"]), not col.arrow)
+    if text == MISSING and NAN_MARK in mark_text:
+        text = nonfinite
+    note = f"n={n}" if 0 < n < max_n else ""
+    seen.short = seen.short or bool(note)
+    if col.arrow:
+        seen.has_bold_col = True
+        if r["test_vs_best"] not in ("", "self"):
+            seen.tests_best.add(str(r["test_vs_best"]))
+        if r["test_vs_best"] == "none" and not r["best"]:
+            seen.untestable_best = True
+        if r["test_vs_baseline"]:
+            seen.tests_base.add(str(r["test_vs_baseline"]))
+    return Entry(text, bold=bool(r["bold"]), mark=bool(r["significant_vs_baseline"]),
+                 note=note, flags=mark_text)  # fmt: skip
+
+
 def build_table(
     agg: pd.DataFrame,
     datasets: Sequence[str],
@@ -177,89 +249,39 @@ def build_table(
     smallest difference the test detects at 80 % power and the difference of every non-bold
     entry from the best with its ``confidence`` interval (:mod:`vaebench.report.power`).
     """
-    from vaebench.report.notes import MARK_LEGEND, NAN_MARK
+    from vaebench.report.notes import MARK_LEGEND
 
-    flags = flags or {}
     if interval not in ("std", "ci"):
         raise ValueError(f"unknown interval {interval!r}; valid: std, ci")
-    columns: list[Column] = []
-    col_rows: list[pd.DataFrame] = []
-    for ds in datasets:
-        sub = agg[agg["dataset"] == ds]
-        names = list(dict.fromkeys(sub["metric"])) if metrics is None else list(metrics)
-        for metric in names:
-            rows = sub[sub["metric"] == metric]
-            if rows.empty:
-                continue
-            first = rows.iloc[0]
-            hib = first["higher_is_better"]
-            arrow = ARROWS[bool(hib)] if hib is not None and hib == hib else ""
-            group = GROUPS.get(first["group"], first["group"]) if group_by == "metric" else ds
-            columns.append(Column(ds, metric, arrow, str(first["unit"] or ""), group))
-            col_rows.append(rows.set_index("model"))
+    columns, col_rows = _table_columns(agg, datasets, metrics, group_by)
     present = set().union(*(set(r.index) for r in col_rows)) if col_rows else set()
     row_names = [m for m in models if m in present] + sorted(present - set(models))
     max_n: dict[str, int] = {}
     for col, rows in zip(columns, col_rows, strict=True):
         max_n[col.dataset] = max(max_n.get(col.dataset, 0), int(rows["n"].max()))
+    seen = _Seen()
     entries: dict[tuple[str, int], Entry] = {}
-    tests_best: set[str] = set()
-    tests_base: set[str] = set()
-    untestable_best = False
-    all_single = True
-    has_bold_col = False
-    short = False
     for j, (col, rows) in enumerate(zip(columns, col_rows, strict=True)):
         for model in row_names:
-            mark_text = flags.get((col.dataset, model, col.metric), "")
+            key = (col.dataset, model, col.metric)
+            mark_text = (flags or {}).get(key, "")
             if model not in rows.index:
                 entries[(model, j)] = Entry(MISSING, flags=mark_text)
                 continue
-            r = rows.loc[model]
-            n = int(r["n"])
-            if n >= 2:
-                all_single = False
-            descriptive = not col.arrow
-            if interval == "ci" and n >= 2:
-                spread = (float(r["ci_high"]) - float(r["ci_low"])) / 2
-            else:
-                spread = float(r["std"])
-            text = format_mean_std(float(r["mean"]), spread, n, int(r["decimals"]), descriptive)
-            if text == MISSING and NAN_MARK in mark_text:
-                text = (nonfinite or {}).get((col.dataset, model, col.metric), "NaN")
-            note = f"n={n}" if 0 < n < max_n[col.dataset] else ""
-            short = short or bool(note)
-            if col.arrow:
-                has_bold_col = True
-                if r["test_vs_best"] not in ("", "self"):
-                    tests_best.add(str(r["test_vs_best"]))
-                if r["test_vs_best"] == "none" and not r["best"]:
-                    untestable_best = True
-                if r["test_vs_baseline"]:
-                    tests_base.add(str(r["test_vs_baseline"]))
-            entries[(model, j)] = Entry(
-                text,
-                bold=bool(r["bold"]),
-                mark=bool(r["significant_vs_baseline"]),
-                note=note,
-                flags=mark_text,
-            )
+            entries[(model, j)] = _entry(rows.loc[model], col, interval, max_n[col.dataset],
+                                         mark_text, (nonfinite or {}).get(key, "NaN"), seen)  # fmt: skip
+    tests_best = seen.tests_best
     caption = _caption(
         title=title,
         interval=interval,
         confidence=confidence,
         alpha=alpha,
         max_n=max_n,
-        short=short,
-        has_bold_col=has_bold_col,
-        all_single=all_single,
-        tests_best=tests_best,
-        untestable_best=untestable_best,
         baseline=baseline,
-        tests_base=tests_base,
         baseline_present=bool(baseline) and any(m == baseline for m in row_names),
         single_row=len(row_names) == 1,
         correction=correction,
+        **dataclasses.asdict(seen),
     )
     if tests_best - {"none"} and len(row_names) > 1:
         caption = " ".join([caption, *_power_sentences(columns, col_rows, row_names, alpha,
