@@ -27,23 +27,11 @@ __version__ = "0.1.0"
 #: Bumped on any incompatible change; plugins may check it.
 PLUGIN_API_VERSION = 2
 
-__all__ = [
-    "__version__",
-    "PLUGIN_API_VERSION",
-    "VaebenchError",
-    "list_models",
-    "list_datasets",
-    "list_metrics",
-    "create_model",
-    "load_dataset",
-    "load_model",
-    "run",
-    "evaluate",
-    "load_results",
-]
-
+#: The API functions (:mod:`vaebench.api`) the package exposes, imported on first use.
 _API = ("list_models", "list_datasets", "list_metrics", "create_model", "load_dataset",
         "load_model", "run", "evaluate")  # fmt: skip
+
+__all__ = ["__version__", "PLUGIN_API_VERSION", "VaebenchError", *_API, "load_results"]
 
 
 def load_results(

@@ -9,6 +9,8 @@ modules (:mod:`vaebench.dataset`, :mod:`vaebench.metric`) may use it.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "VaebenchError",
     "ConfigError",
@@ -70,3 +72,15 @@ class PluginError(VaebenchError, RuntimeError):
 
 class DiskFullError(VaebenchError, OSError):
     """No space left on the device holding the results folder; finished cells are intact."""
+
+
+def import_extra(module: str, what: str, package: str, install: str) -> Any:
+    """(A helper of the harness, not an exception: not in ``__all__``.) Import the optional dependency ``module`` (e.g. ``"mlflow"``) for ``what`` (the feature
+    that needs it, e.g. ``"--executor dask"``) and return it. Raises :class:`ConfigError`
+    ``"WHAT needs PACKAGE, which is not installed: INSTALL"`` when it is missing."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"{what} needs {package}, which is not installed: {install}") from None

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from vaebench.errors import ConfigError
+from vaebench.errors import ConfigError, import_extra
 
 log = logging.getLogger("vaebench.executors")
 
@@ -456,13 +456,7 @@ class ProcessExecutor(Executor):
 
 
 def _import_distributed() -> Any:
-    try:
-        import distributed
-    except ImportError:
-        raise ConfigError(
-            f"--executor dask needs Dask distributed, which is not installed: {DASK_INSTALL}"
-        ) from None
-    return distributed
+    return import_extra("distributed", "--executor dask", "Dask distributed", DASK_INSTALL)
 
 
 def check_executor(name: str) -> None:

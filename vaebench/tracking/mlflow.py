@@ -56,7 +56,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from vaebench.errors import ConfigError
+from vaebench.errors import ConfigError, import_extra
 from vaebench.hookspecs import Tracker, hookimpl
 
 log = logging.getLogger("vaebench.tracking.mlflow")
@@ -146,13 +146,7 @@ def experiment_name() -> str:
 
 
 def _import_mlflow(what: str) -> Any:
-    try:
-        import mlflow
-    except ImportError:
-        raise ConfigError(
-            f"{what} needs MLflow, which is not installed: {MLFLOW_INSTALL}"
-        ) from None
-    return mlflow
+    return import_extra("mlflow", what, "MLflow", MLFLOW_INSTALL)
 
 
 def _is_file_store(uri: str) -> bool:
