@@ -385,3 +385,94 @@ def test_report_content_sits_below_the_modules_that_write_draw_and_render():
     for name in ("page", "ranks", "interpolation_figures"):
         assert "vaebench.report.build" not in _all_vaebench_imports(PACKAGE / "report" /
                                                                    f"{name}.py")  # fmt: skip
+
+
+def _docstring_lines(node: ast.AST) -> int:
+    body = getattr(node, "body", [])
+    first = body[0] if body else None
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
+        return first.end_lineno - first.lineno + 1
+    return 0
+
+
+def test_no_module_over_800_lines_and_no_function_over_80():
+    """Issue 20: no file a newcomer must read whole -- every module of vaebench/ has at most 800
+    lines and every function at most 80 (its docstring not counted)."""
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        where = path.relative_to(PACKAGE)
+        if text.count("\n") > 800:
+            long.append(f"{where}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1 - _docstring_lines(node)
+                if length > 80:
+                    long.append(f"{where}:{node.lineno} {node.name}: {length} lines")
+    assert not long, long
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """vaebench module -> the vaebench modules it imports in any form (module level, in
+    functions, under ``if TYPE_CHECKING:``); a module's own parent packages are not edges."""
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+                targets = [base, *(f"{base}.{a.name}" for a in node.names)]
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name and not name.startswith(f"{target}."):
+                    edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[str]:
+    """Every circle a depth-first walk of ``graph`` closes, as ``a -> b -> a``."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles = []
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for nxt in sorted(graph[name]):
+            if state.get(nxt) == 1:
+                cycles.append(" -> ".join(path[path.index(nxt) :] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    return cycles
+
+
+def test_no_import_cycle_among_vaebench_modules():
+    """Issue 20: imports run one way -- no circle among vaebench's modules, whether the imports
+    run at module level, inside functions or only for type checkers."""
+    assert not _cycles(_module_graph())
+
+
+def test_the_cycle_check_sees_circles_and_every_form_of_import():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a -> b -> c -> a"]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+    graph = _module_graph()
+    assert "vaebench.grid" in graph["vaebench.api"]  # a function-level import is an edge
+    assert "vaebench.summary" in graph["vaebench.api"]  # so is a TYPE_CHECKING one
+    assert "vaebench" not in graph["vaebench.plugins"]  # the parent package is not
