@@ -327,6 +327,16 @@ def factor_error(estimate: np.ndarray, ideal: np.ndarray, period: float | None) 
     return np.abs(d)
 
 
+def _applicable_spec(metric: Any, model: Any, dataset: Any) -> FactorSpec:
+    """The dataset's ground-truth factor, for a metric evaluated where its ``applies_to``
+    holds; else ``ValueError`` with the reason ``applies_to`` gives (the harness asks first)."""
+    reason = metric.applies_to(model, dataset)
+    spec = factor_spec(dataset)
+    if reason is not True or spec is None:
+        raise ValueError(f"{metric.name} does not apply to dataset {dataset.name!r}: {reason}")
+    return spec
+
+
 class AcaiInterpolation(InterpolationMetric):
     """The ACAI paper's Mean Distance and Smoothness, plus extras (see module docstring)."""
 
@@ -365,9 +375,7 @@ class AcaiInterpolation(InterpolationMetric):
         return True
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        spec = factor_spec(dataset)
-        if spec is None:
-            raise ValueError(f"dataset {dataset.name!r} has no single known ground-truth factor")
+        spec = _applicable_spec(self, model, dataset)
         bank = reference_bank(dataset, spec)
         n_pairs, n_steps, method = interpolation_options(ctx)
         x, f = dataset.x_test, dataset.factors_test[:, 0].double().numpy()
@@ -477,9 +485,7 @@ class LectureMidpoint(InterpolationMetric):
         return True
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        spec = factor_spec(dataset)
-        if spec is None or spec.name != "phase":
-            raise ValueError(f"dataset {dataset.name!r} has no phase factor (not a moons set)")
+        spec = _applicable_spec(self, model, dataset)
         _, _, method = interpolation_options(ctx)
         bank = reference_bank(dataset, spec)
         true = render_images(dataset, np.array([LECTURE_FULL, LECTURE_MID, LECTURE_HALF]))

@@ -119,7 +119,6 @@ class BetaTCVAE(_RegularisedVAE):
 
     param_docs = {
         "beta": "total-correlation weight of beta-TC-VAE (1: the VAE; Chen et al. dSprites: 6)",
-        "kl_warmup_epochs": VAE.param_docs["kl_warmup_epochs"],
     }
 
     def __init__(self, *args, beta: float = 6.0, **kwargs) -> None:
@@ -142,7 +141,6 @@ class DIPVAE(_RegularisedVAE):
         "lambda_d_factor": "diagonal weight = lambda_d_factor * lambda_od "
         "(disentanglement_lib: 10 for type i, 1 for type ii)",
         "dip_type": "i: covariance of the posterior means; ii: of z under q(z)",
-        "kl_warmup_epochs": VAE.param_docs["kl_warmup_epochs"],
     }
 
     def __init__(
@@ -176,7 +174,6 @@ class FactorVAE(_RegularisedVAE):
         "disc_width": "units per discriminator layer (Kim & Mnih: 1000)",
         "disc_depth": "discriminator hidden layers (Kim & Mnih: 6)",
         "disc_lr": "learning rate of the discriminator's Adam (disentanglement_lib: 1e-4)",
-        "kl_warmup_epochs": VAE.param_docs["kl_warmup_epochs"],
     }
 
     def __init__(
