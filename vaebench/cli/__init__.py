@@ -152,7 +152,6 @@ def main() -> None:
     loads them first, so that a plugin problem stops every command.
     """
     warnings.showwarning = _show_warning
-    assert isinstance(cli, PluginCommands)
     runs_a_command = any(a not in ("-h", "--help", "--version") for a in sys.argv[1:2])
     cli.list_plugins = runs_a_command
     if runs_a_command and api.strict_plugins():
