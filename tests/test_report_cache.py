@@ -179,6 +179,7 @@ def test_figures_drawn_by_worker_processes_are_the_serial_ones_byte_for_byte(
     monkeypatch.setattr(drawing, "MIN_PARALLEL", 1)
     monkeypatch.setattr(drawing, "_cores", lambda: 2)
     monkeypatch.setattr(drawing, "MIN_CELL_BYTES", 0)
+    monkeypatch.setattr(drawing, "_main_is_safe", lambda: True)
     shared_calls = []
     original = drawing._render_shared
 

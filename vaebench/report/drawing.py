@@ -3,12 +3,14 @@
 
 A :class:`FigureJob` names a module-level drawing function of :mod:`vaebench.report.figures`
 and its arguments (plain data: cells, pandas frames, colours), so that it pickles. With at least
-two cores, :func:`figure_pool` starts ``cores - 1`` worker processes (``spawn``: a worker
-imports numpy, pandas, matplotlib and the report modules, never torch) while the report is
-collected, and for :data:`MIN_PARALLEL` figures or more :func:`draw_all` has them render
-figures from the front of the list while this process renders from the back; either way a
-figure's bytes are those of :func:`render`, so the files are identical to a serial drawing. Only this process writes files (through
-:func:`vaebench.report.files.write_report_file`, which records them in the report's index).
+two cores, in the ``vaebench`` command (a user's script is never imported again by a worker),
+:func:`figure_pool` starts ``cores - 1`` worker processes (``spawn``: a worker imports numpy,
+pandas, matplotlib and the report modules, never torch) while the report is collected, and for
+:data:`MIN_PARALLEL` figures or more :func:`draw_all` has them render figures from the front of
+the list while this process renders from the back; either way a figure's bytes are those of
+:func:`render`, so the files are identical to a serial drawing. Only this process writes files
+(through :func:`vaebench.report.files.write_report_file`, which records them in the report's
+index).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
@@ -95,11 +98,27 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _main_is_safe() -> bool:
+    """Whether a ``spawn`` worker may start: it imports the ``__main__`` module again, which
+    must then run nothing. True for the ``vaebench`` command (``vaebench`` or ``python -m
+    vaebench.cli``) and where ``__main__`` is no file (``python -c``, an interactive session,
+    a notebook); false for any other script, which might train again at its top level."""
+    main = sys.modules.get("__main__")
+    path: str | None = getattr(main, "__file__", None)
+    if path is None:
+        return True
+    spec = getattr(main, "__spec__", None)
+    if spec is not None:
+        return bool(spec.name == "vaebench.cli.__main__")
+    return Path(path).stem == "vaebench"
+
+
 def _workers() -> int:
-    """Worker processes worth starting: ``cores - 1``; none on one core or inside a daemon
-    process (which may not start children)."""
+    """Worker processes worth starting: ``cores - 1``; none on one core, inside a daemon
+    process (which may not start children) or from a script of the user's
+    (:func:`_main_is_safe`)."""
     cores = _cores()
-    if cores < 2 or multiprocessing.current_process().daemon:
+    if cores < 2 or multiprocessing.current_process().daemon or not _main_is_safe():
         return 0
     return cores - 1
 
