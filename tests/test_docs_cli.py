@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import pytest
 
-from vaebench.cli import _add_plugin_commands, cli
+from vaebench.cli import cli
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 #: Regions of the docs that show wrong calls on purpose.
@@ -87,7 +87,7 @@ def problems(call: str, commands: dict[str, click.Command]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def commands() -> dict[str, click.Command]:
-    _add_plugin_commands()  # the built-in `mlflow` command comes through the plugin hook
+    cli.load_plugin_commands()  # the built-in `mlflow` command comes through the plugin hook
     return dict(cli.commands)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from test_docs_cli import doc_calls, problems
 
-from vaebench.cli import _add_plugin_commands, cli
+from vaebench.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -43,7 +43,7 @@ def test_readme_opens_with_the_two_fresh_machine_commands():
 
 
 def test_readme_shows_only_real_commands_and_options():
-    _add_plugin_commands()  # the built-in `mlflow` command comes through the plugin hook
+    cli.load_plugin_commands()  # the built-in `mlflow` command comes through the plugin hook
     commands = dict(cli.commands)
     calls = doc_calls(README)
     assert len(calls) > 20

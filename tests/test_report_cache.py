@@ -9,21 +9,23 @@ import pytest
 from test_report_cells import write_cell, write_manifest
 
 from vaebench.report import build_report
-from vaebench.report import figures as F
 from vaebench.report.build import figure_suffixes
 
 
 @pytest.fixture
 def saves(monkeypatch):
-    """The figure paths passed to the report's savefig wrapper, in order."""
+    """The figure paths passed to the report's figure writer, in order (every figure is
+    written through it, whether drawn in this process or by a worker)."""
+    from vaebench.report import files
+
     calls: list[str] = []
-    original = F.save_figure
+    original = files.write_figure
 
-    def counting(fig, path, suffixes=(".png", ".pdf")):
+    def counting(path, figure):
         calls.append(Path(path).name)
-        return original(fig, path, suffixes)
+        return original(path, figure)
 
-    monkeypatch.setattr(F, "save_figure", counting)
+    monkeypatch.setattr(files, "write_figure", counting)
     return calls
 
 
@@ -156,3 +158,39 @@ def test_kept_figures_come_back_in_the_order_they_were_drawn(tmp_path):
     cache.save()
     assert FigureCache(tmp_path).reuse("d", "k") == drawn
     assert FigureCache(tmp_path).reuse("d", "other key") is None
+
+
+def test_figures_drawn_by_worker_processes_are_the_serial_ones_byte_for_byte(
+    tmp_path, monkeypatch, saves
+):
+    """Issue 25: the figures shared with worker processes (:mod:`vaebench.report.drawing`) are
+    the bytes a drawing in this process writes, written in the same order."""
+    import shutil
+
+    from vaebench.report import drawing
+
+    serial = two_datasets(tmp_path / "serial")
+    shared = tmp_path / "shared" / "r"
+    shutil.copytree(serial, shared)
+    monkeypatch.setattr(drawing, "MIN_PARALLEL", 10**6)
+    first = build_report([serial], formats=["md"])
+    drawn_serially = list(saves)
+    saves.clear()
+    monkeypatch.setattr(drawing, "MIN_PARALLEL", 1)
+    monkeypatch.setattr(drawing, "_cores", lambda: 2)
+    monkeypatch.setattr(drawing, "MIN_CELL_BYTES", 0)
+    monkeypatch.setattr(drawing, "_main_is_safe", lambda: True)
+    shared_calls = []
+    original = drawing._render_shared
+
+    def counting(jobs, suffixes, pool):
+        shared_calls.append(len(jobs))
+        return original(jobs, suffixes, pool)
+
+    monkeypatch.setattr(drawing, "_render_shared", counting)
+    second = build_report([shared], formats=["md"])
+    assert len(shared_calls) == 2  # each dataset's figures were shared with a worker
+    assert saves == drawn_serially
+    assert [p.relative_to(shared) for p in second] == [p.relative_to(serial) for p in first]
+    assert figure_digest(shared) == figure_digest(serial)
+    assert len(figure_digest(serial)) >= 8  # both datasets drew

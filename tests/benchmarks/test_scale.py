@@ -9,7 +9,8 @@
 - ``iwae``: the IWAE bound (K samples per image) next to the bare decoder pass + log-likelihood
   over the same number of codes (the speed of the network);
 - ``report`` (enabled only): ``vaebench report`` of a copy of results/reference with unchanged
-  figures, next to the same with ``--no-figures``;
+  figures, next to the same with ``--no-figures``; ``report-command``: the whole command in a
+  new process (imports included), figures kept or drawn anew as PNG;
 - ``scale`` (enabled only): ``load_results`` and ``report --no-figures`` of a synthetic folder
   of ``VAEBENCH_SCALE_CELLS`` cells (default 100 000, made by :mod:`make_cells`) through the
   index and, for ``load_results`` with ``VAEBENCH_SCALE_RECORDS=1``, from the records.
@@ -114,6 +115,36 @@ def test_report_reference(benchmark, tmp_path, enabled, figures):
     benchmark.group = "report"
     benchmark.pedantic(build_report, args=([run],),
                        kwargs={"figures": figures != "no-figures"}, rounds=3)  # fmt: skip
+
+
+@pytest.mark.parametrize("figures", ["unchanged-figures", "new-png-figures"])
+def test_report_command_reference(benchmark, tmp_path, enabled, figures):
+    """The whole ``vaebench report`` process (start-up imports included: a built-in command
+    loads no plugin and no torch) on a copy of results/reference, its figures kept; or, as
+    ``run``'s own report does, drawn anew as PNG (shared with a worker process on >= 2 cores)."""
+    if not enabled:
+        pytest.skip("a benchmark of a minute: run with --benchmark-enable")
+    import subprocess
+    import sys
+
+    run = tmp_path / "reference"
+    shutil.copytree(ROOT / "results" / "reference" / "cells", run / "cells")
+    shutil.copytree(ROOT / "results" / "reference" / "manifests", run / "manifests")
+    command = [sys.executable, "-c", "from vaebench.cli import main; main()", "-q", "report"]
+    if figures == "unchanged-figures":
+        subprocess.run([*command, str(run)], check=True)  # draws them once
+
+    def setup():
+        if figures == "new-png-figures":
+            shutil.rmtree(run / "figures", ignore_errors=True)
+        return (), {}
+
+    def report():
+        extra = ["--figures", "png"] if figures == "new-png-figures" else []
+        subprocess.run([*command, *extra, str(run)], check=True, capture_output=True)
+
+    benchmark.group = "report-command"
+    benchmark.pedantic(report, setup=setup, rounds=3)
 
 
 @pytest.fixture(scope="module")

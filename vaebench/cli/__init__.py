@@ -84,8 +84,38 @@ class OneLineErrors(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+class PluginCommands(OneLineErrors):
+    """The ``vaebench`` group: built-in commands at once, plugin commands (hook
+    ``vaebench_commands``) loaded on first need -- a command name that is not built in, or the
+    command list (shown by ``vaebench --help`` only when :func:`main` allows it) -- so that a
+    built-in command such as ``report`` loads no plugin (and no torch)."""
+
+    #: whether :meth:`list_commands` may load the plugins (:func:`main` turns it off for
+    #: ``vaebench --help``, ``--version`` and a bare ``vaebench``, which stay fast)
+    list_plugins: bool = True
+    _plugins_loaded: bool = False
+
+    def load_plugin_commands(self, strict_check: bool = True) -> None:
+        """Add every plugin's commands, once (see :func:`_add_plugin_commands`)."""
+        if not self._plugins_loaded:
+            self._plugins_loaded = True
+            _add_plugin_commands(self, strict_check=strict_check)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and not self._plugins_loaded:
+            self.load_plugin_commands()
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        if self.list_plugins:
+            self.load_plugin_commands()
+        return super().list_commands(ctx)
+
+
 @click.group(
-    cls=OneLineErrors,
+    cls=PluginCommands,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(api.__version__, prog_name="vaebench")
@@ -116,17 +146,21 @@ for _command in (run, evaluate, report, list_, plugins, check, bench):
 def main() -> None:
     """Entry point of the ``vaebench`` console script.
 
-    Plugin commands (hook ``vaebench_commands``) are added unless the first argument asks only
-    for help or the version, so that ``vaebench --help`` stays fast (it imports no torch).
+    Plugin commands (hook ``vaebench_commands``) load only when needed (see
+    :class:`PluginCommands`): ``vaebench --help`` stays fast (it imports no torch) and a built-in
+    command loads no plugin. In strict plugin mode every command but ``--help``/``--version``
+    loads them first, so that a plugin problem stops every command.
     """
     warnings.showwarning = _show_warning
-    if any(a not in ("-h", "--help", "--version") for a in sys.argv[1:2]):
+    runs_a_command = any(a not in ("-h", "--help", "--version") for a in sys.argv[1:2])
+    cli.list_plugins = runs_a_command
+    if runs_a_command and api.strict_plugins():
         # `vaebench plugins` lists every plugin problem itself, strict mode or not
-        _add_plugin_commands(strict_check=sys.argv[1:2] != ["plugins"])
+        cli.load_plugin_commands(strict_check=sys.argv[1:2] != ["plugins"])
     cli.main(prog_name="vaebench")
 
 
-def _add_plugin_commands(strict_check: bool = True) -> None:
+def _add_plugin_commands(group: click.Group, strict_check: bool = True) -> None:
     """Call each plugin's ``vaebench_commands`` on its own: one broken plugin loses only its
     commands, and the warning names it."""
     try:
@@ -140,7 +174,7 @@ def _add_plugin_commands(strict_check: bool = True) -> None:
         return
     for plugin_name, function in hooks:
         try:
-            function(cli=cli)
+            function(cli=group)
         except Exception as exc:  # noqa: BLE001
             click.echo(
                 f'warning: commands of plugin "{plugin_name}" not loaded: '

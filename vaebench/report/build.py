@@ -38,7 +38,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vaebench.report.content import (
     Report,
@@ -53,6 +53,9 @@ from vaebench.report.content import (
     table_sources,
 )
 from vaebench.report.files import ReportIndex, write_report_file
+
+if TYPE_CHECKING:
+    from vaebench.report.drawing import FigurePool
 
 log = logging.getLogger("vaebench.report")
 
@@ -184,10 +187,12 @@ def build_figures(
     fig_dir: Path,
     pareto: tuple[str, str] | None = None,
     suffixes: Sequence[str] = (".png", ".pdf"),
+    pool: FigurePool | None = None,
 ) -> dict[str, list[Path]]:
     """Draw every figure the stored results allow and save it (as each of ``suffixes``);
     ``{dataset: [paths]}``. A dataset whose figures' inputs did not change since the last
-    report into ``fig_dir`` keeps its files (:mod:`vaebench.report.cache`)."""
+    report into ``fig_dir`` keeps its files (:mod:`vaebench.report.cache`). ``pool``: worker
+    processes that share the drawing (:func:`vaebench.report.drawing.figure_pool`)."""
     from vaebench.report.cache import FigureCache, dataset_key
 
     out: dict[str, list[Path]] = {}
@@ -211,7 +216,7 @@ def build_figures(
         if kept is not None:
             out[ds] = kept
             continue
-        out[ds] = _draw_dataset(rep, ds, fig_dir, pareto, suffixes)
+        out[ds] = _draw_dataset(rep, ds, fig_dir, pareto, suffixes, pool)
         cache.record(ds, inputs_key, out[ds])
     cache.save()
     return out
@@ -223,11 +228,13 @@ def _draw_dataset(
     fig_dir: Path,
     pareto: tuple[str, str] | None,
     suffixes: Sequence[str],
+    pool: FigurePool | None = None,
 ) -> list[Path]:
     """Draw and save the figures of dataset ``ds`` (matplotlib is loaded here, on the first
     dataset whose figures are not kept); the paths written."""
     from vaebench.report import figures as F
     from vaebench.report import interpolation_figures
+    from vaebench.report.drawing import FigureJob, draw_all
     from vaebench.report.sweeps import sweep_points, swept_parameters
 
     colors = F.model_colors(rep.models)
@@ -235,10 +242,10 @@ def _draw_dataset(
         colors.setdefault(cell["model"], colors[cell["variant"]])
     cells = rep.cells
     s = rep.stems[ds]
-    made: list[Path] = []
+    jobs: list[FigureJob] = []
 
-    def draw(name: str, fig: Any) -> None:
-        made.extend(F.save(fig, fig_dir / f"{s}-{name}", suffixes))
+    def draw(name: str, drawer: Any, *args: Any, **kwargs: Any) -> None:
+        jobs.append(FigureJob(fig_dir / f"{s}-{name}", drawer, args, kwargs))
 
     for key, metrics in table_sources(rep, ds):
         sub = rep.agg[(rep.agg["dataset"] == ds) & rep.agg["metric"].isin(metrics)]
@@ -246,24 +253,22 @@ def _draw_dataset(
                   if sub[sub["metric"] == m]["higher_is_better"].map(
                       lambda v: v is not None and v == v).any()
                   and sub[sub["metric"] == m]["group"].iloc[0] != "cost"]  # fmt: skip
-        draw(f"bars-{rep.source_stems[key]}",
-             F.metric_bars(rep.agg, rep.frame, ds, scored, rep.models, colors, rep.interval,
-                           title=f"{ds}: {key}"))  # fmt: skip
+        draw(f"bars-{rep.source_stems[key]}", F.metric_bars, rep.agg, rep.frame, ds, scored,
+             rep.models, colors, rep.interval, title=f"{ds}: {key}")  # fmt: skip
     q, t = pareto or pareto_metrics(rep, ds)
     if q and t:
-        draw("pareto", F.pareto_scatter(rep.agg, ds, q, t, rep.models, colors, rep.interval))
-    draw("reconstructions", F.reconstruction_grid(cells, ds, rep.models, colors))
-    draw("samples", F.sample_grid(cells, ds, rep.models, colors))
-    draw("interpolation", F.interpolation_strips(cells, ds, rep.models, colors))
-    draw("latent", F.latent_scatter(cells, ds, rep.models, colors))
-    draw("training", F.training_curves(cells, ds, rep.models, colors))
+        draw("pareto", F.pareto_scatter, rep.agg, ds, q, t, rep.models, colors, rep.interval)
+    for name, drawer in (("reconstructions", F.reconstruction_grid), ("samples", F.sample_grid),
+                         ("interpolation", F.interpolation_strips), ("latent", F.latent_scatter),
+                         ("training", F.training_curves)):  # fmt: skip
+        draw(name, drawer, cells, ds, rep.models, colors)
     params = swept_parameters(cells, ds)
     for key, stem in file_stems(params).items():
         points = {m: sweep_points(cells, rep.frame, ds, key, m, rep.base_models)
                   for m in sweep_metrics(rep, ds)}  # fmt: skip
         decls = {m: declaration(rep, ds, m) for m in points}
-        draw(f"sweep-{stem}", F.sweep_lines(points, key, decls,
-                                            title=f"{ds}: {key} sweep"))  # fmt: skip
+        draw(f"sweep-{stem}", F.sweep_lines, points, key, decls, title=f"{ds}: {key} sweep")
+    made = draw_all(jobs, suffixes, pool)
     try:
         made += list(interpolation_figures.draw(cells, ds, list(rep.base_models), colors,
                                                 fig_dir, stem=s, suffixes=suffixes))  # fmt: skip
@@ -271,6 +276,32 @@ def _draw_dataset(
         log.warning("interpolation figures for %s not drawn: %s: %s", ds,
                     type(exc).__name__, exc)  # fmt: skip
     return made
+
+
+def _write_tables(
+    rep: Report, every: Sequence[Any], tdir: Path, formats: Sequence[str]
+) -> list[Path]:
+    """Write each table of ``every`` in each of ``formats`` into ``tdir`` (with the documents
+    ``tables.tex``/``tables.html`` and, for ``csv``, the aggregate and tidy frames of ``rep``);
+    the written paths."""
+    from vaebench.report import tables as T
+
+    written: list[Path] = []
+    for t in every:
+        if "md" in formats:
+            written.append(_write(tdir / f"{t.name}.md", T.to_markdown(t)))
+        if "tex" in formats:
+            written.append(_write(tdir / f"{t.name}.tex", T.to_latex(t)))
+        if "html" in formats:
+            written.append(_write(tdir / f"{t.name}.html", T.to_html(t)))
+    if "tex" in formats:
+        written.append(_write(tdir / "tables.tex", T.latex_document(every)))
+    if "html" in formats:
+        written.append(_write(tdir / "tables.html", T.html_document(every)))
+    if "csv" in formats:
+        written.append(_write(tdir / "aggregate.csv", T.aggregate_csv(rep.agg)))
+        written.append(_write(tdir / "tidy.csv", T.tidy_csv(rep.frame)))
+    return written
 
 
 def build_report(
@@ -320,7 +351,6 @@ def build_report(
     :class:`OSError` when a file cannot be written.
     """
     from vaebench.report import page
-    from vaebench.report import tables as T
 
     if formats is not None:
         bad = [f for f in formats if f not in FORMATS]
@@ -331,41 +361,35 @@ def build_report(
     ranks.check_cd_test(cd_test)
     suffixes = figure_suffixes(figures)
     figures = bool(suffixes)
-    rep = collect(run_dirs, baseline=baseline, alpha=alpha, confidence=confidence, ci=ci,
-                  correction=correction, light=not figures)  # fmt: skip
-    out = Path(out_dir if out_dir is not None else rep.run_dirs[0])
-    index = ReportIndex(out)
-    if formats is None:
-        kept = [f for f in index.previous_formats if f in FORMATS and f not in DEFAULT_FORMATS]
-        formats = [f for f in FORMATS if f in DEFAULT_FORMATS or f in kept]
-        if kept:
-            log.info("also writing %s tables: the previous report in %s wrote them (give the "
-                     "formats to drop them)", ", ".join(kept), out)  # fmt: skip
-    formats = [f for f in FORMATS if f in formats]
-    tables = build_tables(rep, summary_metrics)
-    ablations = build_ablations(rep) if ablation is not False else {}
-    every = [t for ts in tables.values() for t in ts] + [t for ts in ablations.values() for t in ts]
-    tdir = out / "tables"
-    index.begin(formats, figures)
-    written: list[Path] = []
-    for t in every:
-        if "md" in formats:
-            written.append(_write(tdir / f"{t.name}.md", T.to_markdown(t)))
-        if "tex" in formats:
-            written.append(_write(tdir / f"{t.name}.tex", T.to_latex(t)))
-        if "html" in formats:
-            written.append(_write(tdir / f"{t.name}.html", T.to_html(t)))
-    if "tex" in formats:
-        written.append(_write(tdir / "tables.tex", T.latex_document(every)))
-    if "html" in formats:
-        written.append(_write(tdir / "tables.html", T.html_document(every)))
-    if "csv" in formats:
-        written.append(_write(tdir / "aggregate.csv", T.aggregate_csv(rep.agg)))
-        written.append(_write(tdir / "tidy.csv", T.tidy_csv(rep.frame)))
-    figs: dict[str, list[Path]] = {}
-    if figures:
-        figs = build_figures(rep, out / "figures", pareto, suffixes)
-        written += [p for ps in figs.values() for p in ps]
+    from vaebench.report.cache import CACHE_NAME
+    from vaebench.report.drawing import figure_pool, worth_sharing
+
+    # a folder without figures yet (e.g. `run`'s own report) will draw: workers start at once
+    target = out_dir if out_dir is not None else (run_dirs[0] if run_dirs else None)
+    fresh = target is not None and not (Path(target) / "figures" / CACHE_NAME).exists()
+    with figure_pool(figures and worth_sharing(run_dirs), start_now=fresh) as pool:
+        rep = collect(run_dirs, baseline=baseline, alpha=alpha, confidence=confidence, ci=ci,
+                      correction=correction, light=not figures)  # fmt: skip
+        out = Path(out_dir if out_dir is not None else rep.run_dirs[0])
+        index = ReportIndex(out)
+        if formats is None:
+            kept = [f for f in index.previous_formats if f in FORMATS and f not in DEFAULT_FORMATS]
+            formats = [f for f in FORMATS if f in DEFAULT_FORMATS or f in kept]
+            if kept:
+                log.info("also writing %s tables: the previous report in %s wrote them (give the "
+                         "formats to drop them)", ", ".join(kept), out)  # fmt: skip
+        formats = [f for f in FORMATS if f in formats]
+        tables = build_tables(rep, summary_metrics)
+        ablations = build_ablations(rep) if ablation is not False else {}
+        every = [t for ts in tables.values() for t in ts] + [
+            t for ts in ablations.values() for t in ts
+        ]
+        index.begin(formats, figures)
+        written = _write_tables(rep, every, out / "tables", formats)
+        figs: dict[str, list[Path]] = {}
+        if figures:
+            figs = build_figures(rep, out / "figures", pareto, suffixes, pool)
+            written += [p for ps in figs.values() for p in ps]
     across = ranks.write(rep, out, formats, suffixes, cd_test, seeds_needed, written)
     text = page.render(rep, tables, figs, out, formats, ablations, across)
     written.append(_write(out / "report.md", text))

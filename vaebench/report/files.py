@@ -71,14 +71,26 @@ def save_figure(
     path = Path(path)
     if path.suffix.lower() in FIXED_METADATA:
         path = path.with_suffix("")
+    return write_figure(path, figure_bytes(fig, suffixes))
+
+
+def write_figure(path: Path, files: Iterable[tuple[str, bytes]]) -> list[Path]:
+    """Write a figure's ``files`` (``(suffix, bytes)`` from :func:`figure_bytes`) as ``path``
+    plus each suffix through :func:`write_report_file`; the written paths."""
+    # a stem may hold dots ("a.npz-bars")
+    return [write_report_file(path.with_name(path.name + ext), data) for ext, data in files]
+
+
+def figure_bytes(fig: Any, suffixes: Iterable[str] = (".png", ".pdf")) -> list[tuple[str, bytes]]:
+    """``[(suffix, bytes), ...]``: ``fig`` saved in each format of ``suffixes`` with
+    :data:`FIXED_METADATA` (what :func:`save_figure` writes). A figure made through pyplot is
+    closed afterwards (even when saving fails)."""
     out = []
     try:
         for ext in suffixes:
             buf = io.BytesIO()
             fig.savefig(buf, format=ext[1:], metadata=FIXED_METADATA.get(ext))
-            p = path.with_name(path.name + ext)  # a stem may hold dots ("a.npz-bars")
-            write_report_file(p, buf.getvalue())
-            out.append(p)
+            out.append((ext, buf.getvalue()))
     finally:
         if getattr(fig.canvas, "manager", None) is not None:
             import matplotlib.pyplot as plt

@@ -55,8 +55,6 @@ def difference(
     difference without spread (deterministic models) has a zero-width interval. NaN interval
     when either side has fewer than two finite values (the difference of the means is still
     given when both have one)."""
-    from scipy import stats
-
     a, b = _finite(a), _finite(b)
     if not a or not b:
         return (math.nan, math.nan, math.nan)
@@ -69,6 +67,8 @@ def difference(
         diff = float(d.mean())
         if float(np.ptp(d)) <= _REL_TOL * scale:
             return (diff, diff, diff)
+        from scipy import stats  # 1.4 s to import: only when an interval is computed
+
         ci = _quiet(stats.ttest_rel, x, y).confidence_interval(confidence)
         return (diff, float(ci.low), float(ci.high))
     x = np.array(list(a.values()))
@@ -80,6 +80,8 @@ def difference(
     cy = float(np.ptp(y)) <= _REL_TOL * scale
     if cx and cy:
         return (diff, diff, diff)
+    from scipy import stats
+
     if cx or cy:  # one-sample interval of the varying side around the constant
         varying, const = (y, float(x.mean())) if cx else (x, float(y.mean()))
         ci = _quiet(stats.ttest_1samp, varying, const).confidence_interval(confidence)

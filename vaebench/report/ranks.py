@@ -115,8 +115,6 @@ def rank_metric(
     are used; entries left unranked there are left out here too). Raises :class:`ValueError`
     (one line) for an unknown ``cd_test``, a metric without a direction, or fewer than 2
     datasets or 2 models with a value on every dataset."""
-    from scipy import stats
-
     check_cd_test(cd_test)
     rows = agg[(agg["metric"] == metric) & agg["dataset"].isin(list(datasets))
                & agg["rank"].notna()]  # fmt: skip
@@ -132,6 +130,8 @@ def rank_metric(
         raise ValueError(f"cannot rank {metric} across datasets: {len(ds)} dataset(s) and "
                          f"{len(complete)} model(s) with a value on each (need at least 2 of "
                          "each)")  # fmt: skip
+    from scipy import stats  # 1.4 s to import: not for a report with one dataset
+
     blocks = table.loc[ds, complete].astype(float)
     ranks = blocks.apply(lambda r: pd.Series(stats.rankdata(-r if higher else r), index=r.index),
                          axis=1)  # fmt: skip

@@ -163,12 +163,12 @@ def compare(a: Mapping[int, float], b: Mapping[int, float]) -> Comparison:
     varying one is Welch's test with one variance zero, which is exactly the one-sample t-test
     of the varying sample against the constant (:func:`scipy.stats.ttest_1samp`).
     """
-    from scipy import stats
-
     a = {s: float(v) for s, v in a.items() if v is not None and math.isfinite(v)}
     b = {s: float(v) for s, v in b.items() if v is not None and math.isfinite(v)}
     if len(a) < 2 or len(b) < 2:
         return Comparison("none", math.nan)
+    from scipy import stats  # 1.4 s to import: only when a test is computed
+
     scale = max(abs(v) for v in (*a.values(), *b.values()))
     if set(a) == set(b):
         seeds = sorted(a)
