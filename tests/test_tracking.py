@@ -104,3 +104,22 @@ def test_mlflow_is_a_tracker_registered_like_any_plugin(fresh_plugins):
     reg = fresh_plugins.get_registry()
     assert reg.tracker("mlflow").plugin == "vaebench.tracking.mlflow"
     assert isinstance(reg.tracker("mlflow").spec, Tracker)
+
+
+def test_resume_names_a_stored_tracker_whose_plugin_is_gone(demo, tmp_path, fresh_plugins):
+    """A run started with ``--track demo=x`` and resumed after the demo plugin was uninstalled:
+    one line saying the tracker came from the stored manifest, not from the command line."""
+    from vaebench.cli import cli
+
+    out = tmp_path / "r"
+    result = CliRunner().invoke(cli, ["run", *GRID, "-o", str(out), "--track", "demo=x"])
+    assert result.exit_code == 0, result.output
+    fresh_plugins.reset()  # the demo tracker's plugin is gone: built-ins only
+    assert "demo" not in fresh_plugins.get_registry().trackers
+    result = CliRunner().invoke(cli, ["run", "--resume", str(out)])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"Error: cannot resume {out}: it was run with tracker(s) 'demo' (stored in its "
+        "manifest), which no installed plugin provides; install the plugin again (installed "
+        "trackers: mlflow)\n"
+    )

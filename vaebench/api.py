@@ -404,6 +404,17 @@ def resume(
     stored = _stored_config(run_dir, "resume", required=True)
     assert stored is not None
     cfg = RunConfig.from_dict(stored, reg, mlflow=mlflow, track=track, **execution)
+    given = {*(track or {}), *(["mlflow"] if mlflow is not None else [])}
+    missing = sorted(n for n in cfg.track if n not in reg.trackers and n not in given)
+    if missing:  # from the stored run, not typed now: say so
+        from vaebench.errors import ConfigError
+
+        valid = ", ".join(sorted(reg.trackers)) or "(none)"
+        raise ConfigError(
+            f"cannot resume {os.fspath(run_dir)}: it was run with tracker(s) "
+            f"{', '.join(map(repr, missing))} (stored in its manifest), which no installed "
+            f"plugin provides; install the plugin again (installed trackers: {valid})"
+        )
     return _execute("run", cfg, run_dir, reg, force=force, progress=progress, argv=argv)
 
 
