@@ -112,11 +112,14 @@ def documented(
     docs: Mapping[str, str], bounds: Mapping[str, Bounds | tuple[Any, ...]]
 ) -> dict[str, str]:
     """``docs`` with each bounded option's range appended (``"...; 1 to 100000"``), so that
-    ``vaebench list metrics`` shows the same bounds :func:`check_bounded` enforces."""
+    ``vaebench list metrics`` shows the same bounds :func:`check_bounded` enforces. Idempotent:
+    a text that already ends with its range is left as it is."""
     out = dict(docs)
     for key, spec in bounds.items():
         if key in out and _is_range(spec):
-            out[key] = f"{out[key]}; {_fmt(spec[0])} to {_fmt(spec[1])}"
+            suffix = f"; {_fmt(spec[0])} to {_fmt(spec[1])}"
+            if not out[key].endswith(suffix):
+                out[key] += suffix
     return out
 
 
@@ -125,6 +128,13 @@ class BoundedMetric(Metric):
     to a ``(low, high)`` range or a tuple of choices (:func:`check_bounded`)."""
 
     bounds: ClassVar[Mapping[str, Bounds | tuple[Any, ...]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's own ``option_docs`` get its ``bounds`` appended (:func:`documented`), so
+        a metric declares plain texts and ``vaebench list metrics`` shows the enforced ranges."""
+        super().__init_subclass__(**kwargs)
+        if "option_docs" in vars(cls) or "bounds" in vars(cls):
+            cls.option_docs = documented(cls.option_docs, cls.bounds)
 
     def check_options(self, options: dict[str, Any]) -> None:
         check_bounded(self.resolve_options(options), self.bounds)

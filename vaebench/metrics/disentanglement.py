@@ -432,14 +432,11 @@ class BetaVAEScore(_Disentanglement):
     options = {"betavae_batch_size": 64, "betavae_num_train": 10000, "betavae_num_eval": 5000}
     bounds = {"betavae_batch_size": (1, 100000), "betavae_num_train": _N,
               "betavae_num_eval": (1, 10_000_000)}  # fmt: skip
-    option_docs = codes_mod.documented(
-        {
-            "betavae_batch_size": "image pairs averaged into one point (disentanglement_lib: 64)",
-            "betavae_num_train": "points the classifier is fitted on (disentanglement_lib: 10000)",
-            "betavae_num_eval": "points it is scored on (disentanglement_lib: 5000)",
-        },
-        bounds,
-    )
+    option_docs = {
+        "betavae_batch_size": "image pairs averaged into one point (disentanglement_lib: 64)",
+        "betavae_num_train": "points the classifier is fitted on (disentanglement_lib: 10000)",
+        "betavae_num_eval": "points it is scored on (disentanglement_lib: 5000)",
+    }
     values = (
         Value("betavae", True, "", 3,
               "BetaVAE score: accuracy of a linear classifier naming the fixed factor from mean "
@@ -470,19 +467,15 @@ class FactorVAEScore(_Disentanglement):
     bounds = {"factorvae_batch_size": (2, 100000), "factorvae_num_train": (1, 10_000_000),
               "factorvae_num_eval": (1, 10_000_000), "factorvae_num_variance": _N,
               "factorvae_prune_threshold": (0.0, 1e6)}  # fmt: skip
-    option_docs = codes_mod.documented(
-        {
-            "factorvae_batch_size": "images sharing the fixed factor per vote "
-            "(disentanglement_lib: 64)",
-            "factorvae_num_train": "votes the classifier is read from (disentanglement_lib: 10000)",
-            "factorvae_num_eval": "votes it is scored on (disentanglement_lib: 5000)",
-            "factorvae_num_variance": "images for the global variances (disentanglement_lib: "
-            "10000)",
-            "factorvae_prune_threshold": "code dimensions with a smaller standard deviation are "
-            "inactive (disentanglement_lib: 0.05)",
-        },
-        bounds,
-    )
+    option_docs = {
+        "factorvae_batch_size": "images sharing the fixed factor per vote "
+        "(disentanglement_lib: 64)",
+        "factorvae_num_train": "votes the classifier is read from (disentanglement_lib: 10000)",
+        "factorvae_num_eval": "votes it is scored on (disentanglement_lib: 5000)",
+        "factorvae_num_variance": "images for the global variances (disentanglement_lib: 10000)",
+        "factorvae_prune_threshold": "code dimensions with a smaller standard deviation are "
+        "inactive (disentanglement_lib: 0.05)",
+    }
     values = (
         Value("factorvae", True, "", 3,
               "FactorVAE score: accuracy of the majority vote naming the fixed factor from the "
@@ -509,13 +502,10 @@ class MIG(_Disentanglement):
     cost = "cheap"
     options = {"mig_num_train": 10000, "mig_bins": 20}
     bounds = {"mig_num_train": _N, "mig_bins": (2, 10000)}
-    option_docs = codes_mod.documented(
-        {
-            "mig_num_train": "sampled images (disentanglement_lib: 10000)",
-            "mig_bins": "equal-width bins per code dimension (disentanglement_lib: 20)",
-        },
-        bounds,
-    )
+    option_docs = {
+        "mig_num_train": "sampled images (disentanglement_lib: 10000)",
+        "mig_bins": "equal-width bins per code dimension (disentanglement_lib: 20)",
+    }
     values = (
         Value("mig", True, "", 3,
               "mutual information gap: gap between the two code dimensions most informative "
@@ -535,14 +525,11 @@ class DCI(_Disentanglement):
     cost = "expensive"
     options = {"dci_num_train": 10000, "dci_num_test": 5000}
     bounds = {"dci_num_train": _N, "dci_num_test": (1, 10_000_000)}
-    option_docs = codes_mod.documented(
-        {
-            "dci_num_train": "images the gradient boosted trees are fitted on "
-            "(disentanglement_lib: 10000)",
-            "dci_num_test": "images informativeness is measured on (disentanglement_lib: 5000)",
-        },
-        bounds,
-    )
+    option_docs = {
+        "dci_num_train": "images the gradient boosted trees are fitted on "
+        "(disentanglement_lib: 10000)",
+        "dci_num_test": "images informativeness is measured on (disentanglement_lib: 5000)",
+    }
     values = (
         Value("dci_disentanglement", True, "", 3,
               "DCI disentanglement: 1 - entropy of each code dimension's importance over "
@@ -581,14 +568,11 @@ class SAP(_Disentanglement):
     cost = "moderate"
     options = {"sap_num_train": 10000, "sap_num_test": 5000}
     bounds = {"sap_num_train": _N, "sap_num_test": (1, 10_000_000)}
-    option_docs = codes_mod.documented(
-        {
-            "sap_num_train": "images the per-dimension classifiers are fitted on "
-            "(disentanglement_lib: 10000)",
-            "sap_num_test": "images they are scored on (disentanglement_lib: 5000)",
-        },
-        bounds,
-    )
+    option_docs = {
+        "sap_num_train": "images the per-dimension classifiers are fitted on "
+        "(disentanglement_lib: 10000)",
+        "sap_num_test": "images they are scored on (disentanglement_lib: 5000)",
+    }
     values = (
         Value("sap", True, "", 3,
               "SAP: gap in accuracy between the two code dimensions that best predict a factor "
@@ -619,15 +603,12 @@ class Modularity(_Disentanglement):
     options = {"modularity_num_train": 10000, "modularity_num_test": 5000, "modularity_bins": 20}
     bounds = {"modularity_num_train": _N, "modularity_num_test": (1, 10_000_000),
               "modularity_bins": (2, 10000)}  # fmt: skip
-    option_docs = codes_mod.documented(
-        {
-            "modularity_num_train": "sampled images for the mutual information and the "
-            "explicitness classifiers (disentanglement_lib: 10000)",
-            "modularity_num_test": "images explicitness is scored on (disentanglement_lib: 5000)",
-            "modularity_bins": "equal-width bins per code dimension (disentanglement_lib: 20)",
-        },
-        bounds,
-    )
+    option_docs = {
+        "modularity_num_train": "sampled images for the mutual information and the "
+        "explicitness classifiers (disentanglement_lib: 10000)",
+        "modularity_num_test": "images explicitness is scored on (disentanglement_lib: 5000)",
+        "modularity_bins": "equal-width bins per code dimension (disentanglement_lib: 20)",
+    }
     values = (
         Value("modularity", True, "", 3,
               "modularity: how much each code dimension's mutual information concentrates on "
@@ -671,15 +652,12 @@ class Traversal(_Disentanglement):
     default = True
     options = {"traversal_steps": 7, "traversal_reach": 2.0}
     bounds = {"traversal_steps": (2, 50), "traversal_reach": (0.01, 100.0)}
-    option_docs = codes_mod.documented(
-        {
-            "traversal_steps": "decoded images per code dimension",
-            "traversal_reach": "each dimension is swept over centre +- reach x spread (prior "
-            "N(0, 1) for a model with a posterior: +- reach; else the test codes' mean +- "
-            "reach x their standard deviation)",
-        },
-        bounds,
-    )
+    option_docs = {
+        "traversal_steps": "decoded images per code dimension",
+        "traversal_reach": "each dimension is swept over centre +- reach x spread (prior "
+        "N(0, 1) for a model with a posterior: +- reach; else the test codes' mean +- "
+        "reach x their standard deviation)",
+    }
     values = (
         Value("traversal_changing_dims", None, "dims", 0,
               "code dimensions whose traversal changes the decoded image by more than 0.01 "

@@ -326,10 +326,9 @@ class Elbo(_LikelihoodMetric):
     cost = "cheap"
     default = True
     options = {"elbo_samples": 10}
-    option_docs = codes_mod.documented(
-        {"elbo_samples": "draws of z per test image for E_q[log p(x|z)] (the KL is exact)"},
-        BOUNDS,
-    )
+    option_docs = {
+        "elbo_samples": "draws of z per test image for E_q[log p(x|z)] (the KL is exact)"
+    }
     values = (
         Value(
             "elbo", True, "nats/image", 2,
@@ -386,14 +385,10 @@ class Iwae(_LikelihoodMetric):
     cost = "expensive"
     default = False
     options = {"iwae_k": 1000, "iwae_test_n": 10000}
-    option_docs = codes_mod.documented(
-        {
-            "iwae_k": "importance samples K per test image (Burda et al. 2016 use 5000)",
-            "iwae_test_n": "at most this many test images (a fixed choice, the same for every "
-            "cell)",
-        },
-        BOUNDS,
-    )
+    option_docs = {
+        "iwae_k": "importance samples K per test image (Burda et al. 2016 use 5000)",
+        "iwae_test_n": "at most this many test images (a fixed choice, the same for every cell)",
+    }
     values = (
         Value(
             "iwae_nll", False, "nats/image", 2,

@@ -288,14 +288,11 @@ class LinearProbe(_LabelledCodes):
 
     name = "probe"
     options = {"rep_train_n": 10000, "probe_c": 1.0}
-    option_docs = codes_mod.documented(
-        {
-            "rep_train_n": "at most this many training codes fit the probe, k-NN and k-means "
-            "(a fixed choice, the same for every cell)",
-            "probe_c": "inverse L2 regularisation strength C of the logistic regression",
-        },
-        BOUNDS,
-    )
+    option_docs = {
+        "rep_train_n": "at most this many training codes fit the probe, k-NN and k-means "
+        "(a fixed choice, the same for every cell)",
+        "probe_c": "inverse L2 regularisation strength C of the logistic regression",
+    }
     values = (
         Value(
             "probe_acc", True, "%", 1,
@@ -328,9 +325,7 @@ class KnnAccuracy(_LabelledCodes):
     options = {"rep_train_n": 10000, "knn_k": 5}
     option_docs = {
         "rep_train_n": LinearProbe.option_docs["rep_train_n"],
-        **codes_mod.documented(
-            {"knn_k": "neighbours k that vote (Euclidean distance between codes)"}, BOUNDS
-        ),
+        "knn_k": "neighbours k that vote (Euclidean distance between codes)",
     }
     values = (
         Value(
@@ -356,15 +351,9 @@ class ClusterAccuracy(_LabelledCodes):
     options = {"rep_train_n": 10000, "cluster_n_init": 10, "cluster_whiten": True}
     option_docs = {
         "rep_train_n": LinearProbe.option_docs["rep_train_n"],
-        **codes_mod.documented(
-            {
-                "cluster_n_init": "k-means initialisations (k-means++), the best is kept "
-                "(ACAI: 1000)",
-                "cluster_whiten": "whiten the codes with the SVD of the training codes first "
-                "(ACAI); true or false",
-            },
-            BOUNDS,
-        ),
+        "cluster_n_init": "k-means initialisations (k-means++), the best is kept (ACAI: 1000)",
+        "cluster_whiten": "whiten the codes with the SVD of the training codes first "
+        "(ACAI); true or false",
     }
     values = (
         Value(
@@ -425,13 +414,10 @@ class ActiveUnits(codes_mod.BoundedMetric):
     version = 1
     options = {"au_threshold": 0.01}
     bounds = BOUNDS
-    option_docs = codes_mod.documented(
-        {
-            "au_threshold": "a code dimension is active when its variance over the test set of "
-            "the posterior mean (or code) exceeds this (Burda et al. 2016: 0.01)",
-        },
-        BOUNDS,
-    )
+    option_docs = {
+        "au_threshold": "a code dimension is active when its variance over the test set of "
+        "the posterior mean (or code) exceeds this (Burda et al. 2016: 0.01)",
+    }
     values = (
         Value(
             "active_units", None, "dims", 0,

@@ -627,13 +627,8 @@ class KernelDistance(_SampleMetric):
     options = {**SHARED_OPTIONS, "kid_subsets": 100, "kid_subset_size": 1000}
     option_docs = {
         **SHARED_DOCS,
-        **codes_mod.documented(
-            {
-                "kid_subsets": "random subset pairs whose MMD^2 estimates are averaged",
-                "kid_subset_size": "features per subset (at most the sample count)",
-            },
-            BOUNDS,
-        ),
+        "kid_subsets": "random subset pairs whose MMD^2 estimates are averaged",
+        "kid_subset_size": "features per subset (at most the sample count)",
     }
     values = (
         Value(
@@ -668,9 +663,7 @@ class PrecisionRecall(_SampleMetric):
     options = {**SHARED_OPTIONS, "prdc_k": 5}
     option_docs = {
         **SHARED_DOCS,
-        **codes_mod.documented(
-            {"prdc_k": "nearest neighbour k that sets each ball's radius"}, BOUNDS
-        ),
+        "prdc_k": "nearest neighbour k that sets each ball's radius",
     }
     values = (
         Value(
