@@ -28,13 +28,16 @@ import importlib
 import os
 import warnings
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from vaebench import __version__, hookspecs
 from vaebench.errors import PluginError, VaebenchError
 from vaebench.text import printable
+
+if TYPE_CHECKING:
+    from vaebench.dataset import DatasetSpec
 
 __all__ = [
     "DEFAULT_PLUGINS",
@@ -157,7 +160,7 @@ class Registry:
     def dataset(self, name: str) -> Registered:
         return self._get(self.datasets, "dataset", name)
 
-    def dataset_for_path(self, path: str) -> Any:
+    def dataset_for_path(self, path: str) -> DatasetSpec | None:
         """The :class:`~vaebench.dataset.DatasetSpec` a plugin claims for ``path`` -- a file or
         folder given where a dataset name goes (hook ``vaebench_dataset_for_path``; the
         built-in :mod:`vaebench.data.user` claims ``.npz`` files and folders) -- or ``None``."""
