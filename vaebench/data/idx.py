@@ -60,6 +60,7 @@ __all__ = [
     "load_idx_dataset",
     "load_fashion_mnist",
     "load_mnist",
+    "IdxLoader",
 ]
 
 log = logging.getLogger("vaebench.data.idx")
@@ -534,39 +535,40 @@ def load_idx_dataset(
     )
 
 
-def load_fashion_mnist(
-    data_dir: str | None = None,
-    download: bool = True,
-    verify: bool = True,
-    binarize: str = "none",
-    binarize_seed: int = 0,
-) -> Dataset:
-    """Fashion-MNIST: 60000 train / 10000 test images ``(1, 28, 28)`` in [0, 1], 10 classes.
-
-    ``download``: fetch missing files into the user cache; ``verify``: check MD5 checksums;
-    ``binarize="fixed"``: binary pixels drawn once with ``binarize_seed``
-    (:func:`vaebench.data.digits.apply_binarization`).
-    """
-    ds = load_idx_dataset(FASHION_MNIST, data_dir, download=download, verify=verify)
-    return apply_binarization(ds, binarize, binarize_seed)
-
-
-def load_mnist(
-    data_dir: str | None = None,
-    download: bool = True,
-    verify: bool = True,
-    binarize: str = "none",
-    binarize_seed: int = 0,
-) -> Dataset:
-    """MNIST: 60000 train / 10000 test images ``(1, 28, 28)`` in [0, 1], labels 0-9.
+class IdxLoader:
+    """The loader of one MNIST-layout dataset (:class:`IdxSource`): calling it with
+    ``(data_dir=None, download=True, verify=True, binarize="none", binarize_seed=0)`` returns
+    the :class:`~vaebench.dataset.Dataset` of ``source`` (images ``(1, 28, 28)`` in [0, 1]).
 
     ``download``: fetch missing files into the user cache; ``verify``: check MD5 checksums;
     ``binarize="fixed"``: binary pixels drawn once with ``binarize_seed`` -- the fixed
     stochastic binarisation of likelihood papers
-    (:func:`vaebench.data.digits.apply_binarization`).
+    (:func:`vaebench.data.digits.apply_binarization`). Raises
+    :class:`~vaebench.dataset.DatasetError` (see :func:`load_idx_dataset`).
     """
-    ds = load_idx_dataset(MNIST, data_dir, download=download, verify=verify)
-    return apply_binarization(ds, binarize, binarize_seed)
+
+    def __init__(self, source: IdxSource) -> None:
+        self.source = source
+
+    def __call__(
+        self,
+        data_dir: str | None = None,
+        download: bool = True,
+        verify: bool = True,
+        binarize: str = "none",
+        binarize_seed: int = 0,
+    ) -> Dataset:
+        ds = load_idx_dataset(self.source, data_dir, download=download, verify=verify)
+        return apply_binarization(ds, binarize, binarize_seed)
+
+    def __repr__(self) -> str:
+        return f"IdxLoader({self.source.name!r})"
+
+
+#: Fashion-MNIST: 60000 train / 10000 test images, 10 clothing classes (:class:`IdxLoader`).
+load_fashion_mnist = IdxLoader(FASHION_MNIST)
+#: MNIST: 60000 train / 10000 test images, labels 0-9 (:class:`IdxLoader`).
+load_mnist = IdxLoader(MNIST)
 
 
 #: Meaning of each option (``vaebench list datasets``).
@@ -577,25 +579,25 @@ OPTION_DOCS = {
 }
 
 
+#: The registered IDX datasets: name, loader, description.
+REGISTERED = (
+    ("fashion-mnist", load_fashion_mnist,
+     "Zalando Fashion-MNIST (IDX files; 10 clothing classes), [0, 1]"),
+    ("mnist", load_mnist, "MNIST handwritten digits (IDX files), [0, 1]"),
+)  # fmt: skip
+
+
 @hookimpl
 def vaebench_datasets():
     return [
         DatasetSpec(
-            "fashion-mnist",
-            load_fashion_mnist,
-            "Zalando Fashion-MNIST (IDX files; 10 clothing classes), [0, 1]",
+            name,
+            loader,
+            text,
             shape=(1, 28, 28),
-            sizes=(FASHION_MNIST.n_train, FASHION_MNIST.n_test),
-            citation=FASHION_MNIST.citation,
+            sizes=(loader.source.n_train, loader.source.n_test),
+            citation=loader.source.citation,
             option_docs=OPTION_DOCS,
-        ),
-        DatasetSpec(
-            "mnist",
-            load_mnist,
-            "MNIST handwritten digits (IDX files), [0, 1]",
-            shape=(1, 28, 28),
-            sizes=(MNIST.n_train, MNIST.n_test),
-            citation=MNIST.citation,
-            option_docs=OPTION_DOCS,
-        ),
+        )
+        for name, loader, text in REGISTERED
     ]
