@@ -420,6 +420,15 @@ class _Disentanglement(codes_mod.BoundedMetric):
             raise NotApplicableError(f"{self.name} needs a code of at least 2 dimensions")
         return opts, pool, _random_state(ctx)
 
+    def _train_test(self, model: Any, dataset: Any, ctx: EvalContext):
+        """Options, random stream, and the codes and factor classes of two samples of the
+        pool: ``NAME_num_train`` images, then ``NAME_num_test`` (the options of a metric
+        that fits on one and scores on the other, as disentanglement_lib draws them)."""
+        opts, pool, rs = self._setup(model, dataset, ctx)
+        train = _sample(pool, opts[f"{self.name}_num_train"], rs)
+        test = _sample(pool, opts[f"{self.name}_num_test"], rs)
+        return opts, rs, train, test
+
 
 _N = (2, 10_000_000)
 
@@ -543,9 +552,7 @@ class DCI(_Disentanglement):
     )  # fmt: skip
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts, pool, rs = self._setup(model, dataset, ctx)
-        z_train, c_train = _sample(pool, opts["dci_num_train"], rs)
-        z_test, c_test = _sample(pool, opts["dci_num_test"], rs)
+        opts, rs, (z_train, c_train), (z_test, c_test) = self._train_test(model, dataset, ctx)
         out = dci_scores(z_train, c_train, z_test, c_test, random_state=rs.randint(2**31 - 1))
         ctx.details.update(
             {
@@ -580,9 +587,7 @@ class SAP(_Disentanglement):
     )  # fmt: skip
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts, pool, rs = self._setup(model, dataset, ctx)
-        z_train, c_train = _sample(pool, opts["sap_num_train"], rs)
-        z_test, c_test = _sample(pool, opts["sap_num_test"], rs)
+        opts, rs, (z_train, c_train), (z_test, c_test) = self._train_test(model, dataset, ctx)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # LinearSVC convergence on collapsed dimensions
             score, matrix = sap_score(z_train, c_train, z_test, c_test)
@@ -619,9 +624,7 @@ class Modularity(_Disentanglement):
     )  # fmt: skip
 
     def evaluate(self, model: Any, dataset: Any, ctx: EvalContext) -> dict[str, float]:
-        opts, pool, rs = self._setup(model, dataset, ctx)
-        z_train, c_train = _sample(pool, opts["modularity_num_train"], rs)
-        z_test, c_test = _sample(pool, opts["modularity_num_test"], rs)
+        opts, rs, (z_train, c_train), (z_test, c_test) = self._train_test(model, dataset, ctx)
         mi = mutual_info_matrix(histogram_discretize(z_train, opts["modularity_bins"]), c_train)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # lbfgs convergence warnings

@@ -318,6 +318,19 @@ class _LikelihoodMetric(codes_mod.BoundedMetric):
     def applies_to(self, model: Any, dataset: Any) -> bool | str:
         return _applies(model)
 
+    @staticmethod
+    def _mean(
+        model: Any, x: Tensor, per_image: Tensor, ctx: EvalContext, se: str, details: dict
+    ) -> float:
+        """The mean of ``per_image`` ``(N,)`` (nats/image) over the test images ``x``; records
+        in ``ctx.details`` what a reader must know (:func:`likelihood_details`), then
+        ``details``, then the mean's standard error as ``se`` (``None`` for one image)."""
+        n = x.shape[0]
+        ctx.details.update(likelihood_details(model, x))
+        ctx.details.update(details)
+        ctx.details[se] = float(per_image.std() / math.sqrt(n)) if n > 1 else None
+        return float(per_image.mean())
+
 
 class Elbo(_LikelihoodMetric):
     """Test ELBO with its reconstruction and KL terms (see the module docstring)."""
@@ -355,26 +368,16 @@ class Elbo(_LikelihoodMetric):
         x = dataset.x_test
         mean, logvar, _ = codes_mod.posterior(model, dataset, "test", ctx)
         recon, kl = elbo_terms(model, x, mean, logvar, samples, ctx.generator, ctx.eval_batch_size)
-        elbo = recon - kl
-        dims = int(x[0].numel())
-        n = x.shape[0]
-        ctx.details.update(likelihood_details(model, x))
-        ctx.details.update(
-            {
-                "n_test": n,
-                "elbo_samples": samples,
-                "kl": "closed form"
-                if standard_prior(model)
-                else f"Monte Carlo ({samples} draws of z per image, the model's own prior)",
-                "elbo_se": float(elbo.std() / math.sqrt(n)) if n > 1 else None,
-            }
-        )
-        value = float(elbo.mean())
+        kl_how = "closed form" if standard_prior(model) else (
+            f"Monte Carlo ({samples} draws of z per image, the model's own prior)"
+        )  # fmt: skip
+        details = {"n_test": x.shape[0], "elbo_samples": samples, "kl": kl_how}
+        value = self._mean(model, x, recon - kl, ctx, "elbo_se", details)
         return {
             "elbo": value,
             "elbo_recon": float(recon.mean()),
             "elbo_kl": float(kl.mean()),
-            "elbo_bpd": bits_per_dim(-value, dims),
+            "elbo_bpd": bits_per_dim(-value, int(x[0].numel())),
         }
 
 
@@ -409,23 +412,16 @@ class Iwae(_LikelihoodMetric):
         log_p, elbo = iwae_log_likelihood(
             model, x, mean, logvar, k, ctx.generator, ctx.eval_batch_size
         )
-        nll = -log_p
-        n = x.shape[0]
-        dims = int(x[0].numel())
-        ctx.details.update(likelihood_details(model, x))
-        ctx.details.update(
-            {
-                "bound": f"IWAE bound with K={k} importance samples from q(z|x) (Burda et al. "
-                "2016): an upper bound on -log p(x) that tightens as K grows",
-                "k": k,
-                "n_test": n,
-                "n_test_total": int(dataset.x_test.shape[0]),
-                "nll_se": float(nll.std() / math.sqrt(n)) if n > 1 else None,
-                "neg_elbo_same_draws": float(-elbo.mean()),
-            }
-        )
-        value = float(nll.mean())
-        return {"iwae_nll": value, "iwae_bpd": bits_per_dim(value, dims)}
+        details = {
+            "bound": f"IWAE bound with K={k} importance samples from q(z|x) (Burda et al. "
+            "2016): an upper bound on -log p(x) that tightens as K grows",
+            "k": k,
+            "n_test": x.shape[0],
+            "n_test_total": int(dataset.x_test.shape[0]),
+        }
+        value = self._mean(model, x, -log_p, ctx, "nll_se", details)
+        ctx.details["neg_elbo_same_draws"] = float(-elbo.mean())
+        return {"iwae_nll": value, "iwae_bpd": bits_per_dim(value, int(x[0].numel()))}
 
 
 @hookimpl
