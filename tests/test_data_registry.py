@@ -46,3 +46,41 @@ def test_runner_applies_options_and_subset(registry):
     assert ds.x_train.shape[0] == 20 and ds.info["subset"] == 20
     p = ds.factors_train[:, 0]
     assert not bool(((p > 0.55) & (p < 0.95)).any())
+
+
+def test_digits_read_without_sklearn_datasets_equals_load_digits():
+    """The embedded digits are read from the file scikit-learn ships (its ``sklearn.datasets``
+    import is ~1 s of every digits run's start-up): the arrays are load_digits' own, bit for
+    bit, and the dataset built from them splits as before."""
+    import numpy as np
+    from sklearn.datasets import load_digits as sk_load
+
+    from vaebench.data.digits import _digits_file, load_digits, read_digits
+
+    assert _digits_file() is not None  # the fast path is the one taken here
+    images, target = read_digits()
+    bunch = sk_load()
+    assert images.dtype == bunch.images.dtype and target.dtype == bunch.target.dtype
+    np.testing.assert_array_equal(images, bunch.images)
+    np.testing.assert_array_equal(target, bunch.target)
+    ds = load_digits()
+    assert tuple(ds.x_train.shape) == (1438, 1, 8, 8) and tuple(ds.x_test.shape) == (359, 1, 8, 8)
+    perm = np.random.default_rng(0).permutation(1797)
+    np.testing.assert_array_equal(
+        ds.x_test.numpy()[:, 0], (bunch.images[perm[:359]] / 16.0).astype(np.float32)
+    )
+    np.testing.assert_array_equal(ds.y_train.numpy(), bunch.target[perm[359:]])
+
+
+def test_a_digits_run_does_not_import_sklearn_datasets():
+    """Loading digits leaves ``sklearn.datasets`` unimported (a fresh process)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom vaebench.data.digits import load_digits\nload_digits()\n"
+        "print('sklearn.datasets' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

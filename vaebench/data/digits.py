@@ -7,6 +7,9 @@ Also home of the binarised variants of the image datasets (``binarize=fixed``, u
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,6 +69,39 @@ CITATION = (
 )
 
 
+def _digits_file() -> Path | None:
+    """scikit-learn's ``datasets/data/digits.csv.gz``, found without importing scikit-learn
+    (``None`` where that file is not where scikit-learn keeps it)."""
+    spec = importlib.util.find_spec("sklearn")
+    roots = spec.submodule_search_locations if spec is not None else None
+    for root in roots or ():
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            return path
+    return None
+
+
+def read_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The 1797 digits as scikit-learn's ``load_digits`` returns them: ``images`` ``(1797, 8,
+    8)`` float64 with values 0..16, ``target`` ``(1797,)`` int.
+
+    Read straight from the file scikit-learn ships, parsed as ``load_digits`` parses it
+    (``np.loadtxt`` of the gzipped CSV, the last column the label): importing
+    ``sklearn.datasets`` costs ~1 s of start-up that a run on ``digits`` waits for in every
+    process (docs/performance.md). Where the file is not found (another scikit-learn layout),
+    ``load_digits`` itself is called. tests/test_data_registry.py checks both give the same
+    arrays."""
+    path = _digits_file()
+    if path is None:  # pragma: no cover - a scikit-learn that keeps the file elsewhere
+        from sklearn.datasets import load_digits as sk_load
+
+        bunch = sk_load()
+        return bunch.images, bunch.target
+    with gzip.open(path, mode="rt", encoding="utf-8") as f:
+        data = np.loadtxt(f, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int, copy=False)
+
+
 def load_digits(
     test_fraction: float = 0.2, split_seed: int = 0, binarize: str = "none", binarize_seed: int = 0
 ) -> Dataset:
@@ -73,13 +109,11 @@ def load_digits(
 
     ``binarize="fixed"``: binary pixels drawn once with ``binarize_seed`` (see
     :func:`apply_binarization`)."""
-    from sklearn.datasets import load_digits as sk_load
-
     if not 0.0 < test_fraction < 1.0:
         raise DatasetError(f"digits: test_fraction must lie in (0, 1), got {test_fraction!r}")
-    bunch = sk_load()
-    x = (bunch.images.astype(np.float32) / 16.0)[:, None, :, :]
-    y = bunch.target.astype(np.int64)
+    images, target = read_digits()
+    x = (images.astype(np.float32) / 16.0)[:, None, :, :]
+    y = target.astype(np.int64)
     perm = np.random.default_rng(split_seed).permutation(len(x))
     n_test = int(round(test_fraction * len(x)))
     test, train = perm[:n_test], perm[n_test:]
