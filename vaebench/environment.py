@@ -9,6 +9,8 @@ store and the reports stay usable without it.
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
+import importlib.metadata
 import os
 import platform
 import socket
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["device_name", "environment", "git_info", "now_iso"]
+__all__ = ["device_name", "distribution_version", "environment", "git_info", "now_iso"]
 
 
 def _git(args: list[str], cwd: str) -> str | None:
@@ -42,6 +44,19 @@ def git_info(path: str | None = None) -> dict[str, Any] | None:
     return {"commit": commit, "dirty": bool(status)}
 
 
+def distribution_version(dist: str, module: str) -> str | None:
+    """The installed version of distribution ``dist`` (its metadata: no import of ``module``,
+    which for scikit-learn costs ~1.5 s of a run's start-up, docs/performance.md); where the
+    metadata is missing, ``module.__version__`` (importing it), else ``None``."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        try:
+            return str(importlib.import_module(module).__version__)
+        except (ImportError, AttributeError):
+            return None
+
+
 def device_name(device: Any) -> str:
     """Human-readable name of a ``torch.device`` for result files: the GPU model on CUDA,
     ``cpu (PROCESSOR, N cores)`` on the CPU, else ``str(device)``."""
@@ -56,8 +71,6 @@ def environment(device: Any = None) -> dict[str, Any]:
     """Versions, machine and device: what produced a result. ``device``: the ``torch.device``
     the cell ran on (adds ``device`` and ``device_name``). The torch entries (``torch``,
     ``torch_threads``, ``cuda``) are ``None`` in a process that has not loaded torch."""
-    import sklearn
-
     import vaebench
 
     torch = sys.modules.get("torch")
@@ -66,7 +79,7 @@ def environment(device: Any = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": None if torch is None else torch.__version__,
         "numpy": np.__version__,
-        "scikit-learn": sklearn.__version__,
+        "scikit-learn": distribution_version("scikit-learn", "sklearn"),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "hostname": socket.gethostname(),
