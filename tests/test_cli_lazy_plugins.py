@@ -50,7 +50,7 @@ def test_plugin_command_runs_through_the_entry_point():
 
 
 def test_unknown_command_is_one_line_after_loading_the_plugins():
-    proc = subprocess.run([sys.executable, "-c", "from vaebench.cli import main; main()", "nope"],
+    proc = subprocess.run([sys.executable, "-c", "from vaebench.cli import console; console()", "nope"],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.splitlines()[-1].startswith("Error: No such command 'nope'")

@@ -529,7 +529,7 @@ def run_cli(*args: str, cwd: Path | None = None, **kw) -> subprocess.CompletedPr
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     kw.setdefault("timeout", 600)
     return subprocess.run(
-        [sys.executable, "-c", "from vaebench.cli import main; main()", *args],
+        [sys.executable, "-c", "from vaebench.cli import console; console()", *args],
         capture_output=True, text=True, env=env, cwd=cwd, **kw,
     )  # fmt: skip
 
@@ -604,7 +604,7 @@ def test_progress_bars_are_quiet_without_a_terminal_and_shown_with_one(tmp_path,
     fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a real size
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from vaebench.cli import main; main()", *args,
+        [sys.executable, "-c", "from vaebench.cli import console; console()", *args,
          "--out", str(tmp_path / "tty")],
         stdout=subprocess.DEVNULL, stderr=secondary, env=env,
     )  # fmt: skip

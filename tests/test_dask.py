@@ -250,7 +250,7 @@ def test_dask_run_killed_midway_resumes_like_a_local_one(tmp_path, reference):  
     assert 1 <= len(kept) < 6
 
     resumed = subprocess.run(
-        [sys.executable, "-c", "from vaebench.cli import main; main()", "-q", "run", "--resume",
+        [sys.executable, "-c", "from vaebench.cli import console; console()", "-q", "run", "--resume",
          str(out), "--no-report"],
         env=_env(), capture_output=True, text=True, timeout=600,
     )  # fmt: skip

@@ -260,7 +260,7 @@ def _env() -> dict[str, str]:
 
 
 def vaebench_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from vaebench.cli import main; main()", *args]
+    return [sys.executable, "-c", "from vaebench.cli import console; console()", *args]
 
 
 def children(pid: int) -> set[int]:

@@ -263,7 +263,7 @@ def _run_cli(site: Path, *args: str, **env_vars: str) -> subprocess.CompletedPro
         env.pop(key, None)
     env.update(env_vars)
     return subprocess.run(
-        [sys.executable, "-c", "from vaebench.cli import main; main()", *args],
+        [sys.executable, "-c", "from vaebench.cli import console; console()", *args],
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
 
@@ -351,7 +351,7 @@ def test_command_line_warns_and_builtins_still_work(make_dist: MakeDist) -> None
     env.pop("VAEBENCH_STRICT_PLUGINS", None)
     env.pop("VAEBENCH_LOAD_PLUGINS", None)
     proc = subprocess.run(
-        [sys.executable, "-c", "from vaebench.cli import main; main()", "list", "models"],
+        [sys.executable, "-c", "from vaebench.cli import console; console()", "list", "models"],
         capture_output=True,
         text=True,
         env=env,

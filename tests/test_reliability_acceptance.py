@@ -31,7 +31,7 @@ def vaebench(*args: str) -> subprocess.Popen:
     """Start the vaebench CLI in a child process (stderr captured, one torch thread)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return subprocess.Popen(
-        [sys.executable, "-c", "from vaebench.cli import main; main()", *args],
+        [sys.executable, "-c", "from vaebench.cli import console; console()", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -32,7 +32,7 @@ def vaebench(*args: str) -> subprocess.Popen:
     """The CLI in a child process, with the environment's thread settings removed."""
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     return subprocess.Popen(
-        [sys.executable, "-c", "from vaebench.cli import main; main()", *args],
+        [sys.executable, "-c", "from vaebench.cli import console; console()", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
 

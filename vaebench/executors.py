@@ -239,6 +239,9 @@ def _init_worker(threads: int, gpu_queue: Any, started: Any = None, parent: int 
     BLAS threads; one GPU per worker (CUDA_VISIBLE_DEVICES set before CUDA initialises); a
     watchdog that ends the worker when the grid process dies."""
     global _STARTED
+    from vaebench.processes import end_without_teardown
+
+    end_without_teardown()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if gpu_queue is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())

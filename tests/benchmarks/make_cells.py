@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def template_cell() -> dict:
     """One real cell record, trained in a temporary folder by ``vaebench run``."""
     with tempfile.TemporaryDirectory(prefix="vaebench-template-") as tmp:
-        cmd = [sys.executable, "-c", "from vaebench.cli import main; main()", "-q", "run",
+        cmd = [sys.executable, "-c", "from vaebench.cli import console; console()", "-q", "run",
                "-m", "pca", "-d", "digits", "--metrics", "reconstruction", "--workers", "1",
                "--threads", "1", "--no-report", "--no-progress", "--out", tmp]  # fmt: skip
         subprocess.run(cmd, check=True, cwd=ROOT, capture_output=True)

@@ -46,7 +46,7 @@ def _vaebench(out: Path, *args: str) -> dict:
     OUT`` in a new process, with the 1-minute load average before and after."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    cmd = [sys.executable, "-c", "from vaebench.cli import main; main()", "-q", "run", *args,
+    cmd = [sys.executable, "-c", "from vaebench.cli import console; console()", "-q", "run", *args,
            "--no-report", "--no-progress", "--out", str(out)]  # fmt: skip
     load = _load()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -130,7 +130,7 @@ def test_report_command_reference(benchmark, tmp_path, enabled, figures):
     run = tmp_path / "reference"
     shutil.copytree(ROOT / "results" / "reference" / "cells", run / "cells")
     shutil.copytree(ROOT / "results" / "reference" / "manifests", run / "manifests")
-    command = [sys.executable, "-c", "from vaebench.cli import main; main()", "-q", "report"]
+    command = [sys.executable, "-c", "from vaebench.cli import console; console()", "-q", "report"]
     if figures == "unchanged-figures":
         subprocess.run([*command, str(run)], check=True)  # draws them once
 

@@ -21,12 +21,13 @@ import click
 from vaebench import api
 from vaebench.cli.bench import bench
 from vaebench.cli.common import EXIT_INTERRUPTED, EXIT_USAGE
+from vaebench.cli.finish import exit_code, finish
 from vaebench.cli.listing import check, list_, plugins
 from vaebench.cli.report import report
 from vaebench.cli.run import evaluate, run
 from vaebench.errors import PluginError
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "console", "main"]
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -158,6 +159,17 @@ def main() -> None:
         # `vaebench plugins` lists every plugin problem itself, strict mode or not
         cli.load_plugin_commands(strict_check=sys.argv[1:2] != ["plugins"])
     cli.main(prog_name="vaebench")
+
+
+def console() -> None:
+    """The ``vaebench`` console script (and ``python -m vaebench.cli``): :func:`main`, ended by
+    :func:`vaebench.cli.finish.finish` -- threads joined, exit handlers run, streams flushed,
+    without the interpreter's teardown (~1-1.7 s after a run, docs/performance.md)."""
+    try:
+        main()
+    except SystemExit as exc:
+        finish(exit_code(exc.code))
+    finish(0)
 
 
 def _add_plugin_commands(group: click.Group, strict_check: bool = True) -> None:

@@ -3,7 +3,7 @@
 import os
 import sys
 
-from vaebench.cli import main
+from vaebench.cli import console
 
 if __name__ == "__main__":  # pragma: no cover
     # `python -m vaebench.cli` puts the current folder first on sys.path: plugins and the
@@ -12,4 +12,4 @@ if __name__ == "__main__":  # pragma: no cover
     safe = getattr(sys.flags, "safe_path", False)
     if not safe and sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.getcwd():
         del sys.path[0]
-    main()
+    console()
