@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -511,6 +512,25 @@ def report(
     summary = None if summary_metrics is None else parse_name_list(summary_metrics, "metrics")
     return build_report(list(runs), out_dir=out or runs[0], formats=fmts, figures=shown,
                         summary_metrics=summary, **options)  # fmt: skip
+
+
+def start_report_workers() -> bool:
+    """Start the worker processes that will share the drawing of the report a command writes
+    after its grid (:func:`vaebench.report.drawing.start_standby`): their imports run while
+    the grid trains. Only in the ``vaebench`` command on >= 2 cores (False otherwise: nothing
+    started). :func:`stop_report_workers` ends them if no report took them."""
+    from vaebench.report.drawing import start_standby
+
+    return start_standby()
+
+
+def stop_report_workers() -> None:
+    """End the workers of :func:`start_report_workers` that no report took (a failed or
+    interrupted command); nothing when none are left."""
+    if "vaebench.report.drawing" in sys.modules:
+        from vaebench.report.drawing import close_standby
+
+        close_standby()
 
 
 def write_run_report(out: str | os.PathLike[str]) -> list[Path]:

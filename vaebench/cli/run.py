@@ -165,6 +165,15 @@ def run(**opts: Any) -> None:
     finished, 1 some cell or metric failed, 2 bad input, 74 disk full, 130 interrupted
     (Ctrl-C), 143 terminated (SIGTERM).
     """
+    if not opts["no_report"]:  # the report's drawing workers import while the grid trains
+        api.start_report_workers()
+    try:
+        _run(opts)
+    finally:
+        api.stop_report_workers()
+
+
+def _run(opts: dict[str, Any]) -> None:
     reg = registry()
     track = _tracks(opts["tracks"])
     overrides = {k: opts[k] for k in _EXECUTION_OPTIONS}
@@ -212,6 +221,15 @@ def evaluate(run_dir: str, **opts: Any) -> None:
     1 some metric or cell failed, 2 bad input, 74 disk full, 130 interrupted
     (Ctrl-C), 143 terminated (SIGTERM).
     """
+    if not opts["no_report"]:
+        api.start_report_workers()
+    try:
+        _evaluate(run_dir, opts)
+    finally:
+        api.stop_report_workers()
+
+
+def _evaluate(run_dir: str, opts: dict[str, Any]) -> None:
     reg = registry()
     sets = list(opts["sets"])
     for sweep in opts["sweeps"]:

@@ -26,6 +26,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from vaebench.processes import end_without_teardown
 from vaebench.report import files
 
 __all__ = [
@@ -35,7 +36,9 @@ __all__ = [
     "FigurePool",
     "draw_all",
     "figure_pool",
+    "close_standby",
     "render",
+    "start_standby",
     "worth_sharing",
 ]
 
@@ -144,7 +147,9 @@ class FigurePool:
         """Start the workers (once), each importing what a drawing needs."""
         if self.workers and self._pool is None:
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=context, initializer=end_without_teardown
+            )
             for _ in range(self.workers):
                 self._pool.submit(_warm_up)
 
@@ -155,20 +160,59 @@ class FigurePool:
         return self._pool
 
     def close(self) -> None:
-        """Shut the workers down: waits for them when they drew, not when they only imported
-        (a report with little to draw does not wait for a worker's start)."""
+        """Shut the workers down: waits for them when they drew; workers that only imported
+        (or are still importing) are ended at once, so that a report with little to draw, or
+        a command that stops early, does not wait for a worker's start."""
         if self._pool is not None:
-            self._pool.shutdown(wait=self._used, cancel_futures=True)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            processes = dict(getattr(pool, "_processes", None) or {})  # shutdown drops it
+            pool.shutdown(wait=self._used, cancel_futures=True)
+            if not self._used:
+                for proc in processes.values():
+                    proc.terminate()
+
+
+#: The pool started ahead of a report by :func:`start_standby` (one per process at most).
+_STANDBY: FigurePool | None = None
+
+
+def start_standby() -> bool:
+    """Start the figure workers now, for a report this process will write later (the one at
+    the end of ``vaebench run``): their imports (about a second of CPU) then run while the grid
+    trains -- on a core the grid leaves idle when it runs its cells in this process -- and the
+    report's first :func:`figure_pool` takes them over. False (nothing started) where
+    :func:`_workers` says no worker may start. :func:`close_standby` ends an unused one."""
+    global _STANDBY
+    if _STANDBY is None:
+        pool = FigurePool(True)
+        if not pool.workers:
+            return False
+        pool.start()
+        _STANDBY = pool
+    return True
+
+
+def close_standby() -> None:
+    """End the pool of :func:`start_standby` if no report took it (e.g. the run failed)."""
+    global _STANDBY
+    pool, _STANDBY = _STANDBY, None
+    if pool is not None:
+        pool.close()
 
 
 @contextlib.contextmanager
 def figure_pool(figures: bool, start_now: bool) -> Iterator[FigurePool]:
-    """A :class:`FigurePool` (no workers when ``figures`` is false), shut down on exit.
-    ``start_now``: start the workers at once, so that their imports run while the caller
-    collects the results (for a report that will draw, e.g. into a fresh folder); otherwise they
-    start when the first figures are drawn (a report whose figures are all kept starts none)."""
-    pool = FigurePool(figures)
+    """A :class:`FigurePool` (no workers when ``figures`` is false), shut down on exit: the
+    pool of :func:`start_standby` when there is one, else a new one. ``start_now``: start the
+    workers at once, so that their imports run while the caller collects the results (for a
+    report that will draw, e.g. into a fresh folder); otherwise they start when the first
+    figures are drawn (a report whose figures are all kept starts none)."""
+    global _STANDBY
+    standby, _STANDBY = _STANDBY, None
+    if standby is not None and not figures:
+        standby.close()
+        standby = None
+    pool = standby if standby is not None else FigurePool(figures)
     try:
         if start_now:
             pool.start()
