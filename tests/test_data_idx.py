@@ -415,3 +415,18 @@ def test_download_of_a_broken_archive_names_the_url(isolated):
         idx.download_file(url, dest, source.files["train_images"])
     assert url in str(err.value) and "nothing was saved" in str(err.value)
     assert list((isolated / "out").iterdir()) == []
+
+
+def test_idx_loaders_pickle_as_themselves():
+    """The registered loaders pickle by name, as functions do: a spec sent to a worker process
+    (spawn, Dask) comes back equal, and the conformance kit names the loader."""
+    import pickle
+
+    from vaebench.data import idx
+    from vaebench.testing.mechanism import _subject_name
+
+    for loader in (idx.load_mnist, idx.load_fashion_mnist):
+        assert pickle.loads(pickle.dumps(loader)) is loader
+    spec = next(s for s in idx.vaebench_datasets() if s.name == "mnist")
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    assert _subject_name(idx.load_mnist) == "load_mnist"

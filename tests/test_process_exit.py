@@ -59,6 +59,19 @@ def test_exit_code_is_computed_as_python_does():
     from vaebench.cli.finish import exit_code
 
     assert exit_code(None) == 0 and exit_code(3) == 3 and exit_code(0) == 0
+    assert exit_code(False) == 0 and exit_code(True) == 1  # sys.exit(False) is a success
+
+
+def test_console_under_a_profiler_ends_as_python_does(tmp_path):
+    """``python -m cProfile -o FILE -m vaebench.cli ...`` writes its profile: with a profiler
+    or tracer set, the console script does not skip the interpreter's exit."""
+    out = tmp_path / "prof.out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "vaebench.cli", "--version"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "vaebench, version" in proc.stdout and out.stat().st_size > 0
 
 
 def test_console_script_keeps_exit_codes_and_messages(tmp_path):
@@ -130,6 +143,7 @@ def test_report_workers_started_ahead_are_taken_over_or_ended():
             p.join(timeout=30)
         print([p.exitcode for p in procs], drawing._STANDBY)
     """)
+    assert "Exception ignored" not in proc.stderr, proc.stderr
     if "AssertionError" in proc.stderr and "start_standby" in proc.stderr:  # one core only
         import os
 
@@ -138,3 +152,49 @@ def test_report_workers_started_ahead_are_taken_over_or_ended():
     assert proc.returncode == 0, proc.stderr
     codes, standby = proc.stdout.strip().rsplit(" ", 1)
     assert standby == "None" and codes in ("[-15]", "[0]"), proc.stdout
+
+
+def test_figure_workers_ignore_ctrl_c_and_end_with_their_parent(tmp_path):
+    """The report's figure workers live through a whole grid: Ctrl-C (SIGINT to the process
+    group) is the parent's to handle, not theirs (no traceback of theirs on stderr), and a
+    parent killed with SIGKILL does not leave them waiting for work forever."""
+    import contextlib
+    import os
+    import time
+
+    code = textwrap.dedent(  # python -c: a user's script never starts figure workers
+        """
+        import signal, sys, time
+        from vaebench.report import drawing
+
+        if not drawing.start_standby():
+            print("none", flush=True)
+            sys.exit(0)
+        pool = drawing._STANDBY._pool
+        print(pool.submit(signal.getsignal, signal.SIGINT).result().name, flush=True)
+        print(*pool._processes, flush=True)
+        time.sleep(120)
+    """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            cwd=ROOT)  # fmt: skip
+    try:
+        first = proc.stdout.readline().strip()
+        if first == "none":  # one core: no figure worker starts
+            assert len(os.sched_getaffinity(0)) < 2
+            return
+        assert first == "SIG_IGN"
+        workers = [int(pid) for pid in proc.stdout.readline().split()]
+        assert workers
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.2)
+    for w in workers:
+        state = Path(f"/proc/{w}/stat")
+        assert not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] == "Z", w
+        if state.exists():  # a zombie of this test's own process tree; reap it if ours
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(w, os.WNOHANG)

@@ -225,34 +225,20 @@ class InProcessExecutor(Executor):
 _STARTED: Any = None
 
 
-def _watch_parent(parent: int, interval: float = 1.0) -> None:
-    """In a worker: exit as soon as the grid process is gone (killed with SIGKILL, say), instead
-    of finishing a cell nobody will store and then waiting for work forever."""
-    while True:
-        time.sleep(interval)
-        if os.getppid() != parent:
-            os._exit(1)
-
-
 def _init_worker(threads: int, gpu_queue: Any, started: Any = None, parent: int = 0) -> None:
     """Worker start-up: Ctrl-C is the grid process's business (it stops the workers); torch and
     BLAS threads; one GPU per worker (CUDA_VISIBLE_DEVICES set before CUDA initialises); a
     watchdog that ends the worker when the grid process dies."""
     global _STARTED
-    from vaebench.processes import end_without_teardown
+    from vaebench.processes import start_worker
 
-    end_without_teardown()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    start_worker(parent)
     if gpu_queue is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
     os.environ["VAEBENCH_WORKER"] = "1"
     for var in BLAS_THREAD_VARS:  # before numpy loads its BLAS; a user's own setting wins
         os.environ.setdefault(var, str(threads))
     _STARTED = started
-    if parent:
-        threading.Thread(
-            target=_watch_parent, args=(parent,), daemon=True, name="vaebench-parent-watch"
-        ).start()
     import torch
 
     torch.set_num_threads(threads)

@@ -14,9 +14,12 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 
-__all__ = ["end_without_teardown"]
+__all__ = ["end_without_teardown", "start_worker", "watch_parent"]
 
 
 def _end() -> None:
@@ -36,7 +39,33 @@ def end_without_teardown() -> None:
     and stderr, and end the process with exit code 0 instead of tearing the interpreter down.
 
     For workers of a :class:`concurrent.futures.ProcessPoolExecutor` only: such a worker's
-    normal end (the pool's shutdown) has exit code 0, and its other ends -- a signal, a crash in
-    native code, :func:`os._exit` -- never reach the exit handlers, so no exit code is lost.
+    normal end (the pool's shutdown) has exit code 0; a signal, a crash in native code or
+    :func:`os._exit` never reach the exit handlers. One exit code is lost: an exception that
+    escapes the pool's own worker loop (not a task's: those go back to the caller) ends the
+    worker with 0 instead of 1 -- the pool tells a dead worker by its sentinel, not its code.
     """
     atexit.register(_end)
+
+
+def watch_parent(parent: int, interval: float = 1.0) -> None:
+    """In a worker: end the process (:func:`os._exit`) as soon as ``parent`` is no longer its
+    parent -- the grid process was killed with SIGKILL, say -- instead of waiting for work
+    forever (a pool's idle worker holds both ends of its task pipe and never sees it close).
+    Runs in a daemon thread started by :func:`start_worker`."""
+    while True:
+        time.sleep(interval)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def start_worker(parent: int) -> None:
+    """What every vaebench pool worker does first (its ``initializer``): ignore SIGINT (Ctrl-C
+    reaches the whole process group; stopping the workers is the parent's business), end
+    without the interpreter's teardown (:func:`end_without_teardown`), and end when the parent
+    process ``parent`` is gone (:func:`watch_parent`; 0: no watch)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    end_without_teardown()
+    if parent:
+        threading.Thread(
+            target=watch_parent, args=(parent,), daemon=True, name="vaebench-parent-watch"
+        ).start()

@@ -164,7 +164,13 @@ def main() -> None:
 def console() -> None:
     """The ``vaebench`` console script (and ``python -m vaebench.cli``): :func:`main`, ended by
     :func:`vaebench.cli.finish.finish` -- threads joined, exit handlers run, streams flushed,
-    without the interpreter's teardown (~1-1.7 s after a run, docs/performance.md)."""
+    without the interpreter's teardown (~1-1.7 s after a run, docs/performance.md). Under a
+    profiler, debugger or coverage tool (``sys.getprofile()``/``sys.gettrace()`` set: e.g.
+    ``python -m cProfile -m vaebench.cli``) it ends as :func:`main` does, so that the tool can
+    write what it collected at exit."""
+    if sys.getprofile() is not None or sys.gettrace() is not None:
+        main()
+        return
     try:
         main()
     except SystemExit as exc:

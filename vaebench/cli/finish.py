@@ -38,8 +38,8 @@ def exit_code(code: object) -> int:
     integer itself, anything else is printed to stderr and gives 1."""
     if code is None:
         return 0
-    if isinstance(code, int) and not isinstance(code, bool):
-        return code
+    if isinstance(code, int):  # a bool too: sys.exit(False) is 0, sys.exit(True) is 1
+        return int(code)
     print(code, file=sys.stderr)
     return 1
 

@@ -547,8 +547,14 @@ class IdxLoader:
     :class:`~vaebench.dataset.DatasetError` (see :func:`load_idx_dataset`).
     """
 
-    def __init__(self, source: IdxSource) -> None:
+    def __init__(self, source: IdxSource, name: str) -> None:
         self.source = source
+        self.__name__ = self.__qualname__ = name  # the module-level name it is bound to
+
+    def __reduce__(self) -> str:
+        """Pickled by its module-level name (as a function is): unpickled, it is the same
+        object."""
+        return self.__name__
 
     def __call__(
         self,
@@ -562,13 +568,13 @@ class IdxLoader:
         return apply_binarization(ds, binarize, binarize_seed)
 
     def __repr__(self) -> str:
-        return f"IdxLoader({self.source.name!r})"
+        return f"IdxLoader({self.source.name!r}, {self.__name__!r})"
 
 
 #: Fashion-MNIST: 60000 train / 10000 test images, 10 clothing classes (:class:`IdxLoader`).
-load_fashion_mnist = IdxLoader(FASHION_MNIST)
+load_fashion_mnist = IdxLoader(FASHION_MNIST, "load_fashion_mnist")
 #: MNIST: 60000 train / 10000 test images, labels 0-9 (:class:`IdxLoader`).
-load_mnist = IdxLoader(MNIST)
+load_mnist = IdxLoader(MNIST, "load_mnist")
 
 
 #: Meaning of each option (``vaebench list datasets``).

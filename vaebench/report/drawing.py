@@ -26,7 +26,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from vaebench.processes import end_without_teardown
+from vaebench.processes import start_worker
 from vaebench.report import files
 
 __all__ = [
@@ -148,8 +148,9 @@ class FigurePool:
         if self.workers and self._pool is None:
             context = multiprocessing.get_context("spawn")
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=context, initializer=end_without_teardown
-            )
+                self.workers, mp_context=context, initializer=start_worker,
+                initargs=(os.getpid(),),
+            )  # fmt: skip
             for _ in range(self.workers):
                 self._pool.submit(_warm_up)
 
@@ -165,11 +166,16 @@ class FigurePool:
         a command that stops early, does not wait for a worker's start."""
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            processes = dict(getattr(pool, "_processes", None) or {})  # shutdown drops it
+            processes = dict(getattr(pool, "_processes", None) or {})  # shutdown drops them
+            manager = getattr(pool, "_executor_manager_thread", None)
             pool.shutdown(wait=self._used, cancel_futures=True)
             if not self._used:
                 for proc in processes.values():
                     proc.terminate()
+                # the pool's manager thread reaps them at once; waiting for it here keeps it
+                # from racing the interpreter's exit (Python 3.11 may then print EBADF noise)
+                if manager is not None:
+                    manager.join(timeout=10)
 
 
 #: The pool started ahead of a report by :func:`start_standby` (one per process at most).
