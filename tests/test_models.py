@@ -277,7 +277,7 @@ def test_select_device_auto_is_cpu_without_cuda():
     [
         ({"latent_dim": 0}, "latent_dim must be a positive integer"),
         ({"epochs": -1}, "epochs must be a positive integer"),
-        ({"lr": 0.0}, "lr must be positive"),
+        ({"lr": 0.0}, "lr must be a finite number > 0, got 0.0"),
         ({"recon_loss": "l1"}, "valid: bce, mse"),
     ],
 )

@@ -363,29 +363,25 @@ def positive_int(name: str, value: Any, minimum: int = 1, why: str = "") -> int:
     return int(value)
 
 
-def finite_number(name: str, value: object, low: float = 0.0) -> float:
-    """``value`` as a float if it is a finite number (not a bool) >= ``low``; else
-    ``ValueError``: ``"NAME must be a finite number >= LOW, got VALUE"``."""
+def finite_number(
+    name: str, value: object, low: float = 0.0, *, positive: bool = False, high: float = math.inf
+) -> float:
+    """``value`` as a float if it is a finite number (not a bool) ``>= low`` (``> low`` with
+    ``positive``) and ``<= high``; else ``ValueError``: ``"NAME must be a finite number >= LOW,
+    got VALUE"`` (``> LOW``; ``in [LOW, HIGH]`` with a finite ``high``). The one check of a
+    real-valued hyperparameter (weights, rates, noise levels)."""
     if (
         not isinstance(value, int | float)
         or isinstance(value, bool)
         or not math.isfinite(value)
-        or value < low
+        or (value <= low if positive else value < low)
+        or value > high
     ):
-        raise ValueError(f"{name} must be a finite number >= {low:g}, got {value!r}")
-    return float(value)
-
-
-def _real(name: str, value: Any, *, positive: bool = False) -> float:
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and (value > 0 if positive else value >= 0)
-    )
-    if not ok:
-        what = "positive" if positive else ">= 0"
-        raise ValueError(f"{name} must be {what} and finite, got {value!r}")
+        if math.isfinite(high):
+            bound = f"in {'(' if positive else '['}{low:g}, {high:g}]"
+        else:
+            bound = f"{'>' if positive else '>='} {low:g}"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return float(value)
 
 
@@ -511,11 +507,11 @@ class TorchAutoencoder(nn.Module, Model):
         self.batch_size = positive_int(
             "batch_size", batch_size, 2, " (a batch of one breaks batch normalisation)"
         )
-        self.lr = _real("lr", lr, positive=True)
+        self.lr = finite_number("lr", lr, positive=True)
         self.optimizer = _choice("optimizer", optimizer, OPTIMIZERS)
-        self.weight_decay = _real("weight_decay", weight_decay)
+        self.weight_decay = finite_number("weight_decay", weight_decay)
         self.schedule = _choice("schedule", schedule, SCHEDULES)
-        self.grad_clip = _real("grad_clip", grad_clip)
+        self.grad_clip = finite_number("grad_clip", grad_clip)
         self.recon_loss = _choice("recon_loss", recon_loss, RECON_LOSSES)
         self.input_dim = math.prod(self.input_shape)
         self._device = torch.device(device)

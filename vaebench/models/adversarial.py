@@ -23,26 +23,12 @@ from vaebench.nn import (
     OptimizerStep,
     TorchAutoencoder,
     discriminator_mlp,
+    finite_number,
     image_critic,
     reconstruction_loss,
 )
 
 __all__ = ["AAE", "ACAI", "acai_objective", "aae_objective"]
-
-
-def _number(name: str, value, *, low: float = 0.0, high: float = float("inf"), closed=True):
-    ok = (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and (low <= value <= high if closed else low < value <= high)
-        and value < float("inf")
-    )
-    if not ok:
-        bound = f"in [{low}, {high}]" if high < float("inf") else f">= {low} and finite"
-        if not closed:
-            bound = f"> {low} and finite"
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
-    return float(value)
 
 
 def acai_objective(
@@ -119,8 +105,8 @@ class ACAI(TorchAutoencoder):
 
     def __init__(self, *args, adv_weight: float = 0.5, reg: float = 0.2, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.adv_weight = _number("adv_weight", adv_weight)
-        self.reg = _number("reg", reg, high=1.0)
+        self.adv_weight = finite_number("adv_weight", adv_weight)
+        self.reg = finite_number("reg", reg, high=1.0)
         with torch.device("meta") if self.device.type == "meta" else _null():
             self.critic = image_critic(
                 self.arch, self.input_shape, self.latent_dim,
@@ -215,8 +201,8 @@ class AAE(TorchAutoencoder):
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.adv_weight = _number("adv_weight", adv_weight)
-        self.disc_lr = _number("disc_lr", disc_lr, closed=False)
+        self.adv_weight = finite_number("adv_weight", adv_weight)
+        self.disc_lr = finite_number("disc_lr", disc_lr, positive=True)
         try:
             widths = tuple(disc_hidden)
         except TypeError:

@@ -11,7 +11,13 @@ from torch import Tensor
 
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
-from vaebench.nn import SGD_MOMENTUM, TorchAutoencoder, _real, mmd_unbiased, reconstruction_loss
+from vaebench.nn import (
+    SGD_MOMENTUM,
+    TorchAutoencoder,
+    finite_number,
+    mmd_unbiased,
+    reconstruction_loss,
+)
 
 __all__ = ["RAE", "RAEGP", "WAE"]
 
@@ -34,8 +40,8 @@ class RAE(TorchAutoencoder):
         self, *args, code_weight: float = 1e-4, decoder_weight_decay: float = 1e-7, **kwargs
     ) -> None:
         super().__init__(*args, **kwargs)
-        self.code_weight = _real("code_weight", code_weight)
-        self.decoder_weight_decay = _real("decoder_weight_decay", decoder_weight_decay)
+        self.code_weight = finite_number("code_weight", code_weight)
+        self.decoder_weight_decay = finite_number("decoder_weight_decay", decoder_weight_decay)
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         z = self.code(self.encoder_outputs(x))
@@ -77,7 +83,7 @@ class RAEGP(RAE):
         self, *args, gp_weight: float = 1e-7, decoder_weight_decay: float = 0.0, **kwargs
     ) -> None:
         super().__init__(*args, decoder_weight_decay=decoder_weight_decay, **kwargs)
-        self.gp_weight = _real("gp_weight", gp_weight)
+        self.gp_weight = finite_number("gp_weight", gp_weight)
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         z = self.code(self.encoder_outputs(x))
@@ -103,7 +109,7 @@ class WAE(TorchAutoencoder):
 
     def __init__(self, *args, mmd_weight: float = 10.0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.mmd_weight = _real("mmd_weight", mmd_weight)
+        self.mmd_weight = finite_number("mmd_weight", mmd_weight)
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         z = self.code(self.encoder_outputs(x))
