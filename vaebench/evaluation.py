@@ -489,7 +489,9 @@ def free_memory(device: Any) -> None:
 #: scikit-learn and scipy loaded: most of a small cell's time; see docs/performance.md).
 COLLECT_GROWTH_BYTES = 256 * 2**20
 
-_last_collect_rss: list[int] = [0]
+#: Resident set after the last full collection; ``None`` until the first successful cell,
+#: which sets it without collecting (what the process grew by before is its imports and data).
+_last_collect_rss: list[int | None] = [None]
 
 
 def _rss_bytes() -> int | None:
@@ -507,13 +509,17 @@ def release_after_cell(device: Any) -> bool:
     CUDA: :func:`free_memory` (collection and the allocator's cache handed back; the cell's own
     work dwarfs it). CPU: tensors are freed by reference counting as the cell's objects go; a
     full ``gc.collect()`` (for reference cycles) runs only when the resident set grew by
-    :data:`COLLECT_GROWTH_BYTES` since the last one, or where the resident set cannot be read.
+    :data:`COLLECT_GROWTH_BYTES` since the last one (the first successful cell of a process sets
+    the baseline: its imports are no garbage), or where the resident set cannot be read.
     A failed cell always gets :func:`free_memory`."""
     if getattr(device, "type", None) == "cuda":
         free_memory(device)
         return True
     rss = _rss_bytes()
-    if rss is not None and rss - _last_collect_rss[0] < COLLECT_GROWTH_BYTES:
+    if rss is not None and _last_collect_rss[0] is None:
+        _last_collect_rss[0] = rss  # the baseline: growth is counted from the first cell on
+        return False
+    if rss is not None and rss - (_last_collect_rss[0] or 0) < COLLECT_GROWTH_BYTES:
         return False
     gc.collect()
     after = _rss_bytes()
