@@ -1,4 +1,6 @@
-"""Worker processes end without the interpreter's teardown.
+"""How every vaebench pool worker (the grid's, the report's figure workers) starts and ends:
+:func:`start_worker`, its ``initializer``, makes it ignore Ctrl-C, end when its parent is gone,
+and end without the interpreter's teardown.
 
 A worker process started with ``spawn`` ends like a script: after its pool sent it away,
 Python joins its threads, runs its ``atexit`` handlers and then tears the interpreter down --
