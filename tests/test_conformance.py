@@ -455,6 +455,29 @@ def test_check_model_returns_the_results_when_all_pass():
     }
 
 
+@pytest.mark.parametrize("kind", ["model", "dataset", "metric"])
+def test_check_functions_take_the_arguments_of_their_run_functions(kind):
+    # check_X is run_X_checks collected and raised: the same parameters, one definition
+    import inspect
+
+    import vaebench.testing as kit
+
+    check, run = getattr(kit, f"check_{kind}"), getattr(kit, f"run_{kind}_checks")
+    assert check.__name__ == f"check_{kind}"
+    assert "ConformanceError" in check.__doc__
+    got, want = inspect.signature(check), inspect.signature(run)
+    assert list(got.parameters.values()) == list(want.parameters.values())
+    assert got.return_annotation == "list[CheckResult]"
+
+
+def test_check_model_passes_every_argument_of_run_model_checks_on():
+    results = check_model("pca", "cpu", checks=["check_tags"], threads=1)
+    assert [r.name for r in results] == ["check_tags"] and results[0].passed
+    with pytest.raises(ConformanceError) as info:
+        check_model(ModelSpec("not-a-model", not_a_model), checks=["check_interface"])
+    assert [r.name for r in info.value.failures] == ["check_interface"]
+
+
 def test_a_batchnorm_model_done_right_passes_every_check():
     # eval mode at inference, a last batch of one merged: the kit has no false alarm for it
     results = check_model(standalone(TinyAE))

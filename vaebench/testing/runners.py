@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 import torch
 
 from vaebench.testing.core import CheckResult, ConformanceError
 from vaebench.testing.mechanism import _run, _subject_name
+
+P = ParamSpec("P")
 
 if TYPE_CHECKING:
     from vaebench.dataset import Dataset
@@ -62,50 +65,45 @@ def run_metric_checks(
     yield from _run("metric", metric, checks, options, threads)
 
 
-def _raise_failures(name: str, results: Iterable[CheckResult]) -> list[CheckResult]:
-    results = list(results)
-    failures = [r for r in results if not r.passed]
-    if failures:
-        raise ConformanceError(name, failures)
-    return results
+def _raising(
+    run: Callable[Concatenate[Any, P], Iterable[CheckResult]], name: str, doc: str
+) -> Callable[Concatenate[Any, P], list[CheckResult]]:
+    """The ``check_*`` form of ``run`` (a ``run_*_checks`` function): the same arguments, every
+    result collected; raises :class:`ConformanceError` listing each failed check and what it
+    expected, else returns the results."""
+
+    def check(subject: Any, *args: P.args, **kwargs: P.kwargs) -> list[CheckResult]:
+        results = list(run(subject, *args, **kwargs))
+        failures = [r for r in results if not r.passed]
+        if failures:
+            raise ConformanceError(_subject_name(subject), failures)
+        return results
+
+    check.__name__ = check.__qualname__ = name
+    check.__doc__ = doc
+    sig = inspect.signature(run)  # help() and IDEs show run's arguments
+    check.__signature__ = sig.replace(return_annotation="list[CheckResult]")  # type: ignore[attr-defined]
+    return check
 
 
-def check_model(
-    factory_or_spec: Any,
-    *,
-    device: str | torch.device | None = "cpu",
-    params: Mapping[str, Any] | None = None,
-    checks: Iterable[str] | None = None,
-) -> list[CheckResult]:
-    """Run every model check (or those named in ``checks``); raise :class:`ConformanceError`
-    listing each failed check and what it expected, else return the results."""
-    results = run_model_checks(factory_or_spec, device, params=params, checks=checks)
-    return _raise_failures(_subject_name(factory_or_spec), results)
-
-
-def check_dataset(
-    spec_or_loader: Any,
-    *,
-    options: Mapping[str, Any] | None = None,
-    data_dir: str | None = None,
-    checks: Iterable[str] | None = None,
-) -> list[CheckResult]:
-    """Run every dataset check; raise :class:`ConformanceError` on failures."""
-    results = run_dataset_checks(spec_or_loader, options=options, data_dir=data_dir, checks=checks)
-    return _raise_failures(_subject_name(spec_or_loader), results)
-
-
-def check_metric(
-    metric: Any,
-    *,
-    model: Model | None = None,
-    dataset: Dataset | None = None,
-    nondeterministic: Iterable[str] = (),
-    checks: Iterable[str] | None = None,
-) -> list[CheckResult]:
+check_model = _raising(
+    run_model_checks,
+    "check_model",
+    """Run every model check (or those named in ``checks``) on a model factory or spec, with the
+    arguments of :func:`run_model_checks`; raise :class:`ConformanceError` listing each failed
+    check and what it expected, else return the results.""",
+)
+check_dataset = _raising(
+    run_dataset_checks,
+    "check_dataset",
+    """Run every dataset check on a dataset spec or loader, with the arguments of
+    :func:`run_dataset_checks`; raise :class:`ConformanceError` on failures, else return the
+    results.""",
+)
+check_metric = _raising(
+    run_metric_checks,
+    "check_metric",
     """Run every metric check (on ``model`` and ``dataset``, or a small VAE fitted on
-    :func:`tiny_dataset`); raise :class:`ConformanceError` on failures."""
-    results = run_metric_checks(
-        metric, model=model, dataset=dataset, nondeterministic=nondeterministic, checks=checks
-    )
-    return _raise_failures(_subject_name(metric), results)
+    :func:`tiny_dataset`), with the arguments of :func:`run_metric_checks`; raise
+    :class:`ConformanceError` on failures, else return the results.""",
+)
