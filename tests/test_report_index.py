@@ -122,3 +122,27 @@ def test_collect_light_without_index_reads_the_records(tmp_path, monkeypatch):
     monkeypatch.delenv("VAEBENCH_NO_INDEX")
     assert len(collect([run], light=True).cells) == len(rep.cells)
     assert not (run / "index").exists()
+
+
+@pytest.mark.parametrize("no_index", [True, False], ids=["records", "index"])
+def test_a_run_given_as_dot_is_named_after_its_folder(tmp_path, monkeypatch, no_index):
+    # `cd results/run && vaebench report .` once gave every row an empty run name
+    import pandas as pd
+
+    from vaebench.results import load_cells, run_name
+    from vaebench.tidy import load_results
+
+    run = varied_run(tmp_path)
+    monkeypatch.setenv("VAEBENCH_NO_INDEX", "1" if no_index else "")
+    (run / "sub").mkdir()
+    monkeypatch.chdir(run / "sub")
+    assert run_name("..") == run_name(run) == run.name
+    monkeypatch.chdir(run)
+    assert run_name(".") == run.name
+    assert {c["run"] for c in load_cells(".")} == {run.name}
+    assert set(load_results(["."])["run"]) == {run.name}
+    assert {r["run"] for r in load_records(["."])} == {run.name}
+    build_report(["."], tmp_path / "out", formats=["md", "csv"], figures=False)
+    assert f"Results of `{run.name}`" in (tmp_path / "out" / "report.md").read_text()
+    tidy = pd.read_csv(tmp_path / "out" / "tables" / "tidy.csv")
+    assert len(tidy) > 10 and set(tidy["run"]) == {run.name}

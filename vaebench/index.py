@@ -345,8 +345,10 @@ def load_records(run_dirs: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     memo: dict[str, Any] = {}
     parsed: dict[str, Any] = {}
+    from vaebench.results import run_name
+
     for d in run_dirs:
-        run = Path(d).name
+        run = run_name(d)
         cells, _ = update_index(d, records=True)
         shared = cells.column("shared")
         if not pa.types.is_dictionary(shared.type):

@@ -70,6 +70,7 @@ __all__ = [
     "iter_cell_paths",
     "iter_cells",
     "latest_manifest_config",
+    "run_name",
     "load_cells",
     "raise_if_disk_full",
     "read_cell",
@@ -387,8 +388,15 @@ def iter_cells(run_dir: str | os.PathLike) -> Iterator[dict[str, Any]]:
         yield read_cell(p)
 
 
+def run_name(run_dir: str | os.PathLike) -> str:
+    """The name a run folder's cells are reported under (the ``run`` column of the tables):
+    the folder's own name, taken from its absolute path so that ``.`` or ``results/..`` name
+    the folder they stand for (symbolic links are not followed)."""
+    return Path(os.path.abspath(run_dir)).name
+
+
 def load_cells(*run_dirs: str | os.PathLike) -> list[dict[str, Any]]:
-    """All cells of the given run folders (each tagged with ``run``, the folder's name).
+    """All cells of the given run folders (each tagged with ``run``, :func:`run_name`).
 
     A folder may hold several configurations of one model, dataset and seed (variants, told
     apart by ``config_hash``). Raises :class:`ResultsError` naming the file for a corrupt or
@@ -399,7 +407,7 @@ def load_cells(*run_dirs: str | os.PathLike) -> list[dict[str, Any]]:
     out = []
     for d in run_dirs:
         for cell in iter_cells(d):
-            cell["run"] = Path(d).name
+            cell["run"] = run_name(d)
             out.append(cell)
     return out
 

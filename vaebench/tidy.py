@@ -21,13 +21,12 @@ import json
 import math
 import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vaebench.index import enabled as index_enabled
 from vaebench.index import update_index
 from vaebench.record import failure_reason, value_rows
-from vaebench.results import load_cells
+from vaebench.results import load_cells, run_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -319,10 +318,10 @@ def _indexed_frame(
     for d in run_dirs:
         cells, values = update_index(d)
         cf = cells.drop_columns(["size", "mtime_ns", "ino"]).to_pandas()
-        cf.insert(0, "run", Path(d).name)
+        cf.insert(0, "run", run_name(d))
         cf["_pos"] = range(len(cf))
         cell_frames.append(cf)
-        value_frames.append((Path(d).name, values.to_pandas()))
+        value_frames.append((run_name(d), values.to_pandas()))
     cf = pd.concat(cell_frames, ignore_index=True)
     if models is not None:
         cf = cf[cf["model"].isin(set(models))]
@@ -363,7 +362,7 @@ def _indexed_frame(
     rows = pd.concat(parts, ignore_index=True)
     # the order of building from the records: folders as given, cells by file name (a failed
     # cell's row where its values would be), values by name; then tidy_frame's stable sort
-    run_pos = {Path(d).name: i for i, d in reversed(list(enumerate(run_dirs)))}
+    run_pos = {run_name(d): i for i, d in reversed(list(enumerate(run_dirs)))}
     rows["_run"] = rows["run"].map(run_pos)
     rows = rows.sort_values(["_run", "_pos", "metric"], kind="stable")
     frame = rows.reindex(columns=columns).reset_index(drop=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from vaebench.report.escape import escape_markdown, md_code, md_code_block
 from vaebench.report.tables import to_markdown
+from vaebench.results import run_name
 
 if TYPE_CHECKING:
     from vaebench.report.content import Report
@@ -425,7 +426,7 @@ def render(
     ablations = ablations or {}
     ok, failed = rep.ok(), rep.failed()
     n_skipped = len(rep.skipped())
-    runs = ", ".join(md_code(Path(d).name) for d in rep.run_dirs)
+    runs = ", ".join(md_code(run_name(d)) for d in rep.run_dirs)
     skipped = f", {n_skipped} skipped" if n_skipped else ""
     lines = [
         "# vaebench report",
