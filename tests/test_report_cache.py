@@ -72,6 +72,34 @@ def test_a_changed_cell_redraws_its_dataset_only(tmp_path, saves):
     assert saves and {n.split("-")[0] for n in saves} == {"two"}
 
 
+def test_a_copy_with_new_modification_times_keeps_the_figures(tmp_path, saves):
+    # a fresh clone gives every file a new modification time: the committed figures (and
+    # their keys file, byte for byte) must survive `vaebench report` there
+    import os
+    import shutil
+
+    run = two_datasets(tmp_path / "a")
+    build_report([run], formats=["md"])
+    keys = (run / "figures" / ".figure-keys.json").read_bytes()
+    before = figure_digest(run)
+    clone = tmp_path / "b" / "r"
+    shutil.copytree(run, clone)  # copytree keeps mtimes: move every file's on, as a clone does
+    for p in clone.rglob("*"):
+        os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**12))
+    saves.clear()
+    build_report([clone], formats=["md"])
+    assert saves == []
+    assert figure_digest(clone) == before
+    assert (clone / "figures" / ".figure-keys.json").read_bytes() == keys
+    # a changed cell of the same size (same name, same length) is still seen
+    cell = next(p for p in (clone / "cells").glob("ae--one--*.json"))
+    text = cell.read_text()
+    assert "0.1" in text
+    cell.write_text(text.replace("0.1", "0.9", 1))
+    build_report([clone], formats=["md"])
+    assert {n.split("-")[0] for n in saves} >= {"one"}
+
+
 def test_a_changed_option_or_a_missing_file_redraws(tmp_path, saves):
     run = two_datasets(tmp_path)
     build_report([run], formats=["md"])
