@@ -12,7 +12,9 @@ import pytest
 import torch
 
 import vaebench
+import vaebench.api
 from vaebench.config import RunConfig
+from vaebench.errors import ResultsError
 from vaebench.grid import evaluate, run
 from vaebench.hookspecs import hookimpl
 from vaebench.model import ModelSpec
@@ -56,6 +58,38 @@ def test_evaluate_adds_metrics_without_training(registry, tmp_path):
     # a second evaluate has nothing left to do
     again = evaluate(out, cfg, registry=registry)
     assert again.evaluated == [] and len(again.skipped) == 2
+
+
+def test_resume_after_evaluate_continues_the_trained_grid(registry, tmp_path):
+    # an evaluate manifest holds evaluation settings only; --resume once took it for the run's
+    # and trained the vae again at the default 30 epochs (a second variant next to the first)
+    out = tmp_path / "r"
+    first = vaebench.run("pca,vae", "digits", "0", out, epochs=1, subset=200, workers=1, threads=1,
+                    sets=FAST, metrics="reconstruction", registry=registry)  # fmt: skip
+    assert len(first.ran) == 2
+    before = records(out)
+    assert len(
+        vaebench.evaluate(out, "reconstruction,elbo", workers=1, registry=registry).evaluated
+    )
+    resumed = vaebench.api.resume(out, registry=registry)
+    assert resumed.ran == [] and len(resumed.skipped) == 2
+    assert sorted(records(out)) == sorted(before)  # no new variant
+    manifests = sorted((out / "manifests").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    configs = [json.loads(p.read_text()) for p in manifests]
+    assert [m["kind"] for m in configs] == ["run", "evaluate", "run"]
+    assert configs[2]["config"]["common"] == configs[0]["config"]["common"] == {"epochs": 1}
+
+
+def test_resume_of_a_folder_with_only_evaluate_manifests_says_so(registry, tmp_path):
+    out = tmp_path / "r"
+    vaebench.run("pca", "digits", "0", out, subset=200, workers=1, threads=1, sets=FAST,
+                 metrics="reconstruction", registry=registry)  # fmt: skip
+    vaebench.evaluate(out, "reconstruction,knn", workers=1, registry=registry)
+    for p in (out / "manifests").glob("*.json"):
+        if json.loads(p.read_text())["kind"] == "run":
+            p.unlink()
+    with pytest.raises(ResultsError, match="no manifest of a `vaebench run`"):
+        vaebench.api.resume(out, registry=registry)
 
 
 def test_evaluate_log_lists_only_the_metrics_it_evaluated(registry, tmp_path, caplog):

@@ -291,17 +291,23 @@ def load_model(
 
 
 def _stored_config(
-    run_dir: str | os.PathLike[str], what: str, required: bool
+    run_dir: str | os.PathLike[str], what: str, required: bool, kind: str | None = None
 ) -> dict[str, Any] | None:
-    """The configuration in the most recently written manifest of ``run_dir``."""
+    """The configuration in the most recently written manifest of ``run_dir`` (of a ``kind``
+    command: :func:`vaebench.results.latest_manifest_config`)."""
     from vaebench.errors import ResultsError
     from vaebench.results import latest_manifest_config
 
     try:
-        config = latest_manifest_config(run_dir)
+        config = latest_manifest_config(run_dir, kind)
     except ResultsError as exc:
         raise ResultsError(f"cannot {what} {run_dir}: {exc}") from None
     if config is None and required:
+        if kind is not None and any(Path(run_dir).glob("manifests/*.json")):
+            raise ResultsError(
+                f"cannot {what} {run_dir}: its manifests/ hold no manifest of a `vaebench "
+                f"{kind}` (only of other commands)"
+            )
         raise ResultsError(f"cannot {what} {run_dir}: no manifests/ found (not a vaebench run?)")
     return config
 
@@ -402,7 +408,7 @@ def resume(
     from vaebench.config import RunConfig
 
     reg = _registry(registry)
-    stored = _stored_config(run_dir, "resume", required=True)
+    stored = _stored_config(run_dir, "resume", required=True, kind="run")
     assert stored is not None
     cfg = RunConfig.from_dict(stored, reg, mlflow=mlflow, track=track, **execution)
     given = {*(track or {}), *(["mlflow"] if mlflow is not None else [])}

@@ -452,18 +452,32 @@ def check_results_folder(run_dir: str | os.PathLike) -> list[Path]:
     return corrupt
 
 
-def latest_manifest_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The run configuration in the most recently written manifest of ``run_dir`` (what
-    ``--resume`` continues and ``evaluate`` starts from), or ``None`` when the folder has no
-    manifest. Raises :class:`ResultsError` for a missing folder or an unreadable, foreign or
-    config-less manifest."""
+def latest_manifest_config(
+    run_dir: str | os.PathLike, kind: str | None = None
+) -> dict[str, Any] | None:
+    """The configuration in the most recently written manifest of ``run_dir``, or ``None`` when
+    the folder has none. ``kind="run"``: of the last ``vaebench run`` (what ``--resume``
+    continues: an ``evaluate`` manifest holds the evaluation settings only, not the grid that
+    was trained); ``None``: of any command (what ``evaluate`` starts from). Raises
+    :class:`ResultsError` for a missing folder or an unreadable, foreign or config-less
+    manifest."""
     folder = Path(run_dir)
     if not folder.is_dir():
         raise ResultsError(f"{run_dir}: no such folder")
     manifests = [p for p in folder.glob("manifests/*.json") if not p.name.startswith(".")]
-    if not manifests:
-        return None
-    newest = max(manifests, key=lambda p: (p.stat().st_mtime, p.name))  # the last active run
+    # the last active command first (a running manifest is rewritten while it runs)
+    for path in sorted(manifests, key=lambda p: (p.stat().st_mtime, p.name), reverse=True):
+        data = _read_manifest(path)
+        if kind is None or data.get("kind", "run") == kind:
+            config = data.get("config")
+            if not isinstance(config, dict):
+                raise ResultsError(f"manifest {path} holds no config")
+            return config
+    return None
+
+
+def _read_manifest(newest: Path) -> dict[str, Any]:
+    """A manifest's content; :class:`ResultsError` when unreadable or foreign."""
     try:
         data = json.loads(newest.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -474,10 +488,7 @@ def latest_manifest_config(run_dir: str | os.PathLike) -> dict[str, Any] | None:
             f"manifest {newest} has schema {schema!r}; this vaebench reads "
             f"{', '.join(READABLE_MANIFEST_SCHEMAS)}"
         )
-    config = data.get("config")
-    if not isinstance(config, dict):
-        raise ResultsError(f"manifest {newest} holds no config")
-    return config
+    return data
 
 
 def is_enospc(exc: BaseException) -> bool:
