@@ -315,6 +315,34 @@ def test_runner_loads_a_path_dataset(tmp_path, rng, registry):
         load_dataset(registry, bad, {}, None, None)
 
 
+def test_check_command_checks_a_path_dataset_and_names_the_claiming_plugin(tmp_path, rng):
+    # a dataset given by path goes through the registry's path hook everywhere --datasets
+    # goes: `vaebench check --dataset mine.npz` once said "unknown dataset"
+    from click.testing import CliRunner
+
+    from vaebench.cli import cli
+    from vaebench.plugins import get_registry
+
+    x = rng.random((40, 6, 6)).astype(np.float32)
+    path = save_npz(tmp_path / "mine.npz", x_train=x[:30], x_test=x[30:])
+    claimed = get_registry().dataset_or_path(path)
+    assert claimed.name == path and claimed.plugin == "vaebench.data.user"
+    assert get_registry().dataset_or_path("digits").plugin == "vaebench.data.digits"
+    result = CliRunner().invoke(cli, ["check", "--dataset", path])
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"dataset {path} (vaebench ") and "vaebench.data.user" in lines[0]
+    assert [ln.split()[1] for ln in lines[1:]][:3] == [
+        "check_dataset_loads", "check_dataset_shapes", "check_dataset_range",
+    ]  # fmt: skip
+    assert "FAIL check_dataset_loads" not in result.stdout, result.output
+    # a missing file is still claimed by its suffix: the loading check says what is wrong
+    missing = CliRunner().invoke(cli, ["check", "--dataset", str(tmp_path / "nope.npz")])
+    assert missing.exit_code == 1
+    assert "FAIL check_dataset_loads" in missing.stdout and "no such file" in missing.stdout
+    unknown = CliRunner().invoke(cli, ["check", "--dataset", "nope"])
+    assert unknown.exit_code == 2 and "unknown dataset 'nope'; valid:" in unknown.stderr
+
+
 # ----------------------------------------------------------------------------- value ranges
 
 

@@ -558,7 +558,8 @@ def check(
     registry: Registry | None = None,
 ) -> tuple[Registered, Iterator[CheckResult]]:
     """The conformance kit (:mod:`vaebench.testing`) on one registered ``kind`` (``"model"``,
-    ``"dataset"`` or ``"metric"``) called ``name``, as ``vaebench check`` runs it: the
+    ``"dataset"`` or ``"metric"``) called ``name`` (a dataset also by a file or folder path a
+    plugin claims, as ``--datasets`` takes it), as ``vaebench check`` runs it: the
     registration (for its origin) and the checks, run one by one as the iterator is consumed
     (a failing check is reported in its result, never raised). Raises
     :class:`vaebench.plugins.UnknownNameError` for an unknown name, at once."""
@@ -566,7 +567,7 @@ def check(
 
     reg = _registry(registry)
     getters: dict[str, Callable[[str], Registered]] = {
-        "model": reg.model, "dataset": reg.dataset, "metric": reg.metric,
+        "model": reg.model, "dataset": reg.dataset_or_path, "metric": reg.metric,
     }  # fmt: skip
     registered = getters[kind](name)
     if kind == "model":

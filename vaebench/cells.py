@@ -198,7 +198,7 @@ def load_dataset(
     exception is chained as its cause).
     """
     try:
-        spec = registry.dataset_for_path(name) or registry.dataset(name).spec
+        spec = registry.dataset_or_path(name).spec
         ds = spec.load(data_dir=data_dir, **options)
         if subset is not None:
             ds = ds.subset(subset)

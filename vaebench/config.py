@@ -413,8 +413,7 @@ class _Sources:
 def _dataset_spec(registry: Registry, name: str) -> DatasetSpec:
     """The registered dataset ``name``, or the one a plugin claims for ``name`` given as a path
     (:meth:`vaebench.plugins.Registry.dataset_for_path`)."""
-    claimed = registry.dataset_for_path(name)
-    return claimed if claimed is not None else registry.dataset(name).spec
+    return registry.dataset_or_path(name).spec
 
 
 def _names(src: _Sources, key: str, default: str | None, lookup: Any) -> list[str] | None:

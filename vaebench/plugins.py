@@ -164,7 +164,27 @@ class Registry:
         """The :class:`~vaebench.dataset.DatasetSpec` a plugin claims for ``path`` -- a file or
         folder given where a dataset name goes (hook ``vaebench_dataset_for_path``; the
         built-in :mod:`vaebench.data.user` claims ``.npz`` files and folders) -- or ``None``."""
-        return get_plugin_manager().hook.vaebench_dataset_for_path(path=path)
+        claim = self._path_claim(path)
+        return None if claim is None else claim.spec
+
+    def dataset_or_path(self, name: str) -> Registered:
+        """What a dataset ``name`` given to vaebench means: the spec a plugin claims for it as
+        a path (:meth:`dataset_for_path`), with that plugin as its origin, else the dataset
+        registered under that name. Raises :class:`UnknownNameError` when neither."""
+        claim = self._path_claim(name)
+        return claim if claim is not None else self.dataset(name)
+
+    @staticmethod
+    def _path_claim(path: str) -> Registered | None:
+        # the impls in pluggy's call order (firstresult: the first spec wins), so that the
+        # claiming plugin is known
+        hook = get_plugin_manager().hook.vaebench_dataset_for_path
+        for impl in reversed(hook.get_hookimpls()):
+            spec = impl.function(*({"path": path}[a] for a in impl.argnames))
+            if spec is not None:
+                dist, version = _dists.get(impl.plugin_name, ("unknown distribution", "?"))
+                return Registered(path, spec, impl.plugin_name, dist, version)
+        return None
 
     def metric(self, name: str) -> Registered:
         return self._get(self.metrics, "metric", name)

@@ -186,7 +186,8 @@ def plugins(show_all: bool) -> None:
     "datasets",
     multiple=True,
     metavar="NAME",
-    help="Check a dataset (loaded with its default options). Repeatable; or comma-separated.",
+    help="Check a dataset (loaded with its default options), by name or, as --datasets takes "
+    "it, by the path of a .npz file or image folder. Repeatable; or comma-separated.",
 )
 @click.option(
     "--metric",
@@ -220,6 +221,7 @@ def check(
     vaebench check vae my-model        the model checks of each model
     vaebench check --dataset rings     the dataset checks (shapes, range, labels, render,
                                        determinism, test images that copy training images)
+    vaebench check --dataset my.npz    the same on your own data file (or image folder)
     vaebench check --metric my-metric  the metric checks
 
     Each check prints PASS, FAIL (naming what it expected) or SKIP (it does not apply, e.g. the

@@ -60,13 +60,14 @@ _KINDS["dataset"] = _Kind("dataset", _dataset_subject, _DatasetSubject)
 
 @_check("dataset", "the loader returns a vaebench.dataset.Dataset")
 def check_dataset_loads(s: _DatasetSubject) -> None:
-    """The spec's name is usable on the command line, its options are JSON-serialisable and
-    ``load()`` returns a :class:`~vaebench.dataset.Dataset`."""
-    from vaebench.plugins import valid_name
+    """The spec's name is usable on the command line (a valid name, or the path a plugin
+    claims it for: :meth:`vaebench.plugins.Registry.dataset_for_path`), its options are
+    JSON-serialisable and ``load()`` returns a :class:`~vaebench.dataset.Dataset`."""
+    from vaebench.plugins import get_registry, valid_name
 
     name = s.spec.name
     _expect(
-        valid_name(name),
+        valid_name(name) or get_registry().dataset_for_path(name) is not None,
         f"expected a dataset name without commas, slashes, spaces or control characters, got "
         f"{name!r}",
     )
