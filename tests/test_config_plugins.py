@@ -15,7 +15,7 @@ from vaebench.hookspecs import hookimpl
 from vaebench.model import Model, ModelSpec
 from vaebench.nn import TorchAutoencoder
 from vaebench.options import check_param, check_track, parse_track
-from vaebench.plugins import Registered, get_plugin_manager, get_registry
+from vaebench.plugins import Registered, UnknownNameError, get_plugin_manager, get_registry
 
 #: The manifest's ``config`` keys, in order, of every run stored before ``track`` existed.
 STORED_KEYS = [
@@ -225,6 +225,42 @@ def test_without_a_claim_a_name_is_looked_up_among_the_registered_datasets():
     assert spec.name == "data/x.npz" and spec.defaults() == user_dataset_defaults()
     with pytest.raises(ConfigError, match="unknown dataset 'mem:toy'; valid: "):
         RunConfig.build(reg, models="pca", datasets="mem:toy")
+
+
+class _WrapsThePathHook:
+    """A plugin that only watches the hook (a new-style wrapper): it claims nothing."""
+
+    seen: list[str] = []
+
+    @hookimpl(wrapper=True)
+    def vaebench_dataset_for_path(self, path):
+        self.seen.append(path)
+        return (yield)
+
+
+def test_dataset_or_path_names_the_claiming_plugin_and_lets_wrappers_be(
+    claims_memory, tmp_path, monkeypatch
+):
+    pm = get_plugin_manager()
+    wrapper = _WrapsThePathHook()
+    pm.register(wrapper, name="test-wraps-path-hook")
+    try:
+        reg = get_registry()
+        claimed = reg.dataset_or_path("mem:toy")
+        assert (claimed.name, claimed.plugin) == ("mem:toy", "test-claims-memory")
+        assert claimed.spec.description == "in memory"
+        npz = reg.dataset_or_path("data/x.npz")
+        assert npz.plugin == "vaebench.data.user" and npz.origin.startswith("vaebench ")
+        digits = reg.dataset_or_path("digits")  # the wrapper's generator is no spec
+        assert digits is reg.datasets["digits"] and reg.dataset_for_path("digits") is None
+        assert "digits" in _WrapsThePathHook.seen
+    finally:
+        pm.unregister(wrapper)
+    # a name that is also a file or folder here: the error says how to use it as data
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    with pytest.raises(UnknownNameError, match=r"a folder 'photos' exists here: write ./photos"):
+        reg.dataset_or_path("photos")
 
 
 def test_mlflow_and_track_mlflow_may_agree_but_not_differ():

@@ -473,6 +473,10 @@ def test_check_functions_take_the_arguments_of_their_run_functions(kind):
 def test_check_model_passes_every_argument_of_run_model_checks_on():
     results = check_model("pca", "cpu", checks=["check_tags"], threads=1)
     assert [r.name for r in results] == ["check_tags"] and results[0].passed
+    # the subject by the name help() shows, as every other argument
+    assert [r.name for r in check_model(model="pca", checks="check_tags")] == ["check_tags"]
+    with pytest.raises(TypeError, match="nope"):
+        check_model("pca", nope=1)
     with pytest.raises(ConformanceError) as info:
         check_model(ModelSpec("not-a-model", not_a_model), checks=["check_interface"])
     assert [r.name for r in info.value.failures] == ["check_interface"]
@@ -624,7 +628,7 @@ def test_faulty_dataset_fails_the_right_check(loader, check_name, expected):
 
 
 def test_dataset_checks_pass_on_the_kits_dataset_and_cover_render():
-    results = check_dataset(TINY_SPEC)
+    results = check_dataset(dataset=TINY_SPEC)
     assert [r.name for r in results] == [c.__name__ for c in dataset_checks()]
     assert not any(r.skipped for r in results)  # render check applied, not skipped
     notes = {r.name: r.message for r in results if r.message}
@@ -801,7 +805,7 @@ def test_metric_checks_on_a_given_model_and_dataset(digits):
     ds = digits.subset(100)
     model = PCA(ds.shape, latent_dim=4)
     model.fit(ds.x_train)
-    results = check_metric("reconstruction", model=model, dataset=ds)
+    results = check_metric(metric="reconstruction", model=model, dataset=ds)
     assert [r.name for r in results] == [c.__name__ for c in metric_checks()]
 
 

@@ -335,6 +335,11 @@ def test_check_command_checks_a_path_dataset_and_names_the_claiming_plugin(tmp_p
         "check_dataset_loads", "check_dataset_shapes", "check_dataset_range",
     ]  # fmt: skip
     assert "FAIL check_dataset_loads" not in result.stdout, result.output
+    # the Python kit takes the path as the command does
+    from vaebench.testing import check_dataset
+
+    kit = check_dataset(path, checks=["check_dataset_loads", "check_dataset_range"])
+    assert [r.passed for r in kit] == [True, True]
     # a missing file is still claimed by its suffix: the loading check says what is wrong
     missing = CliRunner().invoke(cli, ["check", "--dataset", str(tmp_path / "nope.npz")])
     assert missing.exit_code == 1

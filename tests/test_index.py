@@ -51,6 +51,22 @@ def test_index_equals_the_records(tmp_path, include_failed):
     assert frame[frame.model == "ae"]["variant"].nunique() == 2  # two set-ups, two labels
 
 
+@pytest.mark.parametrize("include_failed", [False, True])
+def test_folders_of_one_name_or_one_folder_twice_give_the_rows_of_the_records(
+    tmp_path, include_failed
+):
+    # the index path once joined each folder's values to the cells of every folder of the
+    # same name: a/r and b/r (or a folder given twice) gave each value 2x too often
+    a, b = folder(tmp_path / "a"), folder(tmp_path / "b")
+    write_cell(b, "ae", "one", 9, {"mse": 0.5})
+    for dirs in ([a, b], [b, a], [a, a]):
+        got = load_results(dirs, include_failed=include_failed)
+        pd.testing.assert_frame_equal(got, from_records(dirs, include_failed))
+        one = load_results(dirs[0], include_failed=include_failed)
+        two = load_results(dirs[1], include_failed=include_failed)
+        assert len(got) == len(one) + len(two)
+
+
 def test_only_changed_cells_are_read_again(tmp_path, monkeypatch):
     run = folder(tmp_path)
     load_results(run)

@@ -139,6 +139,11 @@ def test_a_run_given_as_dot_is_named_after_its_folder(tmp_path, monkeypatch, no_
     assert run_name("..") == run_name(run) == run.name
     monkeypatch.chdir(run)
     assert run_name(".") == run.name
+    (tmp_path / "nest").mkdir()
+    (tmp_path / "nest" / "cl").symlink_to(run / "cells")  # nest/cl/.. is the run, not nest
+    (tmp_path / "link").symlink_to(run)  # a link to a run folder: its own name
+    assert run_name(tmp_path / "nest" / "cl" / "..") == run.name
+    assert run_name(tmp_path / "link") == run_name(f"{tmp_path}/link/") == "link"
     assert {c["run"] for c in load_cells(".")} == {run.name}
     assert set(load_results(["."])["run"]) == {run.name}
     assert {r["run"] for r in load_records(["."])} == {run.name}

@@ -104,12 +104,15 @@ def valid_name(name: object) -> bool:
 class UnknownNameError(VaebenchError, KeyError):
     """A model, dataset, metric or tracker name that no plugin registers."""
 
-    def __init__(self, kind: str, name: str, valid: list[str]) -> None:
-        self.kind, self.name, self.valid = kind, name, valid
+    def __init__(self, kind: str, name: str, valid: list[str], hint: str = "") -> None:
+        self.kind, self.name, self.valid, self.hint = kind, name, valid, hint
         super().__init__(name)
 
     def __str__(self) -> str:
-        return f"unknown {self.kind} {self.name!r}; valid: {', '.join(self.valid) or '(none)'}"
+        valid = ", ".join(self.valid) or "(none)"
+        return f"unknown {self.kind} {self.name!r}; valid: {valid}" + (
+            f" ({self.hint})" if self.hint else ""
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,19 +175,33 @@ class Registry:
         a path (:meth:`dataset_for_path`), with that plugin as its origin, else the dataset
         registered under that name. Raises :class:`UnknownNameError` when neither."""
         claim = self._path_claim(name)
-        return claim if claim is not None else self.dataset(name)
+        if claim is not None:
+            return claim
+        if name not in self.datasets and os.path.exists(name):
+            what = "folder" if os.path.isdir(name) else "file"
+            raise UnknownNameError("dataset", name, sorted(self.datasets),
+                                   f"a {what} {name!r} exists here: write ./{name} to use it as "
+                                   "your own data")  # fmt: skip
+        return self.dataset(name)
 
     @staticmethod
     def _path_claim(path: str) -> Registered | None:
-        # the impls in pluggy's call order (firstresult: the first spec wins), so that the
-        # claiming plugin is known
+        """The spec the hook returns for ``path`` (pluggy's call, wrappers included), with the
+        plugin whose implementation claims it: the first plain implementation, in pluggy's
+        call order, that returns a spec (``"unknown plugin"`` when none does by itself)."""
         hook = get_plugin_manager().hook.vaebench_dataset_for_path
+        spec = hook(path=path)
+        if spec is None:
+            return None
+        plugin = "unknown plugin"
         for impl in reversed(hook.get_hookimpls()):
-            spec = impl.function(*({"path": path}[a] for a in impl.argnames))
-            if spec is not None:
-                dist, version = _dists.get(impl.plugin_name, ("unknown distribution", "?"))
-                return Registered(path, spec, impl.plugin_name, dist, version)
-        return None
+            if impl.hookwrapper or getattr(impl, "wrapper", False):
+                continue
+            if impl.function(*({"path": path}[a] for a in impl.argnames)) is not None:
+                plugin = impl.plugin_name
+                break
+        dist, version = _dists.get(plugin, ("unknown distribution", "?"))
+        return Registered(path, spec, plugin, dist, version)
 
     def metric(self, name: str) -> Registered:
         return self._get(self.metrics, "metric", name)

@@ -391,8 +391,13 @@ def iter_cells(run_dir: str | os.PathLike) -> Iterator[dict[str, Any]]:
 def run_name(run_dir: str | os.PathLike) -> str:
     """The name a run folder's cells are reported under (the ``run`` column of the tables):
     the folder's own name, taken from its absolute path so that ``.`` or ``results/..`` name
-    the folder they stand for (symbolic links are not followed)."""
-    return Path(os.path.abspath(run_dir)).name
+    the folder they stand for. A symbolic link to a run folder gives its own name; a path
+    with ``..`` is resolved as the system does (``link/..`` is the parent of the link's
+    target, not the folder holding the link)."""
+    path = os.fspath(run_dir)
+    if ".." in Path(path).parts:
+        return Path(os.path.realpath(path)).name
+    return Path(os.path.abspath(path)).name
 
 
 def load_cells(*run_dirs: str | os.PathLike) -> list[dict[str, Any]]:

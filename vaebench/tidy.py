@@ -315,13 +315,14 @@ def _indexed_frame(
     import pandas as pd
 
     cell_frames, value_frames = [], []
-    for d in run_dirs:
+    for i, d in enumerate(run_dirs):  # folders told apart by position: two may share a name
         cells, values = update_index(d)
         cf = cells.drop_columns(["size", "mtime_ns", "ino"]).to_pandas()
         cf.insert(0, "run", run_name(d))
+        cf["_run"] = i
         cf["_pos"] = range(len(cf))
         cell_frames.append(cf)
-        value_frames.append((run_name(d), values.to_pandas()))
+        value_frames.append((i, values.to_pandas()))
     cf = pd.concat(cell_frames, ignore_index=True)
     if models is not None:
         cf = cf[cf["model"].isin(set(models))]
@@ -345,16 +346,17 @@ def _indexed_frame(
                                                 strict=True)]  # fmt: skip
     base_cols = ["run", "model", "variant", "dataset", "seed", "config_hash"]
     parts = []
-    for run, vf in value_frames:
-        sub = cf[cf["run"] == run]
-        merged = vf.merge(sub[["file", "_pos", *base_cols]], on="file", how="inner", sort=False)
+    for i, vf in value_frames:
+        sub = cf[cf["_run"] == i]
+        merged = vf.merge(sub[["file", "_run", "_pos", *base_cols]], on="file", how="inner",
+                          sort=False)  # fmt: skip
         merged["direction"] = merged["higher_is_better"].map(direction)
         parts.append(merged)
     if include_failed:
         bad = cf[cf["status"] != "ok"].copy()
         bad["metric"] = bad["status"].where(bad["status"] == "skipped", "failed")
         bad["value"] = math.nan
-        parts.append(bad[["file", "_pos", "metric", "value", "error", *base_cols]])
+        parts.append(bad[["file", "_run", "_pos", "metric", "value", "error", *base_cols]])
     columns = COLUMNS + (["error"] if include_failed else [])
     parts = [p for p in parts if len(p)]
     if not parts:
@@ -362,8 +364,6 @@ def _indexed_frame(
     rows = pd.concat(parts, ignore_index=True)
     # the order of building from the records: folders as given, cells by file name (a failed
     # cell's row where its values would be), values by name; then tidy_frame's stable sort
-    run_pos = {run_name(d): i for i, d in reversed(list(enumerate(run_dirs)))}
-    rows["_run"] = rows["run"].map(run_pos)
     rows = rows.sort_values(["_run", "_pos", "metric"], kind="stable")
     frame = rows.reindex(columns=columns).reset_index(drop=True)
     return finish_frame(frame)

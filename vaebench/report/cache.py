@@ -9,9 +9,10 @@ the size it had), the files are kept as they are instead of being drawn again --
 PDF font subsetting above all, was 88 % of a default report's time.
 
 A cell is identified by its file's name, size and SHA-256 digest -- its content, not its
-modification time, so that a fresh clone or a copy of a results folder (new modification times,
-the same files) keeps the figures committed with it, and its ``.figure-keys.json`` stays
-byte-identical. Hashing is ~1.7 GB/s here: the 48 cells of results/reference (2.9 MB) in ~2 ms.
+modification time, so that a fresh clone or a copy of a results folder under the same folder
+name (new modification times, the same files) keeps the figures committed with it, and its
+``.figure-keys.json`` stays byte-identical (the key holds each cell's run name, so a copy under
+another name draws again). Hashing is ~1.7 GB/s here: the 48 cells of results/reference (2.9 MB) in ~2 ms.
 Deleting ``.figure-keys.json`` (or any figure) redraws.
 """
 

@@ -39,14 +39,16 @@ _KINDS: dict[str, _Kind] = {}
 
 def _as_spec(obj: Any, spec_type: type, kind: str, wrap: Callable[[Any], Any], what: str) -> Any:
     """``obj`` when it is a ``spec_type``, the spec registered as ``kind`` (``"model"``,
-    ``"dataset"``) under the name ``obj``, the ``spec`` of a registry entry, or ``wrap(obj)``
+    ``"dataset"``) under the name ``obj`` (a dataset also by a path a plugin claims, as
+    ``--datasets`` takes it), the ``spec`` of a registry entry, or ``wrap(obj)``
     for a callable ``obj`` (a ``what``: factory, loader); else ``TypeError`` naming them."""
     if isinstance(obj, spec_type):
         return obj
     if isinstance(obj, str):
         from vaebench.plugins import get_registry
 
-        return getattr(get_registry(), kind)(obj).spec
+        reg = get_registry()
+        return (reg.dataset_or_path(obj) if kind == "dataset" else getattr(reg, kind)(obj)).spec
     spec = getattr(obj, "spec", None)
     if isinstance(spec, spec_type):  # a vaebench.plugins.Registered
         return spec

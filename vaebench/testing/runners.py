@@ -72,16 +72,19 @@ def _raising(
     result collected; raises :class:`ConformanceError` listing each failed check and what it
     expected, else returns the results."""
 
-    def check(subject: Any, *args: P.args, **kwargs: P.kwargs) -> list[CheckResult]:
-        results = list(run(subject, *args, **kwargs))
+    sig = inspect.signature(run)
+    first = next(iter(sig.parameters))  # the subject: by position or by its name
+
+    def check(*args: Any, **kwargs: Any) -> list[CheckResult]:
+        bound = sig.bind(*args, **kwargs)  # run's TypeError for arguments it does not take
+        results = list(run(*bound.args, **bound.kwargs))
         failures = [r for r in results if not r.passed]
         if failures:
-            raise ConformanceError(_subject_name(subject), failures)
+            raise ConformanceError(_subject_name(bound.arguments[first]), failures)
         return results
 
     check.__name__ = check.__qualname__ = name
-    check.__doc__ = doc
-    sig = inspect.signature(run)  # help() and IDEs show run's arguments
+    check.__doc__ = doc  # help() and IDEs show run's arguments
     check.__signature__ = sig.replace(return_annotation="list[CheckResult]")  # type: ignore[attr-defined]
     return check
 
