@@ -348,6 +348,34 @@ def test_check_command_checks_a_path_dataset_and_names_the_claiming_plugin(tmp_p
     assert unknown.exit_code == 2 and "unknown dataset 'nope'; valid:" in unknown.stderr
 
 
+def test_resume_refuses_a_relative_path_that_now_names_other_data(tmp_path, rng, monkeypatch):
+    # resumed from another folder, ./good.npz was another file: the finished pca cell was
+    # trained again on it, as a second variant beside the first
+    import vaebench.api as api
+    from vaebench.errors import ConfigError
+
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir(), elsewhere.mkdir()
+    x = rng.random((40, 6, 6)).astype(np.float32)
+    save_npz(home / "good.npz", x_train=x[:30], x_test=x[30:])
+    save_npz(elsewhere / "good.npz", x_train=x[10:], x_test=x[:10])
+    out = tmp_path / "ud"
+    monkeypatch.chdir(home)
+    kw = {"workers": 1, "threads": 1, "epochs": 1, "metrics": "reconstruction"}
+    first = api.run("pca,ae", "good.npz", "0", out, **kw)
+    assert len(first.ran) == 2
+    cells = sorted(p.name for p in (out / "cells").glob("*.json"))
+    next((out / "cells").glob("ae--*.json")).unlink()
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(ConfigError, match="dataset 'good.npz' is not the data its cells were"):
+        api.resume(out)
+    assert len(list((out / "cells").glob("*.json"))) == 1  # nothing trained
+    monkeypatch.chdir(home)  # from where it was started: only the missing cell trains
+    again = api.resume(out)
+    assert len(again.ran) == 1 and len(again.skipped) == 1
+    assert sorted(p.name for p in (out / "cells").glob("*.json")) == cells
+
+
 # ----------------------------------------------------------------------------- value ranges
 
 

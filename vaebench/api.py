@@ -422,7 +422,35 @@ def resume(
             f"{', '.join(map(repr, missing))} (stored in its manifest), which no installed "
             f"plugin provides; install the plugin again (installed trackers: {valid})"
         )
+    _check_resumed_data(cfg, run_dir, reg)
     return _execute("run", cfg, run_dir, reg, force=force, progress=progress, argv=argv)
+
+
+def _check_resumed_data(cfg: RunConfig, run_dir: str | os.PathLike[str], reg: Registry) -> None:
+    """A resume continues on the data the run's cells were trained on. A dataset given by a
+    path (``-d ./mine.npz``) names other data when the resume starts from another folder or
+    the file changed: its cells would be new ones beside the old. Raises
+    :class:`vaebench.errors.ConfigError` saying so (registered datasets are checked by their
+    plugins: their content does not depend on the current folder)."""
+    from vaebench.cells import load_dataset
+    from vaebench.errors import ConfigError
+    from vaebench.results import dataset_fingerprints
+
+    for name in cfg.datasets:
+        if name in reg.datasets:
+            continue
+        stored = dataset_fingerprints(run_dir, name)
+        if not stored:  # no finished cell of it yet: nothing to continue
+            continue
+        ds = load_dataset(reg, name, cfg.dataset_options.get(name, {}), cfg.data_dir, cfg.subset)
+        if ds.fingerprint() not in stored:
+            raise ConfigError(
+                f"cannot resume {os.fspath(run_dir)}: dataset {name!r} is not the data its "
+                f"cells were trained on (content fingerprint {ds.fingerprint()} here, "
+                f"{', '.join(sorted(stored))} in its cells); a relative path is found from the "
+                f"current folder ({os.getcwd()}): resume from the folder the run was started "
+                "in, or run the grid again without --resume to train on this data"
+            )
 
 
 def evaluate(

@@ -66,6 +66,7 @@ __all__ = [
     "cell_stem",
     "CellLock",
     "check_results_folder",
+    "dataset_fingerprints",
     "is_enospc",
     "iter_cell_paths",
     "iter_cells",
@@ -179,25 +180,46 @@ def atomic_write_json(
 # ----------------------------------------------------------------------------- cells
 
 
+def _safe(name: str) -> str:
+    """A model or dataset name as a cell's file name holds it: letters, digits and ._+=@- stay
+    (every built-in name); anything else -- a path's slashes, shell or markup characters,
+    control characters -- becomes "_"."""
+    return "".join(ch if ch.isalnum() or ch in "._+=@-" else "_" for ch in name)
+
+
+def _cut(name: str) -> str:
+    """The start of :func:`_safe` ``(name)`` that a stem too long for a file keeps."""
+    return _safe(name).encode()[:60].decode("utf-8", "ignore")
+
+
 def cell_stem(model: str, dataset: str, seed: int, config_hash: str) -> str:
     """File name (without extension) of a cell: ``MODEL--DATASET--seedS--HASH``."""
-
-    def safe(name: str) -> str:
-        # letters, digits and ._+=@- stay (every built-in name); anything else -- a path's
-        # slashes, shell or markup characters, control characters -- becomes "_"
-        return "".join(ch if ch.isalnum() or ch in "._+=@-" else "_" for ch in name)
-
-    stem = f"{safe(model)}--{safe(dataset)}--seed{seed}--{config_hash}"
+    stem = f"{_safe(model)}--{_safe(dataset)}--seed{seed}--{config_hash}"
     if len(stem.encode()) <= MAX_STEM_BYTES:
         return stem
     # a name too long for a file (255 bytes with the temp-file and lock decorations): the
     # names are cut and a hash of both whole names keeps stems of different names apart
     tag = hashlib.sha256(f"{model}\0{dataset}".encode()).hexdigest()[:8]
+    return f"{_cut(model)}--{_cut(dataset)}~{tag}--seed{seed}--{config_hash}"
 
-    def cut(name: str) -> str:
-        return safe(name).encode()[:60].decode("utf-8", "ignore")
 
-    return f"{cut(model)}--{cut(dataset)}~{tag}--seed{seed}--{config_hash}"
+def dataset_fingerprints(run_dir: str | os.PathLike, dataset: str) -> set[str]:
+    """The content fingerprints (:meth:`vaebench.dataset.Dataset.fingerprint`) that the
+    finished cells of ``dataset`` in ``run_dir`` were trained on. Reads only the cell files
+    whose name may hold that dataset; unreadable ones are passed over (a run reports them)."""
+    mark = f"--{_cut(dataset)}"
+    out = set()
+    for path in iter_cell_paths(run_dir):
+        if mark not in path.name:
+            continue
+        try:
+            cell = read_cell(path)
+        except ResultsError:
+            continue
+        fingerprint = (cell.get("config") or {}).get("dataset_fingerprint")
+        if cell.get("dataset") == dataset and cell.get("status") == "ok" and fingerprint:
+            out.add(str(fingerprint))
+    return out
 
 
 #: Longest cell stem in bytes: 255 (a file name's limit on common file systems) less the
