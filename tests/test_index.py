@@ -67,6 +67,27 @@ def test_folders_of_one_name_or_one_folder_twice_give_the_rows_of_the_records(
         assert len(got) == len(one) + len(two)
 
 
+def test_a_cell_edited_in_place_with_its_mtime_put_back_is_read_again(tmp_path):
+    # same size, same inode, modification time restored: only the status-change time tells
+    import os
+    import time
+
+    run = folder(tmp_path)
+    load_results(run)
+    path = next((run / "cells").glob("ae--one--seed0*.json"))
+    text = path.read_text()
+    st = path.stat()
+    assert '"mse": 0.1' in text
+    time.sleep(0.01)
+    with open(path, "r+") as f:  # in place: same inode, same size
+        f.write(text.replace('"mse": 0.1', '"mse": 0.9', 1))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+    got = load_results(run)
+    pd.testing.assert_frame_equal(got, from_records([run]))
+    assert 0.9 in set(got[(got.model == "ae") & (got.metric == "mse")]["value"])
+
+
 def test_only_changed_cells_are_read_again(tmp_path, monkeypatch):
     run = folder(tmp_path)
     load_results(run)

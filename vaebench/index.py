@@ -17,8 +17,9 @@ it :func:`vaebench.load_results` reads the cell files as before):
 
 **The cell files stay the source of truth.** Every load lists ``OUT/cells/`` (one ``stat`` a
 file) and re-reads, with the full checks of :func:`vaebench.results.read_cell`, exactly the
-files that are new or whose size, modification time or inode changed (a cell file is
-replaced atomically, so a changed cell is a new inode); rows of files that are gone are
+files that are new or whose size, modification time, inode or status-change time changed (a
+cell file is replaced atomically, so a changed cell is a new inode; a file edited in place has
+a new status-change time even when its modification time is put back); rows of files that are gone are
 dropped. A corrupt cell raises as before. The updated index is written atomically (temp file,
 ``fsync``, rename), both files tagged with one random generation: several processes loading or
 writing the same folder at once, or a process killed at any point, leave either a consistent
@@ -51,9 +52,14 @@ log = logging.getLogger(__name__)
 
 #: Bump when the index's columns or their meaning change: an index of another version is
 #: rebuilt from the cell files.
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 
-CELL_COLUMNS = ["file", "size", "mtime_ns", "ino", "model", "dataset", "seed", "config_hash",
+#: What tells a cell file unchanged: size, modification time, inode and status-change time
+#: (``ctime``: a file edited in place with its modification time put back with ``utime``
+#: still gets a new one; no call sets it back).
+IDENTITY_COLUMNS = ["size", "mtime_ns", "ino", "ctime_ns"]
+
+CELL_COLUMNS = ["file", *IDENTITY_COLUMNS, "model", "dataset", "seed", "config_hash",
                 "status", "error", "config", "record", "shared"]  # fmt: skip
 #: The columns of the light records (:func:`light_record`), read only by :func:`load_records`.
 RECORD_COLUMNS = ["record", "shared"]
@@ -146,8 +152,8 @@ def _from_light(own_text: str, shared: tuple[list[str], dict[str, Any], list[Any
     return rec
 
 
-def _listing(run: Path) -> dict[str, tuple[int, int, int]]:
-    """``{file name: (size, mtime_ns, inode)}`` of the cell files, as
+def _listing(run: Path) -> dict[str, tuple[int, int, int, int]]:
+    """``{file name: (size, mtime_ns, inode, ctime_ns)}`` of the cell files, as
     :func:`vaebench.results.iter_cell_paths` selects them."""
     from vaebench.results import ResultsError
 
@@ -167,14 +173,14 @@ def _listing(run: Path) -> dict[str, tuple[int, int, int]]:
                 st = entry.stat()
             except FileNotFoundError:  # removed since the listing
                 continue
-            out[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
+            out[name] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     return out
 
 
-def _cell_rows(name: str, ident: tuple[int, int, int], cell: dict[str, Any]) -> tuple[dict, list]:
+def _cell_rows(name: str, ident: tuple[int, ...], cell: dict[str, Any]) -> tuple[dict, list]:
     status = cell["status"]
     row = {
-        "file": name, "size": ident[0], "mtime_ns": ident[1], "ino": ident[2],
+        "file": name, **dict(zip(IDENTITY_COLUMNS, ident, strict=True)),
         "model": cell["model"], "dataset": cell["dataset"], "seed": int(cell["seed"]),
         "config_hash": cell["config_hash"], "status": status, "error": failure_reason(cell),
         "config": json.dumps(cell.get("config") or {}, sort_keys=True, default=str),
@@ -216,8 +222,8 @@ def _write(path: Path, table: Any, generation: str) -> None:
 def _schemas() -> tuple[Any, Any]:
     import pyarrow as pa
 
-    cells = pa.schema([("file", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
-                       ("ino", pa.int64()), ("model", pa.string()), ("dataset", pa.string()),
+    cells = pa.schema([("file", pa.string()), *((c, pa.int64()) for c in IDENTITY_COLUMNS),
+                       ("model", pa.string()), ("dataset", pa.string()),
                        ("seed", pa.int64()), ("config_hash", pa.string()),
                        ("status", pa.string()), ("error", pa.string()),
                        ("config", pa.string()), ("record", pa.string()),
@@ -280,8 +286,7 @@ def update_index(run_dir: str | os.PathLike, records: bool = False) -> tuple[Any
     old_cells, old_values = _stored(run, records)
     generation = (old_cells.schema.metadata or {}).get(b"vaebench_generation")
     files = old_cells.column("file").to_pylist()
-    idents = zip(old_cells.column("size").to_pylist(), old_cells.column("mtime_ns").to_pylist(),
-                 old_cells.column("ino").to_pylist(), strict=True)  # fmt: skip
+    idents = zip(*(old_cells.column(c).to_pylist() for c in IDENTITY_COLUMNS), strict=True)
     stored = dict(zip(files, idents, strict=True))
     keep = [name for name in files if listing.get(name) == stored[name]]
     fresh = sorted(name for name in listing if stored.get(name) != listing[name])

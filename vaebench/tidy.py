@@ -23,8 +23,8 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from vaebench.index import IDENTITY_COLUMNS, update_index
 from vaebench.index import enabled as index_enabled
-from vaebench.index import update_index
 from vaebench.record import failure_reason, value_rows
 from vaebench.results import load_cells, run_name
 
@@ -317,7 +317,7 @@ def _indexed_frame(
     cell_frames, value_frames = [], []
     for i, d in enumerate(run_dirs):  # folders told apart by position: two may share a name
         cells, values = update_index(d)
-        cf = cells.drop_columns(["size", "mtime_ns", "ino"]).to_pandas()
+        cf = cells.drop_columns(IDENTITY_COLUMNS).to_pandas()
         cf.insert(0, "run", run_name(d))
         cf["_run"] = i
         cf["_pos"] = range(len(cf))
