@@ -106,3 +106,15 @@ def test_environment_names_versions_without_importing_scikit_learn():
     import sklearn
 
     assert json.loads(out.stdout) == [sklearn.__version__, False]
+
+
+@pytest.mark.parametrize("order", [1.5, [1], 2**70, True, "1"])
+def test_a_value_order_that_is_no_integer_is_a_corrupt_file(order):
+    # the index path once truncated 1.5 to 1 where the record path raised a TypeError
+    ev = {"status": "ok", "values": {"psnr": 20.0},
+          "info": {"psnr": {"metric": "reconstruction", "higher_is_better": True,
+                            "decimals": 2, "unit": "dB", "order": order}}}  # fmt: skip
+    with pytest.raises(ResultsError, match=r"x\.json: metric_info\.psnr\.order is .*integer"):
+        checked_record(_cell(evaluations={"reconstruction": ev}), "x.json")
+    ev["info"]["psnr"]["order"] = 3
+    assert value_rows(checked_record(_cell(evaluations={"reconstruction": ev}), "x.json"))

@@ -453,6 +453,8 @@ _FIELDS: dict[str, dict[str, tuple[Any, str]]] = {
         "description": (lambda v: isinstance(v, str), "a string"),
         "higher_is_better": (lambda v: v is None or isinstance(v, bool), "true, false or null"),
         "decimals": (lambda v: _is_int(v) and 0 <= v <= 20, "an integer in [0, 20]"),
+        "order": (lambda v: v is None or (_is_int(v) and abs(v) < 2**31),
+                  "an integer in (-2**31, 2**31) or null"),
     },
     "error": {
         "reason": (lambda v: isinstance(v, str), "a string"),
