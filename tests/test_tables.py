@@ -137,7 +137,10 @@ def test_escape_latex() -> None:
     )
     assert escape_latex("×10⁻³") == r"$\times$10\textsuperscript{-3}"
     assert escape_latex("β-VAE, α = 0.05") == r"$\beta$-VAE, $\alpha$ = 0.05"
-    assert escape_latex("x₁ ★") == r"x\textsubscript{1} ?"
+    assert escape_latex("x₁ ★") == r"x\textsubscript{1} {[}U+2605{]}"
+    # no ASCII form: the code point, so that different names never print alike (once "??")
+    assert escape_latex("模型") == "{[}U+6A21{]}{[}U+578B{]}" != escape_latex("网络")
+    assert escape_latex("данные") != escape_latex("модель")
 
 
 def test_html_table(rep) -> None:
@@ -154,10 +157,13 @@ def test_latex_compiles(rep, tmp_path: Path) -> None:
     agg = rep.agg.copy()
     agg.loc[agg.metric == "mse", "unit"] = "×10⁻³ µm²"
     agg.loc[agg.model == "noisy", "model"] = "β-vae_2 & co"
-    weird = build_table(agg, ["toy"], rep.models, ["mse"], name="w",
+    agg.loc[agg.model == "pca", "model"] = "模型"  # a row that starts with its code point
+    models = [{"noisy": "β-vae_2 & co", "pca": "模型"}.get(m, m) for m in rep.models]
+    weird = build_table(agg, ["toy"], models, ["mse"], name="w",
                         title="odd_name & 100% {x} #1 é", baseline="ae")  # fmt: skip
     doc = tmp_path / "tables.tex"
     doc.write_text(latex_document([*tables, weird]), encoding="utf-8")
+    assert "{[}U+6A21{]}{[}U+578B{]}" in doc.read_text(encoding="utf-8")
     proc = subprocess.run(
         ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,

@@ -146,14 +146,17 @@ def _latex_char(ch: str) -> str:
     if unicodedata.category(ch).startswith("L") and ord(ch) < 0x250:
         return ch  # Latin letters with accents: LaTeX's UTF-8 input handles them
     plain = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
-    return "".join(_LATEX_SPECIAL.get(c, c) for c in plain) or "?"
+    # no ASCII form (CJK, Cyrillic, symbols): its code point, so distinct names stay distinct
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in plain) or f"{{[}}U+{ord(ch):04X}{{]}}"
 
 
 def escape_latex(text: Any) -> str:
     """Text for LaTeX: :func:`printable` (no line breaks), LaTeX specials
     (``_ & % $ # { } ~ ^ \\ < > |``) escaped and the symbols tables use (``± ↑ ↓ † × – ⁻³`` and
     Greek letters) mapped to LaTeX, so that any name or unit compiles with pdflatex and none
-    runs a command; other characters outside Latin script fall back to their ASCII form."""
+    runs a command; other characters outside Latin script fall back to their ASCII form, or
+    where they have none to their code point (``{[}U+6A21{]}``, braced so that no ``\\`` takes
+    it for its optional argument: names that differ stay apart)."""
     text = printable(text)
     out: list[str] = []
     i = 0
