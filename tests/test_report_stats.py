@@ -136,6 +136,36 @@ def test_duplicate_cells_count_once(tmp_path: Path) -> None:
     assert agg.iloc[0]["mean"] == pytest.approx(0.2)
 
 
+def test_two_cells_of_one_labelled_setup_and_seed_count_once_and_are_named(tmp_path) -> None:
+    # an older-format cell (another config.schema, hence another hash) beside a new one: both
+    # were labelled "ae" and the table said "over 3 seeds" of whichever the seed map kept last
+    import json
+
+    from vaebench.report import build_report
+    from vaebench.report.content import collect
+
+    run = tmp_path / "r"
+    for seed, mse in enumerate((0.10, 0.11, 0.12)):
+        path = write_cell(run, "ae", "toy", seed, {"mse": mse})
+        old = json.loads(path.read_text())
+        old["config"]["schema"] = "vaebench.config/0"
+        old["config_hash"] = "0ld" + old["config_hash"][3:]
+        old["evaluations"]["reconstruction"]["values"]["mse"] = mse + 0.5
+        (
+            path.parent / path.name.replace(path.stem.rsplit("--", 1)[1], old["config_hash"])
+        ).write_text(json.dumps(old))
+    rep = collect([run])
+    assert len(rep.cells) == 3 and len(rep.duplicates) == 3
+    row = rep.agg[(rep.agg.model == "ae") & (rep.agg.metric == "mse")].iloc[0]
+    kept = sorted(c["config_hash"] for c in rep.cells)
+    assert row.n == 3
+    assert row["mean"] == pytest.approx(0.11 if not kept[0].startswith("0ld") else 0.61)
+    build_report([run], formats=["md"], figures=False)
+    page = (run / "report.md").read_text()
+    assert "3 finished cell(s) repeat the set-up and seed of another" in page
+    assert "ae / toy / seed 0" in page
+
+
 def test_pareto_front() -> None:
     points = {"a": (10.0, 1.0), "b": (5.0, 0.5), "c": (4.0, 0.9), "d": (10.0, 1.0),
               "e": (math.nan, 0.1)}  # fmt: skip

@@ -73,6 +73,26 @@ class Report:
         return [c for c in self.cells if c["status"] == "skipped"]
 
 
+def _one_per_seed(
+    cells: list[dict[str, Any]], duplicates: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The finished cells with one seed of one labelled set-up on one dataset, the first given
+    kept: cells whose configurations differ only where labels do not look (``schema``: a
+    cell of an older format next to a newer one) would otherwise both be averaged as that
+    seed's value, the later silently replacing the earlier. The others go to
+    ``duplicates`` (report.md counts them)."""
+    kept, seen = [], set()
+    for cell in cells:
+        key = (cell["variant"], cell["dataset"], cell["seed"])
+        if cell.get("status") == "ok":
+            if key in seen:
+                duplicates.append(cell)
+                continue
+            seen.add(key)
+        kept.append(cell)
+    return kept
+
+
 def collect(
     run_dirs: Sequence[str | os.PathLike],
     baseline: str | None = None,
@@ -118,6 +138,7 @@ def collect(
     labels = variant_labels(cells)
     for cell in cells:
         cell["variant"] = labels[cell["config_hash"]]
+    cells = _one_per_seed(cells, duplicates)
     frame = tidy_frame(cells, include_failed=True, labels=labels)
     base_models = ordered({c["model"] for c in cells}, requested_order(dirs, "models"))
     variants = {c["variant"]: c["model"] for c in cells}

@@ -190,10 +190,24 @@ def _setup(rep: Report) -> list[str]:
         f"{len(cells)} cells ({len(ok)} finished, {len(rep.failed())} failed{skipped}).",
         "",
     ]
-    if rep.duplicates:
+    kept = {c["config_hash"] for c in rep.cells}
+    stored_twice = [c for c in rep.duplicates if c["config_hash"] in kept]
+    same_seed = [c for c in rep.duplicates if c["config_hash"] not in kept]
+    if stored_twice:
         lines += [
-            f"{len(rep.duplicates)} cell(s) are stored in more than one of the given runs; "
+            f"{len(stored_twice)} cell(s) are stored in more than one of the given runs; "
             "each counts once (the first run given).",
+            "",
+        ]
+    if same_seed:
+        names = ", ".join(
+            _md(f"{c['variant']} / {c['dataset']} / seed {c['seed']} ({c['config_hash']})")
+            for c in same_seed[:5]
+        ) + (f" and {len(same_seed) - 5} more" if len(same_seed) > 5 else "")
+        lines += [
+            f"{len(same_seed)} finished cell(s) repeat the set-up and seed of another with a "
+            "different configuration hash (settings no label shows, e.g. the result schema) "
+            f"and are left out; the first given counts: {names}.",
             "",
         ]
     if len({m for m in rep.models}) != len(rep.base_models):
