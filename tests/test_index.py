@@ -145,3 +145,16 @@ def test_cells_and_values_of_two_saves_are_never_mixed(tmp_path):
     frame = load_results(run)
     pd.testing.assert_frame_equal(frame, from_records([run]))
     assert 42.0 in set(frame["value"])
+
+
+def test_a_cell_file_name_that_is_not_utf8_is_refused_alike_on_both_paths(tmp_path, monkeypatch):
+    # the index path once crashed with a UnicodeEncodeError where the record path read it
+    import os
+
+    run = folder(tmp_path)
+    path = next((run / "cells").glob("ae--one--seed0*.json"))
+    os.rename(path, os.path.join(os.fsencode(run / "cells"), b"bad-\xff-name.json"))
+    for no_index in ("1", ""):
+        monkeypatch.setenv("VAEBENCH_NO_INDEX", no_index)
+        with pytest.raises(ResultsError, match=r"cell file name 'bad-\\udcff-name.json' is not"):
+            load_results(run)

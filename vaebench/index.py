@@ -155,7 +155,7 @@ def _from_light(own_text: str, shared: tuple[list[str], dict[str, Any], list[Any
 def _listing(run: Path) -> dict[str, tuple[int, int, int, int]]:
     """``{file name: (size, mtime_ns, inode, ctime_ns)}`` of the cell files, as
     :func:`vaebench.results.iter_cell_paths` selects them."""
-    from vaebench.results import ResultsError
+    from vaebench.results import ResultsError, checked_cell_name
 
     if not run.is_dir():  # the errors of iter_cell_paths
         raise ResultsError(f"results folder not found: {run}")
@@ -173,7 +173,7 @@ def _listing(run: Path) -> dict[str, tuple[int, int, int, int]]:
                 st = entry.stat()
             except FileNotFoundError:  # removed since the listing
                 continue
-            out[name] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+            out[checked_cell_name(name, run / "cells")] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     return out
 
 

@@ -66,6 +66,7 @@ __all__ = [
     "cell_stem",
     "CellLock",
     "check_results_folder",
+    "checked_cell_name",
     "dataset_fingerprints",
     "is_enospc",
     "iter_cell_paths",
@@ -401,7 +402,24 @@ def iter_cell_paths(run_dir: str | os.PathLike) -> Iterator[Path]:
     cells = run / "cells"
     if not cells.is_dir():
         raise ResultsError(f"{run} is not a vaebench results folder (no cells/ inside)")
-    yield from sorted(p for p in cells.glob("*.json") if not p.name.startswith(".") and p.is_file())
+    paths = sorted(p for p in cells.glob("*.json") if not p.name.startswith(".") and p.is_file())
+    for p in paths:
+        checked_cell_name(p.name, cells)
+    yield from paths
+
+
+def checked_cell_name(name: str, folder: str | os.PathLike) -> str:
+    """``name``, a file in the cells folder ``folder``; :class:`ResultsError` when it is not
+    valid UTF-8 (no file vaebench writes: tables and the index could not hold the name), so
+    that both ways of reading a folder refuse it alike, naming it."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ResultsError(
+            f"{folder}: cell file name {name!r} is not valid UTF-8 (vaebench never writes such "
+            "a name); rename or remove the file"
+        ) from None
+    return name
 
 
 def iter_cells(run_dir: str | os.PathLike) -> Iterator[dict[str, Any]]:
