@@ -650,6 +650,13 @@ def test_resume_runs_what_is_missing_with_the_stored_configuration(tmp_path, one
     assert "0 cell(s) ran, 2 already done" in again.stderr
     configs = [json.loads(p.read_text())["config"] for p in sorted(out.glob("manifests/*.json"))]
     assert len(configs) == 3 and configs[0] == configs[1] == configs[2]
+    # grid options with --resume are refused by the names they are typed as (once --sets,
+    # --sweeps, --config-file)
+    for typed in (["--set", "eval.n_pairs=3"], ["--sweep", "latent_dim=2,3"],
+                  ["--config", "x.toml"], ["--data-dir", "d"], ["--val-fraction", "0.1"]):  # fmt: skip
+        refused = CliRunner().invoke(cli, ["run", "--resume", str(out), *typed])
+        assert refused.exit_code == 2
+        assert refused.stderr.rstrip().endswith(f"do not combine it with {typed[0]}"), typed
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -844,6 +844,10 @@ def test_check_command_unknown_model_is_a_usage_error():
     result = CliRunner().invoke(cli, ["check", "nope"])
     assert result.exit_code == 2
     assert "unknown model 'nope'; valid:" in result.output
+    # a device that is none is refused in one line, as `run --device` does (once 16 FAILs)
+    bad = CliRunner().invoke(cli, ["check", "pca", "--device", "tpu"])
+    assert bad.exit_code == 2 and bad.stdout == ""
+    assert bad.stderr == "Error: unknown device 'tpu'; valid: auto, cpu, cuda, mps (or cuda:N)\n"
 
 
 class _KitPlugin:

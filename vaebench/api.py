@@ -590,8 +590,12 @@ def check(
     plugin claims, as ``--datasets`` takes it), as ``vaebench check`` runs it: the
     registration (for its origin) and the checks, run one by one as the iterator is consumed
     (a failing check is reported in its result, never raised). Raises
-    :class:`vaebench.plugins.UnknownNameError` for an unknown name, at once."""
+    :class:`vaebench.plugins.UnknownNameError` for an unknown name and
+    :class:`vaebench.errors.ConfigError` for a model's ``device`` that is not one (or not
+    available), at once."""
+    from vaebench.errors import ConfigError
     from vaebench.testing import run_dataset_checks, run_metric_checks, run_model_checks
+    from vaebench.train import select_device
 
     reg = _registry(registry)
     getters: dict[str, Callable[[str], Registered]] = {
@@ -599,6 +603,10 @@ def check(
     }  # fmt: skip
     registered = getters[kind](name)
     if kind == "model":
+        try:
+            select_device(device)
+        except ValueError as exc:  # as `vaebench run --device` refuses it: one line, exit 2
+            raise ConfigError(str(exc)) from None
         results = run_model_checks(registered.spec, device=device, threads=threads)
     elif kind == "dataset":
         results = run_dataset_checks(registered.spec, data_dir=data_dir, threads=threads)

@@ -173,6 +173,17 @@ def run(**opts: Any) -> None:
         api.stop_report_workers()
 
 
+def _flag(name: str) -> str:
+    """The command-line form of the option whose parameter is ``name`` (``sets``: ``--set``,
+    ``config_file``: ``--config``), as the running command declares it."""
+    ctx = click.get_current_context(silent=True)
+    for param in ctx.command.params if ctx is not None else ():
+        if param.name == name:
+            longs = [o for o in param.opts if o.startswith("--")]
+            return max(longs, key=len) if longs else param.opts[0]
+    return "--" + name.replace("_", "-")
+
+
 def _run(opts: dict[str, Any]) -> None:
     reg = registry()
     track = _tracks(opts["tracks"])
@@ -180,7 +191,7 @@ def _run(opts: dict[str, Any]) -> None:
     common: dict[str, Any] = dict(registry=reg, force=opts["force"], progress=opts["progress"],
                                   track=track, argv=["vaebench", *sys.argv[1:]])  # fmt: skip
     if opts["resume_dir"]:
-        given = ["--" + n.replace("_", "-") for n in _CONFIG_OPTIONS if opts[n] not in (None, ())]
+        given = [_flag(n) for n in _CONFIG_OPTIONS if opts[n] not in (None, ())]
         if given:
             raise UsageError(
                 f"--resume takes the configuration and folder of the stored run; do not "
