@@ -55,6 +55,28 @@ def test_finish_ends_a_process_whose_thread_never_ends():
     assert "still running after 1 s; exiting without them" in proc.stderr
 
 
+def test_a_stopped_command_waits_seconds_not_a_minute_for_stuck_threads():
+    # Ctrl-C with 2 workers once left the pool's manager thread waiting on a half-sent result:
+    # the command hung 60 s after saying "interrupted"
+    from vaebench.cli.finish import EXIT_SECONDS, INTERRUPTED_EXIT_SECONDS, watchdog_seconds
+
+    assert [watchdog_seconds(c) for c in (129, 130, 143)] == [INTERRUPTED_EXIT_SECONDS] * 3
+    assert INTERRUPTED_EXIT_SECONDS <= 5 < EXIT_SECONDS
+    assert watchdog_seconds(0) == watchdog_seconds(1) == watchdog_seconds(2) == EXIT_SECONDS
+    proc = _python("""
+        import threading
+        import vaebench.cli as cli
+
+        threading.Thread(target=threading.Event().wait).start()  # a thread that never ends
+        def stopped():  # a command that a Ctrl-C stopped
+            raise SystemExit(130)
+        cli.main = stopped
+        cli.console()
+    """, timeout=60)  # fmt: skip
+    assert proc.returncode == 130
+    assert "still running after 5 s; exiting without them" in proc.stderr
+
+
 def test_exit_code_is_computed_as_python_does():
     from vaebench.cli.finish import exit_code
 

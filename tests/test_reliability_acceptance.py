@@ -170,12 +170,21 @@ def test_diverging_model_fails_its_cells_the_rest_finish_and_report_lists_it(tmp
     assert "Failed cells" in page and page.count("diverged: loss diverged at epoch 1/2") == 2
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_interrupt_stops_cleanly_and_says_how_to_resume(tmp_path, sig, code):
+@pytest.mark.parametrize(
+    ("sig", "code", "times"),
+    [(signal.SIGINT, 130, 1), (signal.SIGTERM, 143, 1), (signal.SIGTERM, 143, 2),
+     (signal.SIGINT, 130, 2)],
+    ids=["int", "term", "term-twice", "int-twice"],
+)  # fmt: skip
+def test_interrupt_stops_cleanly_and_says_how_to_resume(tmp_path, sig, code, times):
+    # twice: `timeout` signals the process and then its group; the second signal once killed
+    # the process during its cleanup (no message, manifest left "running", locks left)
     out = tmp_path / "run"
     proc = vaebench(*GRID, "--out", str(out))
     wait_for_cells(out, 2, proc)
-    proc.send_signal(sig)
+    for _ in range(times):
+        proc.send_signal(sig)
+        time.sleep(0.03)
     rc, err = finish(proc)
 
     assert rc == code, err
@@ -186,3 +195,42 @@ def test_interrupt_stops_cleanly_and_says_how_to_resume(tmp_path, sig, code):
     saved = cells(out)
     assert set(m["summary"]["ran"]) == set(saved) and 2 <= len(saved) < N_CELLS
     assert leftovers(out) == []
+
+
+SECOND_SIGNAL = """
+import os, signal, sys, time
+from vaebench import grid
+from vaebench.cli import console
+
+store, abandon = grid.Grid._store, grid.Grid._abandon
+
+def stored_then_stopped(self, *args):  # the first SIGTERM once a cell is stored
+    store(self, *args)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+def cleanup_under_fire(self):  # the second one while the grid cleans up
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(0.3)
+    abandon(self)
+
+grid.Grid._store, grid.Grid._abandon = stored_then_stopped, cleanup_under_fire
+sys.argv = ["vaebench", *sys.argv[1:]]
+console()
+"""
+
+
+def test_a_second_signal_during_the_cleanup_does_not_cut_it_short(tmp_path):
+    # `timeout` signals the process and then its group: a second SIGTERM during the cleanup
+    # once killed the process outright (no message, manifest "running", lock files left)
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", SECOND_SIGNAL, *GRID, "--workers", "1", "--threads", "1",
+         "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 143, proc.stderr
+    assert f"Resume with: vaebench run --resume {out}" in proc.stderr
+    (m,) = manifests(out)
+    assert m["status"] == "interrupted" and m["signal"] == signal.SIGTERM
+    assert len(cells(out)) == 1 and leftovers(out) == []

@@ -597,26 +597,27 @@ class Grid:
             contextlib.nullcontext()
         )  # fmt: skip
         self.bar = bar
-        try:
-            with redirect, termination_as_interrupt():
+        # the cleanup runs inside the block too: a second signal cannot cut it short
+        with redirect, termination_as_interrupt():
+            try:
                 self.executor = make_executor(self.cfg.executor, self.plan, self.cfg.scheduler)
                 self._loop(cells, wait=False)
                 self._wait_for_busy()
                 self.executor.shutdown()
-        except KeyboardInterrupt as exc:
-            bar.close()
-            self._abandon()
-            signum = signal_of(exc)
-            with contextlib.suppress(Exception, KeyboardInterrupt):
-                self._reconcile(cells)
-                self._write_manifest("interrupted", finished=now_iso(), signal=int(signum))
-            raise RunInterrupted(self.summary, signum) from None
-        except BaseException as exc:
-            bar.close()
-            self._abandon()
-            with contextlib.suppress(Exception):
-                self._write_manifest("aborted", finished=now_iso(), error=f"{exc}")
-            raise
+            except KeyboardInterrupt as exc:
+                bar.close()
+                self._abandon()
+                signum = signal_of(exc)
+                with contextlib.suppress(Exception, KeyboardInterrupt):
+                    self._reconcile(cells)
+                    self._write_manifest("interrupted", finished=now_iso(), signal=int(signum))
+                raise RunInterrupted(self.summary, signum) from None
+            except BaseException as exc:
+                bar.close()
+                self._abandon()
+                with contextlib.suppress(Exception):
+                    self._write_manifest("aborted", finished=now_iso(), error=f"{exc}")
+                raise
         bar.close()
         self._write_manifest("finished", finished=now_iso())
         return self.summary

@@ -173,7 +173,12 @@ def _listing(run: Path) -> dict[str, tuple[int, int, int, int]]:
                 st = entry.stat()
             except FileNotFoundError:  # removed since the listing
                 continue
-            out[checked_cell_name(name, run / "cells")] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+            out[checked_cell_name(name, run / "cells")] = (
+                st.st_size,
+                st.st_mtime_ns,
+                st.st_ino,
+                st.st_ctime_ns,
+            )
     return out
 
 

@@ -50,21 +50,34 @@ def signal_of(exc: KeyboardInterrupt) -> int:
 def termination_as_interrupt() -> Iterator[None]:
     """Turn SIGTERM and SIGHUP into a ``KeyboardInterrupt`` (with ``signum``) inside the block
     (main thread only; signals somebody set to be ignored, e.g. SIGHUP under ``nohup``, stay
-    ignored)."""
+    ignored). After the first of them, or a Ctrl-C, the three are ignored until the block ends,
+    so that the grid's cleanup (workers stopped, locks released, the manifest marked
+    ``interrupted``) is not cut short by a second one: ``timeout`` sends its signal to the
+    process and then to its process group, i.e. twice."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    managed: dict[signal.Signals, Any] = {}
+
+    def hold() -> None:  # the first signal stops the run; the next ones are ignored
+        for sig in managed:
+            signal.signal(sig, signal.SIG_IGN)
 
     def handler(signum: int, frame: Any) -> None:
+        hold()
         raise _Terminated(signum)
 
-    previous: dict[signal.Signals, Any] = {}
-    for name in ("SIGTERM", "SIGHUP"):
+    def interrupt(signum: int, frame: Any) -> None:
+        hold()
+        raise KeyboardInterrupt
+
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
-        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
-            previous[sig] = signal.signal(sig, handler)
+        default = signal.default_int_handler if name == "SIGINT" else signal.SIG_DFL
+        if sig is not None and signal.getsignal(sig) is default:
+            managed[sig] = signal.signal(sig, interrupt if name == "SIGINT" else handler)
     try:
         yield
     finally:
-        for sig, old in previous.items():
+        for sig, old in managed.items():
             signal.signal(sig, old)

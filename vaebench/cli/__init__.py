@@ -21,7 +21,7 @@ import click
 from vaebench import api
 from vaebench.cli.bench import bench
 from vaebench.cli.common import EXIT_INTERRUPTED, EXIT_USAGE
-from vaebench.cli.finish import exit_code, finish
+from vaebench.cli.finish import exit_code, finish, watchdog_seconds
 from vaebench.cli.listing import check, list_, plugins
 from vaebench.cli.report import report
 from vaebench.cli.run import evaluate, run
@@ -174,7 +174,8 @@ def console() -> None:
     try:
         main()
     except SystemExit as exc:
-        finish(exit_code(exc.code))
+        code = exit_code(exc.code)
+        finish(code, watchdog_seconds(code))
     finish(0)
 
 

@@ -27,10 +27,22 @@ import sys
 import threading
 from typing import NoReturn
 
-__all__ = ["EXIT_SECONDS", "exit_code", "finish"]
+__all__ = ["EXIT_SECONDS", "INTERRUPTED_EXIT_SECONDS", "exit_code", "finish", "watchdog_seconds"]
 
 #: How long the threads and exit handlers may take before the process ends without them.
 EXIT_SECONDS = 60.0
+
+#: The same after a signal stopped the command (exit code 128 + SIGHUP, SIGINT or SIGTERM): its
+#: results and manifest are written by then, and a process pool whose workers were terminated
+#: mid-cell can leave its manager thread waiting forever on a half-sent result (seen after
+#: Ctrl-C with 2 workers, about 1 time in 8).
+INTERRUPTED_EXIT_SECONDS = 5.0
+
+
+def watchdog_seconds(code: int) -> float:
+    """:data:`INTERRUPTED_EXIT_SECONDS` for the exit codes of a stopping signal, else
+    :data:`EXIT_SECONDS`."""
+    return INTERRUPTED_EXIT_SECONDS if code in (129, 130, 143) else EXIT_SECONDS
 
 
 def exit_code(code: object) -> int:
