@@ -434,6 +434,12 @@ def test_precedence_is_defaults_then_file_then_command_line(tmp_path) -> None:
     cfg = RunConfig.build(reg, config_file=str(path), epochs="5", sets=["vae.beta=3"])
     assert cfg.resolved_params(reg, "ae")["epochs"] == 5  # command line over the file
     assert cfg.resolved_params(reg, "vae")["beta"] == 3.0
+    # ... over the file's [model.vae] too (it once kept 50 for the vae alone)
+    assert cfg.resolved_params(reg, "vae")["epochs"] == 5
+    cfg = RunConfig.build(reg, config_file=str(path), epochs="5")
+    assert cfg.resolved_params(reg, "vae")["beta"] == 2.0  # the table's other keys stay
+    cfg = RunConfig.build(reg, config_file=str(path), epochs="5", sets=["vae.epochs=7"])
+    assert [cfg.resolved_params(reg, m)["epochs"] for m in ("ae", "vae")] == [5, 7]
     assert RunConfig.build(reg, config_file=str(path), models="pca").models == ["pca"]
     with pytest.raises(ConfigError, match="swept twice"):
         path.write_text('[sweep]\n"vae.beta" = [1.0, 2.0]\n')

@@ -579,7 +579,9 @@ class _Tables:
 
     def apply(self, src: _Sources, sets: Sequence[str], registry: Registry) -> None:
         """The file's ``[model.NAME]``, ``[dataset.NAME]`` and ``[eval]`` tables, then
-        ``--set`` (later wins)."""
+        ``--set`` (later wins); a shorthand option given on the command line (``--epochs``)
+        removes the file's per-model values of it (order: defaults < the file's shorthand <
+        ``[model.NAME]`` < the command line's shorthand < ``--set``)."""
         origin = src.origin
         for section, known_names, known in (
             ("model", self.model_defaults, registry.models),
@@ -598,6 +600,12 @@ class _Tables:
                     )
                 for key, raw in values.items():
                     self.assign(scope, key, raw, f"{origin} [{section}.{scope}]")
+        # a shorthand option typed now (--epochs) beats the file's [model.NAME] values of it:
+        # the command line beats the file, whatever the file's table
+        for key in COMMON_KEYS:
+            if src.cli.get(key) is not None:
+                for table in self.model_params.values():
+                    table.pop(key, None)
         for key, raw in src.file.get("eval", {}).items():
             self.assign("eval", key, raw, f"{origin} [eval]")
         for text in sets:
