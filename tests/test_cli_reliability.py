@@ -98,6 +98,7 @@ BAD_INPUTS: list[tuple[str, list[str], Files, str]] = [
     ("duplicate seed", ["run", "--seeds", "0,0"], {}, "0 given twice"),
     ("huge seed range", ["run", "--seeds", "0-99999999"], {}, "at most 10000 seeds"),
     ("subset 0", ["run", "--subset", "0"], {}, "subset 0"),
+    ("subset 1 (one image a split)", ["run", "--subset", "1"], {}, "subset 1: expected an integer >= 2"),
     ("subset not a number", ["run", "--subset", "ten"], {}, "'ten' for --subset"),
     ("unknown device", ["run", "--device", "tpu"], {}, "'tpu'"),
     ("unknown --set key", ["run", "--set", "vae.nope=1"], {}, "unknown key 'nope'"),

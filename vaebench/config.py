@@ -464,8 +464,10 @@ def _data_settings(src: _Sources) -> dict[str, Any]:
     data_dir = _folder(src, "data_dir")
     sub = src.pick("subset", None)
     with src.blame("subset"):
-        if sub is not None and (isinstance(sub, bool) or not isinstance(sub, int) or sub <= 0):
-            raise ConfigError(f"invalid subset {sub!r}: expected a positive integer")
+        if sub is not None and (isinstance(sub, bool) or not isinstance(sub, int) or sub < 2):
+            raise ConfigError(  # one image cannot be split, fitted on, nor interpolated between
+                f"invalid subset {sub!r}: expected an integer >= 2 (images per split)"
+            )
     with src.blame("val_fraction"):
         val = parse_value("val_fraction", src.pick("val_fraction", 0.0), 0.0)
         if not 0.0 <= val <= 0.5:
