@@ -139,7 +139,9 @@ _EXECUTION_OPTIONS = ("device", "workers", "threads", "executor", "scheduler", "
               "(default) or conv; --set vae.arch=conv for one model.")  # fmt: skip
 @click.option("-c", "--config", "config_file", metavar="FILE", help="TOML config file with any "
               "of these options (command-line values override it); see docs/config.md.")  # fmt: skip
-@click.option("--subset", metavar="N", help="Use at most N (>= 2) images of each split (deterministic).")
+@click.option(
+    "--subset", metavar="N", help="Use at most N (>= 2) images of each split (deterministic)."
+)
 @click.option("--val-fraction", metavar="F", help="Hold out this share (0 to 0.5) of the "
               "training images: their reconstruction error is logged every epoch (val_mse) and "
               "used for the not-converged warning [default: 0].")  # fmt: skip
