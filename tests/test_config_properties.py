@@ -233,7 +233,7 @@ valid_sets = st.lists(
     epochs=st.one_of(st.none(), st.integers(1, 100)),
     latent=st.one_of(st.none(), st.integers(1, 32)),
     lr=st.one_of(st.none(), st.floats(min_value=1e-6, max_value=10)),
-    subset=st.one_of(st.none(), st.integers(1, 5000)),
+    subset=st.one_of(st.none(), st.integers(2, 5000)),
     sets=valid_sets,
 )
 def test_valid_configs_build_and_round_trip(models, seeds, epochs, latent, lr, subset, sets):

@@ -634,13 +634,17 @@ class Grid:
             self._loop([cell], wait=True)
 
     def _abandon(self) -> None:
-        """Stop the workers and give up the cells in flight (their locks are released)."""
+        """Stop the workers and give up the cells in flight (their locks are released), then
+        delete the lock files no process holds: a signal between a lock's creation and its
+        registration in flight (a few bytecodes) would leave one behind."""
         if self.executor is not None:
             with contextlib.suppress(Exception):
                 self.executor.shutdown(cancel=True)
         for _, lock, _, _ in self.in_flight.values():
             lock.release()
         self.in_flight.clear()
+        with contextlib.suppress(Exception):  # locks other processes hold are never touched
+            remove_stale_locks(self.cells_dir, self.out)
 
     def _loop(self, cells: list[Cell], wait: bool) -> None:
         """Claim, submit and store cells, keeping at most ``executor.capacity`` in flight."""
