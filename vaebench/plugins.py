@@ -167,8 +167,8 @@ class Registry:
         """The :class:`~vaebench.dataset.DatasetSpec` a plugin claims for ``path`` -- a file or
         folder given where a dataset name goes (hook ``vaebench_dataset_for_path``; the
         built-in :mod:`vaebench.data.user` claims ``.npz`` files and folders) -- or ``None``."""
-        claim = self._path_claim(path)
-        return None if claim is None else claim.spec
+        spec: DatasetSpec | None = get_plugin_manager().hook.vaebench_dataset_for_path(path=path)
+        return spec
 
     def dataset_or_path(self, name: str) -> Registered:
         """What a dataset ``name`` given to vaebench means: the spec a plugin claims for it as
@@ -193,6 +193,7 @@ class Registry:
         spec = hook(path=path)
         if spec is None:
             return None
+        # who claimed it: asked only here, where the origin is shown (not per cell)
         plugin = "unknown plugin"
         for impl in reversed(hook.get_hookimpls()):
             if impl.hookwrapper or getattr(impl, "wrapper", False):
